@@ -1,0 +1,107 @@
+//! The error type: everything a user can get wrong is reported here, naming the layer or
+//! file, the shapes involved and, where one exists, a hint.
+
+/// Errors returned by ocellus. Internal invariants use `assert!`; anything a user can
+/// cause (a shape that does not fit, a bad configuration, a bad file) is an `Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor of the wrong shape was given to a layer.
+    #[error("{layer}: expects input {expected}, but got {got}{hint}", hint = fmt_hint(.hint))]
+    Shape {
+        layer: String,
+        expected: String,
+        got: String,
+        hint: String,
+    },
+    /// `backward` was called on a layer that has not run `forward` since it was built.
+    #[error("{layer}: backward called before forward; run forward first so the layer keeps what backward needs")]
+    BackwardBeforeForward { layer: String },
+    /// A layer or optimiser was configured with impossible settings.
+    #[error("{layer}: {message}")]
+    Config { layer: String, message: String },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but its contents are not what they should be.
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+}
+
+fn fmt_hint(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!(" ({hint})")
+    }
+}
+
+/// Result with the ocellus [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A shape error for `layer`; `expected` describes what fits, `got` is the shape seen.
+    pub fn shape(layer: impl Into<String>, expected: impl Into<String>, got: &[usize]) -> Self {
+        Error::Shape {
+            layer: layer.into(),
+            expected: expected.into(),
+            got: crate::tensor::shape_str(got),
+            hint: String::new(),
+        }
+    }
+
+    /// Adds a hint to a shape error (other errors are returned unchanged).
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        match self {
+            Error::Shape {
+                layer,
+                expected,
+                got,
+                ..
+            } => Error::Shape {
+                layer,
+                expected,
+                got,
+                hint: hint.into(),
+            },
+            other => other,
+        }
+    }
+
+    /// A configuration error for `layer`.
+    pub fn config(layer: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            layer: layer.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Prefixes the layer name with its position in a network, e.g. `layer 5 (linear)`.
+    pub fn in_layer(self, position: &str) -> Self {
+        let prefix = |name: String| format!("{position} ({name})");
+        match self {
+            Error::Shape {
+                layer,
+                expected,
+                got,
+                hint,
+            } => Error::Shape {
+                layer: prefix(layer),
+                expected,
+                got,
+                hint,
+            },
+            Error::BackwardBeforeForward { layer } => Error::BackwardBeforeForward {
+                layer: prefix(layer),
+            },
+            Error::Config { layer, message } => Error::Config {
+                layer: prefix(layer),
+                message,
+            },
+            other => other,
+        }
+    }
+}

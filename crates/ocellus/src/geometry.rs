@@ -1,0 +1,105 @@
+//! The formulas of convolution geometry, each written once and used by the layers, by
+//! `summary` and by the tests: output size, parameter count and receptive field.
+
+/// Output length along one axis of a sliding window (convolution or pooling):
+///
+/// `O = ⌊(W + pad_lo + pad_hi − D·(K − 1) − 1) / S⌋ + 1`
+///
+/// With symmetric padding `p` and dilation 1 this is the notes' `O = ⌊(W − K + 2p)/S⌋ + 1`.
+/// Returns `None` when the (padded) input is smaller than the (dilated) window.
+pub fn conv_output_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad_lo: usize,
+    pad_hi: usize,
+    dilation: usize,
+) -> Option<usize> {
+    assert!(
+        stride > 0 && kernel > 0 && dilation > 0,
+        "kernel, stride and dilation must be positive"
+    );
+    let padded = input + pad_lo + pad_hi;
+    let span = dilation * (kernel - 1) + 1;
+    if padded < span {
+        None
+    } else {
+        Some((padded - span) / stride + 1)
+    }
+}
+
+/// Learnable parameters of a 2-D convolution: `(KH·KW·IC/groups + bias)·OC`.
+///
+/// The notes' example, a 3×3 convolution from 3 to 64 channels, has (27 + 1)·64 = 1,792.
+pub fn conv_param_count(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: (usize, usize),
+    groups: usize,
+    bias: bool,
+) -> usize {
+    (kernel.0 * kernel.1 * in_channels / groups + usize::from(bias)) * out_channels
+}
+
+/// Receptive field of one unit, along one axis, and the distance (in input pixels)
+/// between neighbouring units: the "jump".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceptiveField {
+    /// Input pixels that can influence one unit.
+    pub size: usize,
+    /// Input pixels between two neighbouring units (product of the strides so far).
+    pub jump: usize,
+}
+
+impl ReceptiveField {
+    /// A single input pixel sees itself: size 1, jump 1.
+    pub const INPUT: ReceptiveField = ReceptiveField { size: 1, jump: 1 };
+
+    /// The recurrence `RF_l = RF_{l−1} + (K_l − 1)·∏_{i<l} S_i`, with a dilated kernel
+    /// counting as `D·(K − 1) + 1` wide; the jump is multiplied by the stride.
+    pub fn through(self, kernel: usize, stride: usize, dilation: usize) -> ReceptiveField {
+        ReceptiveField {
+            size: self.size + dilation * (kernel - 1) * self.jump,
+            jump: self.jump * stride,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_len_matches_the_notes() {
+        // §2.2: W = 32, k = 3, p = 1, s = 1 keeps 32 ("same" padding).
+        assert_eq!(conv_output_len(32, 3, 1, 1, 1, 1), Some(32));
+        // §2.2 worked example: W = 3, k = 2, valid → 2.
+        assert_eq!(conv_output_len(3, 2, 1, 0, 0, 1), Some(2));
+        // Stride 2 halves; the floor drops the leftover column.
+        assert_eq!(conv_output_len(7, 3, 2, 0, 0, 1), Some(3));
+        assert_eq!(conv_output_len(2, 3, 1, 0, 0, 1), None);
+        // Dilation 2 makes a 3-wide kernel span 5.
+        assert_eq!(conv_output_len(9, 3, 1, 0, 0, 2), Some(5));
+    }
+
+    #[test]
+    fn parameter_count_matches_the_notes() {
+        assert_eq!(conv_param_count(3, 64, (3, 3), 1, true), 1_792);
+    }
+
+    #[test]
+    fn receptive_field_of_three_stacked_3x3_is_7() {
+        let mut rf = ReceptiveField::INPUT;
+        let sizes: Vec<usize> = (0..3)
+            .map(|_| {
+                rf = rf.through(3, 1, 1);
+                rf.size
+            })
+            .collect();
+        assert_eq!(sizes, vec![3, 5, 7]);
+        // After a stride-2 pool, each further 3×3 layer adds 2·2 = 4.
+        let pooled = rf.through(2, 2, 1);
+        assert_eq!(pooled, ReceptiveField { size: 8, jump: 2 });
+        assert_eq!(pooled.through(3, 1, 1).size, 12);
+    }
+}

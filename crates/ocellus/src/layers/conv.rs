@@ -1,0 +1,329 @@
+//! 2-D convolution (cross-correlation, as every deep-learning library computes it), with
+//! any kernel size, stride, per-side zero padding, dilation and groups.
+
+use crate::error::{Error, Result};
+use crate::geometry::{conv_output_len, conv_param_count, ReceptiveField};
+use crate::init::{self, Init};
+use crate::kernels::{self, ConvGeometry};
+use crate::layers::{expect_nchw, expect_same_shape, Layer, Mode, Param};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// Zero padding on each side of the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Padding {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Padding {
+    /// The same padding on all four sides.
+    pub fn uniform(p: usize) -> Self {
+        Padding::symmetric(p, p)
+    }
+
+    /// `ph` rows above and below, `pw` columns left and right (PyTorch's `padding=(ph, pw)`).
+    pub fn symmetric(ph: usize, pw: usize) -> Self {
+        Padding {
+            top: ph,
+            bottom: ph,
+            left: pw,
+            right: pw,
+        }
+    }
+
+    /// True when top = bottom and left = right (expressible as PyTorch's `padding=(ph, pw)`).
+    pub fn is_symmetric(&self) -> bool {
+        self.top == self.bottom && self.left == self.right
+    }
+}
+
+/// Settings of a [`Conv2d`]. Start from [`Conv2dConfig::new`] and adjust fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// (KH, KW)
+    pub kernel: (usize, usize),
+    /// (vertical, horizontal)
+    pub stride: (usize, usize),
+    pub padding: Padding,
+    /// (vertical, horizontal)
+    pub dilation: (usize, usize),
+    pub groups: usize,
+    pub bias: bool,
+    pub init: Init,
+}
+
+impl Conv2dConfig {
+    /// `IC → OC` channels with a square `k×k` kernel, stride 1, no padding, with bias.
+    pub fn new(in_channels: usize, out_channels: usize, k: usize) -> Self {
+        Conv2dConfig {
+            in_channels,
+            out_channels,
+            kernel: (k, k),
+            stride: (1, 1),
+            padding: Padding::default(),
+            dilation: (1, 1),
+            groups: 1,
+            bias: true,
+            init: Init::PytorchDefault,
+        }
+    }
+
+    /// Sets the kernel to `KH×KW`.
+    pub fn kernel(mut self, kh: usize, kw: usize) -> Self {
+        self.kernel = (kh, kw);
+        self
+    }
+
+    /// Sets the same stride on both axes.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = (s, s);
+        self
+    }
+
+    /// Sets the same zero padding on all four sides.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = Padding::uniform(p);
+        self
+    }
+}
+
+/// A 2-D convolution layer.
+pub struct Conv2d {
+    config: Conv2dConfig,
+    /// (OC, IC/groups, KH, KW)
+    weight: Param,
+    /// (OC,)
+    bias: Option<Param>,
+    /// The input of the last forward pass, (N, IC, H, W): `dw` correlates it with `dy`.
+    input: Option<Tensor>,
+    /// Reused scratch memory of the fast kernels.
+    workspace: kernels::conv::Workspace,
+}
+
+impl Conv2d {
+    /// A convolution with weights drawn by `config.init` (bias as PyTorch draws it).
+    pub fn new(config: Conv2dConfig, rng: &mut Rng) -> Result<Self> {
+        let c = &config;
+        let name = "conv2d";
+        if c.in_channels == 0 || c.out_channels == 0 || c.groups == 0 {
+            return Err(Error::config(name, "channels and groups must be positive"));
+        }
+        if c.kernel.0 == 0 || c.kernel.1 == 0 || c.stride.0 == 0 || c.stride.1 == 0 {
+            return Err(Error::config(name, "kernel and stride must be positive"));
+        }
+        if c.dilation.0 == 0 || c.dilation.1 == 0 {
+            return Err(Error::config(name, "dilation must be positive"));
+        }
+        if c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
+            return Err(Error::config(
+                name,
+                format!(
+                    "groups = {} must divide both in_channels = {} and out_channels = {}",
+                    c.groups, c.in_channels, c.out_channels
+                ),
+            ));
+        }
+        let shape = [
+            c.out_channels,
+            c.in_channels / c.groups,
+            c.kernel.0,
+            c.kernel.1,
+        ];
+        let weight = Param::new(init::weight(&shape, c.init, rng));
+        let bias = c
+            .bias
+            .then(|| Param::new(init::bias(c.out_channels, init::fans(&shape).0, rng)));
+        Ok(Conv2d {
+            config,
+            weight,
+            bias,
+            input: None,
+            workspace: Default::default(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+
+    /// The filters, (OC, IC/groups, KH, KW).
+    pub fn weight(&self) -> &Param {
+        &self.weight
+    }
+
+    /// The bias, (OC,), if the layer has one.
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+
+    /// The full arithmetic of this convolution on an input of shape (N, IC, H, W).
+    fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
+        let c = &self.config;
+        expect_nchw(self.kind(), input, Some(c.in_channels))?;
+        let (h, w) = (input[2], input[3]);
+        let p = c.padding;
+        let oh = conv_output_len(h, c.kernel.0, c.stride.0, p.top, p.bottom, c.dilation.0);
+        let ow = conv_output_len(w, c.kernel.1, c.stride.1, p.left, p.right, c.dilation.1);
+        let (Some(oh), Some(ow)) = (oh, ow) else {
+            return Err(Error::shape(
+                self.kind(),
+                format!(
+                    "an image at least as large as the {}×{} kernel (after padding and dilation)",
+                    c.kernel.0, c.kernel.1
+                ),
+                input,
+            ));
+        };
+        Ok(ConvGeometry {
+            n: input[0],
+            ic: c.in_channels,
+            h,
+            w,
+            oc: c.out_channels,
+            kh: c.kernel.0,
+            kw: c.kernel.1,
+            stride: c.stride,
+            pad: (p.top, p.bottom, p.left, p.right),
+            dilation: c.dilation,
+            groups: c.groups,
+            oh,
+            ow,
+        })
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.config;
+        let mut s = format!(
+            "Conv2d({}→{}, {}×{}",
+            c.in_channels, c.out_channels, c.kernel.0, c.kernel.1
+        );
+        if c.stride != (1, 1) {
+            s += &format!(", stride {:?}", c.stride);
+        }
+        let p = c.padding;
+        if p != Padding::default() {
+            if p == Padding::uniform(p.top) {
+                s += &format!(", pad {}", p.top);
+            } else {
+                s += &format!(", pad t{} b{} l{} r{}", p.top, p.bottom, p.left, p.right);
+            }
+        }
+        if c.dilation != (1, 1) {
+            s += &format!(", dilation {:?}", c.dilation);
+        }
+        if c.groups != 1 {
+            s += &format!(", groups {}", c.groups);
+        }
+        if !c.bias {
+            s += ", no bias";
+        }
+        s + ")"
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let g = self.geometry(input)?;
+        Ok(vec![g.n, g.oc, g.oh, g.ow])
+    }
+
+    /// x: (N, IC, H, W) → y: (N, OC, OH, OW)
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        let g = self.geometry(x.shape())?;
+        let mut y = Tensor::zeros(&[g.n, g.oc, g.oh, g.ow]);
+        kernels::conv::forward(
+            &g,
+            x.data(),
+            self.weight.value.data(),
+            self.bias.as_ref().map(|b| b.value.data()),
+            y.data_mut(),
+            &mut self.workspace,
+        );
+        match &mut self.input {
+            Some(saved) => saved.copy_from(x),
+            None => self.input = Some(x.clone()),
+        }
+        Ok(y)
+    }
+
+    /// dy: (N, OC, OH, OW) → dx: (N, IC, H, W); adds into dweight and dbias.
+    ///
+    /// Differentiating `y = b + Σ x·w` (notes §2.6):
+    /// `dw[oc,ic,i,j] += Σ_{n,oh,ow} dy[n,oc,oh,ow]·x[n,ic,oh·S+i,ow·S+j]`,
+    /// `db[oc] += Σ_{n,oh,ow} dy[n,oc,oh,ow]`,
+    /// `dx[n,ic,h,w] = Σ_{oc,i,j} dy[n,oc,(h−i)/S,(w−j)/S]·w[oc,ic,i,j]` (a full correlation
+    /// with the flipped kernel).
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let x = self
+            .input
+            .as_ref()
+            .ok_or_else(|| Error::BackwardBeforeForward {
+                layer: self.kind().into(),
+            })?;
+        let g = self.geometry(x.shape())?;
+        expect_same_shape(self.kind(), &[g.n, g.oc, g.oh, g.ow], dy.shape())?;
+        let mut dx = Tensor::zeros(x.shape());
+        kernels::conv::backward(
+            &g,
+            x.data(),
+            self.weight.value.data(),
+            dy.data(),
+            dx.data_mut(),
+            self.weight.grad.data_mut(),
+            self.bias.as_mut().map(|b| b.grad.data_mut()),
+            &mut self.workspace,
+        );
+        Ok(dx)
+    }
+
+    fn params(&self) -> Vec<(String, &Param)> {
+        let mut out = vec![("weight".to_string(), &self.weight)];
+        if let Some(b) = &self.bias {
+            out.push(("bias".to_string(), b));
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
+        let mut out = vec![("weight".to_string(), &mut self.weight)];
+        if let Some(b) = &mut self.bias {
+            out.push(("bias".to_string(), b));
+        }
+        out
+    }
+
+    fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {
+        let c = &self.config;
+        [
+            before[0].through(c.kernel.0, c.stride.0, c.dilation.0),
+            before[1].through(c.kernel.1, c.stride.1, c.dilation.1),
+        ]
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        self.geometry(input).map_or(0, |g| g.macs())
+    }
+}
+
+/// Parameters of this convolution, by the one formula in [`crate::geometry`].
+impl Conv2dConfig {
+    pub fn param_count(&self) -> usize {
+        conv_param_count(
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            self.groups,
+            self.bias,
+        )
+    }
+}

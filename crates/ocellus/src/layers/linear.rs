@@ -1,0 +1,241 @@
+//! The fully connected layer (the lecture's FullyConnectedLayer / LinearLayer) and the
+//! Flatten layer that feeds it from a convolutional stack.
+
+use crate::error::{Error, Result};
+use crate::init::{self, Init};
+use crate::layers::{expect_same_shape, Layer, Mode, Param};
+use crate::rng::Rng;
+use crate::tensor::{shape_str, Tensor};
+
+/// `y = x·Wᵀ + b`, with the weight stored `(out, in)` as in PyTorch.
+pub struct Linear {
+    in_features: usize,
+    out_features: usize,
+    /// (out, in)
+    weight: Param,
+    /// (out,)
+    bias: Option<Param>,
+    /// The input of the last forward pass, (N, in).
+    input: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer from `in_features` to `out_features`, initialised as PyTorch does.
+    pub fn new(in_features: usize, out_features: usize, rng: &mut Rng) -> Result<Self> {
+        Self::with_init(in_features, out_features, true, Init::PytorchDefault, rng)
+    }
+
+    /// A layer with a chosen initialisation and optional bias.
+    pub fn with_init(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        init: Init,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        if in_features == 0 || out_features == 0 {
+            return Err(Error::config("linear", "features must be positive"));
+        }
+        let shape = [out_features, in_features];
+        let weight = Param::new(init::weight(&shape, init, rng));
+        let bias = bias.then(|| Param::new(init::bias(out_features, in_features, rng)));
+        Ok(Linear {
+            in_features,
+            out_features,
+            weight,
+            bias,
+            input: None,
+        })
+    }
+
+    /// The weight, (out, in).
+    pub fn weight(&self) -> &Param {
+        &self.weight
+    }
+
+    fn check_input(&self, shape: &[usize]) -> Result<()> {
+        if shape.len() == 2 && shape[1] == self.in_features {
+            return Ok(());
+        }
+        let err = Error::shape(
+            self.kind(),
+            format!("(N, {}), {} inputs", self.in_features, self.in_features),
+            shape,
+        );
+        Err(match shape.len() {
+            2 => err.with_hint(format!("the previous layer gives {} features", shape[1])),
+            4 => err.with_hint(format!(
+                "an image tensor needs a Flatten first; it would give {} = {}×{}×{} features",
+                shape[1] * shape[2] * shape[3],
+                shape[1],
+                shape[2],
+                shape[3]
+            )),
+            _ => err,
+        })
+    }
+}
+
+impl Layer for Linear {
+    fn kind(&self) -> &'static str {
+        "linear"
+    }
+
+    fn describe(&self) -> String {
+        format!("Linear({}→{})", self.in_features, self.out_features)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.check_input(input)?;
+        Ok(vec![input[0], self.out_features])
+    }
+
+    /// x: (N, in) → y: (N, out), `y[n,o] = b[o] + Σ_i x[n,i]·W[o,i]`
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        self.check_input(x.shape())?;
+        let n = x.shape()[0];
+        let mut y = Tensor::zeros(&[n, self.out_features]);
+        if let Some(b) = &self.bias {
+            for row in y.data_mut().chunks_mut(self.out_features) {
+                row.copy_from_slice(b.value.data());
+            }
+        }
+        // y (N, out) += x (N, in) · Wᵀ (in, out)
+        crate::kernels::matmul::gemm(
+            n,
+            self.out_features,
+            self.in_features,
+            x.data(),
+            false,
+            self.weight.value.data(),
+            true,
+            y.data_mut(),
+            true,
+        );
+        match &mut self.input {
+            Some(saved) => saved.copy_from(x),
+            None => self.input = Some(x.clone()),
+        }
+        Ok(y)
+    }
+
+    /// dy: (N, out) → dx: (N, in); adds into dweight and dbias.
+    ///
+    /// Differentiating `y = x·Wᵀ + b`: `dW += dyᵀ·x`, `db += Σ_n dy[n]`, `dx = dy·W`.
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let x = self
+            .input
+            .as_ref()
+            .ok_or_else(|| Error::BackwardBeforeForward {
+                layer: self.kind().into(),
+            })?;
+        let n = x.shape()[0];
+        expect_same_shape(self.kind(), &[n, self.out_features], dy.shape())?;
+        use crate::kernels::matmul::gemm;
+        // dW (out, in) += dyᵀ (out, N) · x (N, in)
+        gemm(
+            self.out_features,
+            self.in_features,
+            n,
+            dy.data(),
+            true,
+            x.data(),
+            false,
+            self.weight.grad.data_mut(),
+            true,
+        );
+        if let Some(b) = &mut self.bias {
+            for row in dy.data().chunks(self.out_features) {
+                for (g, d) in b.grad.data_mut().iter_mut().zip(row) {
+                    *g += d;
+                }
+            }
+        }
+        // dx (N, in) = dy (N, out) · W (out, in)
+        let mut dx = Tensor::zeros(&[n, self.in_features]);
+        gemm(
+            n,
+            self.in_features,
+            self.out_features,
+            dy.data(),
+            false,
+            self.weight.value.data(),
+            false,
+            dx.data_mut(),
+            false,
+        );
+        Ok(dx)
+    }
+
+    fn params(&self) -> Vec<(String, &Param)> {
+        let mut out = vec![("weight".to_string(), &self.weight)];
+        if let Some(b) = &self.bias {
+            out.push(("bias".to_string(), b));
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
+        let mut out = vec![("weight".to_string(), &mut self.weight)];
+        if let Some(b) = &mut self.bias {
+            out.push(("bias".to_string(), b));
+        }
+        out
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        (input.first().copied().unwrap_or(0) * self.in_features * self.out_features) as u64
+    }
+}
+
+/// Reshapes `(N, C, H, W)` to `(N, C·H·W)` in C, H, W order (PyTorch's `flatten(1)`).
+#[derive(Default)]
+pub struct Flatten {
+    /// The input shape of the last forward pass, to restore in backward.
+    input_shape: Option<Vec<usize>>,
+}
+
+impl Flatten {
+    pub fn new() -> Self {
+        Flatten::default()
+    }
+}
+
+impl Layer for Flatten {
+    fn kind(&self) -> &'static str {
+        "flatten"
+    }
+
+    fn describe(&self) -> String {
+        "Flatten".into()
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input.is_empty() {
+            return Err(Error::shape(self.kind(), "(N, …)", input));
+        }
+        Ok(vec![input[0], input[1..].iter().product()])
+    }
+
+    /// x: (N, C, H, W) → y: (N, C·H·W)
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        let shape = self.output_shape(x.shape())?;
+        self.input_shape = Some(x.shape().to_vec());
+        x.clone().reshape(&shape)
+    }
+
+    /// dy: (N, C·H·W) → dx: (N, C, H, W) — the same values, the input's shape back.
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let shape = self
+            .input_shape
+            .as_ref()
+            .ok_or_else(|| Error::BackwardBeforeForward {
+                layer: self.kind().into(),
+            })?;
+        let flat = self.output_shape(shape)?;
+        if dy.shape() != flat.as_slice() {
+            return Err(Error::shape(self.kind(), shape_str(&flat), dy.shape()));
+        }
+        dy.clone().reshape(shape)
+    }
+}

@@ -1,0 +1,43 @@
+//! # ocellus — a layered convolutional neural network library
+//!
+//! Every layer owns its `forward`, its `backward` and its parameters; a [`Sequential`]
+//! network chains them; every gradient can be verified with finite differences
+//! ([`gradcheck`]).
+//!
+//! ## Shape vocabulary
+//!
+//! One vocabulary is used everywhere, in code, docs and error messages:
+//!
+//! | symbol | meaning |
+//! |---|---|
+//! | `N` | batch size (number of images) |
+//! | `C`, `IC`, `OC` | channels; input and output channels of a layer |
+//! | `H`, `W` | input height and width |
+//! | `OH`, `OW` | output height and width |
+//! | `KH`, `KW` | kernel height and width |
+//! | `F` | features of a flat (fully connected) activation |
+//!
+//! Image tensors are **NCHW**, row-major (the last index moves fastest), exactly as PyTorch
+//! stores them, so weights and activations can be exchanged with PyTorch without
+//! transposition. Flat activations are `(N, F)`. A convolution weight is `(OC, IC, KH, KW)`
+//! and a linear weight is `(out, in)`, as in PyTorch.
+//!
+//! ## Layers of the system
+//!
+//! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
+//! [`loss`] / [`optim`] → [`gradcheck`].
+
+pub mod error;
+pub mod geometry;
+pub mod init;
+pub mod kernels;
+pub mod layers;
+pub mod network;
+pub mod rng;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use layers::{Layer, Mode, Param};
+pub use network::Sequential;
+pub use rng::Rng;
+pub use tensor::Tensor;

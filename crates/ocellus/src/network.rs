@@ -1,0 +1,187 @@
+//! The sequential network (the lecture's *LayeredNeuralNetwork*): it chains layers in
+//! forward order and sends gradients back through them in reverse.
+
+use crate::error::Result;
+use crate::geometry::ReceptiveField;
+use crate::layers::{Layer, Mode, Param};
+use crate::tensor::Tensor;
+
+/// Layers applied one after another. A `Sequential` is itself a [`Layer`], so networks
+/// nest (the main path of a residual block is a `Sequential`).
+///
+/// Parameters are named `"{index}.{name}"`, as PyTorch's `nn.Sequential` names them
+/// (`0.weight`, `3.running_mean`, `5.main.0.weight`).
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Layer>>,
+}
+
+impl Sequential {
+    /// An empty network.
+    pub fn new() -> Self {
+        Sequential { layers: Vec::new() }
+    }
+
+    /// Appends a layer (builder style).
+    pub fn with(mut self, layer: impl Layer + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Appends a layer.
+    pub fn push(&mut self, layer: Box<dyn Layer>) {
+        self.layers.push(layer);
+    }
+
+    /// The layers in forward order.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// The layers in forward order, mutable.
+    pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer>] {
+        &mut self.layers
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True when there are no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The shape after every layer, or the first layer whose input does not fit, named by
+    /// its position: `layer 4 (linear): expects input (N, 400), but got (N, 256) …`.
+    pub fn shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
+        let mut shapes = Vec::with_capacity(self.layers.len());
+        let mut shape = input.to_vec();
+        for (i, layer) in self.layers.iter().enumerate() {
+            shape = layer
+                .output_shape(&shape)
+                .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+            shapes.push(shape.clone());
+        }
+        Ok(shapes)
+    }
+}
+
+impl Layer for Sequential {
+    fn kind(&self) -> &'static str {
+        "sequential"
+    }
+
+    fn describe(&self) -> String {
+        let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
+        format!("Sequential[{}]", inner.join(" → "))
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(self.shapes(input)?.pop().unwrap_or_else(|| input.to_vec()))
+    }
+
+    /// x: the first layer's input → y: the last layer's output.
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut layers = self.layers.iter_mut().enumerate();
+        let Some((_, first)) = layers.next() else {
+            return Ok(x.clone());
+        };
+        let mut y = first.forward(x, mode).map_err(|e| e.in_layer("layer 0"))?;
+        for (i, layer) in layers {
+            y = layer
+                .forward(&y, mode)
+                .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+        }
+        Ok(y)
+    }
+
+    /// Chain rule: `dx = J_0ᵀ · J_1ᵀ ⋯ J_{L−1}ᵀ · dy`, each layer applying its own `Jᵀ`.
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let mut layers = self.layers.iter_mut().enumerate().rev();
+        let Some((last_i, last)) = layers.next() else {
+            return Ok(dy.clone());
+        };
+        let mut d = last
+            .backward(dy)
+            .map_err(|e| e.in_layer(&format!("layer {last_i}")))?;
+        for (i, layer) in layers {
+            d = layer
+                .backward(&d)
+                .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+        }
+        Ok(d)
+    }
+
+    fn params(&self) -> Vec<(String, &Param)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, p) in layer.params() {
+                out.push((format!("{i}.{name}"), p));
+            }
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (name, p) in layer.params_mut() {
+                out.push((format!("{i}.{name}"), p));
+            }
+        }
+        out
+    }
+
+    fn buffers(&self) -> Vec<(String, &Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, b) in layer.buffers() {
+                out.push((format!("{i}.{name}"), b));
+            }
+        }
+        out
+    }
+
+    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (name, b) in layer.buffers_mut() {
+                out.push((format!("{i}.{name}"), b));
+            }
+        }
+        out
+    }
+
+    fn zero_grad(&mut self) {
+        for layer in &mut self.layers {
+            layer.zero_grad();
+        }
+    }
+
+    fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {
+        self.layers
+            .iter()
+            .fold(before, |rf, layer| layer.receptive_field(rf))
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        let mut shape = input.to_vec();
+        let mut total = 0;
+        for layer in &self.layers {
+            total += layer.macs(&shape);
+            match layer.output_shape(&shape) {
+                Ok(next) => shape = next,
+                Err(_) => break,
+            }
+        }
+        total
+    }
+
+    fn fix_randomness(&mut self, fixed: bool) {
+        for layer in &mut self.layers {
+            layer.fix_randomness(fixed);
+        }
+    }
+}
