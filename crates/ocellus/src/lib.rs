@@ -29,6 +29,7 @@
 
 pub mod error;
 pub mod geometry;
+pub mod gradcheck;
 pub mod init;
 pub mod kernels;
 pub mod layers;
