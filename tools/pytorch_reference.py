@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Generates the PyTorch reference vectors that ocellus's tests compare against.
+
+    pip install torch safetensors
+    python3 tools/pytorch_reference.py          # writes crates/ocellus/tests/reference/*.safetensors
+
+Each file holds several cases. Tensors are named "<case>.<tensor>" (e.g. "c3.dweight"); the
+file's metadata maps each case name to a JSON object with its settings. Every layer case stores
+the input x, the parameters, the output y, a random upstream gradient dy, and the gradients
+PyTorch computes for the input and every parameter under the loss sum(y * dy).
+
+The tests never need PyTorch: only this script does, and its output is committed.
+"""
+import json
+import math
+import pathlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/ocellus/tests/reference"
+torch.manual_seed(0)
+torch.set_default_dtype(torch.float32)
+
+
+class Writer:
+    """Collects the cases of one file."""
+
+    def __init__(self, name):
+        self.name, self.tensors, self.meta = name, {}, {}
+
+    def case(self, case, config, **tensors):
+        self.meta[case] = json.dumps(config)
+        for key, value in tensors.items():
+            self.tensors[f"{case}.{key}"] = value.detach().contiguous().clone().float()
+
+    def save(self):
+        OUT.mkdir(parents=True, exist_ok=True)
+        save_file(self.tensors, OUT / f"{self.name}.safetensors", metadata=self.meta)
+        size = (OUT / f"{self.name}.safetensors").stat().st_size
+        print(f"{self.name}: {len(self.meta)} cases, {size / 1024:.0f} KiB")
+
+
+def layer_case(writer, case, config, module, x, extra=None, params=None):
+    """Runs module on x, backpropagates sum(y * dy), stores x, params, y, dy and every gradient.
+
+    `module` is an nn.Module or any callable; `params` defaults to the module's named parameters.
+    """
+    x = x.clone().requires_grad_(True)
+    params = dict(module.named_parameters()) if params is None else params
+    y = module(x)
+    dy = torch.randn_like(y)
+    (y * dy).sum().backward()
+    tensors = {"x": x, "y": y, "dy": dy, "dx": x.grad}
+    for name, p in params.items():
+        tensors[name] = p
+        tensors["d" + name] = p.grad
+    tensors.update(extra or {})
+    writer.case(case, config, **tensors)
+
+
+def conv_cases():
+    w = Writer("conv2d")
+    configs = [
+        dict(n=2, ic=3, oc=4, h=7, w=7, k=(3, 3), s=(1, 1), p=(0, 0, 0, 0), d=(1, 1), g=1, bias=True),
+        dict(n=1, ic=1, oc=1, h=5, w=5, k=(3, 3), s=(1, 1), p=(1, 1, 1, 1), d=(1, 1), g=1, bias=True),
+        dict(n=3, ic=8, oc=8, h=9, w=9, k=(3, 3), s=(2, 2), p=(1, 1, 1, 1), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=3, oc=5, h=10, w=11, k=(3, 3), s=(3, 3), p=(2, 2, 2, 2), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=4, oc=6, h=8, w=8, k=(1, 1), s=(1, 1), p=(0, 0, 0, 0), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=4, oc=6, h=8, w=8, k=(1, 1), s=(2, 2), p=(0, 0, 0, 0), d=(1, 1), g=1, bias=False),
+        dict(n=2, ic=3, oc=4, h=9, w=7, k=(5, 3), s=(1, 2), p=(2, 2, 1, 1), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=3, oc=4, h=8, w=8, k=(2, 4), s=(1, 1), p=(0, 1, 2, 1), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=3, oc=4, h=9, w=9, k=(3, 3), s=(1, 1), p=(2, 2, 2, 2), d=(2, 2), g=1, bias=True),
+        dict(n=2, ic=4, oc=6, h=7, w=7, k=(3, 3), s=(1, 1), p=(1, 1, 1, 1), d=(1, 1), g=2, bias=True),
+        dict(n=2, ic=32, oc=64, h=6, w=6, k=(3, 3), s=(1, 1), p=(1, 1, 1, 1), d=(1, 1), g=1, bias=True),
+    ]
+    for i, c in enumerate(configs):
+        conv = nn.Conv2d(c["ic"], c["oc"], c["k"], stride=c["s"], dilation=c["d"], groups=c["g"], bias=c["bias"])
+        top, bottom, left, right = c["p"]
+        # Per-side zero padding (nn.Conv2d pads symmetrically only), then the convolution.
+        padded_conv = lambda x, conv=conv, pad=(left, right, top, bottom): conv(F.pad(x, pad))
+        layer_case(w, f"c{i}", c, padded_conv, torch.randn(c["n"], c["ic"], c["h"], c["w"]),
+                   params=dict(conv.named_parameters()))
+    w.save()
+
+
+def linear_cases():
+    w = Writer("linear")
+    for i, (n, fin, fout) in enumerate([(3, 12, 5), (1, 1, 1), (8, 160, 40)]):
+        layer_case(w, f"l{i}", dict(n=n, fin=fin, fout=fout), nn.Linear(fin, fout), torch.randn(n, fin))
+    w.save()
+
+
+def pool_cases():
+    w = Writer("pool")
+    # (kind, kernel, stride, padding, input shape)
+    configs = [
+        ("max", (2, 2), (2, 2), (0, 0), (2, 3, 8, 8)),
+        ("max", (3, 3), (2, 2), (1, 1), (2, 3, 9, 9)),   # overlapping windows, padding
+        ("max", (3, 3), (1, 1), (0, 0), (1, 2, 6, 7)),   # stride 1, heavy overlap
+        ("max", (2, 3), (2, 1), (1, 0), (2, 2, 7, 6)),   # non-square, kernel != stride
+        ("avg", (2, 2), (2, 2), (0, 0), (2, 3, 8, 8)),
+        ("avg", (3, 3), (2, 2), (1, 1), (2, 3, 9, 9)),   # count_include_pad=True (default)
+        ("avg", (2, 3), (1, 2), (0, 1), (2, 2, 6, 7)),
+        ("gap", None, None, None, (3, 4, 5, 6)),
+    ]
+    for i, (kind, k, s, p, shape) in enumerate(configs):
+        if kind == "max":
+            module = nn.MaxPool2d(k, s, p)
+        elif kind == "avg":
+            module = nn.AvgPool2d(k, s, p)
+        else:
+            module = nn.AdaptiveAvgPool2d(1)
+        layer_case(w, f"p{i}", dict(kind=kind, k=k, s=s, p=p), module, torch.randn(*shape))
+    w.save()
+
+
+def activation_cases():
+    w = Writer("activation")
+    modules = {
+        "relu": nn.ReLU(),
+        "leakyrelu": nn.LeakyReLU(0.01),
+        "leakyrelu_0.2": nn.LeakyReLU(0.2),
+        "sigmoid": nn.Sigmoid(),
+        "tanh": nn.Tanh(),
+        "softmax": nn.Softmax(dim=1),
+    }
+    for name, module in modules.items():
+        shape = (4, 7) if name == "softmax" else (2, 3, 4, 5)
+        x = torch.randn(*shape) * 3
+        # Off the kink at 0, where the derivative is undefined.
+        x = torch.where(x.abs() < 0.05, x + 0.1 * torch.sign(x + 1e-9), x)
+        slope = 0.2 if name.endswith("0.2") else 0.01
+        layer_case(w, name, dict(kind=name.split("_")[0], negative_slope=slope), module, x)
+    w.save()
+
+
+def batchnorm_cases():
+    w = Writer("batchnorm")
+    for dims, shape in [(2, (4, 3, 5, 5)), (1, (6, 4)), (2, (2, 8, 3, 3))]:
+        features = shape[1]
+        for mode in ["train", "eval"]:
+            bn = nn.BatchNorm2d(features) if dims == 2 else nn.BatchNorm1d(features)
+            with torch.no_grad():
+                bn.weight.copy_(torch.rand(features) + 0.5)
+                bn.bias.copy_(torch.randn(features))
+                bn.running_mean.copy_(torch.randn(features) * 0.1)
+                bn.running_var.copy_(torch.rand(features) + 0.5)
+            before = dict(running_mean_before=bn.running_mean.clone(), running_var_before=bn.running_var.clone())
+            bn.train(mode == "train")
+            x = torch.randn(*shape) * 2 + 1
+            case = f"bn{dims}d_{shape[0]}_{mode}"
+            # Two forward passes in training mode show the momentum update compounding.
+            passes = 2 if mode == "train" else 1
+            for _ in range(passes - 1):
+                bn(x * 0.5)
+            layer_case(w, case, dict(dims=dims, mode=mode, warmup_passes=passes - 1), bn, x,
+                       extra=dict(before, running_mean=bn.running_mean, running_var=bn.running_var))
+    w.save()
+
+
+def loss_cases():
+    w = Writer("loss")
+    for i, (n, k, smoothing, scale) in enumerate([(4, 10, 0.0, 1.0), (5, 3, 0.1, 2.0), (3, 6, 0.0, 1e3)]):
+        logits = (torch.randn(n, k) * scale).requires_grad_(True)
+        targets = torch.randint(0, k, (n,))
+        loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
+        loss.backward()
+        w.case(f"ce{i}", dict(smoothing=smoothing), logits=logits, targets=targets.float(),
+               loss=loss.reshape(1), dlogits=logits.grad)
+    pred = torch.randn(4, 3).requires_grad_(True)
+    target = torch.randn(4, 3)
+    loss = F.mse_loss(pred, target)
+    loss.backward()
+    w.case("mse", {}, pred=pred, target=target, loss=loss.reshape(1), dpred=pred.grad)
+    w.save()
+
+
+def optimizer_cases():
+    w = Writer("optim")
+    configs = {
+        "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        "sgd_nesterov_wd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+        "sgd_dampening": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.5, dampening=0.3),
+        "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+        "adam_wd": lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1),
+        "adamw": lambda p: torch.optim.AdamW(p, lr=0.01),
+        "adamw_wd": lambda p: torch.optim.AdamW(p, lr=0.001, weight_decay=0.5, eps=1e-6),
+    }
+    settings = {
+        "sgd_momentum": dict(kind="sgd", lr=0.1, momentum=0.9),
+        "sgd_nesterov_wd": dict(kind="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+        "sgd_dampening": dict(kind="sgd", lr=0.1, momentum=0.5, dampening=0.3),
+        "adam": dict(kind="adam", lr=0.01),
+        "adam_wd": dict(kind="adam", lr=0.01, betas=[0.8, 0.99], weight_decay=0.1),
+        "adamw": dict(kind="adamw", lr=0.01),
+        "adamw_wd": dict(kind="adamw", lr=0.001, weight_decay=0.5, eps=1e-6),
+    }
+    for name, make in configs.items():
+        weight = nn.Parameter(torch.randn(3, 4))
+        bias = nn.Parameter(torch.randn(3))
+        tensors = {"weight0": weight.detach().clone(), "bias0": bias.detach().clone()}
+        opt = make([weight, bias])
+        for step in range(1, 4):
+            weight.grad = torch.randn(3, 4)
+            bias.grad = torch.randn(3)
+            tensors[f"dweight{step}"] = weight.grad.clone()
+            tensors[f"dbias{step}"] = bias.grad.clone()
+            opt.step()
+            tensors[f"weight{step}"] = weight.detach().clone()
+            tensors[f"bias{step}"] = bias.detach().clone()
+        w.case(name, settings[name], **tensors)
+    w.save()
+
+
+def formula_values(shape, seed):
+    """Deterministic values both PyTorch and Rust compute identically: 0.5·sin(0.37·i + seed)."""
+    n = math.prod(shape)
+    i = torch.arange(n, dtype=torch.float64)
+    return (0.5 * torch.sin(0.37 * i + seed)).float().reshape(shape)
+
+
+class SmallCNN(nn.Module):
+    """The notes' §2.8 model."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.fc1 = nn.Linear(64 * 8 * 8, 128)
+        self.drop = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x, drop_mask):
+        x = self.pool(F.relu(self.bn1(self.conv1(x))))
+        x = self.pool(F.relu(self.bn2(self.conv2(x))))
+        x = x.flatten(1)
+        # nn.Dropout(0.5) with its mask made explicit: kept units scaled by 1/(1 − p).
+        x = F.relu(self.fc1(x)) * drop_mask / 0.5
+        return self.fc2(x)
+
+
+def smallcnn_step():
+    """One full training step of SmallCNN: forward, cross-entropy, backward, AdamW step."""
+    w = Writer("smallcnn")
+    model = SmallCNN()
+    params = list(model.named_parameters())
+    with torch.no_grad():
+        for seed, (name, p) in enumerate(params):
+            # Convolution and linear weights scaled by 1/sqrt(fan_in); BatchNorm and biases as is.
+            scale = 1.0 / math.sqrt(math.prod(p.shape[1:])) if p.dim() > 1 else 1.0
+            p.copy_(formula_values(p.shape, seed) * scale)
+    n = 4
+    x = formula_values((n, 3, 32, 32), 100) * 4
+    targets = torch.tensor([3, 0, 9, 3])
+    drop_mask = (torch.rand(n, 128) >= 0.5).float()
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    logits = model(x, drop_mask)
+    loss = F.cross_entropy(logits, targets)
+    opt.zero_grad()
+    loss.backward()
+    tensors = {"x": x, "targets": targets.float(), "drop_mask": drop_mask, "logits": logits, "loss": loss.reshape(1)}
+    for name, p in params:
+        tensors["grad." + name] = p.grad
+    opt.step()
+    for name, p in params:
+        # fc1.weight (2 MB) is left out: its gradient is stored, and the same update is
+        # checked on every other tensor.
+        if name != "fc1.weight":
+            tensors["after." + name] = p
+    for name, b in model.named_buffers():
+        if "num_batches" not in name:
+            tensors["after." + name] = b
+    names = [name for name, _ in params]
+    w.case("step", dict(params=names, x_seed=100, x_scale=4, lr=1e-3), **tensors)
+    w.save()
+
+
+if __name__ == "__main__":
+    print(f"torch {torch.__version__}")
+    conv_cases()
+    linear_cases()
+    pool_cases()
+    activation_cases()
+    batchnorm_cases()
+    loss_cases()
+    optimizer_cases()
+    smallcnn_step()
