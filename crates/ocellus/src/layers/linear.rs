@@ -57,11 +57,7 @@ impl Linear {
         if shape.len() == 2 && shape[1] == self.in_features {
             return Ok(());
         }
-        let err = Error::shape(
-            self.kind(),
-            format!("(N, {}), {} inputs", self.in_features, self.in_features),
-            shape,
-        );
+        let err = Error::shape(self.kind(), format!("(N, {})", self.in_features), shape);
         Err(match shape.len() {
             2 => err.with_hint(format!("the previous layer gives {} features", shape[1])),
             4 => err.with_hint(format!(
