@@ -59,7 +59,10 @@ impl Linear {
         }
         let err = Error::shape(self.kind(), format!("(N, {})", self.in_features), shape);
         Err(match shape.len() {
-            2 => err.with_hint(format!("the previous layer gives {} features", shape[1])),
+            2 => err.with_hint(format!(
+                "{} inputs expected, the previous layer gives {}",
+                self.in_features, shape[1]
+            )),
             4 => err.with_hint(format!(
                 "an image tensor needs a Flatten first; it would give {} = {}×{}×{} features",
                 shape[1] * shape[2] * shape[3],
