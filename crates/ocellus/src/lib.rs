@@ -16,6 +16,7 @@
 //! | `OH`, `OW` | output height and width |
 //! | `KH`, `KW` | kernel height and width |
 //! | `F` | features of a flat (fully connected) activation |
+//! | `K` | number of classes: logits are `(N, K)` |
 //!
 //! Image tensors are **NCHW**, row-major (the last index moves fastest), exactly as PyTorch
 //! stores them, so weights and activations can be exchanged with PyTorch without
@@ -33,12 +34,15 @@ pub mod gradcheck;
 pub mod init;
 pub mod kernels;
 pub mod layers;
+pub mod loss;
 pub mod network;
+pub mod optim;
 pub mod rng;
 pub mod tensor;
 
 pub use error::{Error, Result};
 pub use layers::{Layer, Mode, Param};
 pub use network::Sequential;
+pub use optim::Optimizer;
 pub use rng::Rng;
 pub use tensor::Tensor;
