@@ -9,7 +9,8 @@ file's metadata maps each case name to a JSON object with its settings. Every la
 the input x, the parameters, the output y, a random upstream gradient dy, and the gradients
 PyTorch computes for the input and every parameter under the loss sum(y * dy).
 
-The tests never need PyTorch: only this script does, and its output is committed.
+Losses, optimisers and schedules have their own generator, tools/pytorch_optim_loss.py.
+The tests never need PyTorch: only these scripts do, and their output is committed.
 """
 import json
 import math
@@ -161,60 +162,6 @@ def batchnorm_cases():
     w.save()
 
 
-def loss_cases():
-    w = Writer("loss")
-    for i, (n, k, smoothing, scale) in enumerate([(4, 10, 0.0, 1.0), (5, 3, 0.1, 2.0), (3, 6, 0.0, 1e3)]):
-        logits = (torch.randn(n, k) * scale).requires_grad_(True)
-        targets = torch.randint(0, k, (n,))
-        loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
-        loss.backward()
-        w.case(f"ce{i}", dict(smoothing=smoothing), logits=logits, targets=targets.float(),
-               loss=loss.reshape(1), dlogits=logits.grad)
-    pred = torch.randn(4, 3).requires_grad_(True)
-    target = torch.randn(4, 3)
-    loss = F.mse_loss(pred, target)
-    loss.backward()
-    w.case("mse", {}, pred=pred, target=target, loss=loss.reshape(1), dpred=pred.grad)
-    w.save()
-
-
-def optimizer_cases():
-    w = Writer("optim")
-    configs = {
-        "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
-        "sgd_nesterov_wd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-        "sgd_dampening": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.5, dampening=0.3),
-        "adam": lambda p: torch.optim.Adam(p, lr=0.01),
-        "adam_wd": lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1),
-        "adamw": lambda p: torch.optim.AdamW(p, lr=0.01),
-        "adamw_wd": lambda p: torch.optim.AdamW(p, lr=0.001, weight_decay=0.5, eps=1e-6),
-    }
-    settings = {
-        "sgd_momentum": dict(kind="sgd", lr=0.1, momentum=0.9),
-        "sgd_nesterov_wd": dict(kind="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-        "sgd_dampening": dict(kind="sgd", lr=0.1, momentum=0.5, dampening=0.3),
-        "adam": dict(kind="adam", lr=0.01),
-        "adam_wd": dict(kind="adam", lr=0.01, betas=[0.8, 0.99], weight_decay=0.1),
-        "adamw": dict(kind="adamw", lr=0.01),
-        "adamw_wd": dict(kind="adamw", lr=0.001, weight_decay=0.5, eps=1e-6),
-    }
-    for name, make in configs.items():
-        weight = nn.Parameter(torch.randn(3, 4))
-        bias = nn.Parameter(torch.randn(3))
-        tensors = {"weight0": weight.detach().clone(), "bias0": bias.detach().clone()}
-        opt = make([weight, bias])
-        for step in range(1, 4):
-            weight.grad = torch.randn(3, 4)
-            bias.grad = torch.randn(3)
-            tensors[f"dweight{step}"] = weight.grad.clone()
-            tensors[f"dbias{step}"] = bias.grad.clone()
-            opt.step()
-            tensors[f"weight{step}"] = weight.detach().clone()
-            tensors[f"bias{step}"] = bias.detach().clone()
-        w.case(name, settings[name], **tensors)
-    w.save()
-
-
 def formula_values(shape, seed):
     """Deterministic values both PyTorch and Rust compute identically: 0.5·sin(0.37·i + seed)."""
     n = math.prod(shape)
@@ -289,6 +236,4 @@ if __name__ == "__main__":
     pool_cases()
     activation_cases()
     batchnorm_cases()
-    loss_cases()
-    optimizer_cases()
     smallcnn_step()

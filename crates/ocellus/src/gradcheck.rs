@@ -281,10 +281,16 @@ fn run_check(
 }
 
 /// Asserts that `actual` and `expected` agree element-wise within
-/// `|a − e| ≤ atol + rtol·|e|`, reporting the first bad index, both values and the worst
-/// error over the whole tensor.
+/// `|a − e| ≤ atol + rtol·|e|` (computed in f64; `expected` may be f32 or f64 values),
+/// reporting the first bad index, both values and the worst error over the whole tensor.
 #[track_caller]
-pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], rtol: f32, atol: f32) {
+pub fn assert_close<E: Copy + Into<f64>>(
+    what: &str,
+    actual: &[f32],
+    expected: &[E],
+    rtol: f64,
+    atol: f64,
+) {
     assert_eq!(
         actual.len(),
         expected.len(),
@@ -293,8 +299,9 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], rtol: f32, ato
         expected.len()
     );
     let mut first_bad = None;
-    let (mut worst, mut worst_at) = (0.0f32, 0);
+    let (mut worst, mut worst_at) = (0.0f64, 0);
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let (a, e) = (*a as f64, (*e).into());
         let err = (a - e).abs();
         let bad = err.is_nan() || err > atol + rtol * e.abs();
         if bad && first_bad.is_none() {
@@ -309,7 +316,10 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], rtol: f32, ato
         panic!(
             "{what}: mismatch at index {i}: got {}, expected {} (rtol {rtol}, atol {atol}); \
              worst error {worst:.3e} at index {worst_at} (got {}, expected {})",
-            actual[i], expected[i], actual[worst_at], expected[worst_at]
+            actual[i],
+            expected[i].into(),
+            actual[worst_at],
+            expected[worst_at].into()
         );
     }
 }

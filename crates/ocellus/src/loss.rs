@@ -186,19 +186,10 @@ fn expect_targets(name: &str, logits: &Tensor, targets: &[usize]) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gradcheck::assert_close;
 
     fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
         Tensor::from_vec(shape, data.to_vec()).unwrap()
-    }
-
-    fn assert_close(got: &[f32], want: &[f64], tol: f64) {
-        assert_eq!(got.len(), want.len(), "lengths differ");
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g as f64 - w).abs() <= tol,
-                "index {i}: got {g}, want {w} (tolerance {tol})"
-            );
-        }
     }
 
     #[test]
@@ -207,11 +198,13 @@ mod tests {
         let e = std::f64::consts::E;
         let z = e + e * e + e * e * e;
         let (loss, dlogits) = cross_entropy(&tensor(&[1, 3], &[1.0, 2.0, 3.0]), &[2], 0.0).unwrap();
-        assert_close(&[loss], &[z.ln() - 3.0], 1e-6);
+        assert_close("value", &[loss], &[z.ln() - 3.0], 0.0, 1e-6);
         // dlogits = softmax − onehot(2) = [e/z, e²/z, e³/z − 1].
         assert_close(
+            "value",
             dlogits.data(),
             &[e / z, e * e / z, e * e * e / z - 1.0],
+            0.0,
             1e-7,
         );
     }
@@ -222,9 +215,15 @@ mod tests {
         // softmax = [3/4, 1/4] → −log(1/4) = log 4.  Mean = (log 2 + log 4)/2 = 1.5·log 2.
         let x = tensor(&[2, 2], &[0.0, 0.0, 3f32.ln(), 0.0]);
         let (loss, dlogits) = cross_entropy(&x, &[0, 1], 0.0).unwrap();
-        assert_close(&[loss], &[1.5 * 2f64.ln()], 1e-6);
+        assert_close("value", &[loss], &[1.5 * 2f64.ln()], 0.0, 1e-6);
         // (p − onehot)/N: row 0 [0.5 − 1, 0.5]/2, row 1 [0.75, 0.25 − 1]/2.
-        assert_close(dlogits.data(), &[-0.25, 0.25, 0.375, -0.375], 1e-7);
+        assert_close(
+            "value",
+            dlogits.data(),
+            &[-0.25, 0.25, 0.375, -0.375],
+            0.0,
+            1e-7,
+        );
     }
 
     #[test]
@@ -235,9 +234,9 @@ mod tests {
         let x = tensor(&[1, 2], &[0.0, 3f32.ln()]);
         let (loss, dlogits) = cross_entropy(&x, &[1], 0.2).unwrap();
         let want = 0.1 * 4f64.ln() + 0.9 * (4.0f64 / 3.0).ln();
-        assert_close(&[loss], &[want], 1e-6);
+        assert_close("value", &[loss], &[want], 0.0, 1e-6);
         // dlogits = p − q = [0.25 − 0.1, 0.75 − 0.9].
-        assert_close(dlogits.data(), &[0.15, -0.15], 1e-7);
+        assert_close("value", dlogits.data(), &[0.15, -0.15], 0.0, 1e-7);
     }
 
     #[test]
@@ -245,8 +244,8 @@ mod tests {
         // ε = 1: q = 1/K whatever the target; equal logits give p = q, loss = log K, grad 0.
         let x = tensor(&[1, 4], &[0.5; 4]);
         let (loss, dlogits) = cross_entropy(&x, &[3], 1.0).unwrap();
-        assert_close(&[loss], &[4f64.ln()], 1e-6);
-        assert_close(dlogits.data(), &[0.0; 4], 1e-7);
+        assert_close("value", &[loss], &[4f64.ln()], 0.0, 1e-6);
+        assert_close("value", dlogits.data(), &[0.0; 4], 0.0, 1e-7);
     }
 
     #[test]
@@ -266,7 +265,7 @@ mod tests {
                 let lp = cross_entropy(&plus, &targets, eps).unwrap().0 as f64;
                 let lm = cross_entropy(&minus, &targets, eps).unwrap().0 as f64;
                 let numeric = (lp - lm) / (2.0 * h as f64);
-                assert_close(&dlogits.data()[i..=i], &[numeric], 2e-5);
+                assert_close("value", &dlogits.data()[i..=i], &[numeric], 0.0, 2e-5);
             }
         }
     }
@@ -279,10 +278,22 @@ mod tests {
         let x = tensor(&[2, 3], &[1e4, 0.0, -1e4, 1e4, 1e4, 0.0]);
         let (loss, dlogits) = cross_entropy(&x, &[0, 2], 0.0).unwrap();
         assert!(loss.is_finite());
-        assert_close(&[loss], &[(2f64.ln() + 1e4) / 2.0], 1e-3);
-        assert_close(dlogits.data(), &[0.0, 0.0, 0.0, 0.25, 0.25, -0.5], 1e-7);
+        assert_close("value", &[loss], &[(2f64.ln() + 1e4) / 2.0], 0.0, 1e-3);
+        assert_close(
+            "value",
+            dlogits.data(),
+            &[0.0, 0.0, 0.0, 0.25, 0.25, -0.5],
+            0.0,
+            1e-7,
+        );
         let p = softmax(&x).unwrap();
-        assert_close(p.data(), &[1.0, 0.0, 0.0, 0.5, 0.5, 0.0], 1e-7);
+        assert_close(
+            "value",
+            p.data(),
+            &[1.0, 0.0, 0.0, 0.5, 0.5, 0.0],
+            0.0,
+            1e-7,
+        );
     }
 
     #[test]
@@ -294,7 +305,13 @@ mod tests {
         }
         let e = std::f64::consts::E;
         let z = e + e * e + e * e * e;
-        assert_close(&p.data()[..3], &[e / z, e * e / z, e * e * e / z], 1e-7);
+        assert_close(
+            "value",
+            &p.data()[..3],
+            &[e / z, e * e / z, e * e * e / z],
+            0.0,
+            1e-7,
+        );
     }
 
     #[test]
@@ -324,8 +341,8 @@ mod tests {
         let p = tensor(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
         let t = tensor(&[2, 2], &[0.0, 2.0, 5.0, 4.0]);
         let (loss, dp) = mse_loss(&p, &t).unwrap();
-        assert_close(&[loss], &[1.25], 1e-7);
-        assert_close(dp.data(), &[0.5, 0.0, -1.0, 0.0], 1e-7);
+        assert_close("value", &[loss], &[1.25], 0.0, 1e-7);
+        assert_close("value", dp.data(), &[0.5, 0.0, -1.0, 0.0], 0.0, 1e-7);
         let h = 1e-2f32;
         for i in 0..4 {
             let mut plus = p.clone();
@@ -335,7 +352,7 @@ mod tests {
             let numeric = (mse_loss(&plus, &t).unwrap().0 as f64
                 - mse_loss(&minus, &t).unwrap().0 as f64)
                 / (2.0 * h as f64);
-            assert_close(&dp.data()[i..=i], &[numeric], 1e-5);
+            assert_close("value", &dp.data()[i..=i], &[numeric], 0.0, 1e-5);
         }
     }
 

@@ -8,8 +8,8 @@ use ocellus::gradcheck::assert_close;
 use ocellus::layers::{Conv2d, Conv2dConfig, Linear, Padding, Relu};
 use ocellus::{Layer, Mode, Rng};
 
-const RTOL: f32 = 1e-4;
-const ATOL: f32 = 1e-5;
+const RTOL: f64 = 1e-4;
+const ATOL: f64 = 1e-5;
 
 /// Copies the case's stored parameters into the layer, by name.
 fn load_params(layer: &mut dyn Layer, reference: &Reference, case: &str) {

@@ -1,10 +1,11 @@
 //! Losses, optimisers and learning-rate schedules against values computed by PyTorch
-//! (`tests/pytorch/optim_loss.py` writes `tests/pytorch/optim_loss.json`).
+//! (`tools/pytorch_optim_loss.py` writes `tests/reference/optim_loss.json`).
 //!
 //! Tolerances: every value is f32 on both sides, computed in the same order of operations,
 //! so results agree to a few units in the last place; losses accumulate in f64 here and in
 //! f32 in PyTorch.
 
+use ocellus::gradcheck::assert_close;
 use ocellus::init::Init;
 use ocellus::layers::Linear;
 use ocellus::loss::{cross_entropy, mse_loss};
@@ -13,8 +14,11 @@ use ocellus::{Layer, Optimizer, Rng, Tensor};
 use serde_json::Value;
 
 fn reference() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pytorch/optim_loss.json");
-    let text = std::fs::read_to_string(path).expect("tests/pytorch/optim_loss.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/reference/optim_loss.json"
+    );
+    let text = std::fs::read_to_string(path).expect("tests/reference/optim_loss.json");
     serde_json::from_str(&text).expect("valid JSON")
 }
 
@@ -38,22 +42,6 @@ fn num(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("number {key}"))
 }
 
-/// Asserts `|got − want| ≤ rel·max(|want|, floor)` element-wise, naming the first bad index
-/// and reporting the worst relative error.
-fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f64, floor: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    let mut worst = 0.0f64;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w as f64).abs() / (w as f64).abs().max(floor);
-        assert!(
-            err <= rel,
-            "{what}: index {i}: got {g}, want {w} (relative error {err:e} > {rel:e})"
-        );
-        worst = worst.max(err);
-    }
-    println!("{what}: worst relative error {worst:e}");
-}
-
 #[test]
 fn cross_entropy_and_mse_match_pytorch() {
     let r = reference();
@@ -64,16 +52,40 @@ fn cross_entropy_and_mse_match_pytorch() {
         let eps = num(case, "label_smoothing") as f32;
         let (loss, dlogits) = cross_entropy(&logits, &targets, eps).unwrap();
         let what = format!("cross_entropy {shape:?} ε = {eps}");
-        assert_close(&what, &[loss], &[num(case, "loss") as f32], 1e-6, 1e-3);
-        assert_close(&what, dlogits.data(), &f32s(&case["dlogits"]), 1e-5, 1e-3);
+        assert_close(
+            &what,
+            &[loss],
+            &[num(case, "loss") as f32],
+            1e-6,
+            1e-6 * 1e-3,
+        );
+        assert_close(
+            &what,
+            dlogits.data(),
+            &f32s(&case["dlogits"]),
+            1e-5,
+            1e-5 * 1e-3,
+        );
     }
     let case = &r["mse"];
     let shape = usizes(&case["shape"]);
     let p = Tensor::from_vec(&shape, f32s(&case["prediction"])).unwrap();
     let t = Tensor::from_vec(&shape, f32s(&case["target"])).unwrap();
     let (loss, dp) = mse_loss(&p, &t).unwrap();
-    assert_close("mse", &[loss], &[num(case, "loss") as f32], 1e-6, 1e-3);
-    assert_close("mse", dp.data(), &f32s(&case["dprediction"]), 1e-6, 1e-3);
+    assert_close(
+        "mse",
+        &[loss],
+        &[num(case, "loss") as f32],
+        1e-6,
+        1e-6 * 1e-3,
+    );
+    assert_close(
+        "mse",
+        dp.data(),
+        &f32s(&case["dprediction"]),
+        1e-6,
+        1e-6 * 1e-3,
+    );
 }
 
 fn optimizer(kind: &str, s: &Value) -> Box<dyn Optimizer> {
@@ -152,14 +164,14 @@ fn optimiser_trajectories_and_state_match_pytorch() {
                 params[0].1.value.data(),
                 &f32s(&step["weight"]),
                 1e-6,
-                1e-2,
+                1e-6 * 1e-2,
             );
             assert_close(
                 &format!("{what} bias"),
                 params[1].1.value.data(),
                 &f32s(&step["bias"]),
                 1e-6,
-                1e-2,
+                1e-6 * 1e-2,
             );
         }
         let state = opt.state();
@@ -174,7 +186,7 @@ fn optimiser_trajectories_and_state_match_pytorch() {
                 tensor.data(),
                 &f32s(expected),
                 1e-5,
-                1e-3,
+                1e-5 * 1e-3,
             );
         }
     }
@@ -206,6 +218,6 @@ fn schedules_match_pytorch() {
         .unwrap();
         let want = f32s(&case["lrs"]);
         let got: Vec<f32> = (0..want.len()).map(|t| schedule.lr_at(t)).collect();
-        assert_close(kind, &got, &want, 1e-6, 1e-12);
+        assert_close(kind, &got, &want, 1e-6, 1e-6 * 1e-12);
     }
 }

@@ -205,7 +205,8 @@ impl Optimizer for Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::testing::{assert_close, model, set_grads, values};
+    use crate::gradcheck::assert_close;
+    use crate::optim::testing::{model, set_grads, values};
 
     #[test]
     fn first_step_moves_each_parameter_by_lr_times_sign() {
@@ -219,7 +220,7 @@ mod tests {
             set_grads(&mut layer, g);
             adam.step(&mut layer).unwrap();
             // |Δp| differs from lr by lr·eps/|g| ≤ 0.01·1e-8/1e-3 = 1e-7.
-            assert_close(&values(&layer), &want, 3e-7);
+            assert_close("value", &values(&layer), &want, 0.0, 3e-7);
         }
     }
 
@@ -240,13 +241,15 @@ mod tests {
         let mut layer = model(1.0, 0.0);
         set_grads(&mut layer, [1.0, 0.0]);
         adam.step(&mut layer).unwrap();
-        assert_close(&values(&layer)[..1], &[0.9], 1e-7);
+        assert_close("value", &values(&layer)[..1], &[0.9], 0.0, 1e-7);
         set_grads(&mut layer, [3.0, 0.0]);
         adam.step(&mut layer).unwrap();
         let denom = 2.4375f64.sqrt() / 0.4375f64.sqrt();
         assert_close(
+            "value",
             &values(&layer)[..1],
             &[0.9 - 0.1 / 0.75 * 1.75 / denom],
+            0.0,
             1e-6,
         );
         // The bias saw only zero gradients: m = v = 0, so it stays (0/(0 + eps) = 0).
@@ -270,8 +273,8 @@ mod tests {
             opt.step(&mut layer).unwrap();
             values(&layer)[0]
         };
-        assert_close(&[run(AdamConfig::adamw(0.1))], &[1.8], 1e-7);
-        assert_close(&[run(AdamConfig::adam(0.1))], &[1.9], 1e-7);
+        assert_close("value", &[run(AdamConfig::adamw(0.1))], &[1.8], 0.0, 1e-7);
+        assert_close("value", &[run(AdamConfig::adam(0.1))], &[1.9], 0.0, 1e-7);
     }
 
     #[test]
@@ -290,13 +293,15 @@ mod tests {
         .unwrap();
         set_grads(&mut layer, [1.0, 0.0]);
         adam.step(&mut layer).unwrap();
-        assert_close(&values(&layer)[..1], &[1.9], 1e-7);
+        assert_close("value", &values(&layer)[..1], &[1.9], 0.0, 1e-7);
         set_grads(&mut layer, [3.0, 0.0]);
         adam.step(&mut layer).unwrap();
         let denom = 4.650625f64.sqrt() / 0.4375f64.sqrt();
         assert_close(
+            "value",
             &values(&layer)[..1],
             &[1.9 - 0.1 / 0.75 * 2.475 / denom],
+            0.0,
             1e-6,
         );
     }
@@ -319,8 +324,8 @@ mod tests {
             ]
         );
         // m = 0.1·g, v = 0.001·g².
-        assert_close(state.tensors[0].1.data(), &[0.05], 1e-9);
-        assert_close(state.tensors[1].1.data(), &[0.00025], 1e-10);
+        assert_close("value", state.tensors[0].1.data(), &[0.05], 0.0, 1e-9);
+        assert_close("value", state.tensors[1].1.data(), &[0.00025], 0.0, 1e-10);
 
         let mut b = model(values(&a)[0], values(&a)[1]);
         let mut resumed = Adam::new(AdamConfig::adamw(0.01)).unwrap();

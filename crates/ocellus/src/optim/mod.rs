@@ -334,15 +334,4 @@ pub(crate) mod testing {
             p.grad.data_mut()[0] = g;
         }
     }
-
-    /// Asserts `|got − want| ≤ tol` element-wise, naming the first bad index.
-    pub fn assert_close(got: &[f32], want: &[f64], tol: f64) {
-        assert_eq!(got.len(), want.len(), "lengths differ");
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g as f64 - w).abs() <= tol,
-                "index {i}: got {g}, want {w} (tolerance {tol})"
-            );
-        }
-    }
 }

@@ -230,17 +230,7 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The rates are f32 (and so are the settings): a relative error of 1.5·f32::EPSILON.
-    fn assert_close(got: &[f32], want: &[f64]) {
-        assert_eq!(got.len(), want.len(), "lengths differ");
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g as f64 - w).abs() <= 1.5 * f32::EPSILON as f64 * w.abs(),
-                "index {i}: got {g}, want {w}"
-            );
-        }
-    }
+    use crate::gradcheck::assert_close;
 
     fn lrs(s: &LrSchedule, ts: &[usize]) -> Vec<f32> {
         ts.iter().map(|&t| s.lr_at(t)).collect()
@@ -251,7 +241,13 @@ mod tests {
         // base 0.1, step 3, gamma 0.1: t 0..=2 → 0.1, 3..=5 → 0.01, 6 → 0.001.
         let s = LrSchedule::step_lr(0.1, 3, 0.1).unwrap();
         assert_eq!(s.unit(), ScheduleUnit::Epoch);
-        assert_close(&lrs(&s, &[0, 2, 3, 5, 6]), &[0.1, 0.1, 0.01, 0.01, 0.001]);
+        assert_close(
+            "lr",
+            &lrs(&s, &[0, 2, 3, 5, 6]),
+            &[0.1, 0.1, 0.01, 0.01, 0.001],
+            1.5 * f32::EPSILON as f64,
+            0.0,
+        );
     }
 
     #[test]
@@ -262,8 +258,11 @@ mod tests {
         let s = LrSchedule::cosine(0.1, 10, 0.001).unwrap();
         let c = (1.0 + (PI / 5.0).cos()) / 2.0;
         assert_close(
+            "lr",
             &lrs(&s, &[0, 5, 10, 2]),
             &[0.1, 0.0505, 0.001, 0.001 + 0.099 * c],
+            1.5 * f32::EPSILON as f64,
+            0.0,
         );
         // The closed form is symmetric about T: t = 12 gives the rate of t = 8.
         assert_eq!(s.lr_at(12), s.lr_at(8));
@@ -275,11 +274,23 @@ mod tests {
         // 0.3·100 − 1 = 29; end (step 99) 0.004/1e4 = 4e-7.
         let s = LrSchedule::one_cycle(OneCycle::new(0.1, 100)).unwrap();
         assert_eq!(s.unit(), ScheduleUnit::Step);
-        assert_close(&lrs(&s, &[0, 29, 99]), &[0.004, 0.1, 4e-7]);
+        assert_close(
+            "lr",
+            &lrs(&s, &[0, 29, 99]),
+            &[0.004, 0.1, 4e-7],
+            1.5 * f32::EPSILON as f64,
+            0.0,
+        );
         // Rising phase, t = 14: pct = 14/29, lr = 0.1 + (0.004 − 0.1)/2·(1 + cos(π·14/29)).
         let up = 0.1 + (0.004 - 0.1) / 2.0 * (1.0 + (PI * 14.0 / 29.0).cos());
         // Down phase, t = 64: pct = (64 − 29)/(99 − 29) = 0.5 → (0.1 + 4e-7)/2.
-        assert_close(&lrs(&s, &[14, 64]), &[up, (0.1 + 4e-7) / 2.0]);
+        assert_close(
+            "lr",
+            &lrs(&s, &[14, 64]),
+            &[up, (0.1 + 4e-7) / 2.0],
+            1.5 * f32::EPSILON as f64,
+            0.0,
+        );
         // Past the end it stays at the final rate.
         assert_eq!(s.lr_at(150), s.lr_at(99));
         // Rising before the peak, falling after it.
@@ -297,10 +308,22 @@ mod tests {
             ..OneCycle::new(0.1, 2)
         })
         .unwrap();
-        assert_close(&lrs(&s, &[0, 1]), &[0.1, 4e-7]);
+        assert_close(
+            "lr",
+            &lrs(&s, &[0, 1]),
+            &[0.1, 4e-7],
+            1.5 * f32::EPSILON as f64,
+            0.0,
+        );
         // One step in all: the peak is at −0.7, so step 0 is the end of the falling phase.
         let s = LrSchedule::one_cycle(OneCycle::new(0.1, 1)).unwrap();
-        assert_close(&lrs(&s, &[0]), &[4e-7]);
+        assert_close(
+            "lr",
+            &lrs(&s, &[0]),
+            &[4e-7],
+            1.5 * f32::EPSILON as f64,
+            0.0,
+        );
     }
 
     #[test]

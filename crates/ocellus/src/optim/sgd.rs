@@ -183,7 +183,8 @@ impl Optimizer for Sgd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::testing::{assert_close, model, set_grads, values};
+    use crate::gradcheck::assert_close;
+    use crate::optim::testing::{model, set_grads, values};
 
     /// Three steps on parameters [w, b] = [1, −2] with gradients [0.5, 1], [−1, 0.5], [2, −1].
     fn run(config: SgdConfig) -> Vec<[f32; 2]> {
@@ -202,7 +203,7 @@ mod tests {
     fn check(got: &[[f32; 2]], want: &[[f64; 2]]) {
         for (step, (g, w)) in got.iter().zip(want).enumerate() {
             println!("step {}: got {g:?}, want {w:?}", step + 1);
-            assert_close(g, w, 1e-6);
+            assert_close("value", g, w, 0.0, 1e-6);
         }
     }
 
