@@ -11,12 +11,20 @@
 //!   it runs.
 
 pub mod activation;
+pub mod batchnorm;
 pub mod conv;
+pub mod dropout;
 pub mod linear;
+pub mod pool;
+pub mod residual;
 
-pub use activation::Relu;
+pub use activation::{LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use batchnorm::{BatchNorm1d, BatchNorm2d};
 pub use conv::{Conv2d, Conv2dConfig, Padding};
+pub use dropout::Dropout;
 pub use linear::{Flatten, Linear};
+pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d, Pool2dConfig};
+pub use residual::Residual;
 
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
@@ -141,4 +149,19 @@ pub(crate) fn expect_same_shape(layer: &str, expected: &[usize], dy: &[usize]) -
         Err(Error::shape(layer, shape_str(expected), dy)
             .with_hint("backward needs a gradient shaped like the last forward output"))
     }
+}
+
+/// Keeps `x` in `slot` for backward, reusing the slot's memory after the first pass.
+pub(crate) fn keep(slot: &mut Option<Tensor>, x: &Tensor) {
+    match slot {
+        Some(saved) => saved.copy_from(x),
+        None => *slot = Some(x.clone()),
+    }
+}
+
+/// What the last forward kept, or the error for a backward that came before any forward.
+pub(crate) fn kept<'a, T>(slot: &'a Option<T>, layer: &str) -> Result<&'a T> {
+    slot.as_ref().ok_or_else(|| Error::BackwardBeforeForward {
+        layer: layer.into(),
+    })
 }

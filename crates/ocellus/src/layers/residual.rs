@@ -1,0 +1,288 @@
+//! The residual block of ResNet (notes §2.7): `y = act(F(x) + shortcut(x))`, the sum giving
+//! the gradient an identity path, `∂L/∂x = ∂L/∂y·(1 + ∂F/∂x)`.
+
+use crate::error::{Error, Result};
+use crate::geometry::ReceptiveField;
+use crate::layers::{
+    expect_same_shape, kept, BatchNorm2d, Conv2d, Conv2dConfig, Layer, Mode, Param, Relu,
+};
+use crate::network::Sequential;
+use crate::rng::Rng;
+use crate::tensor::{shape_str, Tensor};
+
+/// A residual block: `y = act(main(x) + shortcut(x))`.
+///
+/// Parameters and buffers are named `main.{…}` and `shortcut.{…}` (`main.0.weight`,
+/// `shortcut.1.running_mean`), and `act.{…}` should the activation have any.
+pub struct Residual {
+    /// F, the main path.
+    main: Sequential,
+    /// The skip path: `None` is the identity; otherwise, typically, a 1×1 convolution with
+    /// stride and a BatchNorm2d that bring x to F(x)'s shape.
+    shortcut: Option<Sequential>,
+    /// Applied to the sum (ReLU in ResNet), if any.
+    act: Option<Box<dyn Layer>>,
+    /// The shape of `main(x) + shortcut(x)` in the last forward pass. The inner layers keep
+    /// what their own backward needs.
+    sum_shape: Option<Vec<usize>>,
+}
+
+impl Residual {
+    /// A block from its main path, its shortcut (`None` = identity) and the activation
+    /// applied after the sum (`None` = none).
+    pub fn new(
+        main: Sequential,
+        shortcut: Option<Sequential>,
+        act: Option<Box<dyn Layer>>,
+    ) -> Self {
+        Residual {
+            main,
+            shortcut,
+            act,
+            sum_shape: None,
+        }
+    }
+
+    /// ResNet's basic block (He et al. 2015; the notes' `ResBlock`), as torchvision builds it:
+    ///
+    /// - main: conv 3×3 (stride `stride`, pad 1, no bias) → BatchNorm2d → ReLU →
+    ///   conv 3×3 (pad 1, no bias) → BatchNorm2d;
+    /// - shortcut: the identity when `in_channels == out_channels` and `stride == 1`,
+    ///   otherwise conv 1×1 (stride `stride`, no bias) → BatchNorm2d;
+    /// - act: ReLU.
+    ///
+    /// Convolutions are initialised as PyTorch's `nn.Conv2d` default.
+    pub fn basic_block(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let conv = |ic, oc, k, stride, pad, rng: &mut Rng| {
+            let config = Conv2dConfig {
+                bias: false,
+                ..Conv2dConfig::new(ic, oc, k).stride(stride).padding(pad)
+            };
+            Conv2d::new(config, rng)
+        };
+        let main = Sequential::new()
+            .with(conv(in_channels, out_channels, 3, stride, 1, rng)?)
+            .with(BatchNorm2d::new(out_channels)?)
+            .with(Relu::new())
+            .with(conv(out_channels, out_channels, 3, 1, 1, rng)?)
+            .with(BatchNorm2d::new(out_channels)?);
+        let shortcut = if in_channels == out_channels && stride == 1 {
+            None
+        } else {
+            Some(
+                Sequential::new()
+                    .with(conv(in_channels, out_channels, 1, stride, 0, rng)?)
+                    .with(BatchNorm2d::new(out_channels)?),
+            )
+        };
+        Ok(Residual::new(main, shortcut, Some(Box::new(Relu::new()))))
+    }
+
+    /// The main path F.
+    pub fn main(&self) -> &Sequential {
+        &self.main
+    }
+
+    /// The shortcut, `None` for the identity.
+    pub fn shortcut(&self) -> Option<&Sequential> {
+        self.shortcut.as_ref()
+    }
+
+    /// The shape of `main(x) + shortcut(x)`, or a shape error naming both when they differ.
+    fn sum_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let main = self
+            .main
+            .output_shape(input)
+            .map_err(|e| e.in_layer("main"))?;
+        let skip = match &self.shortcut {
+            Some(s) => s.output_shape(input).map_err(|e| e.in_layer("shortcut"))?,
+            None => input.to_vec(),
+        };
+        if main != skip {
+            let skip_name = if self.shortcut.is_some() {
+                "the shortcut"
+            } else {
+                "the identity shortcut"
+            };
+            return Err(Error::shape(
+                self.kind(),
+                "an input for which the main path and the shortcut give the same shape",
+                input,
+            )
+            .with_hint(format!(
+                "the main path gives {} but {skip_name} gives {}; use a 1×1 conv shortcut \
+                 with stride to match channels and size",
+                shape_str(&main),
+                shape_str(&skip)
+            )));
+        }
+        Ok(main)
+    }
+}
+
+impl Layer for Residual {
+    fn kind(&self) -> &'static str {
+        "residual"
+    }
+
+    fn describe(&self) -> String {
+        let skip = self
+            .shortcut
+            .as_ref()
+            .map_or("identity".to_string(), |s| s.describe());
+        let act = self
+            .act
+            .as_ref()
+            .map_or(String::new(), |a| format!(" → {}", a.describe()));
+        format!("Residual({} + {skip}{act})", self.main.describe())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let sum = self.sum_shape(input)?;
+        match &self.act {
+            Some(a) => a.output_shape(&sum).map_err(|e| e.in_layer("act")),
+            None => Ok(sum),
+        }
+    }
+
+    /// x: (N, IC, H, W) → y: (N, OC, OH, OW), `y = act(main(x) + shortcut(x))`.
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        // Check both paths before running either, so a mismatch leaves no half-done pass.
+        let sum_shape = self.sum_shape(x.shape())?;
+        let mut sum = self.main.forward(x, mode).map_err(|e| e.in_layer("main"))?;
+        match &mut self.shortcut {
+            Some(s) => sum.add_assign(&s.forward(x, mode).map_err(|e| e.in_layer("shortcut"))?),
+            None => sum.add_assign(x),
+        }
+        self.sum_shape = Some(sum_shape);
+        match &mut self.act {
+            Some(a) => a.forward(&sum, mode).map_err(|e| e.in_layer("act")),
+            None => Ok(sum),
+        }
+    }
+
+    /// dy: (N, OC, OH, OW) → dx: (N, IC, H, W).
+    ///
+    /// With `s = main(x) + shortcut(x)`: `ds = act.backward(dy)`, and since both paths read
+    /// x, `dx = main.backward(ds) + shortcut.backward(ds)` — for the identity shortcut the
+    /// second term is `ds` itself.
+    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        let sum_shape = kept(&self.sum_shape, self.kind())?;
+        let d_sum = match &mut self.act {
+            Some(a) => a.backward(dy).map_err(|e| e.in_layer("act"))?,
+            None => {
+                expect_same_shape(self.kind(), sum_shape, dy.shape())?;
+                dy.clone()
+            }
+        };
+        let dx_main = self.main.backward(&d_sum).map_err(|e| e.in_layer("main"))?;
+        let dx_skip = match &mut self.shortcut {
+            Some(s) => s.backward(&d_sum).map_err(|e| e.in_layer("shortcut"))?,
+            None => d_sum,
+        };
+        let mut dx = dx_main;
+        dx.add_assign(&dx_skip);
+        Ok(dx)
+    }
+
+    fn params(&self) -> Vec<(String, &Param)> {
+        let mut out = prefixed("main", self.main.params());
+        if let Some(s) = &self.shortcut {
+            out.extend(prefixed("shortcut", s.params()));
+        }
+        if let Some(a) = &self.act {
+            out.extend(prefixed("act", a.params()));
+        }
+        out
+    }
+
+    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
+        let mut out = prefixed("main", self.main.params_mut());
+        if let Some(s) = &mut self.shortcut {
+            out.extend(prefixed("shortcut", s.params_mut()));
+        }
+        if let Some(a) = &mut self.act {
+            out.extend(prefixed("act", a.params_mut()));
+        }
+        out
+    }
+
+    fn buffers(&self) -> Vec<(String, &Tensor)> {
+        let mut out = prefixed("main", self.main.buffers());
+        if let Some(s) = &self.shortcut {
+            out.extend(prefixed("shortcut", s.buffers()));
+        }
+        if let Some(a) = &self.act {
+            out.extend(prefixed("act", a.buffers()));
+        }
+        out
+    }
+
+    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out = prefixed("main", self.main.buffers_mut());
+        if let Some(s) = &mut self.shortcut {
+            out.extend(prefixed("shortcut", s.buffers_mut()));
+        }
+        if let Some(a) = &mut self.act {
+            out.extend(prefixed("act", a.buffers_mut()));
+        }
+        out
+    }
+
+    fn zero_grad(&mut self) {
+        self.main.zero_grad();
+        if let Some(s) = &mut self.shortcut {
+            s.zero_grad();
+        }
+        if let Some(a) = &mut self.act {
+            a.zero_grad();
+        }
+    }
+
+    /// The wider of the two paths — the main path's in a ResNet block, whose shortcut is
+    /// the identity or a 1×1 convolution. Both paths have the same jump, their strides
+    /// being equal for the shapes to match.
+    fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {
+        let main = self.main.receptive_field(before);
+        let skip = self
+            .shortcut
+            .as_ref()
+            .map_or(before, |s| s.receptive_field(before));
+        [0, 1].map(|axis| ReceptiveField {
+            size: main[axis].size.max(skip[axis].size),
+            jump: main[axis].jump,
+        })
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        let skip = self.shortcut.as_ref().map_or(0, |s| s.macs(input));
+        let act = match (&self.act, self.sum_shape(input)) {
+            (Some(a), Ok(sum)) => a.macs(&sum),
+            _ => 0,
+        };
+        self.main.macs(input) + skip + act
+    }
+
+    fn fix_randomness(&mut self, fixed: bool) {
+        self.main.fix_randomness(fixed);
+        if let Some(s) = &mut self.shortcut {
+            s.fix_randomness(fixed);
+        }
+        if let Some(a) = &mut self.act {
+            a.fix_randomness(fixed);
+        }
+    }
+}
+
+/// Names `name` as `"{path}.{name}"`, the way PyTorch names submodule state.
+fn prefixed<T>(path: &str, items: Vec<(String, T)>) -> Vec<(String, T)> {
+    items
+        .into_iter()
+        .map(|(name, item)| (format!("{path}.{name}"), item))
+        .collect()
+}

@@ -1,0 +1,799 @@
+//! Pooling, activations, dropout, batch normalisation and residual blocks: forward values
+//! worked by hand, train vs eval behaviour, errors, and a quick finite-difference sanity
+//! check of every backward.
+
+use ocellus::geometry::ReceptiveField;
+use ocellus::layers::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, GlobalAvgPool, LeakyRelu,
+    MaxPool2d, Pool2dConfig, Relu, Residual, Sigmoid, Softmax, Tanh,
+};
+use ocellus::{Error, Layer, Mode, Rng, Sequential, Tensor};
+
+fn t(shape: &[usize], data: &[f32]) -> Tensor {
+    Tensor::from_vec(shape, data.to_vec()).unwrap()
+}
+
+fn assert_all_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol,
+            "index {i}: got {g}, want {w} (tolerance {tol})"
+        );
+    }
+}
+
+fn backward_before_forward(layer: &mut dyn Layer, dy_shape: &[usize]) {
+    let err = layer.backward(&Tensor::zeros(dy_shape)).unwrap_err();
+    assert!(
+        matches!(err, Error::BackwardBeforeForward { .. }),
+        "{}: {err}",
+        layer.kind()
+    );
+}
+
+/// Values `0.1·k + 0.05` (k = −n/2 … n/2, shuffled): none within 0.05 of zero and no two closer than 0.1, so a
+/// finite-difference step never swaps a max-pool winner or crosses a ReLU kink it is not
+/// already at.
+fn distinct(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut values: Vec<f32> = (0..n)
+        .map(|k| 0.1 * (k as f32 - (n / 2) as f32) + 0.05)
+        .collect();
+    rng.shuffle(&mut values);
+    Tensor::from_vec(shape, values).unwrap()
+}
+
+/// A quick central-difference check, with step `h`, of `loss = Σ y·r` (r random) for the
+/// input and every parameter.
+fn fd_sanity(layer: &mut dyn Layer, x: &Tensor, mode: Mode, seed: u64, h: f32) {
+    let mut rng = Rng::new(seed);
+    layer.fix_randomness(true);
+    let y = layer.forward(x, mode).unwrap();
+    let r = Tensor::randn(y.shape(), 1.0, &mut rng);
+    layer.zero_grad();
+    let dx = layer.backward(&r).unwrap();
+    let loss = |layer: &mut dyn Layer, x: &Tensor| -> f64 {
+        let y = layer.forward(x, mode).unwrap();
+        y.data()
+            .iter()
+            .zip(r.data())
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum()
+    };
+    let kind = layer.kind();
+    let close = |analytic: f32, numeric: f64, what: &str| {
+        let err = (analytic as f64 - numeric).abs();
+        assert!(
+            err <= 1e-2 * (1.0 + numeric.abs()),
+            "{kind} {what}: analytic {analytic}, numeric {numeric}"
+        );
+    };
+    for i in 0..x.len() {
+        let mut xp = x.clone();
+        xp.data_mut()[i] += h;
+        let mut xm = x.clone();
+        xm.data_mut()[i] -= h;
+        let numeric = (loss(layer, &xp) - loss(layer, &xm)) / (2.0 * h as f64);
+        close(dx.data()[i], numeric, &format!("dx[{i}]"));
+    }
+    let grads: Vec<(String, Tensor)> = layer
+        .params()
+        .into_iter()
+        .map(|(name, p)| (name, p.grad.clone()))
+        .collect();
+    for (name, grad) in grads {
+        for i in 0..grad.len() {
+            let shift = |delta: f32, layer: &mut dyn Layer| {
+                for (n, p) in layer.params_mut() {
+                    if n == name {
+                        p.value.data_mut()[i] += delta;
+                    }
+                }
+            };
+            shift(h, layer);
+            let plus = loss(layer, x);
+            shift(-2.0 * h, layer);
+            let minus = loss(layer, x);
+            shift(h, layer);
+            close(
+                grad.data()[i],
+                (plus - minus) / (2.0 * h as f64),
+                &format!("d{name}[{i}]"),
+            );
+        }
+    }
+    layer.fix_randomness(false);
+}
+
+mod pooling {
+    use super::*;
+
+    #[test]
+    fn overlapping_windows_add_gradients_at_a_shared_maximum() {
+        // The 9 in the centre is the maximum of all four 2×2 windows (stride 1).
+        let x = t(&[1, 1, 3, 3], &[1., 2., 3., 4., 9., 5., 6., 7., 8.]);
+        let mut pool = MaxPool2d::new(Pool2dConfig::new(2).stride(1)).unwrap();
+        let y = pool.forward(&x, Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(y.data(), &[9., 9., 9., 9.]);
+        let dx = pool.backward(&t(&[1, 1, 2, 2], &[1., 2., 3., 4.])).unwrap();
+        assert_eq!(dx.data(), &[0., 0., 0., 0., 10., 0., 0., 0., 0.]);
+    }
+
+    #[test]
+    fn kernel_3_stride_2_overlaps_by_one_column() {
+        // 1×5 rows; windows cover columns 0..3 and 2..5, sharing column 2.
+        let x = t(
+            &[1, 1, 3, 5],
+            &[0., 1., 7., 2., 3., 0., 0., 0., 0., 0., 0., 0., 0., 0., 0.],
+        );
+        let mut pool = MaxPool2d::new(Pool2dConfig::new(3).stride(2)).unwrap();
+        assert_eq!(pool.output_shape(&[1, 1, 3, 5]).unwrap(), vec![1, 1, 1, 2]);
+        let y = pool.forward(&x, Mode::Train).unwrap();
+        assert_eq!(y.data(), &[7., 7.]);
+        let dx = pool.backward(&t(&[1, 1, 1, 2], &[0.5, 0.25])).unwrap();
+        assert_eq!(dx.data()[2], 0.75);
+        assert_eq!(dx.data().iter().sum::<f32>(), 0.75);
+    }
+
+    #[test]
+    fn padding_is_never_the_maximum() {
+        // All values negative: a zero-padded max would return 0, PyTorch's −∞ padding not.
+        let x: Vec<f32> = (1..=16).map(|v| -(v as f32)).collect();
+        let x = t(&[1, 1, 4, 4], &x);
+        let mut pool = MaxPool2d::new(Pool2dConfig::new(3).stride(2).padding(1)).unwrap();
+        let y = pool.forward(&x, Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        // Windows: rows/cols {0,1} or {1,2,3}; the maximum is the top-left value of each.
+        assert_eq!(y.data(), &[-1., -2., -5., -6.]);
+        assert_eq!(pool.argmax().unwrap(), &[0, 1, 4, 5]);
+    }
+
+    #[test]
+    fn ties_go_to_the_first_maximum_in_row_major_order() {
+        let x = t(&[1, 1, 2, 2], &[5., 5., 5., 5.]);
+        let mut pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+        pool.forward(&x, Mode::Train).unwrap();
+        let dx = pool.backward(&t(&[1, 1, 1, 1], &[1.])).unwrap();
+        assert_eq!(dx.data(), &[1., 0., 0., 0.]);
+    }
+
+    #[test]
+    fn argmax_indexes_the_whole_batch() {
+        // Two images, two channels: each plane's maximum is its last value.
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mut pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+        let y = pool.forward(&t(&[2, 2, 2, 2], &x), Mode::Train).unwrap();
+        assert_eq!(y.data(), &[3., 7., 11., 15.]);
+        assert_eq!(pool.argmax().unwrap(), &[3, 7, 11, 15]);
+    }
+
+    #[test]
+    fn average_pool_of_the_notes_example() {
+        let x = t(
+            &[1, 1, 4, 4],
+            &[
+                1., 3., 2., 4., 5., 6., 1., 2., 1., 2., 3., 0., 0., 1., 1., 4.,
+            ],
+        );
+        let mut pool = AvgPool2d::new(Pool2dConfig::new(2)).unwrap();
+        let y = pool.forward(&x, Mode::Train).unwrap();
+        // (1+3+5+6)/4, (2+4+1+2)/4, (1+2+0+1)/4, (3+0+1+4)/4
+        assert_eq!(y.data(), &[3.75, 2.25, 1.0, 2.0]);
+        let dx = pool
+            .backward(&t(&[1, 1, 2, 2], &[4., 8., 12., 16.]))
+            .unwrap();
+        #[rustfmt::skip]
+        let expected = [
+            1., 1., 2., 2.,
+            1., 1., 2., 2.,
+            3., 3., 4., 4.,
+            3., 3., 4., 4.,
+        ];
+        assert_eq!(dx.data(), &expected);
+    }
+
+    #[test]
+    fn average_pool_counts_padding_in_the_divisor() {
+        // count_include_pad=True: a 3×3 window over a padded 2×2 of ones sums 4, divided by 9.
+        let mut pool = AvgPool2d::new(Pool2dConfig::new(3).stride(1).padding(1)).unwrap();
+        let y = pool
+            .forward(&Tensor::full(&[1, 1, 2, 2], 1.0), Mode::Train)
+            .unwrap();
+        assert_all_close(y.data(), &[4.0 / 9.0; 4], 1e-7);
+        // Every input lies in all four windows: 4 · (1/9).
+        let dx = pool.backward(&Tensor::full(&[1, 1, 2, 2], 1.0)).unwrap();
+        assert_all_close(dx.data(), &[4.0 / 9.0; 4], 1e-7);
+    }
+
+    #[test]
+    fn global_average_pool_keeps_pytorch_shape() {
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mut gap = GlobalAvgPool::new();
+        let y = gap.forward(&t(&[2, 2, 2, 2], &x), Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[2, 2, 1, 1]);
+        assert_eq!(y.data(), &[1.5, 5.5, 9.5, 13.5]);
+        let dx = gap.backward(&t(&[2, 2, 1, 1], &[4., 8., 0., -4.])).unwrap();
+        assert_eq!(&dx.data()[..8], &[1., 1., 1., 1., 2., 2., 2., 2.]);
+        assert_eq!(&dx.data()[12..], &[-1., -1., -1., -1.]);
+    }
+
+    #[test]
+    fn settings_pytorch_rejects_are_config_errors() {
+        for config in [
+            Pool2dConfig::new(2).padding(2),
+            Pool2dConfig::new(3).padding(2),
+            Pool2dConfig::new(0),
+            Pool2dConfig::new(2).stride(0),
+        ] {
+            assert!(matches!(MaxPool2d::new(config), Err(Error::Config { .. })));
+            assert!(matches!(AvgPool2d::new(config), Err(Error::Config { .. })));
+        }
+        assert!(MaxPool2d::new(Pool2dConfig::new(3).padding(1)).is_ok());
+    }
+
+    #[test]
+    fn shapes_that_do_not_fit_are_shape_errors() {
+        let mut pool = MaxPool2d::new(Pool2dConfig::new(3)).unwrap();
+        let msg = pool
+            .forward(&Tensor::zeros(&[1, 1, 2, 2]), Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("3×3 window") && msg.contains("(1, 1, 2, 2)"),
+            "{msg}"
+        );
+        let msg = pool.output_shape(&[8, 16]).unwrap_err().to_string();
+        assert!(msg.contains("Flatten"), "{msg}");
+        assert!(GlobalAvgPool::new().output_shape(&[8, 16]).is_err());
+        // A gradient of the wrong shape.
+        pool.forward(&Tensor::zeros(&[1, 1, 6, 6]), Mode::Train)
+            .unwrap();
+        assert!(pool.backward(&Tensor::zeros(&[1, 1, 3, 3])).is_err());
+    }
+
+    #[test]
+    fn backward_before_forward_is_an_error() {
+        backward_before_forward(
+            &mut MaxPool2d::new(Pool2dConfig::new(2)).unwrap(),
+            &[1, 1, 1, 1],
+        );
+        backward_before_forward(
+            &mut AvgPool2d::new(Pool2dConfig::new(2)).unwrap(),
+            &[1, 1, 1, 1],
+        );
+        backward_before_forward(&mut GlobalAvgPool::new(), &[1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn receptive_field_and_description() {
+        let pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+        let rf = pool.receptive_field([ReceptiveField { size: 7, jump: 1 }; 2]);
+        assert_eq!(rf[0], ReceptiveField { size: 8, jump: 2 });
+        assert_eq!(pool.describe(), "MaxPool2d(2×2, stride 2)");
+        assert_eq!(pool.kind(), "maxpool2d");
+        let avg = AvgPool2d::new(Pool2dConfig::new(3).stride(1).padding(1)).unwrap();
+        assert_eq!(avg.describe(), "AvgPool2d(3×3, stride 1, pad 1)");
+        assert_eq!(avg.kind(), "avgpool2d");
+        assert_eq!(GlobalAvgPool::new().kind(), "globalavgpool");
+    }
+
+    #[test]
+    fn finite_differences_agree() {
+        let mut rng = Rng::new(1);
+        let x = distinct(&[2, 3, 5, 5], &mut rng);
+        let mut max = MaxPool2d::new(Pool2dConfig::new(3).stride(2).padding(1)).unwrap();
+        fd_sanity(&mut max, &x, Mode::Train, 2, 1e-2);
+        let mut avg = AvgPool2d::new(Pool2dConfig::new(3).stride(2).padding(1)).unwrap();
+        fd_sanity(&mut avg, &x, Mode::Train, 3, 1e-2);
+        fd_sanity(&mut GlobalAvgPool::new(), &x, Mode::Train, 4, 1e-2);
+    }
+}
+
+mod activations {
+    use super::*;
+
+    #[test]
+    fn leaky_relu_uses_pytorch_default_slope() {
+        let mut act = LeakyRelu::default();
+        assert_eq!(act.negative_slope(), 0.01);
+        let y = act
+            .forward(&t(&[1, 3], &[-2., 0., 3.]), Mode::Train)
+            .unwrap();
+        assert_eq!(y.data(), &[-0.02, 0., 3.]);
+        let dx = act.backward(&t(&[1, 3], &[1., 1., 2.])).unwrap();
+        assert_eq!(dx.data(), &[0.01, 0.01, 2.]);
+        let mut steep = LeakyRelu::new(0.5);
+        assert_eq!(
+            steep.forward(&t(&[1], &[-4.]), Mode::Eval).unwrap().data(),
+            &[-2.]
+        );
+    }
+
+    #[test]
+    fn sigmoid_values_and_derivative() {
+        let mut act = Sigmoid::new();
+        let y = act
+            .forward(&t(&[4], &[0., 100., -100., 2f32.ln()]), Mode::Train)
+            .unwrap();
+        // σ(ln 2) = 1/(1 + 1/2) = 2/3.
+        assert_all_close(y.data(), &[0.5, 1.0, 0.0, 2.0 / 3.0], 1e-7);
+        let dx = act.backward(&t(&[4], &[1., 1., 1., 9.])).unwrap();
+        // σ' = σ(1 − σ): 1/4, 0, 0, 9·(2/3)(1/3) = 2.
+        assert_all_close(dx.data(), &[0.25, 0.0, 0.0, 2.0], 1e-6);
+    }
+
+    #[test]
+    fn tanh_values_and_derivative() {
+        let mut act = Tanh::new();
+        // tanh(ln 3) = (3 − 1/3)/(3 + 1/3) = 0.8.
+        let y = act
+            .forward(&t(&[2], &[0., 3f32.ln()]), Mode::Train)
+            .unwrap();
+        assert_all_close(y.data(), &[0.0, 0.8], 1e-6);
+        let dx = act.backward(&t(&[2], &[1., 1.])).unwrap();
+        assert_all_close(dx.data(), &[1.0, 1.0 - 0.64], 1e-6);
+    }
+
+    #[test]
+    fn softmax_values_stability_and_derivative() {
+        let mut act = Softmax::new();
+        let x = t(&[2, 3], &[0., 2f32.ln(), 3f32.ln(), 1000., 1000., 1000.]);
+        let y = act.forward(&x, Mode::Eval).unwrap();
+        let third = 1.0 / 3.0;
+        assert_all_close(y.data(), &[1. / 6., third, 0.5, third, third, third], 1e-6);
+        // dx = y ⊙ (dy − Σ dy·y): row 1 with dy = e₀, Σ = 1/6; row 2 with a constant dy gives 0.
+        let dx = act
+            .backward(&t(&[2, 3], &[1., 0., 0., 5., 5., 5.]))
+            .unwrap();
+        assert_all_close(
+            dx.data(),
+            &[5. / 36., -2. / 36., -3. / 36., 0., 0., 0.],
+            1e-6,
+        );
+        let msg = act.output_shape(&[2, 3, 4, 4]).unwrap_err().to_string();
+        assert!(msg.contains("Flatten"), "{msg}");
+    }
+
+    #[test]
+    fn backward_before_forward_is_an_error() {
+        backward_before_forward(&mut LeakyRelu::default(), &[1, 1]);
+        backward_before_forward(&mut Sigmoid::new(), &[1, 1]);
+        backward_before_forward(&mut Tanh::new(), &[1, 1]);
+        backward_before_forward(&mut Softmax::new(), &[1, 1]);
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(LeakyRelu::default().kind(), "leakyrelu");
+        assert_eq!(Sigmoid::new().kind(), "sigmoid");
+        assert_eq!(Tanh::new().kind(), "tanh");
+        assert_eq!(Softmax::new().kind(), "softmax");
+    }
+
+    #[test]
+    fn finite_differences_agree() {
+        let mut rng = Rng::new(5);
+        let x = distinct(&[3, 7], &mut rng);
+        fd_sanity(&mut LeakyRelu::new(0.1), &x, Mode::Train, 6, 1e-2);
+        fd_sanity(&mut Sigmoid::new(), &x, Mode::Train, 7, 1e-2);
+        fd_sanity(&mut Tanh::new(), &x, Mode::Train, 8, 1e-2);
+        fd_sanity(&mut Softmax::new(), &x, Mode::Train, 9, 1e-2);
+    }
+}
+
+mod dropout {
+    use super::*;
+
+    #[test]
+    fn eval_is_the_identity_both_ways() {
+        let mut drop = Dropout::with_seed(0.5, 1).unwrap();
+        let x = t(&[2, 2], &[1., 2., 3., 4.]);
+        assert_eq!(drop.forward(&x, Mode::Eval).unwrap(), x);
+        assert_eq!(drop.backward(&x).unwrap(), x);
+    }
+
+    #[test]
+    fn train_zeroes_about_p_and_scales_the_rest_by_one_over_one_minus_p() {
+        let mut drop = Dropout::new(0.25, &mut Rng::new(3)).unwrap();
+        let x = Tensor::full(&[100, 100], 3.0);
+        let y = drop.forward(&x, Mode::Train).unwrap();
+        let kept = y.data().iter().filter(|v| **v != 0.0).count();
+        // Binomial(10⁴, 0.75): standard deviation ≈ 43, so ±300 is seven of them.
+        assert!((7_200..7_800).contains(&kept), "kept {kept}");
+        assert!(y.data().iter().all(|v| *v == 0.0 || *v == 4.0));
+        // Backward lets the gradient through exactly where the value was kept, scaled alike.
+        let dx = drop.backward(&Tensor::full(&[100, 100], 1.5)).unwrap();
+        for (d, y) in dx.data().iter().zip(y.data()) {
+            assert_eq!(*d, if *y == 0.0 { 0.0 } else { 2.0 });
+        }
+    }
+
+    #[test]
+    fn masks_follow_the_seed_and_fixing_reuses_them() {
+        let x = Tensor::full(&[4, 16], 1.0);
+        let mut a = Dropout::with_seed(0.5, 9).unwrap();
+        let mut b = Dropout::with_seed(0.5, 9).unwrap();
+        let first = a.forward(&x, Mode::Train).unwrap();
+        assert_eq!(first, b.forward(&x, Mode::Train).unwrap());
+        let second = a.forward(&x, Mode::Train).unwrap();
+        assert_ne!(first, second, "a new mask each pass");
+        a.fix_randomness(true);
+        assert_eq!(a.forward(&x, Mode::Train).unwrap(), second);
+        assert_eq!(a.forward(&x, Mode::Train).unwrap(), second);
+        let err = a
+            .forward(&Tensor::full(&[2, 16], 1.0), Mode::Train)
+            .unwrap_err();
+        assert!(err.to_string().contains("fix_randomness"), "{err}");
+        a.fix_randomness(false);
+        assert_ne!(a.forward(&x, Mode::Train).unwrap(), second);
+    }
+
+    #[test]
+    fn backward_before_forward_is_an_error() {
+        backward_before_forward(&mut Dropout::with_seed(0.5, 0).unwrap(), &[1, 1]);
+        assert!(matches!(
+            Dropout::with_seed(1.0, 0),
+            Err(Error::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn finite_differences_agree_with_a_fixed_mask() {
+        let x = distinct(&[4, 6], &mut Rng::new(10));
+        fd_sanity(
+            &mut Dropout::with_seed(0.3, 11).unwrap(),
+            &x,
+            Mode::Train,
+            12,
+            1e-2,
+        );
+    }
+}
+
+mod batchnorm {
+    use super::*;
+
+    fn param<'a>(layer: &'a dyn Layer, name: &str) -> &'a ocellus::Param {
+        layer
+            .params()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+    }
+
+    fn buffer<'a>(layer: &'a dyn Layer, name: &str) -> &'a Tensor {
+        layer
+            .buffers()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn starts_as_pytorch_with_its_state_dict_names() {
+        let bn = BatchNorm2d::new(3).unwrap();
+        let names: Vec<String> = bn.params().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["weight", "bias"]);
+        let names: Vec<String> = bn.buffers().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["running_mean", "running_var", "num_batches_tracked"]
+        );
+        assert_eq!(param(&bn, "weight").value.data(), &[1., 1., 1.]);
+        assert_eq!(param(&bn, "bias").value.data(), &[0., 0., 0.]);
+        assert_eq!(buffer(&bn, "running_mean").data(), &[0., 0., 0.]);
+        assert_eq!(buffer(&bn, "running_var").data(), &[1., 1., 1.]);
+        let count = buffer(&bn, "num_batches_tracked");
+        assert!(count.shape().is_empty());
+        assert_eq!(count.data(), &[0.]);
+        assert_eq!(bn.kind(), "batchnorm2d");
+        assert_eq!(bn.describe(), "BatchNorm2d(3)");
+        assert_eq!(BatchNorm1d::new(4).unwrap().kind(), "batchnorm1d");
+        assert!(BatchNorm1d::new(0).is_err());
+    }
+
+    #[test]
+    fn train_step_1d_by_hand() {
+        let mut bn = BatchNorm1d::new(1).unwrap();
+        let y = bn
+            .forward(&t(&[4, 1], &[1., 2., 3., 4.]), Mode::Train)
+            .unwrap();
+        // μ = 2.5, biased σ² = (2.25 + 0.25 + 0.25 + 2.25)/4 = 1.25.
+        let s = (1.25f32 + 1e-5).sqrt();
+        assert_all_close(y.data(), &[-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s], 1e-6);
+        // running_mean = 0.9·0 + 0.1·2.5; running_var = 0.9·1 + 0.1·(5/3) (unbiased 5/4·4/3).
+        assert_all_close(bn.running_mean().data(), &[0.25], 1e-7);
+        assert_all_close(bn.running_var().data(), &[0.9 + 0.5 / 3.0], 1e-6);
+        assert_eq!(bn.num_batches_tracked(), 1);
+    }
+
+    #[test]
+    fn train_step_2d_by_hand() {
+        let mut bn = BatchNorm2d::new(2).unwrap();
+        // (N=2, C=2, H=1, W=2): channel 0 holds 1, 3, 5, 7; channel 1 holds 0, 0, 2, 2.
+        let x = t(&[2, 2, 1, 2], &[1., 3., 0., 0., 5., 7., 2., 2.]);
+        let y = bn.forward(&x, Mode::Train).unwrap();
+        // Channel 0: μ = 4, σ² = 5 (unbiased 20/3). Channel 1: μ = 1, σ² = 1 (unbiased 4/3).
+        let (s0, s1) = ((5f32 + 1e-5).sqrt(), (1f32 + 1e-5).sqrt());
+        assert_all_close(
+            y.data(),
+            &[
+                -3. / s0,
+                -1. / s0,
+                -1. / s1,
+                -1. / s1,
+                1. / s0,
+                3. / s0,
+                1. / s1,
+                1. / s1,
+            ],
+            1e-6,
+        );
+        assert_all_close(bn.running_mean().data(), &[0.4, 0.1], 1e-7);
+        assert_all_close(
+            bn.running_var().data(),
+            &[0.9 + 2.0 / 3.0, 0.9 + 0.4 / 3.0],
+            1e-6,
+        );
+        // A second batch moves the running statistics again: 0.9·0.4 + 0.1·4.
+        bn.forward(&x, Mode::Train).unwrap();
+        assert_all_close(bn.running_mean().data(), &[0.76, 0.19], 1e-6);
+        assert_eq!(bn.num_batches_tracked(), 2);
+    }
+
+    #[test]
+    fn eval_uses_running_statistics_and_leaves_them_alone() {
+        let mut bn = BatchNorm2d::new(1).unwrap();
+        for (name, p) in bn.params_mut() {
+            p.value.data_mut()[0] = if name == "weight" { 2.0 } else { 0.5 };
+        }
+        for (name, b) in bn.buffers_mut() {
+            match name.as_str() {
+                "running_mean" => b.data_mut()[0] = 1.0,
+                "running_var" => b.data_mut()[0] = 4.0,
+                _ => {}
+            }
+        }
+        let x = t(&[1, 1, 1, 3], &[1., 3., 5.]);
+        let y = bn.forward(&x, Mode::Eval).unwrap();
+        let s = (4f32 + 1e-5).sqrt();
+        assert_all_close(y.data(), &[0.5, 0.5 + 4. / s, 0.5 + 8. / s], 1e-6);
+        assert_eq!(bn.running_mean().data(), &[1.0]);
+        assert_eq!(bn.running_var().data(), &[4.0]);
+        assert_eq!(bn.num_batches_tracked(), 0);
+        // Running statistics are constants: dx = dy·γ/√(σ² + eps); dβ = Σ dy; dγ = Σ dy·x̂.
+        let dx = bn.backward(&t(&[1, 1, 1, 3], &[1., 1., -1.])).unwrap();
+        assert_all_close(dx.data(), &[2. / s, 2. / s, -2. / s], 1e-6);
+        assert_all_close(param(&bn, "bias").grad.data(), &[1.0], 1e-6);
+        assert_all_close(
+            param(&bn, "weight").grad.data(),
+            &[(0. + 2. - 4.) / s],
+            1e-6,
+        );
+        // Eval works on a single value, where training has no variance to use.
+        assert!(bn.forward(&t(&[1, 1, 1, 1], &[3.]), Mode::Eval).is_ok());
+    }
+
+    #[test]
+    fn train_backward_by_hand_and_accumulation() {
+        let mut bn = BatchNorm1d::new(1).unwrap();
+        let x = t(&[2, 1], &[-1., 1.]);
+        bn.forward(&x, Mode::Train).unwrap();
+        // μ = 0, σ² = 1, inv_std = 1/√(1 + eps), x̂ = ∓inv_std. With dy = (1, 0): Σdy = 1,
+        // Σdy·x̂ = −inv_std, and dx = (1/m)·inv_std·γ·(m·dy − Σdy − x̂·Σdy·x̂) with m = 2, γ = 1.
+        let inv = 1.0 / (1f64 + 1e-5).sqrt();
+        let xh = [-inv, inv];
+        let dy = [1.0, 0.0];
+        let sum_dy_xhat = -inv;
+        let want: Vec<f32> = (0..2)
+            .map(|i| (0.5 * inv * (2.0 * dy[i] - 1.0 - xh[i] * sum_dy_xhat)) as f32)
+            .collect();
+        let dx = bn.backward(&t(&[2, 1], &[1., 0.])).unwrap();
+        assert_all_close(dx.data(), &want, 1e-6);
+        assert_all_close(param(&bn, "weight").grad.data(), &[-inv as f32], 1e-6);
+        // A second backward adds into the parameter gradients; zero_grad clears them.
+        bn.backward(&t(&[2, 1], &[1., 0.])).unwrap();
+        assert_all_close(param(&bn, "bias").grad.data(), &[2.0], 1e-6);
+        bn.zero_grad();
+        assert_eq!(param(&bn, "bias").grad.data(), &[0.0]);
+    }
+
+    #[test]
+    fn shape_errors() {
+        let mut bn = BatchNorm2d::new(3).unwrap();
+        let msg = bn
+            .forward(&Tensor::zeros(&[2, 4, 2, 2]), Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("(N, 3, H, W)") && msg.contains("(2, 4, 2, 2)"),
+            "{msg}"
+        );
+        let msg = bn
+            .forward(&Tensor::zeros(&[1, 3, 1, 1]), Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("more than one value per channel"), "{msg}");
+        let mut flat = BatchNorm1d::new(5).unwrap();
+        let msg = flat.output_shape(&[2, 5, 3, 3]).unwrap_err().to_string();
+        assert!(msg.contains("BatchNorm2d"), "{msg}");
+        assert_eq!(flat.output_shape(&[2, 5, 7]).unwrap(), vec![2, 5, 7]);
+        flat.forward(&Tensor::zeros(&[4, 5]), Mode::Train).unwrap();
+        assert!(flat.backward(&Tensor::zeros(&[4, 6])).is_err());
+    }
+
+    #[test]
+    fn backward_before_forward_is_an_error() {
+        backward_before_forward(&mut BatchNorm2d::new(1).unwrap(), &[2, 1, 1, 1]);
+        backward_before_forward(&mut BatchNorm1d::new(1).unwrap(), &[2, 1]);
+    }
+
+    #[test]
+    fn finite_differences_agree_in_train_and_eval() {
+        let mut rng = Rng::new(13);
+        let x = Tensor::randn(&[3, 2, 3, 2], 1.5, &mut rng);
+        let mut bn = BatchNorm2d::new(2).unwrap();
+        for (_, p) in bn.params_mut() {
+            p.value = Tensor::randn(&[2], 1.0, &mut rng);
+        }
+        fd_sanity(&mut bn, &x, Mode::Train, 14, 1e-2);
+        fd_sanity(&mut bn, &x, Mode::Eval, 15, 1e-2);
+        let x = Tensor::randn(&[5, 3], 1.0, &mut rng);
+        fd_sanity(&mut BatchNorm1d::new(3).unwrap(), &x, Mode::Train, 16, 1e-2);
+    }
+}
+
+mod residual {
+    use super::*;
+
+    /// A 1×1 convolution from `c` to `c` channels multiplying by `scale`, no bias.
+    fn scale_conv(c: usize, scale: f32) -> Conv2d {
+        let config = Conv2dConfig {
+            bias: false,
+            ..Conv2dConfig::new(c, c, 1)
+        };
+        let mut conv = Conv2d::new(config, &mut Rng::new(0)).unwrap();
+        for (_, p) in conv.params_mut() {
+            p.value.fill(0.0);
+            for i in 0..c {
+                p.value.data_mut()[i * c + i] = scale;
+            }
+        }
+        conv
+    }
+
+    #[test]
+    fn identity_shortcut_adds_the_input_and_its_gradient() {
+        let main = Sequential::new().with(scale_conv(1, 2.0));
+        let mut block = Residual::new(main, None, None);
+        let x = t(&[1, 1, 1, 3], &[1., -2., 3.]);
+        let y = block.forward(&x, Mode::Train).unwrap();
+        assert_eq!(y.data(), &[3., -6., 9.]);
+        // dx = dx_main + dx_skip = 2·dy + dy.
+        let dx = block.backward(&t(&[1, 1, 1, 3], &[1., 1., 2.])).unwrap();
+        assert_eq!(dx.data(), &[3., 3., 6.]);
+        // dw = Σ dy·x = 1 − 2 + 6 (the skip path has no parameters).
+        assert_eq!(block.params()[0].1.grad.data(), &[5.]);
+    }
+
+    #[test]
+    fn activation_applies_to_the_sum() {
+        let main = Sequential::new().with(scale_conv(1, 2.0));
+        let mut block = Residual::new(main, None, Some(Box::new(Relu::new())));
+        let x = t(&[1, 1, 1, 2], &[1., -1.]);
+        assert_eq!(block.forward(&x, Mode::Train).unwrap().data(), &[3., 0.]);
+        let dx = block.backward(&t(&[1, 1, 1, 2], &[1., 1.])).unwrap();
+        assert_eq!(dx.data(), &[3., 0.]);
+    }
+
+    #[test]
+    fn projection_shortcut_gradients_add() {
+        // main: ×2, shortcut: ×5, so y = 7x and dx = 7·dy.
+        let main = Sequential::new().with(scale_conv(2, 2.0));
+        let shortcut = Sequential::new().with(scale_conv(2, 5.0));
+        let mut block = Residual::new(main, Some(shortcut), None);
+        let x = t(&[1, 2, 1, 1], &[1., 2.]);
+        assert_eq!(block.forward(&x, Mode::Train).unwrap().data(), &[7., 14.]);
+        assert_eq!(
+            block
+                .backward(&t(&[1, 2, 1, 1], &[1., -1.]))
+                .unwrap()
+                .data(),
+            &[7., -7.]
+        );
+        let names: Vec<String> = block.params().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["main.0.weight", "shortcut.0.weight"]);
+    }
+
+    #[test]
+    fn mismatched_paths_name_both_shapes_and_suggest_a_projection() {
+        let conv = Conv2d::new(Conv2dConfig::new(3, 4, 1), &mut Rng::new(0)).unwrap();
+        let mut block = Residual::new(Sequential::new().with(conv), None, None);
+        let msg = block
+            .forward(&Tensor::zeros(&[1, 3, 4, 4]), Mode::Train)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("residual:")
+                && msg.contains("(1, 4, 4, 4)")
+                && msg.contains("(1, 3, 4, 4)")
+                && msg.contains("1×1 conv"),
+            "{msg}"
+        );
+        backward_before_forward(&mut block, &[1, 4, 4, 4]);
+    }
+
+    #[test]
+    fn basic_block_structure_shapes_and_names() {
+        let mut rng = Rng::new(0);
+        let down = Residual::basic_block(2, 4, 2, &mut rng).unwrap();
+        assert_eq!(down.output_shape(&[1, 2, 8, 8]).unwrap(), vec![1, 4, 4, 4]);
+        let names: Vec<String> = down.params().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "main.0.weight",
+                "main.1.weight",
+                "main.1.bias",
+                "main.3.weight",
+                "main.4.weight",
+                "main.4.bias",
+                "shortcut.0.weight",
+                "shortcut.1.weight",
+                "shortcut.1.bias",
+            ]
+        );
+        let buffers: Vec<String> = down.buffers().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(buffers.len(), 9);
+        assert!(buffers.contains(&"shortcut.1.running_var".to_string()));
+        // Parameters: 3·3·2·4 + 3·3·4·4 + 1·1·2·4 convolution weights, 2·4 per BatchNorm.
+        assert_eq!(ocellus::layers::param_count(&down), 72 + 144 + 8 + 3 * 8);
+        // Multiply-adds on (1, 2, 8, 8): the 3×3 convs 4·4·4·(2·9) and 4·4·4·(4·9), the 1×1
+        // shortcut 4·4·4·2, one per value for each of the three BatchNorms (64 values each).
+        assert_eq!(down.macs(&[1, 2, 8, 8]), 1_152 + 2_304 + 128 + 3 * 64);
+
+        let same = Residual::basic_block(4, 4, 1, &mut rng).unwrap();
+        assert!(same.shortcut().is_none());
+        assert_eq!(same.output_shape(&[2, 4, 5, 5]).unwrap(), vec![2, 4, 5, 5]);
+        // Two stacked 3×3 convolutions: 1 + 2 + 2.
+        let rf = same.receptive_field([ReceptiveField::INPUT; 2]);
+        assert_eq!(rf[0], ReceptiveField { size: 5, jump: 1 });
+        assert_eq!(same.kind(), "residual");
+    }
+
+    /// The basic block's wiring with smooth activations (Tanh inside, Sigmoid after the sum)
+    /// so that no finite-difference step crosses a ReLU kink.
+    fn smooth_block(ic: usize, oc: usize, stride: usize, rng: &mut Rng) -> Residual {
+        let conv = |ic, oc, k, stride, pad, rng: &mut Rng| {
+            let config = Conv2dConfig::new(ic, oc, k).stride(stride).padding(pad);
+            Conv2d::new(config, rng).unwrap()
+        };
+        let main = Sequential::new()
+            .with(conv(ic, oc, 3, stride, 1, rng))
+            .with(BatchNorm2d::new(oc).unwrap())
+            .with(Tanh::new())
+            .with(conv(oc, oc, 3, 1, 1, rng))
+            .with(BatchNorm2d::new(oc).unwrap());
+        let shortcut = (ic != oc || stride != 1).then(|| {
+            Sequential::new()
+                .with(conv(ic, oc, 1, stride, 0, rng))
+                .with(BatchNorm2d::new(oc).unwrap())
+        });
+        Residual::new(main, shortcut, Some(Box::new(Sigmoid::new())))
+    }
+
+    #[test]
+    fn finite_differences_agree_through_both_paths() {
+        let mut rng = Rng::new(20);
+        let x = Tensor::randn(&[2, 2, 4, 4], 1.0, &mut rng);
+        let mut block = smooth_block(2, 3, 2, &mut rng);
+        fd_sanity(&mut block, &x, Mode::Train, 21, 1e-2);
+        fd_sanity(&mut block, &x, Mode::Eval, 22, 1e-2);
+        let mut block = smooth_block(2, 2, 1, &mut rng);
+        fd_sanity(&mut block, &x, Mode::Train, 23, 1e-2);
+    }
+}
