@@ -29,6 +29,13 @@ pub enum Error {
     /// A file was read but its contents are not what they should be.
     #[error("{path}: {message}")]
     Format { path: String, message: String },
+    /// The training loss stopped being a finite number.
+    #[error("training diverged: the loss is {loss} at epoch {epoch}, batch {batch}; try a lower learning rate (--lr)")]
+    Diverged {
+        epoch: usize,
+        batch: usize,
+        loss: f32,
+    },
 }
 
 fn fmt_hint(hint: &str) -> String {

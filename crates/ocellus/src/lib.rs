@@ -28,6 +28,8 @@
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
 //! [`loss`] / [`optim`] → [`gradcheck`].
 
+pub mod arch;
+pub mod checkpoint;
 pub mod error;
 pub mod geometry;
 pub mod gradcheck;
@@ -39,6 +41,7 @@ pub mod network;
 pub mod optim;
 pub mod rng;
 pub mod tensor;
+pub mod zoo;
 
 pub use error::{Error, Result};
 pub use layers::{Layer, Mode, Param};

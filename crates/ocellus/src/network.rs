@@ -184,4 +184,11 @@ impl Layer for Sequential {
             layer.fix_randomness(fixed);
         }
     }
+
+    /// Each layer gets its own seed, derived from `seed` and its position.
+    fn reseed(&mut self, seed: u64) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.reseed(seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+    }
 }

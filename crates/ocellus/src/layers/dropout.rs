@@ -53,6 +53,19 @@ impl Dropout {
         })
     }
 
+    /// Uses `keep` (1 where a value is kept, 0 where it is dropped) as the mask of the
+    /// following training passes, as if it had been drawn and fixed with
+    /// [`Layer::fix_randomness`] — to replay a mask another framework drew.
+    pub fn set_mask(&mut self, keep: &Tensor) {
+        let scale = 1.0 / (1.0 - self.p);
+        let mut mask = keep.clone();
+        mask.data_mut()
+            .iter_mut()
+            .for_each(|k| *k = if *k != 0.0 { scale } else { 0.0 });
+        self.mask = Some(mask);
+        self.fixed = true;
+    }
+
     /// The probability of zeroing a value.
     pub fn p(&self) -> f32 {
         self.p
@@ -140,6 +153,10 @@ impl Layer for Dropout {
 
     fn fix_randomness(&mut self, fixed: bool) {
         self.fixed = fixed;
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
     }
 }
 

@@ -116,6 +116,10 @@ pub trait Layer: Send {
     /// Freezes (`true`) or releases random choices such as dropout masks, so that repeated
     /// forward passes are the same function — what a finite-difference check needs.
     fn fix_randomness(&mut self, _fixed: bool) {}
+
+    /// Restarts the layer's random generators from `seed` (dropout masks). Training seeds
+    /// every epoch from the run's seed and the epoch number, so an epoch can be replayed.
+    fn reseed(&mut self, _seed: u64) {}
 }
 
 /// Number of learnable values of a layer or network.

@@ -268,6 +268,13 @@ impl Layer for Residual {
         self.main.macs(input) + skip + act
     }
 
+    fn reseed(&mut self, seed: u64) {
+        self.main.reseed(seed);
+        if let Some(s) = &mut self.shortcut {
+            s.reseed(seed ^ 0x5851_F42D_4C95_7F2D);
+        }
+    }
+
     fn fix_randomness(&mut self, fixed: bool) {
         self.main.fix_randomness(fixed);
         if let Some(s) = &mut self.shortcut {

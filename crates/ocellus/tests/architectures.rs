@@ -1,0 +1,124 @@
+//! The model zoo and architecture files: shapes, parameter counts, and errors that point at
+//! the offending layer.
+
+use ocellus::arch::Architecture;
+use ocellus::layers::param_count;
+use ocellus::{zoo, Layer, Mode, Rng, Tensor};
+
+#[test]
+fn lenet5_has_its_61706_parameters_on_32x32_and_on_28x28_with_padding() {
+    for input in [[1, 32, 32], [1, 28, 28]] {
+        let net = zoo::model("lenet5", input, 10)
+            .unwrap()
+            .build(&mut Rng::new(0))
+            .unwrap();
+        assert_eq!(param_count(&net), 61_706, "input {input:?}");
+        let shapes = net.shapes(&[2, input[0], input[1], input[2]]).unwrap();
+        // The 16×5×5 = 400 features of the classic design reach the first linear layer.
+        assert_eq!(shapes[6], vec![2, 400]);
+        assert_eq!(shapes.last().unwrap(), &vec![2, 10]);
+    }
+}
+
+#[test]
+fn every_zoo_model_adapts_to_channels_size_and_classes() {
+    for name in zoo::MODELS {
+        for (input, classes) in [([1, 28, 28], 10), ([3, 32, 32], 10), ([1, 28, 28], 6)] {
+            let arch = zoo::model(name, input, classes).unwrap();
+            let mut net = arch.build(&mut Rng::new(1)).unwrap();
+            let x = Tensor::randn(&[2, input[0], input[1], input[2]], 1.0, &mut Rng::new(2));
+            let y = net.forward(&x, Mode::Train).unwrap();
+            assert_eq!(y.shape(), &[2, classes], "{name} on {input:?}");
+            net.backward(&Tensor::full(y.shape(), 0.1)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn smallcnn_matches_the_notes_parameter_count() {
+    // conv1 3·9·32+32, bn1 2·32, conv2 32·9·64+64, bn2 2·64, fc1 4096·128+128, fc2 128·10+10
+    let expected =
+        (3 * 9 * 32 + 32) + 64 + (32 * 9 * 64 + 64) + 128 + (4096 * 128 + 128) + (128 * 10 + 10);
+    let net = zoo::model("smallcnn", [3, 32, 32], 10)
+        .unwrap()
+        .build(&mut Rng::new(0))
+        .unwrap();
+    assert_eq!(param_count(&net), expected);
+}
+
+#[test]
+fn resnet20_has_about_a_quarter_million_parameters_and_pytorch_names() {
+    let net = zoo::model("resnet20", [3, 32, 32], 10)
+        .unwrap()
+        .build(&mut Rng::new(0))
+        .unwrap();
+    // He et al. report 0.27M for ResNet-20 (with parameter-free shortcuts); the two 1×1
+    // projection shortcuts add 16·32 + 32·64 weights and their BatchNorms.
+    let count = param_count(&net);
+    assert!((270_000..280_000).contains(&count), "{count}");
+    let names: Vec<String> = net.params().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"3.main.0.weight".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"6.shortcut.0.weight".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn an_architecture_survives_toml_and_json() {
+    let arch = zoo::model("resnet20", [3, 32, 32], 10).unwrap();
+    assert_eq!(Architecture::parse(&arch.to_toml(), false).unwrap(), arch);
+    assert_eq!(Architecture::parse(&arch.to_json(), true).unwrap(), arch);
+}
+
+const LENET_WITH_A_WRONG_LINEAR: &str = r#"
+input = [1, 16, 16]
+[[layers]]
+type = "conv2d"
+out_channels = 16
+kernel = 5
+[[layers]]
+type = "relu"
+[[layers]]
+type = "maxpool2d"
+kernel = 2
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "linear"
+in_features = 400
+out_features = 10
+"#;
+
+#[test]
+fn a_shape_error_names_the_layer_and_where_the_features_come_from() {
+    let arch = Architecture::parse(LENET_WITH_A_WRONG_LINEAR, false).unwrap();
+    let msg = arch.build(&mut Rng::new(0)).err().unwrap().to_string();
+    // 16 → conv 5 → 12 → pool 2 → 6: 16×6×6 = 576 features.
+    assert_eq!(
+        msg,
+        "layer 4 (linear): expects 400 inputs, but the previous layer gives 576 = 16×6×6"
+    );
+}
+
+#[test]
+fn unknown_layers_and_settings_are_reported_with_their_position_in_the_file() {
+    let unknown = "input = [1, 8, 8]\n[[layers]]\ntype = \"conv3d\"\nout_channels = 4\n";
+    let msg = Architecture::parse(unknown, false).unwrap_err();
+    assert!(msg.contains("conv3d") && msg.contains("line"), "{msg}");
+    let typo = "input = [1, 8, 8]\n[[layers]]\ntype = \"conv2d\"\nout_channel = 4\nkernel = 3\n";
+    let msg = Architecture::parse(typo, false).unwrap_err();
+    assert!(msg.contains("out_channel"), "{msg}");
+}
+
+#[test]
+fn image_layers_after_flatten_are_refused() {
+    let text = "input = [1, 8, 8]\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"conv2d\"\nout_channels = 4\nkernel = 3\n";
+    let msg = Architecture::parse(text, false)
+        .unwrap()
+        .build(&mut Rng::new(0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(msg, "layer 1 (conv2d): expects input (N, C, H, W), but got (1, 64) (image layers must come before the Flatten)");
+}
