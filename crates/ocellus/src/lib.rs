@@ -28,6 +28,7 @@
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
 //! [`loss`] / [`optim`] → [`gradcheck`].
 
+pub mod data;
 pub mod error;
 pub mod geometry;
 pub mod gradcheck;
