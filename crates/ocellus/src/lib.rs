@@ -26,10 +26,12 @@
 //! ## Layers of the system
 //!
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
-//! [`loss`] / [`optim`] → [`gradcheck`].
+//! [`loss`] / [`optim`] → [`data`] → [`train`] / [`run`] (with [`arch`], [`zoo`],
+//! [`checkpoint`]); [`gradcheck`] verifies every gradient.
 
 pub mod arch;
 pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod geometry;
 pub mod gradcheck;
@@ -40,7 +42,9 @@ pub mod loss;
 pub mod network;
 pub mod optim;
 pub mod rng;
+pub mod run;
 pub mod tensor;
+pub mod train;
 pub mod zoo;
 
 pub use error::{Error, Result};
