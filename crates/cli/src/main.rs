@@ -1,5 +1,59 @@
-//! The `ocellus` command-line tool.
+//! The `ocellus` command-line tool: train, evaluate, inspect and visualise CNNs.
 
-fn main() {
-    println!("ocellus {}", env!("CARGO_PKG_VERSION"));
+mod commands;
+mod dataset;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Build, train, verify and look inside convolutional neural networks.
+#[derive(Parser)]
+#[command(name = "ocellus", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads (default: all cores). Results are reproducible for a given count.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (default: LeNet-5 on the built-in patterns dataset).
+    Train(commands::train::Args),
+    /// Accuracy and confusion matrix of a trained model on a dataset.
+    Eval(commands::eval::Args),
+    /// Classify image files with a trained model.
+    Predict(commands::predict::Args),
+    /// Write sample images of the built-in patterns dataset as PNG files.
+    Patterns(commands::patterns::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        if threads == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .expect("the thread pool is configured once, before any work");
+    }
+    let result = match cli.command {
+        Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Predict(args) => commands::predict::run(args),
+        Command::Patterns(args) => commands::patterns::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

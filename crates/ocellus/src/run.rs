@@ -20,11 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Architecture;
 use crate::checkpoint::{self, write_atomically};
-use crate::data::{Augmentation, Dataset, Normalization, Splits};
+use crate::data::augment::Augmentation;
+use crate::data::{Dataset, Normalization, Splits};
 use crate::error::{Error, Result};
 use crate::layers::Layer;
 use crate::network::Sequential;
-use crate::optim::{Adam, AdamConfig, LrSchedule, OneCycle, Optimizer, OptimizerState, Sgd, SgdConfig};
+use crate::optim::{
+    Adam, AdamConfig, LrSchedule, OneCycle, Optimizer, OptimizerState, Sgd, SgdConfig,
+};
 use crate::rng::Rng;
 use crate::train::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
 
@@ -36,6 +39,8 @@ pub struct RunConfig {
     /// Dataset name (`patterns`, `fashion-mnist`, `mnist`, `cifar10`, `folder`).
     pub data: String,
     pub data_dir: Option<String>,
+    /// C, H, W that images of a folder dataset are converted and resized to.
+    pub image_size: [usize; 3],
     pub epochs: usize,
     pub batch_size: usize,
     /// `sgd`, `adam` or `adamw`.
@@ -216,7 +221,12 @@ pub struct Run {
 impl Run {
     /// Prepares a new run in `dir` (created if needed; an existing checkpoint there is an
     /// error, so nothing is overwritten by accident).
-    pub fn start(dir: &Path, config: RunConfig, architecture: Architecture, splits: Splits) -> Result<Run> {
+    pub fn start(
+        dir: &Path,
+        config: RunConfig,
+        architecture: Architecture,
+        splits: Splits,
+    ) -> Result<Run> {
         if dir.join(MODEL_FILE).exists() {
             return Err(format_error(
                 dir,
@@ -236,7 +246,14 @@ impl Run {
     pub fn resume(dir: &Path, splits: Splits) -> Result<Run> {
         let config = read_config(dir)?;
         let (model, info) = load_model(dir)?;
-        let mut run = Self::assemble(dir, config, info.architecture.clone(), splits, model, info.epoch)?;
+        let mut run = Self::assemble(
+            dir,
+            config,
+            info.architecture.clone(),
+            splits,
+            model,
+            info.epoch,
+        )?;
         if run.info.normalization != info.normalization || run.info.classes != info.classes {
             return Err(format_error(
                 dir,
@@ -256,9 +273,14 @@ impl Run {
             ));
         }
         let steps: u64 = metadata_field(&training_path, &metadata, "steps")?;
-        run.optimizer.load_state(OptimizerState { steps, tensors })?;
+        run.optimizer
+            .load_state(OptimizerState { steps, tensors })?;
         // Forget epochs recorded after the checkpoint (the run stopped before saving them).
-        let kept: Vec<EpochRecord> = run.metrics()?.into_iter().filter(|r| r.epoch <= epoch).collect();
+        let kept: Vec<EpochRecord> = run
+            .metrics()?
+            .into_iter()
+            .filter(|r| r.epoch <= epoch)
+            .collect();
         let lines: String = kept
             .iter()
             .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
@@ -275,7 +297,10 @@ impl Run {
         model: Sequential,
         epoch: usize,
     ) -> Result<Run> {
-        let Splits { mut train, mut test } = splits;
+        let Splits {
+            mut train,
+            mut test,
+        } = splits;
         if let Some(limit) = config.limit_train {
             let keep: Vec<usize> = (0..limit.min(train.len())).collect();
             train = train.subset(&keep);
@@ -331,7 +356,7 @@ impl Run {
         let epoch = self.info.epoch + 1;
         let settings = EpochSettings {
             batch_size: self.config.batch_size,
-            schedule: self.schedule.clone(),
+            schedule: self.schedule,
             augmentation: Augmentation::new(self.config.augment_pad, self.config.augment_flip),
             label_smoothing: self.config.label_smoothing,
             seed: self.config.seed,
@@ -344,7 +369,8 @@ impl Run {
             epoch,
             progress,
         )?;
-        let val = train::evaluate(&mut self.model, &self.val, self.eval_batch_size())?;
+        let batch_size = self.eval_batch_size();
+        let val = train::evaluate(&mut self.model, &self.val, batch_size)?;
         self.info.epoch = epoch;
         self.save_checkpoint()?;
         let record = EpochRecord {
@@ -363,14 +389,19 @@ impl Run {
             .append(true)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
-        writeln!(file, "{}", serde_json::to_string(&record).expect("serialisable"))
-            .map_err(|e| io_error(&path, e))?;
+        writeln!(
+            file,
+            "{}",
+            serde_json::to_string(&record).expect("serialisable")
+        )
+        .map_err(|e| io_error(&path, e))?;
         Ok(record)
     }
 
     /// Evaluates the model on the test set.
     pub fn evaluate_test(&mut self) -> Result<Evaluation> {
-        train::evaluate(&mut self.model, &self.test, self.eval_batch_size())
+        let batch_size = self.eval_batch_size();
+        train::evaluate(&mut self.model, &self.test, batch_size)
     }
 
     /// Evaluation needs no gradients, so it takes batches of at least 256.

@@ -9,7 +9,8 @@
 
 use std::time::Instant;
 
-use crate::data::{Augmentation, Dataset};
+use crate::data::augment::Augmentation;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::layers::{Layer, Mode};
 use crate::loss;
@@ -59,7 +60,8 @@ pub struct EpochStats {
 /// The generator for one purpose (`stream`) in one epoch of a run seeded by `seed`.
 fn epoch_rng(seed: u64, epoch: usize, stream: u64) -> Rng {
     Rng::new(
-        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03),
+        seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03),
     )
 }
 

@@ -1,0 +1,120 @@
+//! `ocellus eval`: accuracy and confusion matrix of a trained model.
+
+use std::path::PathBuf;
+
+use ocellus::run::{load_model, read_config};
+use ocellus::{train, Error, Result};
+
+use crate::dataset::DataArgs;
+use crate::progress::thousands;
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ocellus eval --checkpoint runs/lenet5-patterns
+  ocellus eval --checkpoint runs/lenet5-fashion-mnist --split train
+  ocellus eval --checkpoint model.safetensors --data mnist --data-dir ~/mnist")]
+pub struct Args {
+    /// A run directory or a model.safetensors file.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The dataset (default: the one the run was trained on).
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Image size for --data folder, as CxHxW (default: the model's input).
+    #[arg(long, value_parser = crate::dataset::parse_chw)]
+    image_size: Option<[usize; 3]>,
+    #[arg(long, default_value = "test", value_parser = ["test", "train"])]
+    split: String,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let (mut model, info) = load_model(&args.checkpoint)?;
+    let run_config = read_config(&args.checkpoint).ok();
+    let data = DataArgs {
+        data: match (&args.data, &run_config) {
+            (Some(d), _) => d.clone(),
+            (None, Some(c)) => c.data.clone(),
+            (None, None) => {
+                return Err(Error::config(
+                    "--data",
+                    "a model file alone does not say its dataset: add --data",
+                ))
+            }
+        },
+        data_dir: args.data_dir.clone().or_else(|| {
+            run_config
+                .as_ref()
+                .filter(|_| args.data.is_none())
+                .and_then(|c| c.data_dir.as_ref().map(PathBuf::from))
+        }),
+        image_size: args.image_size.unwrap_or(info.architecture.input),
+    };
+    let seed = run_config.as_ref().map_or(0, |c| c.seed);
+    let splits = data.load(seed)?;
+    let mut set = if args.split == "train" {
+        splits.train
+    } else {
+        splits.test
+    };
+    let (c, h, w) = set.image_shape();
+    if [c, h, w] != info.architecture.input || set.num_classes() != info.classes.len() {
+        return Err(Error::config(
+            "eval",
+            format!(
+                "the model takes {:?} images and {} classes, but {} has {c}×{h}×{w} images and {} classes",
+                info.architecture.input,
+                info.classes.len(),
+                data.data,
+                set.num_classes()
+            ),
+        ));
+    }
+    info.normalization.apply(&mut set)?;
+    let result = train::evaluate(&mut model, &set, args.batch_size)?;
+    let correct: usize = (0..result.confusion.len())
+        .map(|i| result.confusion[i][i])
+        .sum();
+    println!(
+        "{} {} split: accuracy {:.2}% ({}/{}), loss {:.4}",
+        data.data,
+        args.split,
+        100.0 * result.accuracy,
+        thousands(correct as f64),
+        thousands(set.len() as f64),
+        result.loss
+    );
+    println!();
+    print!("{}", confusion_table(&result.confusion, &info.classes));
+    Ok(())
+}
+
+/// The confusion matrix as text: rows are true classes, columns predictions, with each
+/// class's recall at the end of its row.
+pub fn confusion_table(confusion: &[Vec<usize>], classes: &[String]) -> String {
+    let label = |name: &str| name.chars().take(11).collect::<String>();
+    let width = confusion
+        .iter()
+        .flatten()
+        .map(|v| v.to_string().len())
+        .max()
+        .unwrap_or(1)
+        .max(3);
+    let mut out = format!("{:>12} predicted →\n{:>12}", "true ↓", "");
+    for k in 0..classes.len() {
+        out += &format!(" {:>width$}", k);
+    }
+    out += "   recall\n";
+    for (i, row) in confusion.iter().enumerate() {
+        out += &format!("{:>9} {:>2}", label(&classes[i]), i);
+        for v in row {
+            out += &format!(" {:>width$}", v);
+        }
+        let total: usize = row.iter().sum();
+        out += &format!("   {:5.1}%\n", 100.0 * row[i] as f64 / total.max(1) as f64);
+    }
+    out
+}

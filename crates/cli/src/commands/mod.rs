@@ -1,0 +1,6 @@
+//! One module per command.
+
+pub mod eval;
+pub mod patterns;
+pub mod predict;
+pub mod train;

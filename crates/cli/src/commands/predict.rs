@@ -1,0 +1,48 @@
+//! `ocellus predict`: classify image files with a trained model.
+
+use std::path::PathBuf;
+
+use ocellus::data::folder::load_image;
+use ocellus::run::load_model;
+use ocellus::{loss, Layer, Mode, Result};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ocellus predict --checkpoint runs/lenet5-patterns samples/circle/000.png
+  ocellus predict --checkpoint runs/smallcnn-fashion-mnist --top-k 3 shoe.jpg shirt.png")]
+pub struct Args {
+    /// A run directory or a model.safetensors file.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Image files (PNG or JPEG); each is converted and resized to the model's input.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let (mut model, info) = load_model(&args.checkpoint)?;
+    let [c, h, w] = info.architecture.input;
+    // Load every image first, so one unreadable file fails the command before any output.
+    let mut images = Vec::with_capacity(args.images.len());
+    for path in &args.images {
+        let mut x = load_image(path, c, h, w)?;
+        info.normalization.apply_to_batch(&mut x)?;
+        images.push(x);
+    }
+    for (path, x) in args.images.iter().zip(&images) {
+        let probabilities = loss::softmax(&model.forward(x, Mode::Eval)?)?;
+        let mut ranked: Vec<(usize, f32)> =
+            probabilities.data().iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<String> = ranked
+            .iter()
+            .take(args.top_k.max(1))
+            .map(|(k, p)| format!("{} {:.1}%", info.classes[*k], 100.0 * p))
+            .collect();
+        println!("{}: {}", path.display(), top.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `ocellus train`: train a model and keep everything in a run directory.
+
+use std::path::{Path, PathBuf};
+
+use ocellus::arch::Architecture;
+use ocellus::layers::param_count;
+use ocellus::run::{Run, RunConfig};
+use ocellus::{zoo, Error, Result};
+
+use crate::dataset::{short_name, DataArgs};
+use crate::progress::{thousands, Progress};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ocellus train                                   LeNet-5 on the built-in patterns
+  ocellus train --model smallcnn --data fashion-mnist --epochs 5
+  ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
+  ocellus train --resume runs/lenet5-patterns --epochs 6")]
+pub struct Args {
+    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp) or an architecture file (.toml or .json).
+    #[arg(long, default_value = "lenet5")]
+    model: String,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Epochs to train (with --resume: the new total).
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value = "adamw", value_parser = ["sgd", "adam", "adamw"])]
+    optimizer: String,
+    /// Learning rate (the peak rate for onecycle).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Weight decay (default: 0.01 for adamw, 0 for sgd and adam).
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long, default_value = "constant", value_parser = ["constant", "step", "cosine", "onecycle"])]
+    schedule: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Hold out this fraction of the training images for validation (0: report the test set each epoch).
+    #[arg(long, default_value_t = 0.0)]
+    val_fraction: f32,
+    /// Augment training images: random crop with 4 pixels of padding, and horizontal flips.
+    #[arg(long)]
+    augment: bool,
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    limit_train: Option<usize>,
+    /// Run directory (default: runs/<model>-<data>, numbered if taken).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, conflicts_with_all = ["model", "out"])]
+    resume: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut run = match &args.resume {
+        Some(dir) => resume(dir, args.epochs)?,
+        None => start(&args)?,
+    };
+    let total = run.config.epochs;
+    describe(&run);
+    let eval_name = if run.config.val_fraction > 0.0 {
+        "val"
+    } else {
+        "test"
+    };
+    let mut progress = Progress::new(total);
+    while run.epochs_done() < total {
+        match run.train_epoch(&mut |p| progress.batch(p)) {
+            Ok(record) => progress.epoch(&record, eval_name),
+            Err(e @ Error::Diverged { .. }) => {
+                eprintln!();
+                let kept = match run.epochs_done() {
+                    0 => "no checkpoint was written".to_string(),
+                    k => format!(
+                        "the checkpoint of epoch {k} in {} is intact",
+                        run.dir.display()
+                    ),
+                };
+                return Err(Error::config("train", format!("{e}; {kept}")));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let test = run.evaluate_test()?;
+    let correct: usize = (0..test.confusion.len())
+        .map(|i| test.confusion[i][i])
+        .sum();
+    println!(
+        "test accuracy {:.2}% ({}/{}), loss {:.4}",
+        100.0 * test.accuracy,
+        thousands(correct as f64),
+        thousands(run.test.len() as f64),
+        test.loss
+    );
+    println!("run saved in {}", run.dir.display());
+    Ok(())
+}
+
+fn start(args: &Args) -> Result<Run> {
+    let splits = args.data.load(args.seed)?;
+    let (c, h, w) = splits.train.image_shape();
+    let classes = splits.train.num_classes();
+    let architecture = if is_file(&args.model) {
+        let arch = Architecture::from_file(Path::new(&args.model))?;
+        check_fits(&arch, &args.model, [c, h, w], classes)?;
+        arch
+    } else {
+        zoo::model(&args.model, [c, h, w], classes)?
+    };
+    let config = RunConfig {
+        model: args.model.clone(),
+        data: args.data.data.clone(),
+        data_dir: args.data.data_dir.as_ref().map(|d| d.display().to_string()),
+        image_size: args.data.image_size,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer: args.optimizer.clone(),
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        momentum: args.momentum,
+        schedule: args.schedule.clone(),
+        seed: args.seed,
+        val_fraction: args.val_fraction,
+        augment_pad: if args.augment { 4 } else { 0 },
+        augment_flip: args.augment,
+        label_smoothing: args.label_smoothing,
+        limit_train: args.limit_train,
+    };
+    let dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => free_run_dir(&format!("{}-{}", short_name(&args.model), args.data.data)),
+    };
+    Run::start(&dir, config, architecture, splits)
+}
+
+fn resume(dir: &Path, epochs: usize) -> Result<Run> {
+    let config = ocellus::run::read_config(dir)?;
+    let data = DataArgs {
+        data: config.data.clone(),
+        data_dir: config.data_dir.as_ref().map(PathBuf::from),
+        image_size: config.image_size,
+    };
+    let mut run = Run::resume(dir, data.load(config.seed)?)?;
+    if epochs > run.config.epochs {
+        run.extend_to(epochs)?;
+    }
+    println!(
+        "resuming {} at epoch {} of {}",
+        dir.display(),
+        run.epochs_done(),
+        run.config.epochs
+    );
+    Ok(run)
+}
+
+/// True when `model` names a file rather than a zoo model.
+fn is_file(model: &str) -> bool {
+    model.ends_with(".toml") || model.ends_with(".json") || Path::new(model).is_file()
+}
+
+/// An architecture file must take the dataset's images and give one score per class.
+fn check_fits(arch: &Architecture, file: &str, image: [usize; 3], classes: usize) -> Result<()> {
+    if arch.input != image {
+        return Err(Error::Format {
+            path: file.into(),
+            message: format!(
+                "input = {:?} but the dataset's images are {}×{}×{} (C×H×W)",
+                arch.input, image[0], image[1], image[2]
+            ),
+        });
+    }
+    let shape = arch.output_shape().map_err(|e| Error::Format {
+        path: file.into(),
+        message: e.to_string(),
+    })?;
+    if shape != [1, classes] {
+        return Err(Error::Format {
+            path: file.into(),
+            message: format!(
+                "the network outputs {} but the dataset has {classes} classes: the last layer should be a linear layer with out_features = {classes}",
+                ocellus::tensor::shape_str(&shape[1..])
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `runs/NAME`, or `runs/NAME-2`, `runs/NAME-3`… if taken.
+fn free_run_dir(name: &str) -> PathBuf {
+    let base = PathBuf::from("runs");
+    let mut dir = base.join(name);
+    let mut k = 2;
+    while dir.exists() {
+        dir = base.join(format!("{name}-{k}"));
+        k += 1;
+    }
+    dir
+}
+
+fn describe(run: &Run) {
+    let (c, h, w) = run.train.image_shape();
+    println!(
+        "{} ({} parameters) on {}: {} train / {} {} images of {c}×{h}×{w}, {} classes",
+        run.info
+            .architecture
+            .name
+            .as_deref()
+            .unwrap_or(&run.config.model),
+        thousands(param_count(&run.model) as f64),
+        run.config.data,
+        thousands(run.train.len() as f64),
+        thousands(run.val.len() as f64),
+        if run.config.val_fraction > 0.0 {
+            "val"
+        } else {
+            "test"
+        },
+        run.train.num_classes(),
+    );
+    println!(
+        "{}, batch {}, {} epochs, {} thread(s); run directory {}",
+        run.optimizer.describe(),
+        run.config.batch_size,
+        run.config.epochs,
+        rayon::current_num_threads(),
+        run.dir.display()
+    );
+}

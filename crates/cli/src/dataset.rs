@@ -1,0 +1,86 @@
+//! Datasets by name, as the `--data` and `--data-dir` flags name them.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use ocellus::data::{cifar, folder, idx, patterns, Splits};
+use ocellus::{Error, Result};
+
+/// Where Debian's `dataset-fashion-mnist` package puts the files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// The dataset flags shared by `train`, `eval` and others.
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// patterns (built in), fashion-mnist, mnist, cifar10, or folder (DIR/<class>/*.png|jpg).
+    #[arg(long, default_value = "patterns")]
+    pub data: String,
+    /// Directory of the dataset's files (fashion-mnist defaults to /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Image size for --data folder, as CxHxW (images are converted and resized to it).
+    #[arg(long, default_value = "3x32x32", value_parser = parse_chw)]
+    pub image_size: [usize; 3],
+}
+
+/// Parses `CxHxW`, e.g. `3x32x32`.
+pub fn parse_chw(text: &str) -> std::result::Result<[usize; 3], String> {
+    let parts: Vec<&str> = text.split(['x', 'X', '×']).collect();
+    let dims: Vec<usize> = parts.iter().filter_map(|p| p.trim().parse().ok()).collect();
+    match dims.as_slice() {
+        [c @ (1 | 3), h, w] if *h > 0 && *w > 0 && parts.len() == 3 => Ok([*c, *h, *w]),
+        _ => Err(format!(
+            "'{text}' is not CxHxW with C = 1 or 3 (e.g. 3x32x32)"
+        )),
+    }
+}
+
+/// Train and test images per class of the built-in patterns dataset.
+pub const PATTERNS_TRAIN_PER_CLASS: usize = 1000;
+pub const PATTERNS_TEST_PER_CLASS: usize = 250;
+
+impl DataArgs {
+    /// Loads the named dataset. `folder` data is split 80/20 into train and test by `seed`.
+    pub fn load(&self, seed: u64) -> Result<Splits> {
+        let dir = |default: Option<&str>| -> Result<PathBuf> {
+            match (&self.data_dir, default) {
+                (Some(d), _) => Ok(d.clone()),
+                (None, Some(d)) => Ok(PathBuf::from(d)),
+                (None, None) => Err(Error::config(
+                    "--data-dir",
+                    format!("--data {} needs --data-dir DIR", self.data),
+                )),
+            }
+        };
+        match self.data.as_str() {
+            "patterns" => Ok(patterns::generate(
+                PATTERNS_TRAIN_PER_CLASS,
+                PATTERNS_TEST_PER_CLASS,
+                seed,
+            )),
+            "fashion-mnist" => idx::load(&dir(Some(FASHION_MNIST_DIR))?, idx::IdxKind::FashionMnist),
+            "mnist" => idx::load(&dir(None)?, idx::IdxKind::Mnist),
+            "cifar10" => cifar::load(&dir(None)?),
+            "folder" => {
+                let root = dir(None)?;
+                let [c, h, w] = self.image_size;
+                let all = folder::load_folder(&root, c, h, w)?;
+                let mut train = all;
+                let test = train.split_off_validation(0.2, seed)?;
+                Ok(Splits { train, test })
+            }
+            other => Err(Error::config(
+                "--data",
+                format!("unknown dataset '{other}'; choose patterns, fashion-mnist, mnist, cifar10 or folder"),
+            )),
+        }
+    }
+}
+
+/// The name used for run directories: the last part of a path, or the name itself.
+pub fn short_name(name: &str) -> String {
+    Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string())
+}
