@@ -18,6 +18,42 @@ pub fn gemm(
     c: &mut [f32],
     accumulate: bool,
 ) {
+    let threads = rayon::current_num_threads();
+    let parallelism =
+        if threads > 1 && m * n * k >= 1 << 21 && rayon::current_thread_index().is_none() {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+    gemm_with(
+        m,
+        n,
+        k,
+        a,
+        a_transposed,
+        b,
+        b_transposed,
+        c,
+        accumulate,
+        parallelism,
+    );
+}
+
+/// [`gemm`] with the threading chosen by the caller: `Parallelism::None` for callers that
+/// already spread independent products over the rayon pool (the convolution, per image).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_transposed: bool,
+    b: &[f32],
+    b_transposed: bool,
+    c: &mut [f32],
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert_eq!(
         a.len(),
         m * k,
@@ -48,13 +84,6 @@ pub fn gemm(
     // (column stride, row stride) of each operand.
     let (a_cs, a_rs) = if a_transposed { (m, 1) } else { (1, k) };
     let (b_cs, b_rs) = if b_transposed { (k, 1) } else { (1, n) };
-    let threads = rayon::current_num_threads();
-    let parallelism =
-        if threads > 1 && m * n * k >= 1 << 21 && rayon::current_thread_index().is_none() {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
     // SAFETY: the asserts above guarantee every index the strides reach is in bounds,
     // and `c` does not alias `a` or `b` (it is borrowed mutably).
     unsafe {
