@@ -23,7 +23,7 @@ pub struct Args {
     #[command(flatten)]
     data: DataArgs,
     /// Epochs to train (with --resume: the new total).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
