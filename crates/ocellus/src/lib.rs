@@ -26,7 +26,8 @@
 //! ## Layers of the system
 //!
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
-//! [`loss`] / [`optim`] → [`gradcheck`].
+//! [`loss`] / [`optim`] → [`gradcheck`]; [`viz`] draws what they produce (curves, confusion
+//! matrices, filters, feature maps, saliency) as PNG pictures.
 
 pub mod error;
 pub mod geometry;
@@ -39,6 +40,7 @@ pub mod network;
 pub mod optim;
 pub mod rng;
 pub mod tensor;
+pub mod viz;
 
 pub use error::{Error, Result};
 pub use layers::{Layer, Mode, Param};
