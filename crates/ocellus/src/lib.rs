@@ -27,7 +27,8 @@
 //!
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
 //! [`loss`] / [`optim`] → [`data`] → [`train`] / [`run`] (with [`arch`], [`zoo`],
-//! [`checkpoint`]); [`gradcheck`] verifies every gradient.
+//! [`checkpoint`]); [`gradcheck`] verifies every gradient; [`viz`] draws what
+//! they produce (curves, confusion matrices, filters, feature maps, saliency) as PNG pictures.
 
 pub mod arch;
 pub mod checkpoint;
@@ -45,6 +46,7 @@ pub mod rng;
 pub mod run;
 pub mod tensor;
 pub mod train;
+pub mod viz;
 pub mod zoo;
 
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 //! count and resized to the `H × W` a model expects. Also single images for `predict`
 //! and a small PNG writer for pictures of images, filters and feature maps.
 
-use std::io::{BufWriter, Cursor};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -315,28 +315,26 @@ fn to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0).round() as u8
 }
 
-fn write_png(
+/// Encodes 8-bit pixels (`color` says how many channels, interleaved) as PNG and writes
+/// the file atomically: the one PNG writer of the crate.
+pub(crate) fn write_png(
     path: &Path,
     bytes: &[u8],
     height: usize,
     width: usize,
     color: png::ColorType,
 ) -> Result<()> {
-    let io_err = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let png_err = |e: png::EncodingError| match e {
-        png::EncodingError::IoError(source) => io_err(source),
-        other => format_error(path, &format!("cannot write PNG ({other})")),
-    };
-    let file = std::fs::File::create(path).map_err(io_err)?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
-    encoder.set_color(color);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(png_err)?;
-    writer.write_image_data(bytes).map_err(png_err)?;
-    writer.finish().map_err(png_err)
+    let mut encoded = Vec::new();
+    let png_err = |e: png::EncodingError| format_error(path, &format!("cannot encode PNG ({e})"));
+    {
+        let mut encoder = png::Encoder::new(&mut encoded, width as u32, height as u32);
+        encoder.set_color(color);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(png_err)?;
+        writer.write_image_data(bytes).map_err(png_err)?;
+        writer.finish().map_err(png_err)?;
+    }
+    crate::checkpoint::write_atomically(path, &encoded)
 }
 
 fn format_error(path: &Path, message: &str) -> Error {
