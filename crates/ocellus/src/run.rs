@@ -6,6 +6,8 @@
 //! | `model.safetensors` | weights and buffers under PyTorch's `state_dict` names; metadata: architecture, normalisation, class names, epoch |
 //! | `training.safetensors` | the optimiser's state; metadata: epoch |
 //! | `metrics.jsonl` | one JSON line per finished epoch |
+//! | `curves.png` | loss and accuracy per epoch, training vs evaluation set |
+//! | `confusion.png` | the test set's confusion matrix, written by [`Run::finish`] |
 //!
 //! A checkpoint is written at the end of every epoch: the training state first, then the
 //! model, each atomically, both stamped with the epoch. A run interrupted at any moment
@@ -30,6 +32,7 @@ use crate::optim::{
 };
 use crate::rng::Rng;
 use crate::train::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
+use crate::viz::{heatmap_matrix, hstack, line_chart, Canvas, Series};
 
 /// Everything that defines a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,6 +142,8 @@ const MODEL_FILE: &str = "model.safetensors";
 const TRAINING_FILE: &str = "training.safetensors";
 const CONFIG_FILE: &str = "config.json";
 const METRICS_FILE: &str = "metrics.jsonl";
+const CURVES_FILE: &str = "curves.png";
+const CONFUSION_FILE: &str = "confusion.png";
 
 fn format_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Format {
@@ -395,7 +400,35 @@ impl Run {
             serde_json::to_string(&record).expect("serialisable")
         )
         .map_err(|e| io_error(&path, e))?;
+        curves_picture(&self.metrics()?, self.eval_name()).save_png(self.dir.join(CURVES_FILE))?;
         Ok(record)
+    }
+
+    /// `"val"` when a validation split is held out, `"test"` when the test set stands in.
+    pub fn eval_name(&self) -> &'static str {
+        if self.config.val_fraction > 0.0 {
+            "val"
+        } else {
+            "test"
+        }
+    }
+
+    /// Evaluates the trained model on the test set and draws its confusion matrix.
+    pub fn finish(&mut self) -> Result<Evaluation> {
+        let result = self.evaluate_test()?;
+        let title = format!(
+            "Confusion matrix, test set: {:.2}% correct",
+            100.0 * result.accuracy
+        );
+        heatmap_matrix(
+            &title,
+            &result.confusion,
+            &self.info.classes,
+            &self.info.classes,
+            true,
+        )
+        .save_png(self.dir.join(CONFUSION_FILE))?;
+        Ok(result)
     }
 
     /// Evaluates the model on the test set.
@@ -424,6 +457,42 @@ impl Run {
     pub fn metrics(&self) -> Result<Vec<EpochRecord>> {
         read_metrics(&self.dir)
     }
+}
+
+/// Loss and accuracy per epoch, training against the evaluation set, side by side.
+pub fn curves_picture(records: &[EpochRecord], eval_name: &str) -> Canvas {
+    let series = |name: &str, value: fn(&EpochRecord) -> f32| {
+        Series::new(
+            name,
+            records
+                .iter()
+                .map(|r| (r.epoch as f64, value(r) as f64))
+                .collect(),
+        )
+    };
+    let loss = line_chart(
+        "Loss",
+        "epoch",
+        "cross-entropy",
+        &[
+            series("train", |r| r.train_loss),
+            series(eval_name, |r| r.val_loss),
+        ],
+        480,
+        320,
+    );
+    let accuracy = line_chart(
+        "Accuracy",
+        "epoch",
+        "fraction correct",
+        &[
+            series("train", |r| r.train_accuracy),
+            series(eval_name, |r| r.val_accuracy),
+        ],
+        480,
+        320,
+    );
+    hstack(&[("", &loss), ("", &accuracy)])
 }
 
 /// Reads `config.json` of a run directory.

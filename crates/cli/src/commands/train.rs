@@ -91,7 +91,7 @@ pub fn run(args: Args) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let test = run.evaluate_test()?;
+    let test = run.finish()?;
     let correct: usize = (0..test.confusion.len())
         .map(|i| test.confusion[i][i])
         .sum();
@@ -102,7 +102,10 @@ pub fn run(args: Args) -> Result<()> {
         thousands(run.test.len() as f64),
         test.loss
     );
-    println!("run saved in {}", run.dir.display());
+    println!(
+        "run saved in {} (model.safetensors, metrics.jsonl, curves.png, confusion.png)",
+        run.dir.display()
+    );
     Ok(())
 }
 
