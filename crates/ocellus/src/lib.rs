@@ -55,3 +55,8 @@ pub use network::Sequential;
 pub use optim::Optimizer;
 pub use rng::Rng;
 pub use tensor::Tensor;
+
+/// The README's example, compiled and run as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;
