@@ -4,59 +4,199 @@ use crate::error::{Error, Result};
 use crate::layers::{expect_same_shape, keep, kept, Layer, Mode};
 use crate::tensor::Tensor;
 
-/// `y = max(x, 0)`.
-#[derive(Default)]
-pub struct Relu {
-    /// The output of the last forward pass: `y > 0` exactly where the gradient passes.
-    output: Option<Tensor>,
+/// What an element-wise activation keeps for backward: its input or its output,
+/// whichever its derivative is cheapest to compute from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keeps {
+    Input,
+    Output,
 }
 
-impl Relu {
-    pub fn new() -> Self {
-        Relu::default()
+/// An element-wise function and its derivative, written side by side.
+pub trait Elementwise: Send + 'static {
+    /// The kind as written in architecture files.
+    const KIND: &'static str;
+    /// Whether [`Elementwise::derivative`] takes the input `x` or the output `y`.
+    const KEEPS: Keeps;
+    /// The name with its settings, e.g. `LeakyReLU(0.01)`.
+    fn describe(&self) -> String;
+    /// `y = f(x)`
+    fn f(&self, x: f32) -> f32;
+    /// `∂y/∂x`, from the kept value (`x` or `y`, as [`Elementwise::KEEPS`] says).
+    fn derivative(&self, kept: f32) -> f32;
+}
+
+/// A layer applying an [`Elementwise`] function to every value: `y = f(x)`, and in
+/// backward `dx = dy · f'(x)`.
+#[derive(Default)]
+pub struct Activation<F: Elementwise> {
+    function: F,
+    /// The input or output of the last forward pass, whichever `F` keeps.
+    kept: Option<Tensor>,
+}
+
+impl<F: Elementwise> Activation<F> {
+    /// The activation layer of `function`.
+    pub fn with(function: F) -> Self {
+        Activation {
+            function,
+            kept: None,
+        }
+    }
+
+    /// The function this layer applies.
+    pub fn function(&self) -> &F {
+        &self.function
     }
 }
 
-impl Layer for Relu {
+impl<F: Elementwise> Layer for Activation<F> {
     fn kind(&self) -> &'static str {
-        "relu"
+        F::KIND
     }
 
     fn describe(&self) -> String {
-        "ReLU".into()
+        self.function.describe()
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }
 
-    /// x: any shape → y: same shape
+    /// x: any shape → y: same shape, `y = f(x)`
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
         let mut y = x.clone();
-        y.data_mut().iter_mut().for_each(|v| *v = v.max(0.0));
-        keep(&mut self.output, &y);
+        y.data_mut()
+            .iter_mut()
+            .for_each(|v| *v = self.function.f(*v));
+        keep(
+            &mut self.kept,
+            if F::KEEPS == Keeps::Input { x } else { &y },
+        );
         Ok(y)
     }
 
-    /// `∂y/∂x = 1 if x > 0 else 0` (0 at the kink, as PyTorch), so `dx = dy · [y > 0]`.
+    /// dy: any shape → dx: same shape, `dx = dy · f'(x)`
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let y = kept(&self.output, self.kind())?;
-        expect_same_shape(self.kind(), y.shape(), dy.shape())?;
+        let kept = kept(&self.kept, F::KIND)?;
+        expect_same_shape(F::KIND, kept.shape(), dy.shape())?;
         let mut dx = dy.clone();
-        for (d, y) in dx.data_mut().iter_mut().zip(y.data()) {
-            if *y <= 0.0 {
-                *d = 0.0;
-            }
+        for (d, k) in dx.data_mut().iter_mut().zip(kept.data()) {
+            *d *= self.function.derivative(*k);
         }
         Ok(dx)
     }
 }
 
-/// `y = x` for `x > 0`, `y = negative_slope·x` otherwise (PyTorch's `nn.LeakyReLU`).
-pub struct LeakyRelu {
-    negative_slope: f32,
-    /// The input of the last forward pass: its sign picks the slope in backward.
-    input: Option<Tensor>,
+/// `y = max(x, 0)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReluFn;
+
+impl Elementwise for ReluFn {
+    const KIND: &'static str = "relu";
+    const KEEPS: Keeps = Keeps::Output;
+    fn describe(&self) -> String {
+        "ReLU".into()
+    }
+    fn f(&self, x: f32) -> f32 {
+        x.max(0.0)
+    }
+    /// 1 where `y > 0` (exactly where `x > 0`), else 0 — 0 at the kink, as PyTorch.
+    fn derivative(&self, y: f32) -> f32 {
+        if y > 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `y = x` for `x > 0`, `negative_slope · x` otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct LeakyReluFn {
+    pub negative_slope: f32,
+}
+
+impl Elementwise for LeakyReluFn {
+    const KIND: &'static str = "leakyrelu";
+    const KEEPS: Keeps = Keeps::Input;
+    fn describe(&self) -> String {
+        format!("LeakyReLU({})", self.negative_slope)
+    }
+    fn f(&self, x: f32) -> f32 {
+        if x > 0.0 {
+            x
+        } else {
+            x * self.negative_slope
+        }
+    }
+    /// 1 for `x > 0`, else the slope (the slope at the kink, as PyTorch).
+    fn derivative(&self, x: f32) -> f32 {
+        if x > 0.0 {
+            1.0
+        } else {
+            self.negative_slope
+        }
+    }
+}
+
+/// The logistic function `y = σ(x) = 1/(1 + e^(−x))`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigmoidFn;
+
+impl Elementwise for SigmoidFn {
+    const KIND: &'static str = "sigmoid";
+    const KEEPS: Keeps = Keeps::Output;
+    fn describe(&self) -> String {
+        "Sigmoid".into()
+    }
+    /// Written so that `e^(…)` never overflows.
+    fn f(&self, x: f32) -> f32 {
+        if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            let e = x.exp();
+            e / (1.0 + e)
+        }
+    }
+    /// `σ' = σ(1 − σ) = y(1 − y)`
+    fn derivative(&self, y: f32) -> f32 {
+        y * (1.0 - y)
+    }
+}
+
+/// The hyperbolic tangent `y = tanh(x)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TanhFn;
+
+impl Elementwise for TanhFn {
+    const KIND: &'static str = "tanh";
+    const KEEPS: Keeps = Keeps::Output;
+    fn describe(&self) -> String {
+        "Tanh".into()
+    }
+    fn f(&self, x: f32) -> f32 {
+        x.tanh()
+    }
+    /// `tanh' = 1 − tanh² = 1 − y²`
+    fn derivative(&self, y: f32) -> f32 {
+        1.0 - y * y
+    }
+}
+
+/// `y = max(x, 0)`, the rectified linear unit.
+pub type Relu = Activation<ReluFn>;
+/// Leaky ReLU; PyTorch's default slope is 0.01.
+pub type LeakyRelu = Activation<LeakyReluFn>;
+/// The logistic sigmoid.
+pub type Sigmoid = Activation<SigmoidFn>;
+/// The hyperbolic tangent.
+pub type Tanh = Activation<TanhFn>;
+
+impl Relu {
+    pub fn new() -> Self {
+        Activation::with(ReluFn)
+    }
 }
 
 impl LeakyRelu {
@@ -65,166 +205,33 @@ impl LeakyRelu {
 
     /// A leaky ReLU with the given slope for negative inputs.
     pub fn new(negative_slope: f32) -> Self {
-        LeakyRelu {
-            negative_slope,
-            input: None,
-        }
+        Activation::with(LeakyReluFn { negative_slope })
     }
 
     /// The slope for negative inputs.
     pub fn negative_slope(&self) -> f32 {
-        self.negative_slope
+        self.function.negative_slope
     }
 }
 
-impl Default for LeakyRelu {
+impl Default for LeakyReluFn {
     /// Slope 0.01, as `nn.LeakyReLU()`.
     fn default() -> Self {
-        LeakyRelu::new(Self::DEFAULT_SLOPE)
-    }
-}
-
-impl Layer for LeakyRelu {
-    fn kind(&self) -> &'static str {
-        "leakyrelu"
-    }
-
-    fn describe(&self) -> String {
-        format!("LeakyReLU({})", self.negative_slope)
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-
-    /// x: any shape → y: same shape
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        let slope = self.negative_slope;
-        let mut y = x.clone();
-        for v in y.data_mut() {
-            *v = if *v > 0.0 { *v } else { *v * slope };
+        LeakyReluFn {
+            negative_slope: LeakyRelu::DEFAULT_SLOPE,
         }
-        keep(&mut self.input, x);
-        Ok(y)
     }
-
-    /// dy: any shape → dx: same shape.
-    ///
-    /// `∂y/∂x = 1 if x > 0 else negative_slope` (the slope at the kink, as PyTorch).
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let x = kept(&self.input, self.kind())?;
-        expect_same_shape(self.kind(), x.shape(), dy.shape())?;
-        let mut dx = dy.clone();
-        for (d, x) in dx.data_mut().iter_mut().zip(x.data()) {
-            *d = if *x > 0.0 {
-                *d
-            } else {
-                *d * self.negative_slope
-            };
-        }
-        Ok(dx)
-    }
-}
-
-/// The logistic function `y = 1/(1 + e^(−x))`.
-#[derive(Default)]
-pub struct Sigmoid {
-    /// The output of the last forward pass: the derivative is `y(1 − y)`.
-    output: Option<Tensor>,
 }
 
 impl Sigmoid {
     pub fn new() -> Self {
-        Sigmoid::default()
+        Activation::with(SigmoidFn)
     }
-}
-
-/// `1/(1 + e^(−x))`, written so that `e^(…)` never overflows.
-fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-impl Layer for Sigmoid {
-    fn kind(&self) -> &'static str {
-        "sigmoid"
-    }
-
-    fn describe(&self) -> String {
-        "Sigmoid".into()
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-
-    /// x: any shape → y: same shape
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        let mut y = x.clone();
-        y.data_mut().iter_mut().for_each(|v| *v = sigmoid(*v));
-        keep(&mut self.output, &y);
-        Ok(y)
-    }
-
-    /// dy: any shape → dx: same shape, `dx = dy · y(1 − y)` since `σ' = σ(1 − σ)`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let y = kept(&self.output, self.kind())?;
-        expect_same_shape(self.kind(), y.shape(), dy.shape())?;
-        let mut dx = dy.clone();
-        for (d, y) in dx.data_mut().iter_mut().zip(y.data()) {
-            *d *= y * (1.0 - y);
-        }
-        Ok(dx)
-    }
-}
-
-/// The hyperbolic tangent `y = tanh(x)`.
-#[derive(Default)]
-pub struct Tanh {
-    /// The output of the last forward pass: the derivative is `1 − y²`.
-    output: Option<Tensor>,
 }
 
 impl Tanh {
     pub fn new() -> Self {
-        Tanh::default()
-    }
-}
-
-impl Layer for Tanh {
-    fn kind(&self) -> &'static str {
-        "tanh"
-    }
-
-    fn describe(&self) -> String {
-        "Tanh".into()
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-
-    /// x: any shape → y: same shape
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        let mut y = x.clone();
-        y.data_mut().iter_mut().for_each(|v| *v = v.tanh());
-        keep(&mut self.output, &y);
-        Ok(y)
-    }
-
-    /// dy: any shape → dx: same shape, `dx = dy · (1 − y²)` since `tanh' = 1 − tanh²`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let y = kept(&self.output, self.kind())?;
-        expect_same_shape(self.kind(), y.shape(), dy.shape())?;
-        let mut dx = dy.clone();
-        for (d, y) in dx.data_mut().iter_mut().zip(y.data()) {
-            *d *= 1.0 - y * y;
-        }
-        Ok(dx)
+        Activation::with(TanhFn)
     }
 }
 

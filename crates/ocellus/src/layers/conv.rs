@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::geometry::{conv_output_len, conv_param_count, ReceptiveField};
 use crate::init::{self, Init};
 use crate::kernels::{self, ConvGeometry};
-use crate::layers::{expect_nchw, expect_same_shape, Layer, Mode, Param};
+use crate::layers::{expect_nchw, expect_same_shape, keep, kept, Layer, Mode, Param};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -249,10 +249,7 @@ impl Layer for Conv2d {
             y.data_mut(),
             &mut self.workspace,
         );
-        match &mut self.input {
-            Some(saved) => saved.copy_from(x),
-            None => self.input = Some(x.clone()),
-        }
+        keep(&mut self.input, x);
         Ok(y)
     }
 
@@ -264,12 +261,7 @@ impl Layer for Conv2d {
     /// `dx[n,ic,h,w] = Σ_{oc,i,j} dy[n,oc,(h−i)/S,(w−j)/S]·w[oc,ic,i,j]` (a full correlation
     /// with the flipped kernel).
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let x = self
-            .input
-            .as_ref()
-            .ok_or_else(|| Error::BackwardBeforeForward {
-                layer: self.kind().into(),
-            })?;
+        let x = kept(&self.input, self.kind())?;
         let g = self.geometry(x.shape())?;
         expect_same_shape(self.kind(), &[g.n, g.oc, g.oh, g.ow], dy.shape())?;
         let mut dx = Tensor::zeros(x.shape());

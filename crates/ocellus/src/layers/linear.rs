@@ -3,9 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::init::{self, Init};
-use crate::layers::{expect_same_shape, Layer, Mode, Param};
+use crate::layers::{expect_same_shape, keep, kept, Layer, Mode, Param};
 use crate::rng::Rng;
-use crate::tensor::{shape_str, Tensor};
+use crate::tensor::Tensor;
 
 /// `y = x·Wᵀ + b`, with the weight stored `(out, in)` as in PyTorch.
 pub struct Linear {
@@ -111,10 +111,7 @@ impl Layer for Linear {
             y.data_mut(),
             true,
         );
-        match &mut self.input {
-            Some(saved) => saved.copy_from(x),
-            None => self.input = Some(x.clone()),
-        }
+        keep(&mut self.input, x);
         Ok(y)
     }
 
@@ -122,12 +119,7 @@ impl Layer for Linear {
     ///
     /// Differentiating `y = x·Wᵀ + b`: `dW += dyᵀ·x`, `db += Σ_n dy[n]`, `dx = dy·W`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let x = self
-            .input
-            .as_ref()
-            .ok_or_else(|| Error::BackwardBeforeForward {
-                layer: self.kind().into(),
-            })?;
+        let x = kept(&self.input, self.kind())?;
         let n = x.shape()[0];
         expect_same_shape(self.kind(), &[n, self.out_features], dy.shape())?;
         use crate::kernels::matmul::gemm;
@@ -225,16 +217,8 @@ impl Layer for Flatten {
 
     /// dy: (N, C·H·W) → dx: (N, C, H, W) — the same values, the input's shape back.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let shape = self
-            .input_shape
-            .as_ref()
-            .ok_or_else(|| Error::BackwardBeforeForward {
-                layer: self.kind().into(),
-            })?;
-        let flat = self.output_shape(shape)?;
-        if dy.shape() != flat.as_slice() {
-            return Err(Error::shape(self.kind(), shape_str(&flat), dy.shape()));
-        }
+        let shape = kept(&self.input_shape, self.kind())?;
+        expect_same_shape(self.kind(), &self.output_shape(shape)?, dy.shape())?;
         dy.clone().reshape(shape)
     }
 }

@@ -18,7 +18,7 @@ pub mod linear;
 pub mod pool;
 pub mod residual;
 
-pub use activation::{LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use activation::{Activation, Elementwise, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
 pub use batchnorm::{BatchNorm1d, BatchNorm2d};
 pub use conv::{Conv2d, Conv2dConfig, Padding};
 pub use dropout::Dropout;
