@@ -233,7 +233,7 @@ impl Run {
                 "already holds a trained model; choose another --out directory, or --resume it",
             ));
         }
-        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        create_run_dir(dir)?;
         let config_text = serde_json::to_string_pretty(&config).expect("serialisable");
         write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
@@ -424,6 +424,22 @@ impl Run {
     pub fn metrics(&self) -> Result<Vec<EpochRecord>> {
         read_metrics(&self.dir)
     }
+}
+
+/// Creates the directory of a new run (and its parents), naming the usual obstacle: a
+/// file where a directory should be.
+fn create_run_dir(dir: &Path) -> Result<()> {
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(format_error(
+            dir,
+            format!(
+                "cannot create the run directory: {} is a file, not a directory; choose another --out directory",
+                file.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format_error(dir, format!("cannot create the run directory ({e})")))
 }
 
 /// Reads `config.json` of a run directory.
