@@ -67,6 +67,49 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Checks every setting, naming the command-line flag that sets it.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, message: String| Err(Error::config(flag, message));
+        if self.epochs == 0 {
+            return bad("--epochs", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("--batch-size", "must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "--lr",
+                format!("{} is not a positive learning rate", self.lr),
+            );
+        }
+        if let Some(wd) = self.weight_decay {
+            if !(wd.is_finite() && wd >= 0.0) {
+                return bad("--weight-decay", format!("{wd} must be 0 or more"));
+            }
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad("--momentum", format!("{} must be in [0, 1)", self.momentum));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad(
+                "--val-fraction",
+                format!("{} must be in [0, 1)", self.val_fraction),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return bad(
+                "--label-smoothing",
+                format!("{} must be in [0, 1]", self.label_smoothing),
+            );
+        }
+        if self.limit_train == Some(0) {
+            return bad("--limit-train", "must be at least 1".into());
+        }
+        self.build_optimizer()?;
+        self.build_schedule(1)?;
+        Ok(())
+    }
+
     /// The optimiser these settings describe.
     pub fn build_optimizer(&self) -> Result<Box<dyn Optimizer>> {
         Ok(match self.optimizer.as_str() {
@@ -238,12 +281,15 @@ impl Run {
                 "already holds a trained model; choose another --out directory, or --resume it",
             ));
         }
-        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        let config_text = serde_json::to_string_pretty(&config).expect("serialisable");
+        // Everything that can be wrong is found before anything is written.
+        config.validate()?;
+        let model = architecture.build(&mut Rng::new(config.seed))?;
+        let run = Self::assemble(dir, config, architecture, splits, model, 0)?;
+        create_run_dir(dir)?;
+        let config_text = serde_json::to_string_pretty(&run.config).expect("serialisable");
         write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
-        let model = architecture.build(&mut Rng::new(config.seed))?;
-        Self::assemble(dir, config, architecture, splits, model, 0)
+        Ok(run)
     }
 
     /// Reopens the run in `dir` at its last complete checkpoint. `splits` must be the same
@@ -493,6 +539,22 @@ pub fn curves_picture(records: &[EpochRecord], eval_name: &str) -> Canvas {
         320,
     );
     hstack(&[("", &loss), ("", &accuracy)])
+}
+
+/// Creates the directory of a new run (and its parents), naming the usual obstacle: a
+/// file where a directory should be.
+fn create_run_dir(dir: &Path) -> Result<()> {
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(format_error(
+            dir,
+            format!(
+                "cannot create the run directory: {} is a file, not a directory; choose another --out directory",
+                file.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format_error(dir, format!("cannot create the run directory ({e})")))
 }
 
 /// Reads `config.json` of a run directory.

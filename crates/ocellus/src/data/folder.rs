@@ -146,8 +146,14 @@ fn decode(path: &Path) -> Result<Decoded> {
         path: path.display().to_string(),
         source,
     })?;
+    // Decoders' messages may span lines; errors are one line.
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        format_error(path, &format!("cannot decode this {what} image ({e})"))
+        let detail = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        format_error(path, &format!("cannot decode this {what} image ({detail})"))
     };
     if bytes.starts_with(b"\x89PNG") {
         let mut decoder = png::Decoder::new(Cursor::new(&bytes[..]));

@@ -1,0 +1,540 @@
+//! The `ocellus` binary on bad input: every mistake ends with one line `error: …` on
+//! stderr naming the file (or flag) and the problem, a non-zero exit status, no panic, and
+//! no checkpoint left behind that could pass for a finished one. One end-to-end run
+//! (train, eval, predict) checks the happy path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ocellus::run::{save_model, ModelInfo};
+use ocellus::{checkpoint, data::Normalization, zoo, Rng, Tensor};
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ocellus-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary in `cwd` (so a default `runs/` directory would land there). With
+/// `RUST_BACKTRACE` unset, a panic would print its `panicked at` line and a note naming
+/// `RUST_BACKTRACE`.
+fn ocellus(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ocellus"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the ocellus binary runs")
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// Checks a failed command and returns its error line: non-zero exit, stderr exactly one
+/// line `error: …` mentioning every one of `expected`, and no panic text anywhere.
+fn expect_error(output: &Output, expected: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the command should fail; stderr: {stderr}"
+    );
+    for panic_text in ["panicked", "RUST_BACKTRACE"] {
+        assert!(!stderr.contains(panic_text), "a panic: {stderr}");
+    }
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got: {stderr}");
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "{line}");
+    for needle in expected {
+        assert!(
+            line.contains(needle),
+            "the error should mention {needle:?}: {line}"
+        );
+    }
+    line.to_string()
+}
+
+fn assert_success(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "the command should succeed; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A run directory that failed must not hold a model or training state.
+fn assert_no_checkpoint(out: &Path) {
+    for file in ["model.safetensors", "training.safetensors"] {
+        assert!(
+            !out.join(file).exists(),
+            "{} exists after a failed run",
+            out.join(file).display()
+        );
+    }
+}
+
+const SHORT_TRAINING: [&str; 6] = ["--epochs", "1", "--limit-train", "64", "--batch-size", "32"];
+
+/// `ocellus train` with short-training flags, `extra` flags and `--out out`.
+fn train(cwd: &Path, extra: &[&str], out: &Path) -> Output {
+    let mut args = vec!["train"];
+    args.extend(SHORT_TRAINING);
+    args.extend(extra);
+    args.extend(["--out", text(out)]);
+    ocellus(cwd, &args)
+}
+
+// ---- IDX files -------------------------------------------------------------------------
+
+/// An IDX images file: magic 0x00000803, then N, rows, cols as big-endian u32, then
+/// N·rows·cols pixel bytes.
+fn idx_images(n: usize, rows: usize, cols: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for v in [0x0803, n, rows, cols] {
+        bytes.extend((v as u32).to_be_bytes());
+    }
+    bytes.extend((0..n * rows * cols).map(|i| (i * 7 % 256) as u8));
+    bytes
+}
+
+/// An IDX labels file: magic 0x00000801, N, then one byte per label.
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for v in [0x0801, labels.len()] {
+        bytes.extend((v as u32).to_be_bytes());
+    }
+    bytes.extend(labels);
+    bytes
+}
+
+fn digits(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 10) as u8).collect()
+}
+
+/// An MNIST directory whose test files are well formed and whose training files are
+/// the ones given.
+fn mnist_dir(tmp: &TempDir, train_images: Vec<u8>, train_labels: Vec<u8>) -> PathBuf {
+    let dir = tmp.join("mnist");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        ("train-images-idx3-ubyte", train_images),
+        ("train-labels-idx1-ubyte", train_labels),
+        ("t10k-images-idx3-ubyte", idx_images(20, 28, 28)),
+        ("t10k-labels-idx1-ubyte", idx_labels(&digits(20))),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    dir
+}
+
+/// Trains on the MNIST directory and expects the failure described by `expected`, with
+/// the run directory left without a checkpoint.
+fn train_on_mnist_fails(tmp: &TempDir, dir: &Path, expected: &[&str]) -> String {
+    let out = tmp.join("run");
+    let output = train(&tmp.0, &["--data", "mnist", "--data-dir", text(dir)], &out);
+    let line = expect_error(&output, expected);
+    assert_no_checkpoint(&out);
+    line
+}
+
+#[test]
+fn well_formed_idx_files_train() {
+    // The control for the IDX cases below: the same files, undamaged, are accepted.
+    let tmp = TempDir::new("idx-good");
+    let dir = mnist_dir(&tmp, idx_images(64, 28, 28), idx_labels(&digits(64)));
+    let out = tmp.join("run");
+    assert_success(&train(
+        &tmp.0,
+        &["--data", "mnist", "--data-dir", text(&dir)],
+        &out,
+    ));
+    assert!(out.join("model.safetensors").is_file());
+}
+
+#[test]
+fn truncated_idx_file() {
+    let tmp = TempDir::new("idx-truncated");
+    let mut images = idx_images(64, 28, 28);
+    images.truncate(images.len() - 100);
+    let dir = mnist_dir(&tmp, images, idx_labels(&digits(64)));
+    let file = dir.join("train-images-idx3-ubyte");
+    train_on_mnist_fails(&tmp, &dir, &[text(&file), "truncated"]);
+}
+
+#[test]
+fn idx_file_with_the_wrong_magic_number() {
+    let tmp = TempDir::new("idx-magic");
+    let mut images = idx_images(64, 28, 28);
+    images[2] = 0x12; // 0x00001203
+    let dir = mnist_dir(&tmp, images, idx_labels(&digits(64)));
+    let file = dir.join("train-images-idx3-ubyte");
+    train_on_mnist_fails(&tmp, &dir, &[text(&file), "magic", "0x00000803"]);
+}
+
+#[test]
+fn labels_file_a_different_file_type() {
+    // A labels file given where images belong (its magic says "1 dimension").
+    let tmp = TempDir::new("idx-swapped");
+    let dir = mnist_dir(&tmp, idx_labels(&digits(64)), idx_labels(&digits(64)));
+    let file = dir.join("train-images-idx3-ubyte");
+    train_on_mnist_fails(&tmp, &dir, &[text(&file), "magic"]);
+}
+
+#[test]
+fn image_and_label_counts_differ() {
+    let tmp = TempDir::new("idx-count");
+    let dir = mnist_dir(&tmp, idx_images(64, 28, 28), idx_labels(&digits(63)));
+    let labels = dir.join("train-labels-idx1-ubyte");
+    train_on_mnist_fails(&tmp, &dir, &[text(&labels), "63 labels", "64 images"]);
+}
+
+#[test]
+fn label_out_of_range() {
+    let tmp = TempDir::new("idx-range");
+    let mut labels = digits(64);
+    labels[17] = 12;
+    let dir = mnist_dir(&tmp, idx_images(64, 28, 28), idx_labels(&labels));
+    let file = dir.join("train-labels-idx1-ubyte");
+    train_on_mnist_fails(
+        &tmp,
+        &dir,
+        &[text(&file), "label 12", "index 17", "out of range"],
+    );
+}
+
+// ---- datasets and flags ----------------------------------------------------------------
+
+#[test]
+fn missing_dataset_directory_says_how_to_get_it() {
+    let tmp = TempDir::new("missing-data");
+    let missing = tmp.join("no-such-dir");
+    let out = tmp.join("run");
+    let mnist = train(
+        &tmp.0,
+        &["--data", "mnist", "--data-dir", text(&missing)],
+        &out,
+    );
+    expect_error(&mnist, &[text(&missing), "no such directory", "--data-dir"]);
+    let fashion = train(
+        &tmp.0,
+        &["--data", "fashion-mnist", "--data-dir", text(&missing)],
+        &out,
+    );
+    expect_error(
+        &fashion,
+        &[
+            text(&missing),
+            "apt-get install dataset-fashion-mnist",
+            "--data-dir",
+        ],
+    );
+    assert!(!out.exists(), "no run directory for data that is not there");
+}
+
+#[test]
+fn mnist_without_a_data_directory() {
+    let tmp = TempDir::new("no-data-dir");
+    let output = train(&tmp.0, &["--data", "mnist"], &tmp.join("run"));
+    expect_error(&output, &["--data mnist needs --data-dir"]);
+}
+
+#[test]
+fn unknown_dataset_name() {
+    let tmp = TempDir::new("unknown-data");
+    let out = tmp.join("run");
+    let output = train(&tmp.0, &["--data", "imagenet"], &out);
+    expect_error(
+        &output,
+        &["--data", "'imagenet'", "patterns, fashion-mnist"],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn impossible_training_settings_fail_before_anything_is_written() {
+    let tmp = TempDir::new("settings");
+    let out = tmp.join("run");
+    for (flag, expected) in [
+        ("--epochs=0", "at least 1"),
+        ("--batch-size=0", "at least 1"),
+        ("--lr=NaN", "not a positive learning rate"),
+        ("--lr=-0.1", "not a positive learning rate"),
+        ("--val-fraction=1", "[0, 1)"),
+        ("--limit-train=0", "at least 1"),
+        ("--label-smoothing=2", "[0, 1]"),
+        ("--momentum=1.5", "[0, 1)"),
+        ("--weight-decay=-1", "0 or more"),
+    ] {
+        let output = ocellus(&tmp.0, &["train", flag, "--out", text(&out)]);
+        let name = flag.split('=').next().unwrap();
+        expect_error(&output, &[name, expected]);
+        assert!(!out.exists(), "{flag} created {}", out.display());
+    }
+}
+
+#[test]
+fn zero_threads() {
+    let tmp = TempDir::new("threads");
+    let output = ocellus(&tmp.0, &["--threads", "0", "patterns", "-o", "samples"]);
+    expect_error(&output, &["--threads", "at least 1"]);
+    assert!(!tmp.join("samples").exists());
+}
+
+// ---- architecture files ----------------------------------------------------------------
+
+fn train_architecture_fails(name: &str, file_name: &str, text_of_file: &str, expected: &[&str]) {
+    let tmp = TempDir::new(name);
+    let file = tmp.join(file_name);
+    std::fs::write(&file, text_of_file).unwrap();
+    let out = tmp.join("run");
+    let output = train(&tmp.0, &["--model", text(&file)], &out);
+    let mut all = vec![text(&file)];
+    all.extend(expected);
+    expect_error(&output, &all);
+    assert!(
+        !out.exists(),
+        "no run directory for a network that cannot be built"
+    );
+}
+
+#[test]
+fn architecture_with_a_shape_error() {
+    // A linear layer straight after a convolution: the message says where and what fits.
+    train_architecture_fails(
+        "arch-shape",
+        "net.toml",
+        "input = [1, 28, 28]\n\
+         [[layers]]\ntype = \"conv2d\"\nout_channels = 4\nkernel = 3\n\
+         [[layers]]\ntype = \"linear\"\nout_features = 8\n",
+        &[
+            "layer 1 (linear)",
+            "(1, 4, 26, 26)",
+            "flatten",
+            "2704 = 4×26×26",
+        ],
+    );
+}
+
+#[test]
+fn architecture_with_a_declared_size_that_does_not_fit() {
+    train_architecture_fails(
+        "arch-declared",
+        "net.toml",
+        "input = [1, 28, 28]\n\
+         [[layers]]\ntype = \"flatten\"\n\
+         [[layers]]\ntype = \"linear\"\nin_features = 100\nout_features = 8\n",
+        &["layer 1 (linear)", "100", "784 = 1×28×28"],
+    );
+}
+
+#[test]
+fn architecture_with_an_unknown_layer_type() {
+    train_architecture_fails(
+        "arch-unknown-toml",
+        "net.toml",
+        "input = [1, 28, 28]\n[[layers]]\ntype = \"conv3d\"\nout_channels = 4\nkernel = 3\n",
+        &["line 3", "conv3d", "conv2d"],
+    );
+    train_architecture_fails(
+        "arch-unknown-json",
+        "net.json",
+        r#"{"input": [1, 28, 28], "layers": [{"type": "flatten"}, {"type": "lienar", "out_features": 8}]}"#,
+        &["lienar", "linear"],
+    );
+}
+
+// ---- output and model files ------------------------------------------------------------
+
+#[test]
+fn output_directory_under_a_regular_file() {
+    let tmp = TempDir::new("out-under-file");
+    let file = tmp.join("notes.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let out = file.join("run");
+    let output = train(&tmp.0, &[], &out);
+    expect_error(
+        &output,
+        &[text(&out), "is a file, not a directory", "--out"],
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}
+
+#[test]
+fn output_directory_is_a_regular_file() {
+    let tmp = TempDir::new("out-is-file");
+    let file = tmp.join("run");
+    std::fs::write(&file, "keep me").unwrap();
+    let output = train(&tmp.0, &[], &file);
+    expect_error(&output, &[text(&file), "is a file, not a directory"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}
+
+/// A quickly trained LeNet-5 on the built-in patterns, in `tmp/run`.
+fn quick_model(tmp: &TempDir) -> PathBuf {
+    let out = tmp.join("run");
+    assert_success(&train(&tmp.0, &[], &out));
+    out
+}
+
+#[test]
+fn predict_on_an_unreadable_image() {
+    let tmp = TempDir::new("predict-bad-image");
+    let run = quick_model(&tmp);
+    let not_an_image = tmp.join("notes.png");
+    std::fs::write(&not_an_image, "plain text").unwrap();
+    // A PNG signature followed by garbage, and a JPEG cut short: decoder errors.
+    let broken_png = tmp.join("broken.png");
+    std::fs::write(&broken_png, b"\x89PNG\r\n\x1a\n not really").unwrap();
+    let cut_jpeg = tmp.join("cut.jpg");
+    let jpeg = include_bytes!("../../ocellus/testdata/two_blocks.jpg");
+    std::fs::write(&cut_jpeg, &jpeg[..100]).unwrap();
+    let missing = tmp.join("missing.png");
+    for (image, problem) in [
+        (&not_an_image, "not a PNG or JPEG image"),
+        (&broken_png, "cannot decode this PNG image"),
+        (&cut_jpeg, "cannot decode this JPEG image"),
+        (&missing, "No such file"),
+    ] {
+        let output = ocellus(
+            &tmp.0,
+            &["predict", "--checkpoint", text(&run), text(image)],
+        );
+        expect_error(&output, &[text(image), problem]);
+        assert!(output.stdout.is_empty(), "no prediction before the error");
+    }
+}
+
+/// `eval --checkpoint file --data patterns` must fail naming the file and `problem`.
+fn eval_fails(tmp: &TempDir, file: &Path, problem: &str) {
+    let output = ocellus(
+        &tmp.0,
+        &["eval", "--checkpoint", text(file), "--data", "patterns"],
+    );
+    expect_error(&output, &[text(file), problem]);
+}
+
+#[test]
+fn eval_on_a_corrupt_checkpoint() {
+    let tmp = TempDir::new("eval-corrupt");
+    let garbage = tmp.join("garbage.safetensors");
+    std::fs::write(&garbage, "this is not a safetensors file").unwrap();
+    eval_fails(&tmp, &garbage, "not a readable safetensors file");
+
+    // A real model file cut in half.
+    let run = quick_model(&tmp);
+    let bytes = std::fs::read(run.join("model.safetensors")).unwrap();
+    let cut = tmp.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    eval_fails(&tmp, &cut, "not a readable safetensors file");
+}
+
+#[test]
+fn eval_on_a_foreign_checkpoint() {
+    let tmp = TempDir::new("eval-foreign");
+    // Valid safetensors without ocellus's metadata, as another program would write them.
+    let foreign = tmp.join("foreign.safetensors");
+    let tensors = vec![("fc.weight".to_string(), Tensor::zeros(&[3, 4]))];
+    checkpoint::save(&foreign, &tensors, HashMap::new()).unwrap();
+    eval_fails(&tmp, &foreign, "not an ocellus model file");
+
+    // LeNet-5's description with the weights of an MLP.
+    let mismatched = tmp.join("mismatched.safetensors");
+    let lenet = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
+    let mlp = zoo::model("mlp", [1, 28, 28], 8).unwrap();
+    let info = ModelInfo {
+        architecture: lenet,
+        normalization: Normalization {
+            mean: vec![0.0],
+            std: vec![1.0],
+        },
+        classes: (0..8).map(|k| format!("class {k}")).collect(),
+        epoch: 1,
+    };
+    save_model(&mismatched, &mlp.build(&mut Rng::new(0)).unwrap(), &info).unwrap();
+    eval_fails(&tmp, &mismatched, "does not fit this model");
+}
+
+#[test]
+fn eval_on_a_directory_without_a_model() {
+    let tmp = TempDir::new("eval-empty-dir");
+    let dir = tmp.join("empty-run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("model.safetensors");
+    eval_fails(&tmp, &dir, text(&model));
+}
+
+// ---- the happy path --------------------------------------------------------------------
+
+#[test]
+fn train_eval_and_predict_end_to_end() {
+    let tmp = TempDir::new("end-to-end");
+    let run = tmp.join("run");
+    let stdout = assert_success(&ocellus(
+        &tmp.0,
+        &[
+            "train",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "512",
+            "--out",
+            text(&run),
+        ],
+    ));
+    assert!(stdout.contains("test accuracy"), "{stdout}");
+    for file in [
+        "model.safetensors",
+        "training.safetensors",
+        "config.json",
+        "metrics.jsonl",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
+    assert!(metrics.contains("\"epoch\":1"), "{metrics}");
+
+    let stdout = assert_success(&ocellus(&tmp.0, &["eval", "--checkpoint", text(&run)]));
+    assert!(stdout.contains("patterns test split: accuracy"), "{stdout}");
+
+    let samples = tmp.join("samples");
+    assert_success(&ocellus(
+        &tmp.0,
+        &["patterns", "-o", text(&samples), "--per-class", "1"],
+    ));
+    let class = std::fs::read_dir(&samples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("a class folder");
+    let image = class.join("000.png");
+    let stdout = assert_success(&ocellus(
+        &tmp.0,
+        &["predict", "--checkpoint", text(&run), text(&image)],
+    ));
+    assert!(
+        stdout.starts_with(&format!("{}: ", image.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains('%'), "{stdout}");
+}
