@@ -29,6 +29,8 @@ enum Command {
     Predict(commands::predict::Args),
     /// Write sample images of the built-in patterns dataset as PNG files.
     Patterns(commands::patterns::Args),
+    /// Train models under the same budget and compare them, shifted test images included.
+    Compare(commands::compare::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Patterns(args) => commands::patterns::run(args),
+        Command::Compare(args) => commands::compare::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,11 +27,14 @@
 //!
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
 //! [`loss`] / [`optim`] → [`data`] → [`train`] / [`run`] (with [`arch`], [`zoo`],
-//! [`checkpoint`]); [`gradcheck`] verifies every gradient; [`viz`] draws what
-//! they produce (curves, confusion matrices, filters, feature maps, saliency) as PNG pictures.
+//! [`checkpoint`]); [`compare`] measures trained models against each other (accuracy,
+//! cost, robustness to shifted images); [`gradcheck`] verifies every gradient; [`viz`] draws
+//! what they produce (curves, confusion matrices, filters, feature maps, saliency) as PNG
+//! pictures.
 
 pub mod arch;
 pub mod checkpoint;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod geometry;

@@ -484,7 +484,7 @@ impl Run {
     }
 
     /// Evaluation needs no gradients, so it takes batches of at least 256.
-    fn eval_batch_size(&self) -> usize {
+    pub fn eval_batch_size(&self) -> usize {
         self.config.batch_size.max(256)
     }
 

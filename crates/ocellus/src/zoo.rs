@@ -7,13 +7,16 @@
 //! | `smallcnn` | the notes' PyTorch model (§2.8): conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128-ReLU-dropout-fc |
 //! | `vgg` | a small VGG: three stages of two 3×3 conv-BN-ReLU and a max-pool (32, 64, 128 channels), then fc256-ReLU-dropout-fc |
 //! | `resnet20` | He et al. 2015's CIFAR ResNet-20: a 3×3 stem, three stages of three basic blocks (16, 32, 64 channels), global average pooling, fc |
-//! | `mlp` | a fully connected baseline: flatten, 256-ReLU-128-ReLU-classes |
+//! | `mlp` | a fully connected baseline: flatten, 256-ReLU-128-ReLU-classes (784-256-128-10 = 235,146 parameters on 1×28×28) |
+//! | `mlp-lenet5` | a fully connected network with LeNet-5's parameter budget: flatten, H-ReLU-classes, with the hidden width H chosen so the parameter count is the closest to `lenet5`'s for the same images and classes (784-78-10 = 62,020 parameters on 1×28×28, against LeNet-5's 61,706): the fair partner for comparing a CNN with a traditional network |
 
 use crate::arch::{Architecture, LayerSpec, PadSpec, Size2};
 use crate::error::{Error, Result};
+use crate::layers::param_count;
+use crate::rng::Rng;
 
 /// The names [`model`] knows.
-pub const MODELS: [&str; 5] = ["lenet5", "smallcnn", "vgg", "resnet20", "mlp"];
+pub const MODELS: [&str; 6] = ["lenet5", "smallcnn", "vgg", "resnet20", "mlp", "mlp-lenet5"];
 
 /// The zoo model `name` for images of shape `input` = (C, H, W) and `classes` classes.
 pub fn model(name: &str, input: [usize; 3], classes: usize) -> Result<Architecture> {
@@ -23,6 +26,7 @@ pub fn model(name: &str, input: [usize; 3], classes: usize) -> Result<Architectu
         "vgg" => vgg(classes),
         "resnet20" => resnet20(classes),
         "mlp" => mlp(classes),
+        "mlp-lenet5" => mlp_lenet5(input, classes)?,
         _ => {
             return Err(Error::config(
                 "model",
@@ -169,4 +173,30 @@ fn mlp(classes: usize) -> Vec<LayerSpec> {
         LayerSpec::Relu,
         linear(classes),
     ]
+}
+
+/// One hidden layer of width H: flatten, H-ReLU, classes. With F = C·H·W inputs and K
+/// classes it has (F + 1)·H + (H + 1)·K = H·(F + 1 + K) + K parameters; H is that count
+/// solved for LeNet-5's and rounded to the nearest width (at least 1).
+fn mlp_lenet5(input: [usize; 3], classes: usize) -> Result<Vec<LayerSpec>> {
+    let lenet = model("lenet5", input, classes)?
+        .build(&mut Rng::new(0))
+        .map_err(|e| {
+            Error::config(
+                "model",
+                format!(
+                    "mlp-lenet5 takes its size from lenet5, which does not fit these images: {e}"
+                ),
+            )
+        })?;
+    let target = param_count(&lenet) as f64;
+    let features = (input[0] * input[1] * input[2]) as f64;
+    let k = classes as f64;
+    let hidden = ((target - k) / (features + 1.0 + k)).round().max(1.0) as usize;
+    Ok(vec![
+        LayerSpec::Flatten,
+        linear(hidden),
+        LayerSpec::Relu,
+        linear(classes),
+    ])
 }

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod compare;
 pub mod eval;
 pub mod patterns;
 pub mod predict;

@@ -17,7 +17,7 @@ use crate::progress::{thousands, Progress};
   ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
   ocellus train --resume runs/lenet5-patterns --epochs 6")]
 pub struct Args {
-    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp) or an architecture file (.toml or .json).
+    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp, mlp-lenet5) or an architecture file (.toml or .json).
     #[arg(long, default_value = "lenet5")]
     model: String,
     #[command(flatten)]
@@ -113,13 +113,7 @@ fn start(args: &Args) -> Result<Run> {
     let splits = args.data.load(args.seed)?;
     let (c, h, w) = splits.train.image_shape();
     let classes = splits.train.num_classes();
-    let architecture = if is_file(&args.model) {
-        let arch = Architecture::from_file(Path::new(&args.model))?;
-        check_fits(&arch, &args.model, [c, h, w], classes)?;
-        arch
-    } else {
-        zoo::model(&args.model, [c, h, w], classes)?
-    };
+    let architecture = architecture(&args.model, [c, h, w], classes)?;
     let config = RunConfig {
         model: args.model.clone(),
         data: args.data.data.clone(),
@@ -166,6 +160,18 @@ fn resume(dir: &Path, epochs: usize) -> Result<Run> {
     Ok(run)
 }
 
+/// The zoo model or architecture file `model`, checked to take `image` = (C, H, W) images
+/// and give `classes` scores.
+pub(crate) fn architecture(model: &str, image: [usize; 3], classes: usize) -> Result<Architecture> {
+    if is_file(model) {
+        let arch = Architecture::from_file(Path::new(model))?;
+        check_fits(&arch, model, image, classes)?;
+        Ok(arch)
+    } else {
+        zoo::model(model, image, classes)
+    }
+}
+
 /// True when `model` names a file rather than a zoo model.
 fn is_file(model: &str) -> bool {
     model.ends_with(".toml") || model.ends_with(".json") || Path::new(model).is_file()
@@ -199,7 +205,7 @@ fn check_fits(arch: &Architecture, file: &str, image: [usize; 3], classes: usize
 }
 
 /// `runs/NAME`, or `runs/NAME-2`, `runs/NAME-3`… if taken.
-fn free_run_dir(name: &str) -> PathBuf {
+pub(crate) fn free_run_dir(name: &str) -> PathBuf {
     let base = PathBuf::from("runs");
     let mut dir = base.join(name);
     let mut k = 2;
@@ -210,7 +216,7 @@ fn free_run_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn describe(run: &Run) {
+pub(crate) fn describe(run: &Run) {
     let (c, h, w) = run.train.image_shape();
     println!(
         "{} ({} parameters) on {}: {} train / {} {} images of {c}×{h}×{w}, {} classes",

@@ -67,31 +67,38 @@ pub fn hflip(image: &mut [f32], c: usize, h: usize, w: usize) {
 /// where that falls outside the image.
 pub fn shift(image: &mut [f32], c: usize, h: usize, w: usize, dy: isize, dx: isize) {
     assert_eq!(image.len(), c * h * w, "shift: image is not C·H·W values");
+    for plane in image.chunks_exact_mut(h * w) {
+        shift_plane(plane, h, w, dy, dx, 0.0);
+    }
+}
+
+/// Moves the content of one plane `(H, W)` by `dy` rows down and `dx` columns right in
+/// place: `out(y, x) = in(y − dy, x − dx)`, and `fill` where that falls outside the plane.
+pub fn shift_plane(plane: &mut [f32], h: usize, w: usize, dy: isize, dx: isize, fill: f32) {
+    assert_eq!(plane.len(), h * w, "shift_plane: plane is not H·W values");
     let (hi, wi) = (h as isize, w as isize);
     if dy.abs() >= hi || dx.abs() >= wi {
-        image.fill(0.0);
+        plane.fill(fill);
         return;
     }
     // Columns of a row that receive content, and where that content starts in the row.
     let dst_x = dx.max(0) as usize;
     let src_x = (-dx).max(0) as usize;
     let run = w - dx.unsigned_abs();
-    for plane in image.chunks_exact_mut(h * w) {
-        // Moving down, fill rows bottom-up so that every source row is read before it is
-        // overwritten (and top-down when moving up).
-        for k in 0..h {
-            let y = if dy > 0 { h - 1 - k } else { k };
-            let row = y * w;
-            let sy = y as isize - dy;
-            if sy < 0 || sy >= hi {
-                plane[row..row + w].fill(0.0);
-                continue;
-            }
-            let src = sy as usize * w + src_x;
-            plane.copy_within(src..src + run, row + dst_x);
-            plane[row..row + dst_x].fill(0.0);
-            plane[row + dst_x + run..row + w].fill(0.0);
+    // Moving down, fill rows bottom-up so that every source row is read before it is
+    // overwritten (and top-down when moving up).
+    for k in 0..h {
+        let y = if dy > 0 { h - 1 - k } else { k };
+        let row = y * w;
+        let sy = y as isize - dy;
+        if sy < 0 || sy >= hi {
+            plane[row..row + w].fill(fill);
+            continue;
         }
+        let src = sy as usize * w + src_x;
+        plane.copy_within(src..src + run, row + dst_x);
+        plane[row..row + dst_x].fill(fill);
+        plane[row + dst_x + run..row + w].fill(fill);
     }
 }
 
