@@ -2,21 +2,57 @@
 //! over a table of configurations, and end to end through whole networks.
 
 use ocellus::gradcheck::{check_gradients, GradCheckConfig};
-use ocellus::layers::{Conv2d, Conv2dConfig, Flatten, Linear, Padding, Relu};
-use ocellus::{Layer, Mode, Result, Rng, Sequential, Tensor};
+use ocellus::layers::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
+    LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Residual, Sigmoid, Softmax, Tanh,
+};
+use ocellus::{zoo, Layer, Mode, Result, Rng, Sequential, Tensor};
 
-/// Runs the check and fails with the full report if any tensor is off.
+/// Runs the check and fails with the full report if any tensor is off, if a tensor had
+/// nothing checked, or if kinks hid most of a tensor's sampled positions.
 fn assert_gradients(what: &str, layer: &mut dyn Layer, x: &Tensor, cfg: &GradCheckConfig) {
     let report = check_gradients(layer, x, cfg).unwrap();
     assert!(report.passed(), "{what}\n{report}");
     assert!(
-        report.tensors.iter().all(|t| t.checked > 0),
-        "{what}: nothing checked\n{report}"
+        report
+            .tensors
+            .iter()
+            .all(|t| t.checked > 0 && t.skipped <= t.checked),
+        "{what}: kinks hid most positions\n{report}"
     );
 }
 
 fn input(shape: &[usize], seed: u64) -> Tensor {
     Tensor::randn(shape, 1.0, &mut Rng::new(seed))
+}
+
+fn eval() -> GradCheckConfig {
+    GradCheckConfig {
+        mode: Mode::Eval,
+        ..GradCheckConfig::default()
+    }
+}
+
+/// Values `0.1·k + 0.05` (k = −n/2 … n/2, shuffled): none within 0.05 of zero and no two
+/// closer than 0.1, so a step of ±ε = ±0.01 never swaps a max-pool winner or crosses a
+/// ReLU kink.
+fn distinct(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut values: Vec<f32> = (0..n)
+        .map(|k| 0.1 * (k as f32 - (n / 2) as f32) + 0.05)
+        .collect();
+    Rng::new(seed).shuffle(&mut values);
+    Tensor::from_vec(shape, values).unwrap()
+}
+
+/// Normal values of standard deviation `std`, each moved 0.1 further from zero, so that
+/// ±ε never crosses the kink at 0.
+fn off_kink(shape: &[usize], seed: u64, std: f32) -> Tensor {
+    let mut x = Tensor::randn(shape, std, &mut Rng::new(seed));
+    x.data_mut()
+        .iter_mut()
+        .for_each(|v| *v += 0.1f32.copysign(*v));
+    x
 }
 
 #[test]
@@ -152,11 +188,7 @@ fn linear_flatten_and_relu_gradients() {
         &GradCheckConfig::default(),
     );
 
-    // Inputs kept at least 0.1 away from the kink at 0, so ±ε never crosses it.
-    let mut x = input(&[2, 3, 4, 4], 4);
-    x.data_mut()
-        .iter_mut()
-        .for_each(|v| *v += 0.1f32.copysign(*v));
+    let x = off_kink(&[2, 3, 4, 4], 4, 1.0);
     let mut relu = Relu::new();
     assert_gradients("relu", &mut relu, &x, &GradCheckConfig::default());
 }
@@ -267,4 +299,362 @@ fn end_to_end_small_cnn_gradients() {
         .with(Linear::new(6 * 3 * 3, 5, &mut rng).unwrap());
     let x = input(&[2, 1, 8, 8], 10);
     assert_gradients("small cnn", &mut net, &x, &GradCheckConfig::default());
+}
+
+/// One pooling configuration of the table.
+struct PoolCase {
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    /// (N, C, H, W)
+    input: [usize; 4],
+}
+
+impl PoolCase {
+    fn config(&self) -> Pool2dConfig {
+        Pool2dConfig {
+            kernel: self.kernel,
+            stride: Some(self.stride),
+            padding: self.padding,
+        }
+    }
+}
+
+/// Kernel ≠ stride both ways, overlapping windows, padding, non-square windows, batch 1
+/// and > 1, channels 1, 3 and 8.
+fn pool_cases() -> Vec<PoolCase> {
+    let case = |kernel, stride, padding, input| PoolCase {
+        kernel,
+        stride,
+        padding,
+        input,
+    };
+    vec![
+        case((2, 2), (2, 2), (0, 0), [2, 3, 8, 8]), // the classic 2×2, stride 2
+        case((3, 3), (2, 2), (1, 1), [2, 3, 9, 9]), // overlapping by one, padded
+        case((3, 3), (1, 1), (0, 0), [1, 1, 6, 7]), // stride 1: heavy overlap
+        case((3, 3), (1, 1), (1, 1), [1, 3, 5, 5]), // stride 1, padded to the same size
+        case((2, 3), (2, 1), (1, 0), [2, 8, 7, 6]), // non-square, padding on rows only
+        case((3, 2), (1, 2), (1, 1), [3, 3, 7, 8]), // non-square the other way
+        case((2, 2), (3, 3), (0, 0), [1, 3, 8, 8]), // stride > kernel: inputs in no window
+        case((1, 1), (2, 2), (0, 0), [2, 1, 5, 5]), // 1×1 subsampling
+        case((3, 3), (3, 3), (1, 1), [2, 8, 7, 7]), // non-overlapping, padded
+    ]
+}
+
+#[test]
+fn max_pool_gradients_over_a_table_of_configurations() {
+    for (k, c) in pool_cases().into_iter().enumerate() {
+        let mut pool = MaxPool2d::new(c.config()).unwrap();
+        // No ties: a ±ε step never changes which value wins a window.
+        let x = distinct(&c.input, 200 + k as u64);
+        let what = format!("{} on {:?}", pool.describe(), c.input);
+        assert_gradients(&what, &mut pool, &x, &GradCheckConfig::default());
+    }
+}
+
+#[test]
+fn average_pool_gradients_over_a_table_of_configurations() {
+    for (k, c) in pool_cases().into_iter().enumerate() {
+        let mut pool = AvgPool2d::new(c.config()).unwrap();
+        let x = input(&c.input, 300 + k as u64);
+        let what = format!("{} on {:?}", pool.describe(), c.input);
+        assert_gradients(&what, &mut pool, &x, &GradCheckConfig::default());
+    }
+}
+
+#[test]
+fn global_average_pool_gradients() {
+    for (k, shape) in [[1, 1, 1, 1], [2, 3, 5, 6], [1, 8, 4, 4], [3, 1, 2, 3]]
+        .into_iter()
+        .enumerate()
+    {
+        let x = input(&shape, 400 + k as u64);
+        assert_gradients(
+            &format!("global average pool on {shape:?}"),
+            &mut GlobalAvgPool::new(),
+            &x,
+            &GradCheckConfig::default(),
+        );
+    }
+}
+
+#[test]
+fn elementwise_activation_gradients() {
+    let shapes: [&[usize]; 5] = [
+        &[1, 1, 3, 3],
+        &[2, 3, 4, 5],
+        &[4, 8, 2, 2],
+        &[3, 7],
+        &[1, 1],
+    ];
+    for (k, shape) in shapes.into_iter().enumerate() {
+        let seed = 500 + 10 * k as u64;
+        let x = off_kink(shape, seed, 2.0);
+        for slope in [0.01, 0.2, 1.5] {
+            let mut act = LeakyRelu::new(slope);
+            let what = format!("{} on {shape:?}", act.describe());
+            assert_gradients(&what, &mut act, &x, &GradCheckConfig::default());
+        }
+        for mode in [GradCheckConfig::default(), eval()] {
+            let what = format!("sigmoid on {shape:?}, {:?}", mode.mode);
+            assert_gradients(&what, &mut Sigmoid::new(), &x, &mode);
+            let what = format!("tanh on {shape:?}, {:?}", mode.mode);
+            assert_gradients(&what, &mut Tanh::new(), &x, &mode);
+        }
+    }
+}
+
+#[test]
+fn softmax_gradients() {
+    // The offset of 30 exercises the subtraction of the row maximum.
+    for (k, (shape, offset)) in [([1, 1], 0.0), ([1, 5], 0.0), ([4, 7], 0.0), ([3, 10], 30.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut x = Tensor::randn(&shape, 2.0, &mut Rng::new(600 + k as u64));
+        x.data_mut().iter_mut().for_each(|v| *v += offset);
+        assert_gradients(
+            &format!("softmax on {shape:?} + {offset}"),
+            &mut Softmax::new(),
+            &x,
+            &GradCheckConfig::default(),
+        );
+    }
+}
+
+#[test]
+fn dropout_gradients_with_the_mask_fixed_by_the_checker() {
+    let cases: [(f32, &[usize], Mode); 5] = [
+        (0.1, &[4, 6], Mode::Train),
+        (0.5, &[2, 3, 4, 4], Mode::Train),
+        (0.8, &[1, 8, 3, 3], Mode::Train),
+        (0.5, &[1, 1, 4, 4], Mode::Train),
+        (0.5, &[3, 5], Mode::Eval),
+    ];
+    for (k, (p, shape, mode)) in cases.into_iter().enumerate() {
+        let mut drop = Dropout::with_seed(p, 700 + k as u64).unwrap();
+        let x = input(shape, 710 + k as u64);
+        let cfg = GradCheckConfig {
+            mode,
+            ..GradCheckConfig::default()
+        };
+        let what = format!("{} on {shape:?}, {mode:?}", drop.describe());
+        assert_gradients(&what, &mut drop, &x, &cfg);
+        if mode == Mode::Train {
+            // The checked mask both drops and keeps, so both branches were compared.
+            let mask = drop.mask().unwrap().data();
+            assert!(mask.contains(&0.0), "{what}: nothing dropped");
+            assert!(mask.iter().any(|m| *m != 0.0), "{what}: nothing kept");
+        }
+    }
+}
+
+/// Random γ, β and running statistics, so that no term of the backward is trivially 1 or 0.
+fn randomise_batchnorm(bn: &mut dyn Layer, rng: &mut Rng) {
+    for (name, p) in bn.params_mut() {
+        let c = p.value.len();
+        p.value = match name.as_str() {
+            "weight" => Tensor::uniform(&[c], 0.5, 1.5, rng),
+            _ => Tensor::randn(&[c], 1.0, rng),
+        };
+    }
+    for (name, b) in bn.buffers_mut() {
+        let c = b.len();
+        match name.as_str() {
+            "running_mean" => *b = Tensor::randn(&[c], 0.5, rng),
+            "running_var" => *b = Tensor::uniform(&[c], 0.5, 2.0, rng),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn batchnorm2d_gradients_in_train_and_eval() {
+    for (k, shape) in [[2, 1, 3, 3], [4, 3, 5, 5], [2, 8, 3, 3], [1, 3, 4, 4]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(800 + k as u64);
+        let mut bn = BatchNorm2d::new(shape[1]).unwrap();
+        randomise_batchnorm(&mut bn, &mut rng);
+        let mut x = Tensor::randn(&shape, 2.0, &mut rng);
+        x.data_mut().iter_mut().for_each(|v| *v += 1.0);
+        for cfg in [GradCheckConfig::default(), eval()] {
+            let what = format!("{} on {shape:?}, {:?}", bn.describe(), cfg.mode);
+            assert_gradients(&what, &mut bn, &x, &cfg);
+        }
+    }
+}
+
+#[test]
+fn batchnorm1d_gradients_in_train_and_eval() {
+    let shapes: [&[usize]; 5] = [&[4, 3], &[2, 1], &[6, 8], &[3, 4, 5], &[1, 4, 5]];
+    for (k, shape) in shapes.into_iter().enumerate() {
+        let mut rng = Rng::new(900 + k as u64);
+        let mut bn = BatchNorm1d::new(shape[1]).unwrap();
+        randomise_batchnorm(&mut bn, &mut rng);
+        let mut x = Tensor::randn(shape, 2.0, &mut rng);
+        x.data_mut().iter_mut().for_each(|v| *v += 1.0);
+        for cfg in [GradCheckConfig::default(), eval()] {
+            let what = format!("{} on {shape:?}, {:?}", bn.describe(), cfg.mode);
+            assert_gradients(&what, &mut bn, &x, &cfg);
+        }
+    }
+}
+
+/// The basic block's wiring (conv 3×3 → BatchNorm → act → conv 3×3 → BatchNorm, plus the
+/// identity or a 1×1 conv → BatchNorm shortcut, act after the sum) with Tanh as the
+/// activation: with ReLU, BatchNorm in training mode centres the activation inputs on the
+/// kink, and a weight step moves every value of a channel, so some kink would be crossed at
+/// almost every position. `Residual::basic_block` differs only in that activation, and
+/// ReLU is checked on its own above.
+fn smooth_block(ic: usize, oc: usize, stride: usize, rng: &mut Rng) -> Residual {
+    let conv = |ic, oc, k, stride, pad, rng: &mut Rng| {
+        let config = Conv2dConfig {
+            bias: false,
+            ..Conv2dConfig::new(ic, oc, k).stride(stride).padding(pad)
+        };
+        Conv2d::new(config, rng).unwrap()
+    };
+    let main = Sequential::new()
+        .with(conv(ic, oc, 3, stride, 1, rng))
+        .with(BatchNorm2d::new(oc).unwrap())
+        .with(Tanh::new())
+        .with(conv(oc, oc, 3, 1, 1, rng))
+        .with(BatchNorm2d::new(oc).unwrap());
+    let shortcut = (ic != oc || stride != 1).then(|| {
+        Sequential::new()
+            .with(conv(ic, oc, 1, stride, 0, rng))
+            .with(BatchNorm2d::new(oc).unwrap())
+    });
+    Residual::new(main, shortcut, Some(Box::new(Tanh::new())))
+}
+
+#[test]
+fn residual_block_gradients_in_train_and_eval() {
+    // (in channels, out channels, stride, input (N, IC, H, W))
+    let cases = [
+        (1, 1, 1, [2, 1, 5, 5]), // identity shortcut
+        (3, 3, 1, [1, 3, 4, 4]), // identity shortcut, batch 1
+        (8, 8, 1, [2, 8, 4, 4]), // identity shortcut, 8 channels
+        (3, 8, 2, [2, 3, 6, 6]), // 1×1 conv shortcut with stride 2
+        (2, 3, 1, [3, 2, 4, 4]), // 1×1 conv shortcut changing channels only
+    ];
+    for (k, (ic, oc, stride, shape)) in cases.into_iter().enumerate() {
+        let mut rng = Rng::new(1000 + k as u64);
+        let mut block = smooth_block(ic, oc, stride, &mut rng);
+        assert_eq!(block.shortcut().is_none(), ic == oc && stride == 1);
+        let x = input(&shape, 1010 + k as u64);
+        // Training first: its passes also move the running statistics away from (0, 1),
+        // which the Eval check then uses.
+        for cfg in [GradCheckConfig::default(), eval()] {
+            let what = format!(
+                "block {ic}→{oc}, stride {stride} on {shape:?}, {:?}",
+                cfg.mode
+            );
+            assert_gradients(&what, &mut block, &x, &cfg);
+        }
+    }
+}
+
+#[test]
+fn residual_block_gradients_with_custom_paths() {
+    let mut rng = Rng::new(1100);
+    let conv = |ic, oc, k, stride, pad, rng: &mut Rng| {
+        Conv2d::new(
+            Conv2dConfig::new(ic, oc, k).stride(stride).padding(pad),
+            rng,
+        )
+        .unwrap()
+    };
+    // Identity shortcut and no activation: y = tanh(conv(x)) + x.
+    let main = Sequential::new()
+        .with(conv(3, 3, 3, 1, 1, &mut rng))
+        .with(Tanh::new());
+    let mut block = Residual::new(main, None, None);
+    assert_gradients(
+        "conv-tanh + identity",
+        &mut block,
+        &input(&[2, 3, 5, 5], 1101),
+        &GradCheckConfig::default(),
+    );
+    // A bare 1×1 convolution with stride as the shortcut, a leaky ReLU after the sum.
+    let main = Sequential::new()
+        .with(conv(2, 4, 3, 2, 1, &mut rng))
+        .with(Sigmoid::new());
+    let shortcut = Sequential::new().with(conv(2, 4, 1, 2, 0, &mut rng));
+    let mut block = Residual::new(main, Some(shortcut), Some(Box::new(LeakyRelu::new(0.1))));
+    assert_gradients(
+        "conv-sigmoid + 1×1 conv → leaky ReLU",
+        &mut block,
+        &input(&[3, 2, 6, 6], 1102),
+        &GradCheckConfig::default(),
+    );
+}
+
+#[test]
+fn end_to_end_lenet5_gradients() {
+    // The zoo's LeNet-5, with ReLU and max-pooling. A first-layer weight moves every value
+    // of its channel, so with the default step of 1e-2 some ReLU kink or max-pool tie is
+    // crossed at most positions; a step of 1e-3 on one image keeps such crossings rare,
+    // and without BatchNorm the f32 rounding of the loss stays far below the tolerance.
+    let mut net = zoo::model("lenet5", [1, 16, 16], 10)
+        .unwrap()
+        .build(&mut Rng::new(1200))
+        .unwrap();
+    let x = input(&[1, 1, 16, 16], 1201);
+    let cfg = GradCheckConfig {
+        epsilon: 1e-3,
+        ..GradCheckConfig::default()
+    };
+    assert_gradients("lenet5", &mut net, &x, &cfg);
+}
+
+#[test]
+fn end_to_end_classic_lenet5_gradients() {
+    // LeNet-5 as LeCun et al. built it: tanh and average-pooling ("subsampling"); smooth,
+    // so the default step works on a batch.
+    let mut rng = Rng::new(1250);
+    let pool = || AvgPool2d::new(Pool2dConfig::new(2)).unwrap();
+    let mut net = Sequential::new()
+        .with(Conv2d::new(Conv2dConfig::new(1, 6, 5).padding(2), &mut rng).unwrap())
+        .with(Tanh::new())
+        .with(pool())
+        .with(Conv2d::new(Conv2dConfig::new(6, 16, 5), &mut rng).unwrap())
+        .with(Tanh::new())
+        .with(pool())
+        .with(Flatten::new())
+        .with(Linear::new(16 * 2 * 2, 120, &mut rng).unwrap())
+        .with(Tanh::new())
+        .with(Linear::new(120, 84, &mut rng).unwrap())
+        .with(Tanh::new())
+        .with(Linear::new(84, 10, &mut rng).unwrap());
+    let x = input(&[3, 1, 16, 16], 1251);
+    assert_gradients("classic lenet5", &mut net, &x, &GradCheckConfig::default());
+}
+
+#[test]
+fn end_to_end_resnet_with_batchnorm_and_dropout_gradients() {
+    // A stem, an identity block, a downsampling block with a 1×1 conv shortcut, global
+    // average pooling, dropout and a classifier; Tanh for the reason given at smooth_block.
+    let mut rng = Rng::new(1400);
+    let stem = Conv2dConfig {
+        bias: false,
+        ..Conv2dConfig::new(3, 8, 3).padding(1)
+    };
+    let mut net = Sequential::new()
+        .with(Conv2d::new(stem, &mut rng).unwrap())
+        .with(BatchNorm2d::new(8).unwrap())
+        .with(Tanh::new())
+        .with(smooth_block(8, 8, 1, &mut rng))
+        .with(smooth_block(8, 16, 2, &mut rng))
+        .with(GlobalAvgPool::new())
+        .with(Flatten::new())
+        .with(Dropout::new(0.25, &mut rng).unwrap())
+        .with(Linear::new(16, 5, &mut rng).unwrap());
+    let x = input(&[3, 3, 8, 8], 1401);
+    for cfg in [GradCheckConfig::default(), eval()] {
+        assert_gradients(&format!("resnet, {:?}", cfg.mode), &mut net, &x, &cfg);
+    }
 }

@@ -1,8 +1,9 @@
 //! Pooling, activations, dropout, batch normalisation and residual blocks: forward values
-//! worked by hand, train vs eval behaviour, errors, and a quick finite-difference sanity
-//! check of every backward.
+//! and gradients worked by hand, train vs eval behaviour, errors. Finite-difference checks
+//! of every backward are in `gradcheck_layers.rs`.
 
 use ocellus::geometry::ReceptiveField;
+use ocellus::gradcheck::assert_close;
 use ocellus::layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, GlobalAvgPool, LeakyRelu,
     MaxPool2d, Pool2dConfig, Relu, Residual, Sigmoid, Softmax, Tanh,
@@ -13,16 +14,6 @@ fn t(shape: &[usize], data: &[f32]) -> Tensor {
     Tensor::from_vec(shape, data.to_vec()).unwrap()
 }
 
-fn assert_all_close(got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "lengths differ");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol,
-            "index {i}: got {g}, want {w} (tolerance {tol})"
-        );
-    }
-}
-
 fn backward_before_forward(layer: &mut dyn Layer, dy_shape: &[usize]) {
     let err = layer.backward(&Tensor::zeros(dy_shape)).unwrap_err();
     assert!(
@@ -30,80 +21,6 @@ fn backward_before_forward(layer: &mut dyn Layer, dy_shape: &[usize]) {
         "{}: {err}",
         layer.kind()
     );
-}
-
-/// Values `0.1·k + 0.05` (k = −n/2 … n/2, shuffled): none within 0.05 of zero and no two closer than 0.1, so a
-/// finite-difference step never swaps a max-pool winner or crosses a ReLU kink it is not
-/// already at.
-fn distinct(shape: &[usize], rng: &mut Rng) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut values: Vec<f32> = (0..n)
-        .map(|k| 0.1 * (k as f32 - (n / 2) as f32) + 0.05)
-        .collect();
-    rng.shuffle(&mut values);
-    Tensor::from_vec(shape, values).unwrap()
-}
-
-/// A quick central-difference check, with step `h`, of `loss = Σ y·r` (r random) for the
-/// input and every parameter.
-fn fd_sanity(layer: &mut dyn Layer, x: &Tensor, mode: Mode, seed: u64, h: f32) {
-    let mut rng = Rng::new(seed);
-    layer.fix_randomness(true);
-    let y = layer.forward(x, mode).unwrap();
-    let r = Tensor::randn(y.shape(), 1.0, &mut rng);
-    layer.zero_grad();
-    let dx = layer.backward(&r).unwrap();
-    let loss = |layer: &mut dyn Layer, x: &Tensor| -> f64 {
-        let y = layer.forward(x, mode).unwrap();
-        y.data()
-            .iter()
-            .zip(r.data())
-            .map(|(a, b)| *a as f64 * *b as f64)
-            .sum()
-    };
-    let kind = layer.kind();
-    let close = |analytic: f32, numeric: f64, what: &str| {
-        let err = (analytic as f64 - numeric).abs();
-        assert!(
-            err <= 1e-2 * (1.0 + numeric.abs()),
-            "{kind} {what}: analytic {analytic}, numeric {numeric}"
-        );
-    };
-    for i in 0..x.len() {
-        let mut xp = x.clone();
-        xp.data_mut()[i] += h;
-        let mut xm = x.clone();
-        xm.data_mut()[i] -= h;
-        let numeric = (loss(layer, &xp) - loss(layer, &xm)) / (2.0 * h as f64);
-        close(dx.data()[i], numeric, &format!("dx[{i}]"));
-    }
-    let grads: Vec<(String, Tensor)> = layer
-        .params()
-        .into_iter()
-        .map(|(name, p)| (name, p.grad.clone()))
-        .collect();
-    for (name, grad) in grads {
-        for i in 0..grad.len() {
-            let shift = |delta: f32, layer: &mut dyn Layer| {
-                for (n, p) in layer.params_mut() {
-                    if n == name {
-                        p.value.data_mut()[i] += delta;
-                    }
-                }
-            };
-            shift(h, layer);
-            let plus = loss(layer, x);
-            shift(-2.0 * h, layer);
-            let minus = loss(layer, x);
-            shift(h, layer);
-            close(
-                grad.data()[i],
-                (plus - minus) / (2.0 * h as f64),
-                &format!("d{name}[{i}]"),
-            );
-        }
-    }
-    layer.fix_randomness(false);
 }
 
 mod pooling {
@@ -201,10 +118,10 @@ mod pooling {
         let y = pool
             .forward(&Tensor::full(&[1, 1, 2, 2], 1.0), Mode::Train)
             .unwrap();
-        assert_all_close(y.data(), &[4.0 / 9.0; 4], 1e-7);
+        assert_close("y", y.data(), &[4.0 / 9.0; 4], 0.0, 1e-7);
         // Every input lies in all four windows: 4 · (1/9).
         let dx = pool.backward(&Tensor::full(&[1, 1, 2, 2], 1.0)).unwrap();
-        assert_all_close(dx.data(), &[4.0 / 9.0; 4], 1e-7);
+        assert_close("dx", dx.data(), &[4.0 / 9.0; 4], 0.0, 1e-7);
     }
 
     #[test]
@@ -278,17 +195,6 @@ mod pooling {
         assert_eq!(avg.kind(), "avgpool2d");
         assert_eq!(GlobalAvgPool::new().kind(), "globalavgpool");
     }
-
-    #[test]
-    fn finite_differences_agree() {
-        let mut rng = Rng::new(1);
-        let x = distinct(&[2, 3, 5, 5], &mut rng);
-        let mut max = MaxPool2d::new(Pool2dConfig::new(3).stride(2).padding(1)).unwrap();
-        fd_sanity(&mut max, &x, Mode::Train, 2, 1e-2);
-        let mut avg = AvgPool2d::new(Pool2dConfig::new(3).stride(2).padding(1)).unwrap();
-        fd_sanity(&mut avg, &x, Mode::Train, 3, 1e-2);
-        fd_sanity(&mut GlobalAvgPool::new(), &x, Mode::Train, 4, 1e-2);
-    }
 }
 
 mod activations {
@@ -318,10 +224,10 @@ mod activations {
             .forward(&t(&[4], &[0., 100., -100., 2f32.ln()]), Mode::Train)
             .unwrap();
         // σ(ln 2) = 1/(1 + 1/2) = 2/3.
-        assert_all_close(y.data(), &[0.5, 1.0, 0.0, 2.0 / 3.0], 1e-7);
+        assert_close("y", y.data(), &[0.5, 1.0, 0.0, 2.0 / 3.0], 0.0, 1e-7);
         let dx = act.backward(&t(&[4], &[1., 1., 1., 9.])).unwrap();
         // σ' = σ(1 − σ): 1/4, 0, 0, 9·(2/3)(1/3) = 2.
-        assert_all_close(dx.data(), &[0.25, 0.0, 0.0, 2.0], 1e-6);
+        assert_close("dx", dx.data(), &[0.25, 0.0, 0.0, 2.0], 0.0, 1e-6);
     }
 
     #[test]
@@ -331,9 +237,9 @@ mod activations {
         let y = act
             .forward(&t(&[2], &[0., 3f32.ln()]), Mode::Train)
             .unwrap();
-        assert_all_close(y.data(), &[0.0, 0.8], 1e-6);
+        assert_close("y", y.data(), &[0.0, 0.8], 0.0, 1e-6);
         let dx = act.backward(&t(&[2], &[1., 1.])).unwrap();
-        assert_all_close(dx.data(), &[1.0, 1.0 - 0.64], 1e-6);
+        assert_close("dx", dx.data(), &[1.0, 1.0 - 0.64], 0.0, 1e-6);
     }
 
     #[test]
@@ -342,14 +248,22 @@ mod activations {
         let x = t(&[2, 3], &[0., 2f32.ln(), 3f32.ln(), 1000., 1000., 1000.]);
         let y = act.forward(&x, Mode::Eval).unwrap();
         let third = 1.0 / 3.0;
-        assert_all_close(y.data(), &[1. / 6., third, 0.5, third, third, third], 1e-6);
+        assert_close(
+            "y",
+            y.data(),
+            &[1. / 6., third, 0.5, third, third, third],
+            0.0,
+            1e-6,
+        );
         // dx = y ⊙ (dy − Σ dy·y): row 1 with dy = e₀, Σ = 1/6; row 2 with a constant dy gives 0.
         let dx = act
             .backward(&t(&[2, 3], &[1., 0., 0., 5., 5., 5.]))
             .unwrap();
-        assert_all_close(
+        assert_close(
+            "dx",
             dx.data(),
             &[5. / 36., -2. / 36., -3. / 36., 0., 0., 0.],
+            0.0,
             1e-6,
         );
         let msg = act.output_shape(&[2, 3, 4, 4]).unwrap_err().to_string();
@@ -370,16 +284,6 @@ mod activations {
         assert_eq!(Sigmoid::new().kind(), "sigmoid");
         assert_eq!(Tanh::new().kind(), "tanh");
         assert_eq!(Softmax::new().kind(), "softmax");
-    }
-
-    #[test]
-    fn finite_differences_agree() {
-        let mut rng = Rng::new(5);
-        let x = distinct(&[3, 7], &mut rng);
-        fd_sanity(&mut LeakyRelu::new(0.1), &x, Mode::Train, 6, 1e-2);
-        fd_sanity(&mut Sigmoid::new(), &x, Mode::Train, 7, 1e-2);
-        fd_sanity(&mut Tanh::new(), &x, Mode::Train, 8, 1e-2);
-        fd_sanity(&mut Softmax::new(), &x, Mode::Train, 9, 1e-2);
     }
 }
 
@@ -438,18 +342,6 @@ mod dropout {
             Err(Error::Config { .. })
         ));
     }
-
-    #[test]
-    fn finite_differences_agree_with_a_fixed_mask() {
-        let x = distinct(&[4, 6], &mut Rng::new(10));
-        fd_sanity(
-            &mut Dropout::with_seed(0.3, 11).unwrap(),
-            &x,
-            Mode::Train,
-            12,
-            1e-2,
-        );
-    }
 }
 
 mod batchnorm {
@@ -504,10 +396,22 @@ mod batchnorm {
             .unwrap();
         // μ = 2.5, biased σ² = (2.25 + 0.25 + 0.25 + 2.25)/4 = 1.25.
         let s = (1.25f32 + 1e-5).sqrt();
-        assert_all_close(y.data(), &[-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s], 1e-6);
+        assert_close(
+            "y",
+            y.data(),
+            &[-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s],
+            0.0,
+            1e-6,
+        );
         // running_mean = 0.9·0 + 0.1·2.5; running_var = 0.9·1 + 0.1·(5/3) (unbiased 5/4·4/3).
-        assert_all_close(bn.running_mean().data(), &[0.25], 1e-7);
-        assert_all_close(bn.running_var().data(), &[0.9 + 0.5 / 3.0], 1e-6);
+        assert_close("running_mean", bn.running_mean().data(), &[0.25], 0.0, 1e-7);
+        assert_close(
+            "running_var",
+            bn.running_var().data(),
+            &[0.9 + 0.5 / 3.0],
+            0.0,
+            1e-6,
+        );
         assert_eq!(bn.num_batches_tracked(), 1);
     }
 
@@ -519,7 +423,8 @@ mod batchnorm {
         let y = bn.forward(&x, Mode::Train).unwrap();
         // Channel 0: μ = 4, σ² = 5 (unbiased 20/3). Channel 1: μ = 1, σ² = 1 (unbiased 4/3).
         let (s0, s1) = ((5f32 + 1e-5).sqrt(), (1f32 + 1e-5).sqrt());
-        assert_all_close(
+        assert_close(
+            "y",
             y.data(),
             &[
                 -3. / s0,
@@ -531,17 +436,32 @@ mod batchnorm {
                 1. / s1,
                 1. / s1,
             ],
+            0.0,
             1e-6,
         );
-        assert_all_close(bn.running_mean().data(), &[0.4, 0.1], 1e-7);
-        assert_all_close(
+        assert_close(
+            "running_mean",
+            bn.running_mean().data(),
+            &[0.4, 0.1],
+            0.0,
+            1e-7,
+        );
+        assert_close(
+            "running_var",
             bn.running_var().data(),
             &[0.9 + 2.0 / 3.0, 0.9 + 0.4 / 3.0],
+            0.0,
             1e-6,
         );
         // A second batch moves the running statistics again: 0.9·0.4 + 0.1·4.
         bn.forward(&x, Mode::Train).unwrap();
-        assert_all_close(bn.running_mean().data(), &[0.76, 0.19], 1e-6);
+        assert_close(
+            "running_mean",
+            bn.running_mean().data(),
+            &[0.76, 0.19],
+            0.0,
+            1e-6,
+        );
         assert_eq!(bn.num_batches_tracked(), 2);
     }
 
@@ -561,17 +481,19 @@ mod batchnorm {
         let x = t(&[1, 1, 1, 3], &[1., 3., 5.]);
         let y = bn.forward(&x, Mode::Eval).unwrap();
         let s = (4f32 + 1e-5).sqrt();
-        assert_all_close(y.data(), &[0.5, 0.5 + 4. / s, 0.5 + 8. / s], 1e-6);
+        assert_close("y", y.data(), &[0.5, 0.5 + 4. / s, 0.5 + 8. / s], 0.0, 1e-6);
         assert_eq!(bn.running_mean().data(), &[1.0]);
         assert_eq!(bn.running_var().data(), &[4.0]);
         assert_eq!(bn.num_batches_tracked(), 0);
         // Running statistics are constants: dx = dy·γ/√(σ² + eps); dβ = Σ dy; dγ = Σ dy·x̂.
         let dx = bn.backward(&t(&[1, 1, 1, 3], &[1., 1., -1.])).unwrap();
-        assert_all_close(dx.data(), &[2. / s, 2. / s, -2. / s], 1e-6);
-        assert_all_close(param(&bn, "bias").grad.data(), &[1.0], 1e-6);
-        assert_all_close(
+        assert_close("dx", dx.data(), &[2. / s, 2. / s, -2. / s], 0.0, 1e-6);
+        assert_close("dbias", param(&bn, "bias").grad.data(), &[1.0], 0.0, 1e-6);
+        assert_close(
+            "dweight",
             param(&bn, "weight").grad.data(),
             &[(0. + 2. - 4.) / s],
+            0.0,
             1e-6,
         );
         // Eval works on a single value, where training has no variance to use.
@@ -593,11 +515,17 @@ mod batchnorm {
             .map(|i| (0.5 * inv * (2.0 * dy[i] - 1.0 - xh[i] * sum_dy_xhat)) as f32)
             .collect();
         let dx = bn.backward(&t(&[2, 1], &[1., 0.])).unwrap();
-        assert_all_close(dx.data(), &want, 1e-6);
-        assert_all_close(param(&bn, "weight").grad.data(), &[-inv as f32], 1e-6);
+        assert_close("dx", dx.data(), &want, 0.0, 1e-6);
+        assert_close(
+            "dweight",
+            param(&bn, "weight").grad.data(),
+            &[-inv as f32],
+            0.0,
+            1e-6,
+        );
         // A second backward adds into the parameter gradients; zero_grad clears them.
         bn.backward(&t(&[2, 1], &[1., 0.])).unwrap();
-        assert_all_close(param(&bn, "bias").grad.data(), &[2.0], 1e-6);
+        assert_close("dbias", param(&bn, "bias").grad.data(), &[2.0], 0.0, 1e-6);
         bn.zero_grad();
         assert_eq!(param(&bn, "bias").grad.data(), &[0.0]);
     }
@@ -630,20 +558,6 @@ mod batchnorm {
     fn backward_before_forward_is_an_error() {
         backward_before_forward(&mut BatchNorm2d::new(1).unwrap(), &[2, 1, 1, 1]);
         backward_before_forward(&mut BatchNorm1d::new(1).unwrap(), &[2, 1]);
-    }
-
-    #[test]
-    fn finite_differences_agree_in_train_and_eval() {
-        let mut rng = Rng::new(13);
-        let x = Tensor::randn(&[3, 2, 3, 2], 1.5, &mut rng);
-        let mut bn = BatchNorm2d::new(2).unwrap();
-        for (_, p) in bn.params_mut() {
-            p.value = Tensor::randn(&[2], 1.0, &mut rng);
-        }
-        fd_sanity(&mut bn, &x, Mode::Train, 14, 1e-2);
-        fd_sanity(&mut bn, &x, Mode::Eval, 15, 1e-2);
-        let x = Tensor::randn(&[5, 3], 1.0, &mut rng);
-        fd_sanity(&mut BatchNorm1d::new(3).unwrap(), &x, Mode::Train, 16, 1e-2);
     }
 }
 
@@ -763,37 +677,5 @@ mod residual {
         let rf = same.receptive_field([ReceptiveField::INPUT; 2]);
         assert_eq!(rf[0], ReceptiveField { size: 5, jump: 1 });
         assert_eq!(same.kind(), "residual");
-    }
-
-    /// The basic block's wiring with smooth activations (Tanh inside, Sigmoid after the sum)
-    /// so that no finite-difference step crosses a ReLU kink.
-    fn smooth_block(ic: usize, oc: usize, stride: usize, rng: &mut Rng) -> Residual {
-        let conv = |ic, oc, k, stride, pad, rng: &mut Rng| {
-            let config = Conv2dConfig::new(ic, oc, k).stride(stride).padding(pad);
-            Conv2d::new(config, rng).unwrap()
-        };
-        let main = Sequential::new()
-            .with(conv(ic, oc, 3, stride, 1, rng))
-            .with(BatchNorm2d::new(oc).unwrap())
-            .with(Tanh::new())
-            .with(conv(oc, oc, 3, 1, 1, rng))
-            .with(BatchNorm2d::new(oc).unwrap());
-        let shortcut = (ic != oc || stride != 1).then(|| {
-            Sequential::new()
-                .with(conv(ic, oc, 1, stride, 0, rng))
-                .with(BatchNorm2d::new(oc).unwrap())
-        });
-        Residual::new(main, shortcut, Some(Box::new(Sigmoid::new())))
-    }
-
-    #[test]
-    fn finite_differences_agree_through_both_paths() {
-        let mut rng = Rng::new(20);
-        let x = Tensor::randn(&[2, 2, 4, 4], 1.0, &mut rng);
-        let mut block = smooth_block(2, 3, 2, &mut rng);
-        fd_sanity(&mut block, &x, Mode::Train, 21, 1e-2);
-        fd_sanity(&mut block, &x, Mode::Eval, 22, 1e-2);
-        let mut block = smooth_block(2, 2, 1, &mut rng);
-        fd_sanity(&mut block, &x, Mode::Train, 23, 1e-2);
     }
 }

@@ -5,8 +5,13 @@ mod common;
 
 use common::{int, pair, Reference};
 use ocellus::gradcheck::assert_close;
-use ocellus::layers::{Conv2d, Conv2dConfig, Linear, Padding, Relu};
-use ocellus::{Layer, Mode, Rng};
+use ocellus::layers::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, GlobalAvgPool, LeakyRelu,
+    Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
+};
+use ocellus::loss::cross_entropy;
+use ocellus::optim::{Adam, AdamConfig};
+use ocellus::{zoo, Layer, Mode, Optimizer, Rng, Sequential, Tensor};
 
 const RTOL: f64 = 1e-4;
 const ATOL: f64 = 1e-5;
@@ -84,7 +89,308 @@ fn linear_matches_pytorch() {
 }
 
 #[test]
-fn relu_matches_pytorch() {
+fn pooling_matches_pytorch() {
+    let reference = Reference::open("pool");
+    let mut count = 0;
+    for (case, c) in reference.cases() {
+        let mut layer: Box<dyn Layer> = match c["kind"].as_str().unwrap() {
+            "gap" => Box::new(GlobalAvgPool::new()),
+            kind => {
+                let config = Pool2dConfig {
+                    kernel: pair(&c["k"]),
+                    stride: Some(pair(&c["s"])),
+                    padding: pair(&c["p"]),
+                };
+                match kind {
+                    "max" => Box::new(MaxPool2d::new(config).unwrap()),
+                    "avg" => Box::new(AvgPool2d::new(config).unwrap()),
+                    other => panic!("{case}: unknown pooling {other}"),
+                }
+            }
+        };
+        compare_layer(layer.as_mut(), &reference, case, Mode::Train);
+        count += 1;
+    }
+    assert_eq!(count, 8);
+}
+
+#[test]
+fn activations_match_pytorch() {
     let reference = Reference::open("activation");
-    compare_layer(&mut Relu::new(), &reference, "relu", Mode::Train);
+    let mut cases = Vec::new();
+    for (case, c) in reference.cases() {
+        let mut layer: Box<dyn Layer> = match c["kind"].as_str().unwrap() {
+            "relu" => Box::new(Relu::new()),
+            "leakyrelu" => Box::new(LeakyRelu::new(c["negative_slope"].as_f64().unwrap() as f32)),
+            "sigmoid" => Box::new(Sigmoid::new()),
+            "tanh" => Box::new(Tanh::new()),
+            "softmax" => Box::new(Softmax::new()),
+            other => panic!("{case}: unknown activation {other}"),
+        };
+        compare_layer(layer.as_mut(), &reference, case, Mode::Train);
+        cases.push(case.as_str());
+    }
+    assert_eq!(
+        cases,
+        [
+            "leakyrelu",
+            "leakyrelu_0.2",
+            "relu",
+            "sigmoid",
+            "softmax",
+            "tanh"
+        ]
+    );
+}
+
+fn buffer(layer: &dyn Layer, name: &str) -> Tensor {
+    let (_, b) = layer
+        .buffers()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no buffer {name}"));
+    b.clone()
+}
+
+#[test]
+fn batchnorm_matches_pytorch_in_train_and_eval() {
+    let reference = Reference::open("batchnorm");
+    let mut count = 0;
+    for (case, c) in reference.cases() {
+        let features = reference.tensor(case, "weight").len();
+        let mut bn: Box<dyn Layer> = match int(&c["dims"]) {
+            1 => Box::new(BatchNorm1d::new(features).unwrap()),
+            2 => Box::new(BatchNorm2d::new(features).unwrap()),
+            other => panic!("{case}: BatchNorm{other}d"),
+        };
+        load_params(bn.as_mut(), &reference, case);
+        for (name, b) in bn.buffers_mut() {
+            if name == "running_mean" || name == "running_var" {
+                *b = reference.tensor(case, &format!("{name}_before"));
+            }
+        }
+        let mode = match c["mode"].as_str().unwrap() {
+            "train" => Mode::Train,
+            "eval" => Mode::Eval,
+            other => panic!("{case}: mode {other}"),
+        };
+        // The script's warm-up: training passes on x·0.5, so that the compared pass
+        // compounds a second momentum update of the running statistics.
+        let warmup = int(&c["warmup_passes"]);
+        let mut half = reference.tensor(case, "x");
+        half.data_mut().iter_mut().for_each(|v| *v *= 0.5);
+        for _ in 0..warmup {
+            bn.forward(&half, mode).unwrap();
+        }
+        compare_layer(bn.as_mut(), &reference, case, mode);
+        for name in ["running_mean", "running_var"] {
+            assert_close(
+                &format!("{case}: {name}"),
+                buffer(bn.as_ref(), name).data(),
+                reference.tensor(case, name).data(),
+                RTOL,
+                ATOL,
+            );
+        }
+        let batches = if mode == Mode::Train { warmup + 1 } else { 0 };
+        assert_eq!(
+            buffer(bn.as_ref(), "num_batches_tracked").data(),
+            &[batches as f32],
+            "{case}"
+        );
+        count += 1;
+    }
+    assert_eq!(count, 6);
+}
+
+/// The script's `formula_values`: `0.5·sin(0.37·i + seed)` for the flat index i, computed
+/// in f64 and rounded to f32 — values both sides compute identically.
+fn formula_values(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let values = (0..n)
+        .map(|i| (0.5 * (0.37 * i as f64 + seed as f64).sin()) as f32)
+        .collect();
+    Tensor::from_vec(shape, values).unwrap()
+}
+
+/// The modules of the script's `SmallCNN` and their positions in the zoo's `smallcnn`
+/// (conv, BatchNorm, ReLU, pool, conv, BatchNorm, ReLU, pool, flatten, fc, ReLU, dropout,
+/// fc): PyTorch's `conv1.weight` is ocellus's `0.weight`.
+const SMALLCNN_MODULES: [(&str, usize); 6] = [
+    ("conv1", 0),
+    ("bn1", 1),
+    ("conv2", 4),
+    ("bn2", 5),
+    ("fc1", 9),
+    ("fc2", 12),
+];
+
+/// ocellus's name for a PyTorch parameter or buffer name of the SmallCNN.
+fn smallcnn_name(torch_name: &str) -> String {
+    let (module, field) = torch_name.split_once('.').unwrap();
+    let (_, index) = SMALLCNN_MODULES
+        .iter()
+        .find(|(m, _)| *m == module)
+        .unwrap_or_else(|| panic!("unknown module {module}"));
+    format!("{index}.{field}")
+}
+
+#[test]
+fn smallcnn_training_step_matches_pytorch() {
+    let reference = Reference::open("smallcnn");
+    let case = "step";
+    let (_, config) = reference.cases().find(|(name, _)| *name == case).unwrap();
+    let torch_names: Vec<&str> = config["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let lr = config["lr"].as_f64().unwrap() as f32;
+
+    let mut net = zoo::model("smallcnn", [3, 32, 32], 10)
+        .unwrap()
+        .build(&mut Rng::new(0))
+        .unwrap();
+    // The same parameters: PyTorch lists them in registration order, ocellus in forward
+    // order, so compare the sets.
+    let mut ours: Vec<String> = net.params().into_iter().map(|(n, _)| n).collect();
+    let mut theirs: Vec<String> = torch_names.iter().map(|n| smallcnn_name(n)).collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+
+    // The script's values: formula_values(shape, seed) with seed = the parameter's index in
+    // named_parameters, conv and linear weights scaled by 1/sqrt(fan_in).
+    for (seed, torch_name) in torch_names.iter().enumerate() {
+        let name = smallcnn_name(torch_name);
+        let mut params = net.params_mut();
+        let (_, p) = params.iter_mut().find(|(n, _)| *n == name).unwrap();
+        let shape = p.value.shape().to_vec();
+        let mut values = formula_values(&shape, seed as u64);
+        if shape.len() > 1 {
+            let fan_in: usize = shape[1..].iter().product();
+            let scale = (1.0 / (fan_in as f64).sqrt()) as f32;
+            values.data_mut().iter_mut().for_each(|v| *v *= scale);
+        }
+        p.value = values;
+    }
+
+    // PyTorch's dropout mask, replayed by a Dropout put where the zoo's stands.
+    assert_eq!(net.layers()[11].describe(), "Dropout(p=0.5)");
+    let mut dropout = Dropout::with_seed(0.5, 0).unwrap();
+    dropout.set_mask(&reference.tensor(case, "drop_mask"));
+    net.layers_mut()[11] = Box::new(dropout);
+
+    let mut x = formula_values(&[4, 3, 32, 32], 100);
+    x.data_mut().iter_mut().for_each(|v| *v *= 4.0);
+    assert_close("x", x.data(), reference.tensor(case, "x").data(), 0.0, 0.0);
+    let targets: Vec<usize> = reference
+        .tensor(case, "targets")
+        .data()
+        .iter()
+        .map(|t| *t as usize)
+        .collect();
+
+    net.zero_grad();
+    let logits = net.forward(&x, Mode::Train).unwrap();
+    assert_close(
+        "logits",
+        logits.data(),
+        reference.tensor(case, "logits").data(),
+        RTOL,
+        ATOL,
+    );
+    let (loss, dlogits) = cross_entropy(&logits, &targets, 0.0).unwrap();
+    assert_close(
+        "loss",
+        &[loss],
+        reference.tensor(case, "loss").data(),
+        RTOL,
+        ATOL,
+    );
+    net.backward(&dlogits).unwrap();
+    for torch_name in &torch_names {
+        let name = smallcnn_name(torch_name);
+        let (_, p) = net.params().into_iter().find(|(n, _)| *n == name).unwrap();
+        assert_close(
+            &format!("grad.{torch_name}"),
+            p.grad.data(),
+            reference.tensor(case, &format!("grad.{torch_name}")).data(),
+            RTOL,
+            ATOL,
+        );
+    }
+
+    // A convolution bias followed by BatchNorm in training mode cancels in `x − μ`: its
+    // gradient is zero, and what both sides hold is f32 rounding (|g| ~ 1e-8). Adam's first
+    // step moves a value by `lr·g/(|g| + eps)` with eps = 1e-8, which turns that rounding
+    // into anything up to ±lr. For those two the step starts from PyTorch's gradient, so
+    // that the update is compared on equal inputs.
+    for torch_name in ["conv1.bias", "conv2.bias"] {
+        let name = smallcnn_name(torch_name);
+        let want = reference.tensor(case, &format!("grad.{torch_name}"));
+        let mut params = net.params_mut();
+        let (_, p) = params.iter_mut().find(|(n, _)| *n == name).unwrap();
+        assert!(
+            p.grad.max_abs() < 1e-7 && want.max_abs() < 1e-7,
+            "{torch_name}: a gradient that should be rounding noise"
+        );
+        p.grad = want;
+    }
+    let mut optimizer = Adam::new(AdamConfig::adamw(lr)).unwrap();
+    let values = |net: &Sequential| -> Vec<(String, Tensor)> {
+        net.params()
+            .into_iter()
+            .map(|(n, p)| (n, p.value.clone()))
+            .chain(net.buffers().into_iter().map(|(n, b)| (n, b.clone())))
+            .collect()
+    };
+    let before = values(&net);
+    optimizer.step(&mut net).unwrap();
+    let after = values(&net);
+    let find = |list: &[(String, Tensor)], name: &str| -> Tensor {
+        list.iter().find(|(n, _)| n == name).unwrap().1.clone()
+    };
+    let mut compared = 0;
+    for (module, _) in SMALLCNN_MODULES {
+        for field in ["weight", "bias", "running_mean", "running_var"] {
+            let torch_name = format!("{module}.{field}");
+            let Some(want) = reference.try_tensor(case, &format!("after.{torch_name}")) else {
+                continue;
+            };
+            let name = smallcnn_name(&torch_name);
+            let got = find(&after, &name);
+            assert_close(
+                &format!("after.{torch_name}"),
+                got.data(),
+                want.data(),
+                RTOL,
+                ATOL,
+            );
+            compared += 1;
+            if field.starts_with("running") {
+                continue;
+            }
+            // A step moves a value by about lr = 1e-3, well inside the tolerance on the
+            // value itself, so the step is compared too, both sides from the same f32
+            // values: within 2e-7, a fifth of a thousandth of lr — just above the f32
+            // spacing of values near 0.5 (6e-8), which limits how exactly a stored value
+            // carries its step.
+            let start = find(&before, &name);
+            let step = |values: &Tensor| -> Vec<f64> {
+                values
+                    .data()
+                    .iter()
+                    .zip(start.data())
+                    .map(|(a, b)| *a as f64 - *b as f64)
+                    .collect()
+            };
+            let (ours, theirs) = (step(&got), step(&want));
+            let ours: Vec<f32> = ours.iter().map(|v| *v as f32).collect();
+            assert_close(&format!("step of {torch_name}"), &ours, &theirs, 0.0, 2e-7);
+        }
+    }
+    // Every parameter but fc1.weight, and the four running statistics.
+    assert_eq!(compared, torch_names.len() - 1 + 4);
 }
