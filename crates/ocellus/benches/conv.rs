@@ -2,8 +2,9 @@
 //! layer API: forward (`Mode::Train`), and forward followed by backward.
 //!
 //! FLOPs: forward = 2·MACs; backward computes dx and dw, each as costly as the forward, so
-//! forward + backward = 3 × the forward FLOPs. Reported: the median of repeated runs after
-//! a warm-up. Run with `cargo bench --bench conv`.
+//! forward + backward = 3 × the forward FLOPs. Reported: the median and the fastest of
+//! repeated runs after a warm-up. Run with `cargo bench --bench conv`; set
+//! `RAYON_NUM_THREADS` to choose the thread count.
 
 use ocellus::layers::{Conv2d, Conv2dConfig};
 use ocellus::{Layer, Mode, Rng, Tensor};
