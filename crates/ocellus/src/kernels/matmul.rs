@@ -1,10 +1,9 @@
 //! Row-major matrix multiplication on top of the `gemm` crate's AVX2/FMA micro-kernels.
 
 /// Size (m·n·k) from which [`gemm`] hands a product to gemm's own rayon threading. On two
-/// cores the fully connected products of 1–5 M multiply-adds (batch 32–128, 128–4096
-/// features) ran 15–65% slower threaded than on one thread; around 16 M it broke even
-/// and from about 32 M threading won (up to 1.3–1.7×). (Measured on a shared, busy
-/// machine; with both cores idle threading may pay off somewhat earlier.)
+/// cores, the products of fully connected layers with 0.6–5 M multiply-adds (batch
+/// 32–128, 128–4096 features) mostly ran slower threaded than on one thread (0.35–0.9×,
+/// with both cores idle too); from about 16 M threading mostly paid (up to 1.5–1.75×).
 pub const PARALLEL_MACS: usize = 1 << 24;
 
 /// `C (m×n) = [C +] op(A) (m×k) · op(B) (k×n)`, all row-major, where `op(A) = Aᵀ` when
