@@ -83,15 +83,7 @@ impl Progress {
 
 /// `12345.6` → `12,346`.
 pub fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    ocellus::text::grouped(v.max(0.0).round() as u64)
 }
 
 /// Seconds as `m:ss`.

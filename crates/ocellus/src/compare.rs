@@ -29,6 +29,7 @@ use crate::error::Result;
 use crate::layers::{param_count, Layer};
 use crate::run::{EpochRecord, Run};
 use crate::tensor::Tensor;
+use crate::text::grouped;
 use crate::train;
 use crate::viz::{hstack, image_grid, line_chart, Canvas, Colormap, Series, Tile, TileRange};
 
@@ -374,29 +375,12 @@ fn percent(fraction: f32) -> String {
     format!("{:.2}%", 100.0 * fraction)
 }
 
-/// `61706` → `61,706`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn digits_are_grouped_by_three() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(61_706), "61,706");
-        assert_eq!(grouped(1_234_567), "1,234,567");
         assert_eq!(percent(0.8912), "89.12%");
     }
 }

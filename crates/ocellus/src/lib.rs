@@ -48,6 +48,7 @@ pub mod optim;
 pub mod rng;
 pub mod run;
 pub mod tensor;
+pub mod text;
 pub mod train;
 pub mod viz;
 pub mod zoo;
