@@ -31,6 +31,8 @@ enum Command {
     Patterns(commands::patterns::Args),
     /// Train models under the same budget and compare them, shifted test images included.
     Compare(commands::compare::Args),
+    /// Training and inference throughput on random data, with an optional per-layer profile.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(args),
         Command::Patterns(args) => commands::patterns::run(args),
         Command::Compare(args) => commands::compare::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,7 @@
 //! pictures.
 
 pub mod arch;
+pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod data;
