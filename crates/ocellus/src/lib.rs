@@ -27,8 +27,10 @@
 //!
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
 //! [`loss`] / [`optim`] → [`data`] → [`train`] / [`run`] (with [`arch`], [`zoo`],
-//! [`checkpoint`]); [`gradcheck`] verifies every gradient; [`viz`] draws what
-//! they produce (curves, confusion matrices, filters, feature maps, saliency) as PNG pictures.
+//! [`checkpoint`]); [`gradcheck`] verifies every gradient; [`summary`] tabulates a
+//! network's shapes, parameters, multiply-adds and receptive fields; [`viz`] draws what
+//! they produce (curves, confusion matrices) as PNG pictures, and [`inspect`] uses it to
+//! show what a network learned (filters, feature maps, saliency).
 
 pub mod arch;
 pub mod checkpoint;
@@ -37,6 +39,7 @@ pub mod error;
 pub mod geometry;
 pub mod gradcheck;
 pub mod init;
+pub mod inspect;
 pub mod kernels;
 pub mod layers;
 pub mod loss;
@@ -44,6 +47,7 @@ pub mod network;
 pub mod optim;
 pub mod rng;
 pub mod run;
+pub mod summary;
 pub mod tensor;
 pub mod train;
 pub mod viz;

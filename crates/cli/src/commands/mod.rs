@@ -1,6 +1,9 @@
 //! One module per command.
 
 pub mod eval;
+pub mod gradcheck;
 pub mod patterns;
 pub mod predict;
+pub mod summary;
 pub mod train;
+pub mod viz;

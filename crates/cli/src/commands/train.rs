@@ -164,7 +164,7 @@ fn resume(dir: &Path, epochs: usize) -> Result<Run> {
 }
 
 /// True when `model` names a file rather than a zoo model.
-fn is_file(model: &str) -> bool {
+pub fn is_file(model: &str) -> bool {
     model.ends_with(".toml") || model.ends_with(".json") || Path::new(model).is_file()
 }
 
