@@ -2,6 +2,7 @@
 
 mod commands;
 mod dataset;
+mod model;
 mod progress;
 
 use std::process::ExitCode;
@@ -33,6 +34,25 @@ enum Command {
     Compare(commands::compare::Args),
     /// Training and inference throughput on random data, with an optional per-layer profile.
     Bench(commands::bench::Args),
+    /// The layer table of a model: shapes, parameters, multiply-adds, receptive fields, memory.
+    Summary(commands::summary::Args),
+    /// Check every layer's gradients inside a model against finite differences.
+    Gradcheck(commands::gradcheck::Args),
+    /// Pictures of a trained model: filters, feature maps, saliency.
+    Viz(commands::viz::Args),
+}
+
+/// Writes `text` to standard output. A reader that stops early (`ocellus summary | head`)
+/// ends the output quietly instead of failing.
+pub(crate) fn print_stdout(text: &str) -> ocellus::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ocellus::Error::Io {
+            path: "standard output".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -54,6 +74,9 @@ fn main() -> ExitCode {
         Command::Patterns(args) => commands::patterns::run(args),
         Command::Compare(args) => commands::compare::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Summary(args) => commands::summary::run(args),
+        Command::Gradcheck(args) => commands::gradcheck::run(args),
+        Command::Viz(args) => commands::viz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

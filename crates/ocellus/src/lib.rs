@@ -27,10 +27,12 @@
 //!
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
 //! [`loss`] / [`optim`] → [`data`] → [`train`] / [`run`] (with [`arch`], [`zoo`],
-//! [`checkpoint`]); [`compare`] measures trained models against each other (accuracy,
-//! cost, robustness to shifted images); [`gradcheck`] verifies every gradient; [`viz`] draws
-//! what they produce (curves, confusion matrices, filters, feature maps, saliency) as PNG
-//! pictures.
+//! [`checkpoint`]); [`gradcheck`] verifies every gradient; [`summary`] tabulates a
+//! network's shapes, parameters, multiply-adds and receptive fields; [`compare`] measures
+//! trained models against each other (accuracy, cost, robustness to shifted images);
+//! [`bench`] times them; [`viz`] draws what they produce (curves, confusion matrices) as PNG
+//! pictures, and [`inspect`] uses it to show what a network learned (filters, feature maps,
+//! saliency).
 
 pub mod arch;
 pub mod bench;
@@ -41,6 +43,7 @@ pub mod error;
 pub mod geometry;
 pub mod gradcheck;
 pub mod init;
+pub mod inspect;
 pub mod kernels;
 pub mod layers;
 pub mod loss;
@@ -48,6 +51,7 @@ pub mod network;
 pub mod optim;
 pub mod rng;
 pub mod run;
+pub mod summary;
 pub mod tensor;
 pub mod text;
 pub mod train;

@@ -185,6 +185,14 @@ impl Layer for Sequential {
         }
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+
     /// Each layer gets its own seed, derived from `seed` and its position.
     fn reseed(&mut self, seed: u64) {
         for (i, layer) in self.layers.iter_mut().enumerate() {

@@ -3,6 +3,9 @@
 pub mod bench;
 pub mod compare;
 pub mod eval;
+pub mod gradcheck;
 pub mod patterns;
 pub mod predict;
+pub mod summary;
 pub mod train;
+pub mod viz;

@@ -173,7 +173,7 @@ pub(crate) fn architecture(model: &str, image: [usize; 3], classes: usize) -> Re
 }
 
 /// True when `model` names a file rather than a zoo model.
-fn is_file(model: &str) -> bool {
+pub fn is_file(model: &str) -> bool {
     model.ends_with(".toml") || model.ends_with(".json") || Path::new(model).is_file()
 }
 

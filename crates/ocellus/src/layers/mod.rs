@@ -120,6 +120,19 @@ pub trait Layer: Send {
     /// Restarts the layer's random generators from `seed` (dropout masks). Training seeds
     /// every epoch from the run's seed and the epoch number, so an epoch can be replayed.
     fn reseed(&mut self, _seed: u64) {}
+
+    /// The layer as [`Any`](std::any::Any), so that code looking inside containers (the
+    /// summary table and the layer-by-layer gradient check open nested networks and
+    /// residual blocks) can reach their parts. Only containers answer; other layers keep
+    /// the default `None`.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// [`Layer::as_any`], mutable.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// Number of learnable values of a layer or network.

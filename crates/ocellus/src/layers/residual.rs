@@ -93,6 +93,27 @@ impl Residual {
         self.shortcut.as_ref()
     }
 
+    /// The activation applied to the sum, if any.
+    pub fn act(&self) -> Option<&dyn Layer> {
+        self.act.as_deref()
+    }
+
+    /// The main path, the shortcut and the activation, mutable (to check each layer's
+    /// gradients on its own).
+    pub fn parts_mut(
+        &mut self,
+    ) -> (
+        &mut Sequential,
+        Option<&mut Sequential>,
+        Option<&mut (dyn Layer + 'static)>,
+    ) {
+        (
+            &mut self.main,
+            self.shortcut.as_mut(),
+            self.act.as_deref_mut(),
+        )
+    }
+
     /// The shape of `main(x) + shortcut(x)`, or a shape error naming both when they differ.
     fn sum_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let main = self
@@ -266,6 +287,14 @@ impl Layer for Residual {
             _ => 0,
         };
         self.main.macs(input) + skip + act
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 
     fn reseed(&mut self, seed: u64) {

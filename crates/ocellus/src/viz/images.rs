@@ -267,6 +267,110 @@ pub fn image_grid(
     canvas
 }
 
+/// Space between tiles of a [`tile_matrix`]: dense, so rows and columns read as a table.
+const MATRIX_GAP: usize = 3;
+
+/// Tiles laid out as a table with labelled rows and columns, for [`tile_matrix`].
+#[derive(Clone, Debug, Default)]
+pub struct TileTable {
+    /// Drawn large above everything; may be empty.
+    pub title: String,
+    /// Above the row labels: what rows and columns are, e.g. `out\in`.
+    pub corner: String,
+    pub row_labels: Vec<String>,
+    pub column_labels: Vec<String>,
+    /// `tiles[r][c]` at row `r` and column `c`; rows may be shorter than others.
+    pub tiles: Vec<Vec<Tile>>,
+}
+
+/// A [`TileTable`] drawn: each value a `tile_scale × tile_scale` block, each tile framed,
+/// row labels on the left, column labels on top. `range` and `colormap` as in
+/// [`image_grid`].
+pub fn tile_matrix(
+    table: &TileTable,
+    tile_scale: usize,
+    range: TileRange,
+    colormap: Colormap,
+) -> Canvas {
+    let TileTable {
+        title,
+        corner,
+        row_labels,
+        column_labels,
+        tiles,
+    } = table;
+    let scale = tile_scale.max(1);
+    let all = || tiles.iter().flatten();
+    let tile_w = all().map(|t| t.width * scale).max().unwrap_or(0) + 2;
+    let tile_h = all().map(|t| t.height * scale).max().unwrap_or(0) + 2;
+    let columns = tiles.iter().map(Vec::len).max().unwrap_or(0);
+    let label_w = row_labels
+        .iter()
+        .map(|l| text_width(l, 1))
+        .chain([text_width(corner, 1)])
+        .max()
+        .unwrap_or(0);
+    let cell_w = tile_w.max(
+        column_labels
+            .iter()
+            .map(|l| text_width(l, 1))
+            .max()
+            .unwrap_or(0),
+    );
+    let header_h = text_height(1) + 4;
+    let top = if title.is_empty() {
+        MARGIN
+    } else {
+        2 * MARGIN + text_height(TITLE_SCALE)
+    };
+    let grid_w = label_w + GAP + columns * (cell_w + MATRIX_GAP);
+    let width = 2 * MARGIN + grid_w.max(text_width(title, TITLE_SCALE));
+    let height = top + header_h + tiles.len() * (tile_h + MATRIX_GAP) + MARGIN;
+    let mut canvas = Canvas::new(width, height, WHITE);
+    if !title.is_empty() {
+        draw_text(
+            &mut canvas,
+            MARGIN as i64,
+            MARGIN as i64,
+            title,
+            INK,
+            TITLE_SCALE,
+        );
+    }
+    let shared = match range {
+        TileRange::PerTile => None,
+        TileRange::Fixed(lo, hi) => Some((lo, hi)),
+        TileRange::Shared => Some(
+            all()
+                .map(Tile::finite_range)
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (a, b)| {
+                    (lo.min(a), hi.max(b))
+                }),
+        ),
+    };
+    let left = (MARGIN + label_w + GAP) as i64;
+    draw_text(&mut canvas, MARGIN as i64, top as i64, corner, INK, 1);
+    for (c, label) in column_labels.iter().enumerate().take(columns) {
+        let x = left + (c * (cell_w + MATRIX_GAP) + (cell_w - text_width(label, 1)) / 2) as i64;
+        draw_text(&mut canvas, x, top as i64, label, INK, 1);
+    }
+    for (r, row) in tiles.iter().enumerate() {
+        let y = (top + header_h + r * (tile_h + MATRIX_GAP)) as i64;
+        if let Some(label) = row_labels.get(r) {
+            let x = MARGIN + label_w - text_width(label, 1);
+            let ty = y + (tile_h - text_height(1)) as i64 / 2;
+            draw_text(&mut canvas, x as i64, ty, label, INK, 1);
+        }
+        for (c, tile) in row.iter().enumerate() {
+            let x = left + (c * (cell_w + MATRIX_GAP) + (cell_w - tile_w) / 2) as i64;
+            canvas.rect(x, y, tile.width * scale + 2, tile.height * scale + 2, FRAME);
+            let tile_range = shared.unwrap_or_else(|| tile.finite_range());
+            draw_tile(&mut canvas, x + 1, y + 1, tile, tile_range, colormap, scale);
+        }
+    }
+    canvas
+}
+
 /// Saliency view: `image` in grey (each tile stretched over its own range; RGB turned to
 /// luminance) with `heat` (H × W values, stretched over their own range) in viridis blended
 /// on top, `out = (1 - alpha)·grey + alpha·viridis(heat)`, drawn at `scale`. The result is

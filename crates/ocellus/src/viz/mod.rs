@@ -14,4 +14,6 @@ pub use canvas::{Canvas, Rgb};
 pub use charts::{heatmap_matrix, line_chart, nice_ticks, Series};
 pub use colormap::Colormap;
 pub use font::{draw_text, text_width};
-pub use images::{hstack, image_grid, overlay_heat, render_tile, vstack, Tile, TileRange};
+pub use images::{
+    hstack, image_grid, overlay_heat, render_tile, tile_matrix, vstack, Tile, TileRange, TileTable,
+};

@@ -1,0 +1,266 @@
+//! `ocellus viz`: pictures of what a trained model learned — its filters, the feature maps
+//! of one image, and the saliency of its pixels.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use ocellus::data::folder::load_image;
+use ocellus::inspect::{self, FilterLimits};
+use ocellus::run::{load_model, read_config, ModelInfo};
+use ocellus::viz::{Canvas, Tile};
+use ocellus::{Error, Result, Tensor};
+
+use crate::dataset::DataArgs;
+use crate::progress::thousands;
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  ocellus viz filters --checkpoint runs/lenet5-patterns -o filters.png
+  ocellus viz features --checkpoint runs/lenet5-patterns --sample 0 -o features.png
+  ocellus viz saliency --checkpoint runs/lenet5-patterns --image circle.png -o saliency.png")]
+pub struct Args {
+    #[command(subcommand)]
+    picture: Picture,
+}
+
+#[derive(Subcommand)]
+enum Picture {
+    /// The filters of a convolution as an image grid.
+    #[command(after_help = "Examples:
+  ocellus viz filters --checkpoint runs/lenet5-patterns -o filters.png
+  ocellus viz filters --checkpoint runs/lenet5-patterns --layer 3 -o filters3.png
+  ocellus viz filters --checkpoint runs/resnet20-cifar10 --layer 4.main.0 -o block.png
+A first layer over 1 or 3 channels shows each filter as a grey or RGB picture; a deeper one
+shows a table with a row per filter and a column per input channel (blue < 0 < red).")]
+    Filters {
+        /// A run directory or a model.safetensors file.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The convolution, named as its parameters are (0, 3, 4.main.0); default: the first.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Filters shown at most.
+        #[arg(long, default_value_t = 64)]
+        max_filters: usize,
+        /// Input channels shown at most per filter of a deeper layer.
+        #[arg(long, default_value_t = 16)]
+        max_channels: usize,
+        /// The PNG file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// The feature maps of every convolution and pooling layer for one image.
+    #[command(after_help = "Examples:
+  ocellus viz features --checkpoint runs/lenet5-patterns --sample 0 -o features.png
+  ocellus viz features --checkpoint runs/lenet5-patterns --image circle.png --activations -o f.png
+Images are converted to the model's channels (grey ↔ RGB) and resized to its input, as predict does.")]
+    Features {
+        #[command(flatten)]
+        source: ImageSource,
+        /// Also show the activations (ReLU, BatchNorm…) after the convolutions.
+        #[arg(long)]
+        activations: bool,
+        /// Maps shown at most per layer.
+        #[arg(long, default_value_t = 32)]
+        max_maps: usize,
+        /// The PNG file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Which pixels the class score depends on: the gradient of the score with respect to the input.
+    #[command(after_help = "Examples:
+  ocellus viz saliency --checkpoint runs/lenet5-patterns --sample 3 -o saliency.png
+  ocellus viz saliency --checkpoint runs/lenet5-fashion-mnist --image shoe.png --class 7 -o s.png
+The map is max over channels of |∂ score / ∂ pixel| for the class (default: the predicted one),
+computed in evaluation mode; the caption gives the prediction and its probability.
+Images are converted to the model's channels (grey ↔ RGB) and resized to its input, as predict does.")]
+    Saliency {
+        #[command(flatten)]
+        source: ImageSource,
+        /// The class whose score is differentiated (default: the predicted class).
+        #[arg(long)]
+        class: Option<usize>,
+        /// The PNG file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+}
+
+/// The model and the one image a picture is made for.
+#[derive(clap::Args)]
+struct ImageSource {
+    /// A run directory or a model.safetensors file.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// An image file (PNG or JPEG).
+    #[arg(long, required_unless_present = "sample", conflicts_with = "sample")]
+    image: Option<PathBuf>,
+    /// Test image K of the run's dataset (needs a run directory).
+    #[arg(long)]
+    sample: Option<usize>,
+}
+
+/// One input: as seen (values in [0, 1]), normalised for the model, and its true class
+/// when it comes from a dataset.
+struct Input {
+    seen: Tensor,
+    normalised: Tensor,
+    label: Option<usize>,
+    /// The file name, or `test image K`.
+    name: String,
+}
+
+impl Input {
+    /// `test image 5 (circle)` or `shoe.png`.
+    fn describe(&self, info: &ModelInfo) -> String {
+        match self.label {
+            Some(label) => format!("{} ({})", self.name, info.classes[label]),
+            None => self.name.clone(),
+        }
+    }
+}
+
+impl ImageSource {
+    fn load(&self, info: &ModelInfo) -> Result<Input> {
+        let [c, h, w] = info.architecture.input;
+        let (seen, label, name) = match (&self.image, self.sample) {
+            (Some(path), _) => {
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into(),
+                );
+                (load_image(path, c, h, w)?, None, name)
+            }
+            (None, Some(k)) => {
+                let (image, label) = test_image(&self.checkpoint, info, k)?;
+                (image, Some(label), format!("test image {k}"))
+            }
+            (None, None) => unreachable!("clap requires --image or --sample"),
+        };
+        let mut normalised = seen.clone();
+        info.normalization.apply_to_batch(&mut normalised)?;
+        Ok(Input {
+            seen,
+            normalised,
+            label,
+            name,
+        })
+    }
+}
+
+/// Test image `k` of the dataset the run in `dir` was trained on, and its label.
+fn test_image(dir: &Path, info: &ModelInfo, k: usize) -> Result<(Tensor, usize)> {
+    if !dir.is_dir() {
+        return Err(Error::config(
+            "--sample",
+            format!(
+                "{} is a model file, which does not say its dataset: give a run directory, or --image",
+                dir.display()
+            ),
+        ));
+    }
+    let config = read_config(dir)?;
+    let data = DataArgs {
+        data: config.data.clone(),
+        data_dir: config.data_dir.as_ref().map(PathBuf::from),
+        image_size: config.image_size,
+    };
+    let test = data.load(config.seed)?.test;
+    if k >= test.len() {
+        return Err(Error::config(
+            "--sample",
+            format!(
+                "there is no test image {k}: the {} test set has {} images, 0 to {}",
+                config.data,
+                thousands(test.len() as f64),
+                test.len() - 1
+            ),
+        ));
+    }
+    let (c, h, w) = test.image_shape();
+    if [c, h, w] != info.architecture.input {
+        return Err(Error::config(
+            "--sample",
+            format!(
+                "the {} images are {c}×{h}×{w} but the model takes {:?}",
+                config.data, info.architecture.input
+            ),
+        ));
+    }
+    let (image, labels) = test.gather(&[k]);
+    Ok((image, labels[0]))
+}
+
+/// The image as a tile: grey or RGB, values in [0, 1].
+fn tile_of(seen: &Tensor) -> Result<Tile> {
+    Tile::from_tensor(seen)
+}
+
+fn save(canvas: &Canvas, out: &Path) -> Result<()> {
+    canvas.save_png(out)?;
+    println!(
+        "wrote {} ({}×{} pixels)",
+        out.display(),
+        canvas.width,
+        canvas.height
+    );
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.picture {
+        Picture::Filters {
+            checkpoint,
+            layer,
+            max_filters,
+            max_channels,
+            out,
+        } => {
+            let (model, _) = load_model(&checkpoint)?;
+            let limits = FilterLimits {
+                outputs: max_filters,
+                inputs: max_channels,
+            };
+            let canvas = inspect::filters_picture(&model, layer.as_deref(), limits)?;
+            save(&canvas, &out)
+        }
+        Picture::Features {
+            source,
+            activations,
+            max_maps,
+            out,
+        } => {
+            let (mut model, info) = load_model(&source.checkpoint)?;
+            let input = source.load(&info)?;
+            let maps = inspect::feature_maps(&mut model, &input.normalised, activations)?;
+            if maps.is_empty() {
+                return Err(Error::config(
+                    "features",
+                    "the model has no convolution or pooling layer, so there are no feature maps to show",
+                ));
+            }
+            let title = format!("feature maps for {}", input.describe(&info));
+            let canvas =
+                inspect::feature_maps_picture(&title, &tile_of(&input.seen)?, &maps, max_maps);
+            save(&canvas, &out)
+        }
+        Picture::Saliency { source, class, out } => {
+            let (mut model, info) = load_model(&source.checkpoint)?;
+            let input = source.load(&info)?;
+            let saliency = inspect::saliency(&mut model, &input.normalised, class)?;
+            let predicted = saliency.predicted();
+            println!(
+                "predicted {} ({:.1}%)",
+                info.classes[predicted],
+                100.0 * saliency.probabilities[predicted]
+            );
+            let canvas = inspect::saliency_picture(
+                &tile_of(&input.seen)?,
+                &saliency,
+                &info.classes,
+                input.label,
+            );
+            save(&canvas, &out)
+        }
+    }
+}
