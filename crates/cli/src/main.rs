@@ -55,7 +55,19 @@ pub(crate) fn print_stdout(text: &str) -> ocellus::Result<()> {
     }
 }
 
+/// A reader that closes the pipe early (`ocellus summary | head`) ends the program quietly,
+/// as it would end any command-line tool, instead of a failed write to standard output.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         if threads == 0 {
