@@ -30,7 +30,7 @@
 //! [`checkpoint`]); [`gradcheck`] verifies every gradient; [`summary`] tabulates a
 //! network's shapes, parameters, multiply-adds and receptive fields; [`compare`] measures
 //! trained models against each other (accuracy, cost, robustness to shifted images);
-//! [`bench`] times them; [`viz`] draws what they produce (curves, confusion matrices) as PNG
+//! [`mod@bench`] times them; [`viz`] draws what they produce (curves, confusion matrices) as PNG
 //! pictures, and [`inspect`] uses it to show what a network learned (filters, feature maps,
 //! saliency).
 

@@ -1,6 +1,6 @@
 //! Row-major matrix multiplication on top of the `gemm` crate's AVX2/FMA micro-kernels.
 
-/// Size (m·n·k) from which [`gemm`] hands a product to gemm's own rayon threading. On two
+/// Size (m·n·k) from which [`gemm()`] hands a product to gemm's own rayon threading. On two
 /// cores, the products of fully connected layers with 0.6–5 M multiply-adds (batch
 /// 32–128, 128–4096 features) mostly ran slower threaded than on one thread (0.35–0.9×,
 /// with both cores idle too); from about 16 M threading mostly paid (up to 1.5–1.75×).
@@ -45,7 +45,7 @@ pub fn gemm(
     );
 }
 
-/// [`gemm`] with the threading chosen by the caller: `Parallelism::None` for callers that
+/// [`gemm()`] with the threading chosen by the caller: `Parallelism::None` for callers that
 /// already spread independent products over the rayon pool (the convolution, per image).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_with(
