@@ -10,7 +10,7 @@ use ocellus::compare::{self, Comparison, ModelResult};
 use ocellus::run::{Run, RunConfig};
 use ocellus::{Error, Result};
 
-use crate::commands::train::{architecture, describe, free_run_dir};
+use crate::commands::train::{architecture, describe, free_run_dir, TrainingArgs};
 use crate::dataset::{short_name, DataArgs};
 use crate::progress::Progress;
 
@@ -35,19 +35,8 @@ pub struct Args {
     models: String,
     #[command(flatten)]
     data: DataArgs,
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    #[arg(long, default_value = "adamw", value_parser = ["sgd", "adam", "adamw"])]
-    optimizer: String,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Train on the first N training images only.
-    #[arg(long)]
-    limit_train: Option<usize>,
+    #[command(flatten)]
+    training: TrainingArgs,
     /// Measure the test accuracy at shifts of 1, 2, … up to this many pixels.
     #[arg(long, default_value_t = 4)]
     max_shift: usize,
@@ -63,10 +52,7 @@ const SHIFT_PNG: &str = "shift.png";
 
 pub fn run(args: Args) -> Result<()> {
     let models = model_list(&args.models)?;
-    if args.epochs == 0 {
-        return Err(Error::config("--epochs", "train at least 1 epoch"));
-    }
-    let splits = args.data.load(args.seed)?;
+    let splits = args.data.load(args.training.seed)?;
     let (c, h, w) = splits.train.image_shape();
     let classes = splits.train.num_classes();
     if h.min(w) <= args.max_shift {
@@ -100,25 +86,25 @@ pub fn run(args: Args) -> Result<()> {
             data: args.data.data.clone(),
             data_dir: args.data.data_dir.as_ref().map(|d| d.display().to_string()),
             image_size: args.data.image_size,
-            epochs: args.epochs,
-            batch_size: args.batch_size,
-            optimizer: args.optimizer.clone(),
-            lr: args.lr,
+            epochs: args.training.epochs,
+            batch_size: args.training.batch_size,
+            optimizer: args.training.optimizer.clone(),
+            lr: args.training.lr,
             weight_decay: None,
             momentum: 0.9,
             schedule: "constant".into(),
-            seed: args.seed,
+            seed: args.training.seed,
             val_fraction: 0.0,
             augment_pad: 0,
             augment_flip: false,
             label_smoothing: 0.0,
-            limit_train: args.limit_train,
+            limit_train: args.training.limit_train,
         };
         let dir = out.join(short_name(model));
         let mut run = Run::start(&dir, config, architecture, splits.clone())?;
         describe(&run);
-        let mut progress = Progress::new(args.epochs);
-        while run.epochs_done() < args.epochs {
+        let mut progress = Progress::new(args.training.epochs);
+        while run.epochs_done() < args.training.epochs {
             let record = run.train_epoch(&mut |p| progress.batch(p))?;
             progress.epoch(&record, "test");
         }
@@ -151,10 +137,10 @@ pub fn run(args: Args) -> Result<()> {
         data: args.data.data.clone(),
         train_images,
         test_images,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
+        epochs: args.training.epochs,
+        batch_size: args.training.batch_size,
         optimizer,
-        seed: args.seed,
+        seed: args.training.seed,
         threads: rayon::current_num_threads(),
         shifts,
         shift: compare::SHIFT_DESCRIPTION.into(),

@@ -22,16 +22,8 @@ pub struct Args {
     model: String,
     #[command(flatten)]
     data: DataArgs,
-    /// Epochs to train (with --resume: the new total).
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    #[arg(long, default_value = "adamw", value_parser = ["sgd", "adam", "adamw"])]
-    optimizer: String,
-    /// Learning rate (the peak rate for onecycle).
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    #[command(flatten)]
+    training: TrainingArgs,
     /// Weight decay (default: 0.01 for adamw, 0 for sgd and adam).
     #[arg(long)]
     weight_decay: Option<f32>,
@@ -40,8 +32,6 @@ pub struct Args {
     momentum: f32,
     #[arg(long, default_value = "constant", value_parser = ["constant", "step", "cosine", "onecycle"])]
     schedule: String,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Hold out this fraction of the training images for validation (0: report the test set each epoch).
     #[arg(long, default_value_t = 0.0)]
     val_fraction: f32,
@@ -50,9 +40,6 @@ pub struct Args {
     augment: bool,
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
-    /// Train on the first N training images only.
-    #[arg(long)]
-    limit_train: Option<usize>,
     /// Run directory (default: runs/<model>-<data>, numbered if taken).
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -61,9 +48,29 @@ pub struct Args {
     resume: Option<PathBuf>,
 }
 
+/// The training flags `train` and `compare` share.
+#[derive(clap::Args)]
+pub struct TrainingArgs {
+    /// Epochs to train (with --resume: the new total).
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value = "adamw", value_parser = ["sgd", "adam", "adamw"])]
+    pub optimizer: String,
+    /// Learning rate (the peak rate for onecycle).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+}
+
 pub fn run(args: Args) -> Result<()> {
     let mut run = match &args.resume {
-        Some(dir) => resume(dir, args.epochs)?,
+        Some(dir) => resume(dir, args.training.epochs)?,
         None => start(&args)?,
     };
     let total = run.config.epochs;
@@ -110,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn start(args: &Args) -> Result<Run> {
-    let splits = args.data.load(args.seed)?;
+    let splits = args.data.load(args.training.seed)?;
     let (c, h, w) = splits.train.image_shape();
     let classes = splits.train.num_classes();
     let architecture = architecture(&args.model, [c, h, w], classes)?;
@@ -119,19 +126,19 @@ fn start(args: &Args) -> Result<Run> {
         data: args.data.data.clone(),
         data_dir: args.data.data_dir.as_ref().map(|d| d.display().to_string()),
         image_size: args.data.image_size,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        optimizer: args.optimizer.clone(),
-        lr: args.lr,
+        epochs: args.training.epochs,
+        batch_size: args.training.batch_size,
+        optimizer: args.training.optimizer.clone(),
+        lr: args.training.lr,
         weight_decay: args.weight_decay,
         momentum: args.momentum,
         schedule: args.schedule.clone(),
-        seed: args.seed,
+        seed: args.training.seed,
         val_fraction: args.val_fraction,
         augment_pad: if args.augment { 4 } else { 0 },
         augment_flip: args.augment,
         label_smoothing: args.label_smoothing,
-        limit_train: args.limit_train,
+        limit_train: args.training.limit_train,
     };
     let dir = match &args.out {
         Some(dir) => dir.clone(),
