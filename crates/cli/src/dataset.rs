@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use ocellus::data::{cifar, folder, idx, patterns, Splits};
+use ocellus::data::{cifar, folder, idx, patterns, Dataset, Splits};
+use ocellus::run::{ModelInfo, RunConfig};
 use ocellus::{Error, Result};
 
 /// Where Debian's `dataset-fashion-mnist` package puts the files.
@@ -75,6 +76,28 @@ impl DataArgs {
             )),
         }
     }
+}
+
+/// The test set of the dataset a run was trained on (as its `config.json` records it),
+/// checked against the model's input; `what` names the command or flag in errors.
+pub fn run_test_set(config: &RunConfig, info: &ModelInfo, what: &str) -> Result<Dataset> {
+    let data = DataArgs {
+        data: config.data.clone(),
+        data_dir: config.data_dir.as_ref().map(PathBuf::from),
+        image_size: config.image_size,
+    };
+    let test = data.load(config.seed)?.test;
+    let (c, h, w) = test.image_shape();
+    if [c, h, w] != info.architecture.input {
+        return Err(Error::config(
+            what,
+            format!(
+                "the {} images are {c}×{h}×{w} but the model takes {:?}",
+                config.data, info.architecture.input
+            ),
+        ));
+    }
+    Ok(test)
 }
 
 /// The name used for run directories: the last part of a path, or the name itself.

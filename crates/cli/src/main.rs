@@ -40,6 +40,8 @@ enum Command {
     Gradcheck(commands::gradcheck::Args),
     /// Pictures of a trained model: filters, feature maps, saliency.
     Viz(commands::viz::Args),
+    /// One self-contained HTML page about a training run: settings, layers, curves, mistakes.
+    Report(commands::report::Args),
 }
 
 /// Writes `text` to standard output. A reader that stops early (`ocellus summary | head`)
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Summary(args) => commands::summary::run(args),
         Command::Gradcheck(args) => commands::gradcheck::run(args),
         Command::Viz(args) => commands::viz::run(args),
+        Command::Report(args) => commands::report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

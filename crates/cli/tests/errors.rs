@@ -483,6 +483,85 @@ fn eval_on_a_directory_without_a_model() {
     eval_fails(&tmp, &dir, text(&model));
 }
 
+/// `ocellus report` with `args` must fail naming every one of `expected`, and leave no
+/// report (finished or temporary) in `run` or at `out`.
+fn report_fails(tmp: &TempDir, args: &[&str], expected: &[&str], run: &Path, out: &Path) {
+    let mut all = vec!["report"];
+    all.extend(args);
+    let output = ocellus(&tmp.0, &all);
+    expect_error(&output, expected);
+    assert!(
+        !out.exists(),
+        "{} written by a failed report",
+        out.display()
+    );
+    if let Ok(entries) = std::fs::read_dir(run) {
+        for entry in entries {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.contains("report"), "{name} left in {}", run.display());
+        }
+    }
+}
+
+#[test]
+fn report_on_a_missing_or_empty_run_directory() {
+    let tmp = TempDir::new("report-no-run");
+    let missing = tmp.join("no-such-run");
+    let out = missing.join("report.html");
+    report_fails(
+        &tmp,
+        &[text(&missing)],
+        &[text(&missing), "no such run directory"],
+        &missing,
+        &out,
+    );
+    // A directory, but not a run: no config.json.
+    let empty = tmp.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let config = empty.join("config.json");
+    report_fails(
+        &tmp,
+        &[text(&empty)],
+        &[text(&config)],
+        &empty,
+        &empty.join("report.html"),
+    );
+}
+
+#[test]
+fn report_on_an_unreadable_checkpoint() {
+    let tmp = TempDir::new("report-corrupt");
+    let run = quick_model(&tmp);
+    let model = run.join("model.safetensors");
+    std::fs::write(&model, "this is not a safetensors file").unwrap();
+    report_fails(
+        &tmp,
+        &[text(&run)],
+        &[text(&model), "not a readable safetensors file"],
+        &run,
+        &run.join("report.html"),
+    );
+}
+
+#[test]
+fn report_into_a_missing_directory() {
+    let tmp = TempDir::new("report-missing-out-dir");
+    let run = quick_model(&tmp);
+    let out = tmp.join("no-such-dir").join("report.html");
+    report_fails(
+        &tmp,
+        &[text(&run), "-o", text(&out)],
+        &[text(&out), "does not exist"],
+        &run,
+        &out,
+    );
+    // A directory where the file should go.
+    let out = tmp.join("a-directory");
+    std::fs::create_dir_all(&out).unwrap();
+    let output = ocellus(&tmp.0, &["report", text(&run), "-o", text(&out)]);
+    expect_error(&output, &[text(&out), "is a directory"]);
+}
+
 // ---- the happy path --------------------------------------------------------------------
 
 #[test]

@@ -32,7 +32,7 @@
 //! trained models against each other (accuracy, cost, robustness to shifted images);
 //! [`mod@bench`] times them; [`viz`] draws what they produce (curves, confusion matrices) as PNG
 //! pictures, and [`inspect`] uses it to show what a network learned (filters, feature maps,
-//! saliency).
+//! saliency); [`report`] gathers all of it for one run into a self-contained HTML page.
 
 pub mod arch;
 pub mod bench;
@@ -49,6 +49,7 @@ pub mod layers;
 pub mod loss;
 pub mod network;
 pub mod optim;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod summary;

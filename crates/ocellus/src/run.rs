@@ -110,6 +110,16 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The set evaluated after every epoch: `"val"` when a validation split is held out,
+    /// `"test"` when the test set stands in.
+    pub fn eval_name(&self) -> &'static str {
+        if self.val_fraction > 0.0 {
+            "val"
+        } else {
+            "test"
+        }
+    }
+
     /// The optimiser these settings describe.
     pub fn build_optimizer(&self) -> Result<Box<dyn Optimizer>> {
         Ok(match self.optimizer.as_str() {
@@ -452,28 +462,13 @@ impl Run {
 
     /// `"val"` when a validation split is held out, `"test"` when the test set stands in.
     pub fn eval_name(&self) -> &'static str {
-        if self.config.val_fraction > 0.0 {
-            "val"
-        } else {
-            "test"
-        }
+        self.config.eval_name()
     }
 
     /// Evaluates the trained model on the test set and draws its confusion matrix.
     pub fn finish(&mut self) -> Result<Evaluation> {
         let result = self.evaluate_test()?;
-        let title = format!(
-            "Confusion matrix, test set: {:.2}% correct",
-            100.0 * result.accuracy
-        );
-        heatmap_matrix(
-            &title,
-            &result.confusion,
-            &self.info.classes,
-            &self.info.classes,
-            true,
-        )
-        .save_png(self.dir.join(CONFUSION_FILE))?;
+        confusion_picture(&result, &self.info.classes).save_png(self.dir.join(CONFUSION_FILE))?;
         Ok(result)
     }
 
@@ -539,6 +534,15 @@ pub fn curves_picture(records: &[EpochRecord], eval_name: &str) -> Canvas {
         320,
     );
     hstack(&[("", &loss), ("", &accuracy)])
+}
+
+/// The test set's confusion matrix: a row per true class, a column per prediction.
+pub fn confusion_picture(result: &Evaluation, classes: &[String]) -> Canvas {
+    let title = format!(
+        "Confusion matrix, test set: {:.2}% correct",
+        100.0 * result.accuracy
+    );
+    heatmap_matrix(&title, &result.confusion, classes, classes, true)
 }
 
 /// Creates the directory of a new run (and its parents), naming the usual obstacle: a

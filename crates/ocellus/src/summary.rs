@@ -54,10 +54,43 @@ pub struct SummaryRow {
     pub is_block: bool,
 }
 
+/// The table's column headers, in the order of [`SummaryRow::cells`].
+pub const COLUMNS: [&str; 8] = [
+    "layer",
+    "description",
+    "output C×H×W",
+    "params",
+    "MACs",
+    "RF",
+    "jump",
+    "activations",
+];
+
 impl SummaryRow {
     /// True when the output is an image-shaped map, where a receptive field is meaningful.
     pub fn is_map(&self) -> bool {
         self.output_shape.len() == 4
+    }
+
+    /// The row as the table prints it, one string per [`COLUMNS`] entry (without the
+    /// indentation of rows inside a block). RF and jump are `—` for flat outputs.
+    pub fn cells(&self) -> [String; 8] {
+        let [h, w] = self.receptive_field;
+        let (rf, jump) = if self.is_map() {
+            (per_axis(h.size, w.size), per_axis(h.jump, w.jump))
+        } else {
+            ("—".into(), "—".into())
+        };
+        [
+            self.name.clone(),
+            self.description.clone(),
+            per_image(&self.output_shape),
+            grouped(self.params as u64),
+            grouped(self.macs),
+            rf,
+            jump,
+            bytes_str(self.activation_bytes),
+        ]
     }
 }
 
@@ -259,37 +292,17 @@ impl fmt::Display for Summary {
     /// The table, then the totals. Indented rows are inside the block above them; the
     /// block's row already counts them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HEADERS: [&str; 8] = [
-            "layer",
-            "description",
-            "output C×H×W",
-            "params",
-            "MACs",
-            "RF",
-            "jump",
-            "activations",
-        ];
+        const HEADERS: [&str; 8] = COLUMNS;
         let cells: Vec<[String; 8]> = self
             .rows
             .iter()
             .map(|r| {
-                let [h, w] = r.receptive_field;
-                let (rf, jump) = if r.is_map() {
-                    (per_axis(h.size, w.size), per_axis(h.jump, w.jump))
-                } else {
-                    ("—".into(), "—".into())
-                };
                 let indent = "  ".repeat(r.depth);
-                [
-                    format!("{indent}{}", r.name),
-                    format!("{indent}{}", r.description),
-                    per_image(&r.output_shape),
-                    grouped(r.params as u64),
-                    grouped(r.macs),
-                    rf,
-                    jump,
-                    bytes_str(r.activation_bytes),
-                ]
+                let mut cells = r.cells();
+                for cell in &mut cells[..2] {
+                    cell.insert_str(0, &indent);
+                }
+                cells
             })
             .collect();
         let mut widths = HEADERS.map(|h| h.chars().count());

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod gradcheck;
 pub mod patterns;
 pub mod predict;
+pub mod report;
 pub mod summary;
 pub mod train;
 pub mod viz;

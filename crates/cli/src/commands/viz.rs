@@ -10,7 +10,7 @@ use ocellus::run::{load_model, read_config, ModelInfo};
 use ocellus::viz::{Canvas, Tile};
 use ocellus::{Error, Result, Tensor};
 
-use crate::dataset::DataArgs;
+use crate::dataset::run_test_set;
 use crate::progress::thousands;
 
 #[derive(clap::Args)]
@@ -160,12 +160,7 @@ fn test_image(dir: &Path, info: &ModelInfo, k: usize) -> Result<(Tensor, usize)>
         ));
     }
     let config = read_config(dir)?;
-    let data = DataArgs {
-        data: config.data.clone(),
-        data_dir: config.data_dir.as_ref().map(PathBuf::from),
-        image_size: config.image_size,
-    };
-    let test = data.load(config.seed)?.test;
+    let test = run_test_set(&config, info, "--sample")?;
     if k >= test.len() {
         return Err(Error::config(
             "--sample",
@@ -174,16 +169,6 @@ fn test_image(dir: &Path, info: &ModelInfo, k: usize) -> Result<(Tensor, usize)>
                 config.data,
                 thousands(test.len() as f64),
                 test.len() - 1
-            ),
-        ));
-    }
-    let (c, h, w) = test.image_shape();
-    if [c, h, w] != info.architecture.input {
-        return Err(Error::config(
-            "--sample",
-            format!(
-                "the {} images are {c}×{h}×{w} but the model takes {:?}",
-                config.data, info.architecture.input
             ),
         ));
     }

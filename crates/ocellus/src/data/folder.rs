@@ -330,17 +330,29 @@ pub(crate) fn write_png(
     width: usize,
     color: png::ColorType,
 ) -> Result<()> {
+    let encoded = encode_png(bytes, height, width, color)
+        .map_err(|e| format_error(path, &format!("cannot encode PNG ({e})")))?;
+    crate::checkpoint::write_atomically(path, &encoded)
+}
+
+/// An 8-bit PNG of `height × width` pixels (`bytes` row-major, channels interleaved), in
+/// memory: the one PNG encoder of the crate.
+pub(crate) fn encode_png(
+    bytes: &[u8],
+    height: usize,
+    width: usize,
+    color: png::ColorType,
+) -> std::result::Result<Vec<u8>, png::EncodingError> {
     let mut encoded = Vec::new();
-    let png_err = |e: png::EncodingError| format_error(path, &format!("cannot encode PNG ({e})"));
     {
         let mut encoder = png::Encoder::new(&mut encoded, width as u32, height as u32);
         encoder.set_color(color);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(png_err)?;
-        writer.write_image_data(bytes).map_err(png_err)?;
-        writer.finish().map_err(png_err)?;
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(bytes)?;
+        writer.finish()?;
     }
-    crate::checkpoint::write_atomically(path, &encoded)
+    Ok(encoded)
 }
 
 fn format_error(path: &Path, message: &str) -> Error {

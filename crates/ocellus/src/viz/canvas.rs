@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A colour: red, green, blue, each 0..=255.
 pub type Rgb = [u8; 3];
@@ -185,9 +185,8 @@ impl Canvas {
         seen.len()
     }
 
-    /// Writes the image as an 8-bit RGB PNG. The file appears complete or not at all: the
-    /// data goes to a temporary file next to `path`, which is then renamed over it.
-    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+    /// The image as an 8-bit RGB PNG file's bytes, in memory (for a `data:` URI).
+    pub fn to_png_bytes(&self) -> Result<Vec<u8>> {
         assert_eq!(
             self.pixels.len(),
             3 * self.width * self.height,
@@ -195,13 +194,17 @@ impl Canvas {
             self.width,
             self.height
         );
-        crate::data::folder::write_png(
-            path.as_ref(),
-            &self.pixels,
-            self.height,
-            self.width,
-            png::ColorType::Rgb,
-        )
+        crate::data::folder::encode_png(&self.pixels, self.height, self.width, png::ColorType::Rgb)
+            .map_err(|e| Error::Format {
+                path: format!("{}×{} picture", self.width, self.height),
+                message: format!("cannot encode PNG ({e})"),
+            })
+    }
+
+    /// Writes the image as an 8-bit RGB PNG. The file appears complete or not at all: the
+    /// data goes to a temporary file next to `path`, which is then renamed over it.
+    pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::checkpoint::write_atomically(path.as_ref(), &self.to_png_bytes()?)
     }
 }
 
@@ -318,6 +321,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(files, ["round_trip.png"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn png_bytes_in_memory_are_the_file_save_png_writes() {
+        let mut c = Canvas::new(3, 2, WHITE);
+        c.set_pixel(1, 1, [200, 100, 0]);
+        let bytes = c.to_png_bytes().unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "the PNG signature");
+        let dir = scratch_dir("png-bytes");
+        let path = dir.join("same.png");
+        c.save_png(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let (w, h, pixels) = decode_png(&path);
+        assert_eq!((w, h, pixels), (3, 2, c.pixels.clone()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
