@@ -1,4 +1,14 @@
 //! The tensor: a contiguous, row-major block of `f32` with a shape. Image tensors are NCHW.
+//!
+//! Two things make tensors cheap to pass through a network:
+//! - the values are shared, not copied, when a tensor is cloned: a layer that keeps its
+//!   input (or output) for backward holds a second handle on the same memory. Writing
+//!   through [`Tensor::data_mut`] copies first if the values are shared (copy on write),
+//!   so a clone still behaves like an independent tensor;
+//! - large value buffers are recycled: a training step allocates the same shapes every
+//!   step, and memory fresh from the operating system costs a page fault per 4 KiB.
+
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -7,7 +17,58 @@ use crate::rng::Rng;
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: Vec<f32>,
+    data: Arc<Vec<f32>>,
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        // The last handle on a large buffer gives it back for reuse.
+        if let Some(values) = Arc::get_mut(&mut self.data) {
+            recycle(std::mem::take(values));
+        }
+    }
+}
+
+/// Buffers of at least this many values are recycled (256 KiB: below it the allocator's
+/// own free lists serve well, and it keeps the pool to a few dozen buffers).
+const RECYCLE_MIN_LEN: usize = 1 << 16;
+/// At most this many values wait for reuse (1 GiB); beyond it the oldest are freed.
+const RECYCLE_MAX_TOTAL: usize = 1 << 28;
+
+/// Freed large buffers, oldest first.
+static RECYCLED: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// Puts a buffer no longer used into the pool (small ones are simply freed).
+fn recycle(values: Vec<f32>) {
+    if values.capacity() < RECYCLE_MIN_LEN {
+        return;
+    }
+    let mut pool = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
+    pool.push(values);
+    let mut total: usize = pool.iter().map(Vec::capacity).sum();
+    while total > RECYCLE_MAX_TOTAL {
+        total -= pool.remove(0).capacity();
+    }
+}
+
+/// An empty vector with room for `len` values: the smallest recycled buffer that holds
+/// them without wasting more than half of itself, or a new allocation.
+fn buffer_for(len: usize) -> Vec<f32> {
+    if len >= RECYCLE_MIN_LEN {
+        let mut pool = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len && b.capacity() <= 2 * len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut values = pool.swap_remove(i);
+            values.clear();
+            return values;
+        }
+    }
+    Vec::with_capacity(len)
 }
 
 /// Formats a shape the way every message in ocellus shows it: `(128, 32, 16, 16)`.
@@ -33,9 +94,40 @@ impl Tensor {
 
     /// A tensor filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Self {
+        let len = numel(shape);
+        let mut data = buffer_for(len);
+        data.resize(len, value);
         Tensor {
             shape: shape.to_vec(),
-            data: vec![value; numel(shape)],
+            data: Arc::new(data),
+        }
+    }
+
+    /// `f` applied to every value of `self`, in a new tensor of the same shape.
+    pub fn map(&self, f: impl Fn(f32) -> f32) -> Tensor {
+        let mut data = buffer_for(self.len());
+        data.extend(self.data.iter().map(|&v| f(v)));
+        Tensor {
+            shape: self.shape.clone(),
+            data: Arc::new(data),
+        }
+    }
+
+    /// `f(a, b)` for every pair of values of `self` and `other` (same shape), in a new
+    /// tensor.
+    pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+        assert_eq!(
+            self.shape,
+            other.shape,
+            "zip_map: shapes {} and {} differ",
+            shape_str(&self.shape),
+            shape_str(&other.shape)
+        );
+        let mut data = buffer_for(self.len());
+        data.extend(self.data.iter().zip(other.data()).map(|(&a, &b)| f(a, b)));
+        Tensor {
+            shape: self.shape.clone(),
+            data: Arc::new(data),
         }
     }
 
@@ -54,7 +146,7 @@ impl Tensor {
         }
         Ok(Tensor {
             shape: shape.to_vec(),
-            data,
+            data: Arc::new(data),
         })
     }
 
@@ -63,7 +155,7 @@ impl Tensor {
         let data = (0..numel(shape)).map(|_| rng.normal() * std).collect();
         Tensor {
             shape: shape.to_vec(),
-            data,
+            data: Arc::new(data),
         }
     }
 
@@ -72,7 +164,7 @@ impl Tensor {
         let data = (0..numel(shape)).map(|_| rng.uniform_in(lo, hi)).collect();
         Tensor {
             shape: shape.to_vec(),
-            data,
+            data: Arc::new(data),
         }
     }
 
@@ -86,14 +178,23 @@ impl Tensor {
         &self.data
     }
 
-    /// The values, row-major, mutable.
+    /// The values, row-major, mutable. Copies them first if another clone of this tensor
+    /// shares them.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        if Arc::get_mut(&mut self.data).is_none() {
+            let mut own = buffer_for(self.data.len());
+            own.extend_from_slice(&self.data);
+            self.data = Arc::new(own);
+        }
+        Arc::get_mut(&mut self.data).expect("values owned after the copy")
     }
 
     /// Gives up the tensor and returns its values.
-    pub fn into_vec(self) -> Vec<f32> {
-        self.data
+    pub fn into_vec(mut self) -> Vec<f32> {
+        match Arc::get_mut(&mut self.data) {
+            Some(values) => std::mem::take(values),
+            None => self.data.to_vec(),
+        }
     }
 
     /// Number of elements.
@@ -146,7 +247,7 @@ impl Tensor {
 
     /// Sets every value to `value`.
     pub fn fill(&mut self, value: f32) {
-        self.data.fill(value);
+        self.data_mut().fill(value);
     }
 
     /// `self += other`, element-wise; shapes must match.
@@ -158,17 +259,21 @@ impl Tensor {
             shape_str(&self.shape),
             shape_str(&other.shape)
         );
-        for (a, b) in self.data.iter_mut().zip(&other.data) {
+        for (a, b) in self.data_mut().iter_mut().zip(other.data()) {
             *a += b;
         }
     }
 
-    /// Copies `other` into `self`, reusing `self`'s allocation when it is large enough.
+    /// Copies `other`'s values into `self`; shapes must match.
     pub fn copy_from(&mut self, other: &Tensor) {
-        self.shape.clear();
-        self.shape.extend_from_slice(&other.shape);
-        self.data.clear();
-        self.data.extend_from_slice(&other.data);
+        assert_eq!(
+            self.shape,
+            other.shape,
+            "copy_from: shapes {} and {} differ",
+            shape_str(&self.shape),
+            shape_str(&other.shape)
+        );
+        self.data_mut().copy_from_slice(other.data());
     }
 
     /// Image `n` of an NCHW tensor as a flat `C·H·W` slice.
@@ -228,6 +333,20 @@ mod tests {
         let t = Tensor::zeros(&[2, 3, 4, 5]);
         assert_eq!(t.unravel(0), vec![0, 0, 0, 0]);
         assert_eq!(t.unravel(5 * 4 * 3 + 2 * 5 + 1), vec![1, 0, 2, 1]);
+    }
+
+    #[test]
+    fn clones_share_values_until_one_writes() {
+        let mut a = Tensor::full(&[2, 3], 1.0);
+        let b = a.clone();
+        assert!(std::ptr::eq(a.data().as_ptr(), b.data().as_ptr()));
+        a.data_mut()[0] = 5.0;
+        assert_eq!(b.data(), &[1.0; 6]);
+        assert_eq!(a.data()[0], 5.0);
+        // A recycled buffer comes back with the requested values, never the old ones.
+        drop(Tensor::full(&[RECYCLE_MIN_LEN], 2.0));
+        let again = Tensor::zeros(&[RECYCLE_MIN_LEN]);
+        assert!(again.data().iter().all(|&v| v == 0.0));
     }
 
     #[test]

@@ -233,9 +233,8 @@ impl<L: Layout> Layer for BatchNorm<L> {
         );
         let mean: Vec<f32> = stats.iter().map(|(mu, _)| *mu as f32).collect();
 
-        // x̂ is computed in the memory kept from the previous pass.
-        let mut x_hat = self.x_hat.take().unwrap_or_default();
-        x_hat.copy_from(x);
+        self.x_hat = None;
+        let mut x_hat = Tensor::zeros(x.shape());
         let mut y = Tensor::zeros(x.shape());
         let (gamma, beta, inv_std) = (
             self.weight.value.data(),
@@ -246,11 +245,12 @@ impl<L: Layout> Layer for BatchNorm<L> {
             .data_mut()
             .par_chunks_mut(s.max(1))
             .zip(y.data_mut().par_chunks_mut(s.max(1)))
+            .zip(x.data().par_chunks(s.max(1)))
             .enumerate()
-            .for_each(|(plane, (x_hat, y))| {
+            .for_each(|(plane, ((x_hat, y), x))| {
                 let ch = plane % c;
-                for (xh, y) in x_hat.iter_mut().zip(y) {
-                    *xh = (*xh - mean[ch]) * inv_std[ch];
+                for ((xh, y), &x) in x_hat.iter_mut().zip(y).zip(x) {
+                    *xh = (x - mean[ch]) * inv_std[ch];
                     *y = gamma[ch] * *xh + beta[ch];
                 }
             });

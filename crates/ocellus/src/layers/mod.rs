@@ -168,12 +168,9 @@ pub(crate) fn expect_same_shape(layer: &str, expected: &[usize], dy: &[usize]) -
     }
 }
 
-/// Keeps `x` in `slot` for backward, reusing the slot's memory after the first pass.
+/// Keeps `x` in `slot` for backward: a second handle on the same values, not a copy.
 pub(crate) fn keep(slot: &mut Option<Tensor>, x: &Tensor) {
-    match slot {
-        Some(saved) => saved.copy_from(x),
-        None => *slot = Some(x.clone()),
-    }
+    *slot = Some(x.clone());
 }
 
 /// What the last forward kept, or the error for a backward that came before any forward.

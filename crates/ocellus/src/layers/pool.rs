@@ -1,6 +1,7 @@
 //! Pooling: max and average over sliding windows ([`MaxPool2d`], [`AvgPool2d`]) and global
 //! average pooling ([`GlobalAvgPool`]). None of them has parameters (notes §2.3).
 
+use std::hint::select_unpredictable;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -170,6 +171,21 @@ impl PoolGeometry {
     fn cols(&self, oj: usize) -> Range<usize> {
         window(oj, self.stride.1, self.padding.1, self.kernel.1, self.w)
     }
+
+    /// [`Self::rows`] of every output row and [`Self::cols`] of every output column,
+    /// computed once per pass.
+    fn windows(&self) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
+        (
+            (0..self.oh).map(|oi| self.rows(oi)).collect(),
+            (0..self.ow).map(|oj| self.cols(oj)).collect(),
+        )
+    }
+
+    /// Planes per parallel job: enough that a job reads about 16 K values, since a
+    /// single small plane is over before rayon has handed out the next.
+    fn planes_per_job(&self) -> usize {
+        ((1 << 14) / (self.h * self.w).max(1)).max(1)
+    }
 }
 
 /// The input positions `[o·s − pad, o·s − pad + k)` that lie inside `0..len`. Computed in
@@ -186,11 +202,11 @@ fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<us
 /// positions count as −∞, so they are never chosen.
 pub struct MaxPool2d {
     config: Pool2dConfig,
-    /// The input shape of the last forward pass, (N, C, H, W).
-    input_shape: Option<Vec<usize>>,
-    /// (N, C, OH, OW): for each output, the flat (row-major) index into the input of the
-    /// value it took — where backward sends that output's gradient.
-    argmax: Vec<usize>,
+    /// The input and output of the last forward pass: backward finds each output's value
+    /// in its window again (cheaper than writing an index per output in every forward
+    /// pass, inference included).
+    input: Option<Tensor>,
+    output: Option<Tensor>,
 }
 
 impl MaxPool2d {
@@ -200,8 +216,8 @@ impl MaxPool2d {
         config.validate("maxpool2d")?;
         Ok(MaxPool2d {
             config,
-            input_shape: None,
-            argmax: Vec::new(),
+            input: None,
+            output: None,
         })
     }
 
@@ -212,8 +228,20 @@ impl MaxPool2d {
 
     /// For each output of the last forward pass, (N, C, OH, OW) row-major, the flat index
     /// of the input value it took; `None` before any forward.
-    pub fn argmax(&self) -> Option<&[usize]> {
-        self.input_shape.as_ref().map(|_| self.argmax.as_slice())
+    pub fn argmax(&self) -> Option<Vec<usize>> {
+        let (x, y) = (self.input.as_ref()?, self.output.as_ref()?);
+        let g = self.config.geometry(self.kind(), x.shape()).ok()?;
+        let (rows, cols) = g.windows();
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let mut argmax = Vec::with_capacity(y.len());
+        for (p, y) in y.data().chunks_exact(out_plane).enumerate() {
+            let x = &x.data()[p * in_plane..][..in_plane];
+            let windows = rows.iter().flat_map(|r| cols.iter().map(move |c| (r, c)));
+            for ((r, c), &best) in windows.zip(y) {
+                argmax.push(p * in_plane + position_of_max(x, g.w, r, c, best));
+            }
+        }
+        Some(argmax)
     }
 }
 
@@ -232,64 +260,169 @@ impl Layer for MaxPool2d {
 
     /// x: (N, C, H, W) → y: (N, C, OH, OW), `y[n,c,i,j] = max_{window(i,j)} x[n,c,·,·]`.
     ///
-    /// Ties go to the first maximum in row-major window order and a NaN wins, as in
-    /// PyTorch's CPU kernel (`if (val > maxval || isnan(val))`).
+    /// A NaN in a window wins, as in PyTorch's CPU kernel
+    /// (`if (val > maxval || isnan(val))`).
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
         let mut y = Tensor::zeros(&g.output_shape());
-        self.argmax.clear();
-        self.argmax.resize(y.len(), 0);
+        let (rows, cols) = g.windows();
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let planes_per_job = g.planes_per_job();
         y.data_mut()
-            .par_chunks_mut(out_plane)
-            .zip(self.argmax.par_chunks_mut(out_plane))
+            .par_chunks_mut(planes_per_job * out_plane)
             .enumerate()
-            .for_each(|(p, (y, argmax))| {
-                let offset = p * in_plane;
-                let x = &x.data()[offset..offset + in_plane];
-                for oi in 0..g.oh {
-                    let rows = g.rows(oi);
-                    for oj in 0..g.ow {
-                        let cols = g.cols(oj);
-                        let mut best = f32::NEG_INFINITY;
-                        let mut at = rows.start * g.w + cols.start;
-                        for r in rows.clone() {
-                            for c in cols.clone() {
-                                let v = x[r * g.w + c];
-                                if v > best || v.is_nan() {
-                                    best = v;
-                                    at = r * g.w + c;
-                                }
+            .for_each(|(job, y)| {
+                for (p, y) in y.chunks_exact_mut(out_plane).enumerate() {
+                    let x = &x.data()[(job * planes_per_job + p) * in_plane..][..in_plane];
+                    match (g.padding, g.stride.1) {
+                        ((0, 0), 1) => max_unpadded_plane::<1>(&g, x, y),
+                        ((0, 0), 2) => max_unpadded_plane::<2>(&g, x, y),
+                        _ => {
+                            let windows =
+                                rows.iter().flat_map(|r| cols.iter().map(move |c| (r, c)));
+                            for ((r, c), y) in windows.zip(y) {
+                                *y = r
+                                    .clone()
+                                    .flat_map(|row| &x[row * g.w..][c.clone()])
+                                    .fold(f32::NEG_INFINITY, |best, &v| larger(v, best));
                             }
                         }
-                        y[oi * g.ow + oj] = best;
-                        argmax[oi * g.ow + oj] = offset + at;
                     }
                 }
             });
-        self.input_shape = Some(x.shape().to_vec());
+        self.input = Some(x.clone());
+        self.output = Some(y.clone());
         Ok(y)
     }
 
     /// dy: (N, C, OH, OW) → dx: (N, C, H, W).
     ///
     /// `y = x[argmax]`, so `∂y/∂x` is 1 at the argmax and 0 elsewhere:
-    /// `dx[argmax[o]] += dy[o]`. With overlapping windows one input can be the maximum of
-    /// several outputs; their gradients add.
+    /// `dx[argmax] += dy`. The argmax is the first position of the window (row-major)
+    /// holding the maximum, the one PyTorch's forward keeps. With overlapping windows one
+    /// input can be the maximum of several outputs; their gradients add.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let input_shape = kept(&self.input_shape, self.kind())?;
-        let g = self.config.geometry(self.kind(), input_shape)?;
-        expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
-        let mut dx = Tensor::zeros(input_shape);
-        let dxs = dx.data_mut();
-        for (&at, &d) in self.argmax.iter().zip(dy.data()) {
-            dxs[at] += d;
-        }
+        let x = kept(&self.input, self.kind())?;
+        let y = kept(&self.output, self.kind())?;
+        expect_same_shape(self.kind(), y.shape(), dy.shape())?;
+        let g = self.config.geometry(self.kind(), x.shape())?;
+        let mut dx = Tensor::zeros(x.shape());
+        let (rows, cols) = g.windows();
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        dx.data_mut()
+            .par_chunks_mut(in_plane.max(1))
+            .zip(x.data().par_chunks(in_plane.max(1)))
+            .zip(
+                y.data()
+                    .par_chunks(out_plane)
+                    .zip(dy.data().par_chunks(out_plane)),
+            )
+            .with_min_len(g.planes_per_job())
+            .for_each_init(Vec::new, |at, ((dx, x), (y, dy))| {
+                match (g.padding, g.stride.1) {
+                    ((0, 0), 1) => route_unpadded_plane::<1>(&g, x, y, dy, dx, at),
+                    ((0, 0), 2) => route_unpadded_plane::<2>(&g, x, y, dy, dx, at),
+                    _ => {
+                        let windows = rows.iter().flat_map(|r| cols.iter().map(move |c| (r, c)));
+                        for ((r, c), (&best, &d)) in windows.zip(y.iter().zip(dy)) {
+                            dx[position_of_max(x, g.w, r, c, best)] += d;
+                        }
+                    }
+                }
+            });
         Ok(dx)
     }
 
     fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {
         self.config.receptive_field(before)
+    }
+}
+
+/// `v` if it beats `best` in PyTorch's max-pooling rule (larger, or NaN), else `best`.
+/// Random data makes this choice a coin flip: a select, not a branch the CPU would
+/// mispredict.
+fn larger(v: f32, best: f32) -> f32 {
+    select_unpredictable((v > best) | v.is_nan(), v, best)
+}
+
+/// Where in the window `rows × cols` of the plane x (row length `w`) the forward pass
+/// took `best` from: the first position holding it in row-major order (ties go to the
+/// first maximum), or, for a NaN, the last NaN (each NaN replaced the one before).
+fn position_of_max(
+    x: &[f32],
+    w: usize,
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    best: f32,
+) -> usize {
+    let positions = rows
+        .clone()
+        .flat_map(|r| cols.clone().map(move |c| r * w + c));
+    if best.is_nan() {
+        positions.filter(|&i| x[i].is_nan()).last()
+    } else {
+        positions.into_iter().find(|&i| x[i] == best)
+    }
+    .expect("the maximum of a window lies in the window")
+}
+
+/// Backward of [`max_unpadded_plane`]: `dx[argmax] += dy` for every output of the plane,
+/// the argmax found tap by tap along an output row like the maximum itself. Going
+/// through the taps last to first and keeping every match leaves the first one.
+/// `at` is scratch for one row's positions.
+fn route_unpadded_plane<const SW: usize>(
+    g: &PoolGeometry,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    at: &mut Vec<u32>,
+) {
+    let (kh, kw) = g.kernel;
+    at.resize(g.ow, 0);
+    for (oi, (best, dy)) in y.chunks_exact(g.ow).zip(dy.chunks_exact(g.ow)).enumerate() {
+        let top = oi * g.stride.0 * g.w;
+        if best.iter().any(|b| b.is_nan()) {
+            // The rare row with a NaN: window by window.
+            let rows = top / g.w..top / g.w + kh;
+            for (oj, (&b, &d)) in best.iter().zip(dy).enumerate() {
+                let cols = oj * SW..oj * SW + kw;
+                dx[position_of_max(x, g.w, &rows, &cols, b)] += d;
+            }
+            continue;
+        }
+        for i in (0..kh).rev() {
+            for j in (0..kw).rev() {
+                let tap = top + i * g.w + j;
+                let line = &x[tap..][..(g.ow - 1) * SW + 1];
+                let taps = line.iter().step_by(SW);
+                for (oj, ((a, &b), &v)) in at.iter_mut().zip(best).zip(taps).enumerate() {
+                    *a = select_unpredictable(v == b, (tap + oj * SW) as u32, *a);
+                }
+            }
+        }
+        for (&a, &d) in at.iter().zip(dy) {
+            dx[a as usize] += d;
+        }
+    }
+}
+
+/// One plane of max pooling without padding and horizontal stride `SW`: x (H, W) → y
+/// (OH, OW). Computed tap by tap along an output row, so that the outputs of the row,
+/// which are independent, are computed side by side (vector instructions).
+fn max_unpadded_plane<const SW: usize>(g: &PoolGeometry, x: &[f32], y: &mut [f32]) {
+    let (kh, kw) = g.kernel;
+    for (oi, best) in y.chunks_exact_mut(g.ow).enumerate() {
+        let top = oi * g.stride.0 * g.w;
+        best.fill(f32::NEG_INFINITY);
+        for i in 0..kh {
+            for j in 0..kw {
+                let line = &x[top + i * g.w + j..][..(g.ow - 1) * SW + 1];
+                for (b, &v) in best.iter_mut().zip(line.iter().step_by(SW)) {
+                    *b = larger(v, *b);
+                }
+            }
+        }
     }
 }
 
