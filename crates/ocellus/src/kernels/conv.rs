@@ -628,7 +628,7 @@ mod tests {
     }
 
     fn divisors(v: usize) -> Vec<usize> {
-        (1..=v).filter(|d| v % d == 0).collect()
+        (1..=v).filter(|d| v.is_multiple_of(*d)).collect()
     }
 
     fn gcd(a: usize, b: usize) -> usize {

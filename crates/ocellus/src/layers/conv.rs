@@ -119,7 +119,7 @@ impl Conv2d {
         if c.dilation.0 == 0 || c.dilation.1 == 0 {
             return Err(Error::config(name, "dilation must be positive"));
         }
-        if c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
+        if !c.in_channels.is_multiple_of(c.groups) || !c.out_channels.is_multiple_of(c.groups) {
             return Err(Error::config(
                 name,
                 format!(

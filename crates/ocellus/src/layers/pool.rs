@@ -359,7 +359,7 @@ fn position_of_max(
         .clone()
         .flat_map(|r| cols.clone().map(move |c| r * w + c));
     if best.is_nan() {
-        positions.filter(|&i| x[i].is_nan()).last()
+        positions.rev().find(|&i| x[i].is_nan())
     } else {
         positions.into_iter().find(|&i| x[i] == best)
     }
