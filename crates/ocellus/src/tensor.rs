@@ -51,9 +51,18 @@ fn recycle(values: Vec<f32>) {
     }
 }
 
-/// An empty vector with room for `len` values: the smallest recycled buffer that holds
-/// them without wasting more than half of itself, or a new allocation.
+/// An empty vector with room for `len` values: a recycled buffer if one fits, or a new
+/// allocation.
 fn buffer_for(len: usize) -> Vec<f32> {
+    let mut values = recycled_buffer(len);
+    values.clear();
+    values
+}
+
+/// A vector with room for `len` values, still holding its old values: the smallest
+/// recycled buffer that holds `len` values without wasting more than half of itself, or
+/// a new, empty allocation.
+fn recycled_buffer(len: usize) -> Vec<f32> {
     if len >= RECYCLE_MIN_LEN {
         let mut pool = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
         let best = pool
@@ -63,9 +72,7 @@ fn buffer_for(len: usize) -> Vec<f32> {
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
         if let Some(i) = best {
-            let mut values = pool.swap_remove(i);
-            values.clear();
-            return values;
+            return pool.swap_remove(i);
         }
     }
     Vec::with_capacity(len)
@@ -97,6 +104,19 @@ impl Tensor {
         let len = numel(shape);
         let mut data = buffer_for(len);
         data.resize(len, value);
+        Tensor {
+            shape: shape.to_vec(),
+            data: Arc::new(data),
+        }
+    }
+
+    /// A tensor whose values are unspecified (what a recycled buffer held, zeros beyond),
+    /// for a caller that overwrites every one of them: it saves writing zeros first.
+    pub fn for_overwrite(shape: &[usize]) -> Self {
+        let len = numel(shape);
+        let mut data = recycled_buffer(len);
+        data.truncate(len);
+        data.resize(len, 0.0);
         Tensor {
             shape: shape.to_vec(),
             data: Arc::new(data),

@@ -306,7 +306,13 @@ impl Layer for MaxPool2d {
         let y = kept(&self.output, self.kind())?;
         expect_same_shape(self.kind(), y.shape(), dy.shape())?;
         let g = self.config.geometry(self.kind(), x.shape())?;
-        let mut dx = Tensor::zeros(x.shape());
+        let two_by_two = g.kernel == (2, 2) && g.stride == (2, 2) && g.padding == (0, 0);
+        // 2×2 windows over even sizes cover every input: each is written, none needs a zero.
+        let mut dx = if two_by_two && g.h % 2 == 0 && g.w % 2 == 0 {
+            Tensor::for_overwrite(x.shape())
+        } else {
+            Tensor::zeros(x.shape())
+        };
         let (rows, cols) = g.windows();
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
         dx.data_mut()
@@ -320,6 +326,7 @@ impl Layer for MaxPool2d {
             .with_min_len(g.planes_per_job())
             .for_each_init(Vec::new, |at, ((dx, x), (y, dy))| {
                 match (g.padding, g.stride.1) {
+                    ((0, 0), 2) if two_by_two => route_2x2_plane(&g, x, y, dy, dx),
                     ((0, 0), 1) => route_unpadded_plane::<1>(&g, x, y, dy, dx, at),
                     ((0, 0), 2) => route_unpadded_plane::<2>(&g, x, y, dy, dx, at),
                     _ => {
@@ -364,6 +371,38 @@ fn position_of_max(
         positions.into_iter().find(|&i| x[i] == best)
     }
     .expect("the maximum of a window lies in the window")
+}
+
+/// Backward of `MaxPool2d(2)` without padding, the most common pooling: the 2×2 windows
+/// tile the plane, so every input receives from at most one output and is written once,
+/// without a scatter. Each window's gradient goes to its first tap (row-major) holding
+/// the maximum, chosen by comparisons rather than branches.
+fn route_2x2_plane(g: &PoolGeometry, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for (oi, (best, dy)) in y.chunks_exact(g.ow).zip(dy.chunks_exact(g.ow)).enumerate() {
+        let top = 2 * oi * g.w;
+        if best.iter().any(|b| b.is_nan()) {
+            // The rare row with a NaN: window by window.
+            for (oj, (&b, &d)) in best.iter().zip(dy).enumerate() {
+                dx[position_of_max(x, g.w, &(2 * oi..2 * oi + 2), &(2 * oj..2 * oj + 2), b)] += d;
+            }
+            continue;
+        }
+        let (x0, x1) = (&x[top..][..2 * g.ow], &x[top + g.w..][..2 * g.ow]);
+        let (dx0, rest) = dx[top..].split_at_mut(g.w);
+        let (dx0, dx1) = (&mut dx0[..2 * g.ow], &mut rest[..2 * g.ow]);
+        let pairs = x0.chunks_exact(2).zip(x1.chunks_exact(2));
+        let dpairs = dx0.chunks_exact_mut(2).zip(dx1.chunks_exact_mut(2));
+        for (((&b, &d), (x0, x1)), (dx0, dx1)) in best.iter().zip(dy).zip(pairs).zip(dpairs) {
+            let first = x0[0] == b;
+            let second = !first & (x0[1] == b);
+            let third = !first & !second & (x1[0] == b);
+            let fourth = !first & !second & !third;
+            dx0[0] = if first { d } else { 0.0 };
+            dx0[1] = if second { d } else { 0.0 };
+            dx1[0] = if third { d } else { 0.0 };
+            dx1[1] = if fourth { d } else { 0.0 };
+        }
+    }
 }
 
 /// Backward of [`max_unpadded_plane`]: `dx[argmax] += dy` for every output of the plane,
