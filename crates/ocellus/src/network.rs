@@ -114,6 +114,20 @@ impl Layer for Sequential {
         Ok(d)
     }
 
+    /// Backward through every layer, the first one without its input gradient.
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        let Some((first, rest)) = self.layers.split_first_mut() else {
+            return Ok(());
+        };
+        let mut d = dy.clone();
+        for (i, layer) in rest.iter_mut().enumerate().rev() {
+            d = layer
+                .backward(&d)
+                .map_err(|e| e.in_layer(&format!("layer {}", i + 1)))?;
+        }
+        first.backward_params(&d).map_err(|e| e.in_layer("layer 0"))
+    }
+
     fn params(&self) -> Vec<(String, &Param)> {
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {

@@ -10,6 +10,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -34,6 +36,10 @@ impl Drop for Tensor {
 const RECYCLE_MIN_LEN: usize = 1 << 16;
 /// At most this many values wait for reuse (1 GiB); beyond it the oldest are freed.
 const RECYCLE_MAX_TOTAL: usize = 1 << 28;
+
+/// Values per parallel piece of an element-wise pass (64 KiB): large enough that handing
+/// it to a thread costs little next to the work.
+const PARALLEL_PIECE: usize = 1 << 14;
 
 /// Freed large buffers, oldest first.
 static RECYCLED: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
@@ -123,19 +129,24 @@ impl Tensor {
         }
     }
 
-    /// `f` applied to every value of `self`, in a new tensor of the same shape.
-    pub fn map(&self, f: impl Fn(f32) -> f32) -> Tensor {
-        let mut data = buffer_for(self.len());
-        data.extend(self.data.iter().map(|&v| f(v)));
-        Tensor {
-            shape: self.shape.clone(),
-            data: Arc::new(data),
-        }
+    /// `f` applied to every value of `self`, in a new tensor of the same shape. Large
+    /// tensors are cut into pieces for the rayon pool.
+    pub fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+        let mut out = Tensor::for_overwrite(&self.shape);
+        out.data_mut()
+            .par_chunks_mut(PARALLEL_PIECE)
+            .zip(self.data().par_chunks(PARALLEL_PIECE))
+            .for_each(|(out, x)| {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = f(v);
+                }
+            });
+        out
     }
 
     /// `f(a, b)` for every pair of values of `self` and `other` (same shape), in a new
-    /// tensor.
-    pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+    /// tensor. Large tensors are cut into pieces for the rayon pool.
+    pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
         assert_eq!(
             self.shape,
             other.shape,
@@ -143,12 +154,17 @@ impl Tensor {
             shape_str(&self.shape),
             shape_str(&other.shape)
         );
-        let mut data = buffer_for(self.len());
-        data.extend(self.data.iter().zip(other.data()).map(|(&a, &b)| f(a, b)));
-        Tensor {
-            shape: self.shape.clone(),
-            data: Arc::new(data),
-        }
+        let mut out = Tensor::for_overwrite(&self.shape);
+        out.data_mut()
+            .par_chunks_mut(PARALLEL_PIECE)
+            .zip(self.data().par_chunks(PARALLEL_PIECE))
+            .zip(other.data().par_chunks(PARALLEL_PIECE))
+            .for_each(|((out, a), b)| {
+                for ((o, &u), &v) in out.iter_mut().zip(a).zip(b) {
+                    *o = f(u, v);
+                }
+            });
+        out
     }
 
     /// A tensor over `data`; fails if the length does not match the shape.

@@ -109,7 +109,7 @@ pub fn train_epoch(
                 loss,
             });
         }
-        model.backward(&dlogits)?;
+        model.backward_params(&dlogits)?;
         optimizer.step(model)?;
 
         batch += 1;

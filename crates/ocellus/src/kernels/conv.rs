@@ -322,21 +322,24 @@ fn forward_image(
     }
 }
 
-/// dy: (N, OC, OH, OW) → dx: (N, IC, H, W) (overwritten); dw: (OC, IC/groups, KH, KW) and
-/// db: (OC,) are added into, as a layer's backward adds into its parameter gradients.
+/// dy: (N, OC, OH, OW) → dx: (N, IC, H, W) (overwritten, unless `None`: not needed);
+/// dw: (OC, IC/groups, KH, KW) and db: (OC,) are added into, as a layer's backward adds
+/// into its parameter gradients.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    dx: &mut [f32],
+    dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
     ws: &mut Workspace,
 ) {
     check_lengths(g, x, w, dy);
-    assert_eq!(dx.len(), x.len(), "conv backward: dx and x sizes differ");
+    if let Some(dx) = &dx {
+        assert_eq!(dx.len(), x.len(), "conv backward: dx and x sizes differ");
+    }
     assert_eq!(dw.len(), w.len(), "conv backward: dw and w sizes differ");
     if let Some(db) = &db {
         assert_eq!(
@@ -353,7 +356,13 @@ pub fn backward(
     let (x_per, y_per) = (x.len() / g.n, dy.len() / g.n);
     ws.prepare_threads();
     let chunk_len = chunk_len(g.n);
-    let pieces = split_batch(dx, g.n, chunk_len);
+    let pieces: Vec<Option<&mut [f32]>> = match dx {
+        Some(dx) => split_batch(dx, g.n, chunk_len)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..g.n.div_ceil(chunk_len)).map(|_| None).collect(),
+    };
     if ws.chunks.len() < pieces.len() {
         ws.chunks.resize_with(pieces.len(), Default::default);
     }
@@ -365,7 +374,7 @@ pub fn backward(
         .zip(sums.par_iter_mut())
         .enumerate()
         .with_max_len(1)
-        .for_each(|(chunk, (dx_chunk, sum))| {
+        .for_each(|(chunk, (mut dx_chunk, sum))| {
             zeroed(&mut sum.dw_t, w.len());
             zeroed(&mut sum.db, db_len);
             let s = &mut thread_scratch(threads);
@@ -373,7 +382,9 @@ pub fn backward(
             for img in 0..chunk_len.min(g.n - first) {
                 let x_img = &x[(first + img) * x_per..][..x_per];
                 let dy_img = &dy[(first + img) * y_per..][..y_per];
-                let dx_img = &mut dx_chunk[img * x_per..][..x_per];
+                let dx_img = dx_chunk
+                    .as_deref_mut()
+                    .map(|dx| &mut dx[img * x_per..][..x_per]);
                 backward_image(g, &low, x_img, w, dy_img, dx_img, sum, s);
             }
         });
@@ -432,7 +443,7 @@ fn backward_image(
     x_img: &[f32],
     w: &[f32],
     dy_img: &[f32],
-    dx_img: &mut [f32],
+    dx_img: Option<&mut [f32]>,
     sum: &mut ChunkGrads,
     s: &mut ImageScratch,
 ) {
@@ -463,6 +474,9 @@ fn backward_image(
             Parallelism::None,
         );
     }
+    let Some(dx_img) = dx_img else {
+        return;
+    };
     if low.pointwise {
         // cols is the image itself, so dcols is dx.
         input_gradient_gemms(low, w, dy_img, dx_img);
@@ -602,7 +616,7 @@ mod tests {
             &d.x,
             &d.w,
             &d.dy,
-            &mut dx,
+            Some(&mut dx),
             &mut dw,
             Some(&mut db),
             &mut ws,
@@ -789,7 +803,7 @@ mod tests {
             &d.x,
             &d.w,
             &d.dy,
-            &mut dx,
+            Some(&mut dx),
             &mut dw,
             Some(&mut db),
             &mut ws,
@@ -803,7 +817,7 @@ mod tests {
             &d.x,
             &d.w,
             &d.dy,
-            &mut dx,
+            Some(&mut dx),
             &mut dw,
             Some(&mut db),
             &mut ws,
@@ -812,6 +826,23 @@ mod tests {
         let doubled = |v: &[f32]| v.iter().map(|a| 2.0 * a).collect::<Vec<f32>>();
         assert_eq!(dw, doubled(&dw1), "dw is added into");
         assert_eq!(db, doubled(&db1), "db is added into");
+        // Without dx, the parameter gradients are the same bits.
+        let (mut dw_only, mut db_only) = (vec![0.0; d.w.len()], vec![0.0; g.oc]);
+        backward(
+            &g,
+            &d.x,
+            &d.w,
+            &d.dy,
+            None,
+            &mut dw_only,
+            Some(&mut db_only),
+            &mut ws,
+        );
+        assert_eq!(
+            (dw_only, db_only),
+            (dw1, db1),
+            "parameter gradients without dx"
+        );
     }
 
     fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {

@@ -13,7 +13,7 @@ pub enum Keeps {
 }
 
 /// An element-wise function and its derivative, written side by side.
-pub trait Elementwise: Send + 'static {
+pub trait Elementwise: Send + Sync + 'static {
     /// The kind as written in architecture files.
     const KIND: &'static str;
     /// Whether [`Elementwise::derivative`] takes the input `x` or the output `y`.
@@ -65,10 +65,8 @@ impl<F: Elementwise> Layer for Activation<F> {
 
     /// x: any shape → y: same shape, `y = f(x)`
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        let mut y = x.clone();
-        y.data_mut()
-            .iter_mut()
-            .for_each(|v| *v = self.function.f(*v));
+        let function = &self.function;
+        let y = x.map(|v| function.f(v));
         keep(
             &mut self.kept,
             if F::KEEPS == Keeps::Input { x } else { &y },
@@ -80,11 +78,8 @@ impl<F: Elementwise> Layer for Activation<F> {
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
         let kept = kept(&self.kept, F::KIND)?;
         expect_same_shape(F::KIND, kept.shape(), dy.shape())?;
-        let mut dx = dy.clone();
-        for (d, k) in dx.data_mut().iter_mut().zip(kept.data()) {
-            *d *= self.function.derivative(*k);
-        }
-        Ok(dx)
+        let function = &self.function;
+        Ok(dy.zip_map(kept, |d, k| d * function.derivative(k)))
     }
 }
 

@@ -198,6 +198,26 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// The backward pass: adds into dweight and dbias, and overwrites `dx` if given.
+    fn gradients(&mut self, dy: &Tensor, dx: Option<&mut Tensor>) -> Result<()> {
+        let x = kept(&self.input, self.kind())?;
+        let g = self.geometry(x.shape())?;
+        expect_same_shape(self.kind(), &[g.n, g.oc, g.oh, g.ow], dy.shape())?;
+        kernels::conv::backward(
+            &g,
+            x.data(),
+            self.weight.value.data(),
+            dy.data(),
+            dx.map(|dx| dx.data_mut()),
+            self.weight.grad.data_mut(),
+            self.bias.as_mut().map(|b| b.grad.data_mut()),
+            &mut self.workspace,
+        );
+        Ok(())
+    }
+}
+
 impl Layer for Conv2d {
     fn kind(&self) -> &'static str {
         "conv2d"
@@ -262,20 +282,15 @@ impl Layer for Conv2d {
     /// with the flipped kernel).
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
         let x = kept(&self.input, self.kind())?;
-        let g = self.geometry(x.shape())?;
-        expect_same_shape(self.kind(), &[g.n, g.oc, g.oh, g.ow], dy.shape())?;
-        let mut dx = Tensor::zeros(x.shape());
-        kernels::conv::backward(
-            &g,
-            x.data(),
-            self.weight.value.data(),
-            dy.data(),
-            dx.data_mut(),
-            self.weight.grad.data_mut(),
-            self.bias.as_mut().map(|b| b.grad.data_mut()),
-            &mut self.workspace,
-        );
+        let mut dx = Tensor::for_overwrite(x.shape());
+        self.gradients(dy, Some(&mut dx))?;
         Ok(dx)
+    }
+
+    /// dweight and dbias only: the first convolution of a network needs no `dx`, which
+    /// costs as much as `dweight`.
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        self.gradients(dy, None)
     }
 
     fn params(&self) -> Vec<(String, &Param)> {

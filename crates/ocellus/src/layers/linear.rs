@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::init::{self, Init};
+use crate::kernels::matmul::gemm;
 use crate::layers::{expect_same_shape, keep, kept, Layer, Mode, Param};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -119,10 +120,29 @@ impl Layer for Linear {
     ///
     /// Differentiating `y = x·Wᵀ + b`: `dW += dyᵀ·x`, `db += Σ_n dy[n]`, `dx = dy·W`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        self.backward_params(dy)?;
+        let n = dy.shape()[0];
+        // dx (N, in) = dy (N, out) · W (out, in)
+        let mut dx = Tensor::zeros(&[n, self.in_features]);
+        gemm(
+            n,
+            self.in_features,
+            self.out_features,
+            dy.data(),
+            false,
+            self.weight.value.data(),
+            false,
+            dx.data_mut(),
+            false,
+        );
+        Ok(dx)
+    }
+
+    /// `dW += dyᵀ·x`, `db += Σ_n dy[n]`, without `dx`.
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
         let x = kept(&self.input, self.kind())?;
         let n = x.shape()[0];
         expect_same_shape(self.kind(), &[n, self.out_features], dy.shape())?;
-        use crate::kernels::matmul::gemm;
         // dW (out, in) += dyᵀ (out, N) · x (N, in)
         gemm(
             self.out_features,
@@ -142,20 +162,7 @@ impl Layer for Linear {
                 }
             }
         }
-        // dx (N, in) = dy (N, out) · W (out, in)
-        let mut dx = Tensor::zeros(&[n, self.in_features]);
-        gemm(
-            n,
-            self.in_features,
-            self.out_features,
-            dy.data(),
-            false,
-            self.weight.value.data(),
-            false,
-            dx.data_mut(),
-            false,
-        );
-        Ok(dx)
+        Ok(())
     }
 
     fn params(&self) -> Vec<(String, &Param)> {

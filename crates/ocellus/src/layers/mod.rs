@@ -75,6 +75,13 @@ pub trait Layer: Send {
     /// Given `dy = ∂L/∂y`, adds the parameter gradients and returns `dx = ∂L/∂x`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor>;
 
+    /// [`Layer::backward`] for a layer whose input needs no gradient — the first layer of
+    /// a network in training, whose input is data (PyTorch's `requires_grad=False`): adds
+    /// the parameter gradients and skips `dx`. Layers that save work that way override it.
+    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+        self.backward(dy).map(|_| ())
+    }
+
     /// Learnable parameters with their names (PyTorch's `state_dict` names).
     fn params(&self) -> Vec<(String, &Param)> {
         Vec::new()
