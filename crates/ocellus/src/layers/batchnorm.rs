@@ -94,8 +94,11 @@ pub struct BatchNorm<L: Layout> {
     running_var: Tensor,
     /// (), the number of training batches seen, stored as f32.
     num_batches_tracked: Tensor,
-    /// Same shape as the last input: the normalised input x̂ (`dγ = Σ dy·x̂`).
-    x_hat: Option<Tensor>,
+    /// The last input; backward recomputes the normalised input `x̂ = (x − μ)·inv_std`
+    /// from it, which costs less than writing x̂ out and reading it back.
+    input: Option<Tensor>,
+    /// (C,): μ of the last forward pass.
+    mean: Vec<f32>,
     /// (C,): `1/√(σ² + eps)` of the last forward pass.
     inv_std: Vec<f32>,
     /// The mode of the last forward pass: in Train μ and σ² depend on x, in Eval not.
@@ -123,7 +126,8 @@ impl<L: Layout> BatchNorm<L> {
             running_mean: Tensor::zeros(&[c]),
             running_var: Tensor::full(&[c], 1.0),
             num_batches_tracked: Tensor::zeros(&[]),
-            x_hat: None,
+            input: None,
+            mean: Vec::new(),
             inv_std: Vec::new(),
             last_mode: Mode::Eval,
             layout: PhantomData,
@@ -256,30 +260,28 @@ impl<L: Layout> Layer for BatchNorm<L> {
                 .iter()
                 .map(|(_, sigma2)| (1.0 / (sigma2 + EPS).sqrt()) as f32),
         );
-        let mean: Vec<f32> = stats.iter().map(|(mu, _)| *mu as f32).collect();
+        self.mean.clear();
+        self.mean.extend(stats.iter().map(|(mu, _)| *mu as f32));
 
-        self.x_hat = None;
-        let mut x_hat = Tensor::zeros(x.shape());
-        let mut y = Tensor::zeros(x.shape());
-        let (gamma, beta, inv_std) = (
+        let mut y = Tensor::for_overwrite(x.shape());
+        let (gamma, beta, mean, inv_std) = (
             self.weight.value.data(),
             self.bias.value.data(),
+            &self.mean,
             &self.inv_std,
         );
-        x_hat
-            .data_mut()
+        y.data_mut()
             .par_chunks_mut(s.max(1))
-            .zip(y.data_mut().par_chunks_mut(s.max(1)))
             .zip(x.data().par_chunks(s.max(1)))
             .enumerate()
-            .for_each(|(plane, ((x_hat, y), x))| {
+            .for_each(|(plane, (y, x))| {
                 let ch = plane % c;
-                for ((xh, y), &x) in x_hat.iter_mut().zip(y).zip(x) {
-                    *xh = (x - mean[ch]) * inv_std[ch];
-                    *y = gamma[ch] * *xh + beta[ch];
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let x_hat = (x - mean[ch]) * inv_std[ch];
+                    *y = gamma[ch] * x_hat + beta[ch];
                 }
             });
-        self.x_hat = Some(x_hat);
+        self.input = Some(x.clone());
         self.last_mode = mode;
         Ok(y)
     }
@@ -292,9 +294,10 @@ impl<L: Layout> Layer for BatchNorm<L> {
     ///   gives `dx = (1/m)·inv_std·γ·(m·dy − Σ dy − x̂·Σ(dy·x̂))`.
     /// - Eval: μ and σ² are constants, so `dx = dy·γ·inv_std`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let x_hat = kept(&self.x_hat, L::KIND)?;
-        expect_same_shape(L::KIND, x_hat.shape(), dy.shape())?;
-        let (n, c, s) = L::split(x_hat.shape(), self.channels)?;
+        let x = kept(&self.input, L::KIND)?;
+        expect_same_shape(L::KIND, x.shape(), dy.shape())?;
+        let (n, c, s) = L::split(x.shape(), self.channels)?;
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
         let m = (n * s) as f64;
         // (Σ dy, Σ dy·x̂) per channel, accumulated in f64.
         let sums: Vec<(f64, f64)> = (0..c)
@@ -302,10 +305,11 @@ impl<L: Layout> Layer for BatchNorm<L> {
             .map(|ch| {
                 channel_slices(n, c, s, ch)
                     .map(|r| {
-                        let (dy, x_hat) = (&dy.data()[r.clone()], &x_hat.data()[r]);
+                        let (dy, x) = (&dy.data()[r.clone()], &x.data()[r]);
+                        let (mu, inv_std) = (mean[ch] as f64, inv_std[ch] as f64);
                         (
                             lane_sum(dy, dy, |d, _| d),
-                            lane_sum(dy, x_hat, |d, xh| d * xh),
+                            lane_sum(dy, x, |d, x| d * (x - mu) * inv_std),
                         )
                     })
                     .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))
@@ -317,21 +321,21 @@ impl<L: Layout> Layer for BatchNorm<L> {
         }
 
         let gamma = self.weight.value.data();
-        let inv_std = &self.inv_std;
         let train = self.last_mode == Mode::Train;
-        let mut dx = Tensor::zeros(dy.shape());
+        let mut dx = Tensor::for_overwrite(dy.shape());
         dx.data_mut()
             .par_chunks_mut(s.max(1))
-            .zip(x_hat.data().par_chunks(s.max(1)))
+            .zip(x.data().par_chunks(s.max(1)))
             .zip(dy.data().par_chunks(s.max(1)))
             .enumerate()
-            .for_each(|(plane, ((dx, x_hat), dy))| {
+            .for_each(|(plane, ((dx, x), dy))| {
                 let ch = plane % c;
                 let scale = gamma[ch] * inv_std[ch];
                 if train {
                     let (sum_dy, sum_dy_xhat) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
-                    for ((d, &dy), &xh) in dx.iter_mut().zip(dy).zip(x_hat) {
-                        *d = scale * (dy - sum_dy - xh * sum_dy_xhat);
+                    for ((d, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                        let x_hat = (x - mean[ch]) * inv_std[ch];
+                        *d = scale * (dy - sum_dy - x_hat * sum_dy_xhat);
                     }
                 } else {
                     for (d, &dy) in dx.iter_mut().zip(dy) {
