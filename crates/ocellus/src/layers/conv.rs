@@ -260,7 +260,7 @@ impl Layer for Conv2d {
     /// x: (N, IC, H, W) → y: (N, OC, OH, OW)
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
-        let mut y = Tensor::zeros(&[g.n, g.oc, g.oh, g.ow]);
+        let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
         kernels::conv::forward(
             &g,
             x.data(),

@@ -123,7 +123,7 @@ impl Layer for Linear {
         self.backward_params(dy)?;
         let n = dy.shape()[0];
         // dx (N, in) = dy (N, out) · W (out, in)
-        let mut dx = Tensor::zeros(&[n, self.in_features]);
+        let mut dx = Tensor::for_overwrite(&[n, self.in_features]);
         gemm(
             n,
             self.in_features,
