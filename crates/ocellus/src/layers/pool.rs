@@ -390,17 +390,17 @@ fn route_2x2_plane(g: &PoolGeometry, x: &[f32], y: &[f32], dy: &[f32], dx: &mut 
         let (x0, x1) = (&x[top..][..2 * g.ow], &x[top + g.w..][..2 * g.ow]);
         let (dx0, rest) = dx[top..].split_at_mut(g.w);
         let (dx0, dx1) = (&mut dx0[..2 * g.ow], &mut rest[..2 * g.ow]);
-        let pairs = x0.chunks_exact(2).zip(x1.chunks_exact(2));
-        let dpairs = dx0.chunks_exact_mut(2).zip(dx1.chunks_exact_mut(2));
-        for (((&b, &d), (x0, x1)), (dx0, dx1)) in best.iter().zip(dy).zip(pairs).zip(dpairs) {
-            let first = x0[0] == b;
-            let second = !first & (x0[1] == b);
-            let third = !first & !second & (x1[0] == b);
-            let fourth = !first & !second & !third;
-            dx0[0] = if first { d } else { 0.0 };
-            dx0[1] = if second { d } else { 0.0 };
-            dx1[0] = if third { d } else { 0.0 };
-            dx1[1] = if fourth { d } else { 0.0 };
+        for oj in 0..g.ow {
+            let (b, d) = (best[oj], dy[oj]);
+            let (l, r) = (2 * oj, 2 * oj + 1);
+            let first = x0[l] == b;
+            let second = !first & (x0[r] == b);
+            let third = !first & !second & (x1[l] == b);
+            let fourth = !(first | second | third);
+            dx0[l] = select_unpredictable(first, d, 0.0);
+            dx0[r] = select_unpredictable(second, d, 0.0);
+            dx1[l] = select_unpredictable(third, d, 0.0);
+            dx1[r] = select_unpredictable(fourth, d, 0.0);
         }
     }
 }
