@@ -2,7 +2,8 @@
 //! per-layer profile of where a step spends its time.
 //!
 //! A training step is what [`crate::train::train_epoch`] does for one batch: `zero_grad`,
-//! forward in [`Mode::Train`], cross-entropy, backward, optimiser step. An inference pass
+//! forward in [`Mode::Train`], cross-entropy, backward (without the gradient of the data,
+//! [`Layer::backward_params`]), optimiser step. An inference pass
 //! is a forward in [`Mode::Eval`]. Each measurement is repeated after unmeasured warm-up
 //! runs; on a shared machine the median says what to expect, the maximum what the code can
 //! do when nothing else runs.
@@ -87,8 +88,8 @@ pub fn time_repeated(
         .collect()
 }
 
-/// One training step on `(x, labels)`: zero_grad, forward (train), cross-entropy, backward,
-/// optimiser step.
+/// One training step on `(x, labels)`: zero_grad, forward (train), cross-entropy, backward
+/// (without the gradient of the data), optimiser step.
 pub fn train_step(
     model: &mut dyn Layer,
     optimizer: &mut dyn Optimizer,

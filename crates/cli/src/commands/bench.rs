@@ -16,9 +16,10 @@ use serde_json::{json, Value};
   ocellus bench --conv 64,3,1 --input 32x16x16 --batch-size 128
                                                   Conv2d(32→64, 3×3, padding 1) in GFLOP/s
 
-A training step is zero_grad, forward (train mode), cross-entropy, backward and an AdamW
-step on one random batch; inference is a forward in eval mode. Reported: images/s (and
-GFLOP/s, counting 2 FLOPs per multiply-add and a backward as twice the forward) as the
+A training step is zero_grad, forward (train mode), cross-entropy, backward (the first
+layer without the gradient of the data) and an AdamW step on one random batch; inference
+is a forward in eval mode. Reported: images/s (and GFLOP/s, counting 2 FLOPs per
+multiply-add and a backward as twice the forward, once for the first layer) as the
 median, minimum and maximum over --repeats runs after --warmup unmeasured ones.")]
 pub struct Args {
     /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp, mlp-lenet5).
@@ -75,7 +76,8 @@ struct Row {
     mode: &'static str,
     batch_size: usize,
     seconds: Vec<f64>,
-    /// FLOPs of one run (2 per multiply-add; a backward counts twice its forward).
+    /// FLOPs of one run (2 per multiply-add; a backward counts twice its forward, but
+    /// once for the first layer of a model, which computes no input gradient).
     flops: f64,
 }
 
@@ -120,10 +122,16 @@ pub fn run(args: Args) -> Result<()> {
         let (x, labels) = bench::random_batch(input, n, args.classes, &mut rng);
         let shape = x.shape().to_vec();
         let forward_flops = 2.0 * model.macs(&shape) as f64;
+        // A training step skips the first layer's input gradient (its input is data);
+        // the --conv measurement computes it.
+        let first_layer_flops = match (&args.conv, model.layers().first()) {
+            (None, Some(first)) => 2.0 * first.macs(&shape) as f64,
+            _ => 0.0,
+        };
         for &mode in modes {
             let seconds = measure(&args, &mut model, mode, &x, &labels, &mut rng)?;
             let flops = match mode {
-                "train" => 3.0 * forward_flops,
+                "train" => 3.0 * forward_flops - first_layer_flops,
                 _ => forward_flops,
             };
             rows.push(Row {
