@@ -245,3 +245,39 @@ fn keep_off_kinks_clears_zero_and_breaks_ties() {
     // Once away from the kinks, a second pass changes nothing.
     assert_eq!(keep_off_kinks(&y, eps, &mut Rng::new(1)), y);
 }
+
+/// Training skips the gradient of the data (`backward_params`); the parameter gradients
+/// must be exactly those of a full backward pass.
+#[test]
+fn backward_without_the_data_gradient_gives_the_same_parameter_gradients() {
+    for (name, input) in [
+        ("lenet5", [1, 28, 28]),
+        ("smallcnn", [3, 16, 16]),
+        ("mlp", [1, 28, 28]),
+    ] {
+        let arch = zoo::model(name, input, 10).unwrap();
+        let mut rng = Rng::new(3);
+        let mut full = arch.build(&mut rng).unwrap();
+        let mut params_only = arch.build(&mut Rng::new(3)).unwrap();
+        let x = Tensor::randn(&[4, input[0], input[1], input[2]], 1.0, &mut rng);
+        let dy = Tensor::randn(&[4, 10], 1.0, &mut rng);
+        for net in [&mut full, &mut params_only] {
+            net.fix_randomness(true);
+            net.forward(&x, Mode::Train).unwrap();
+        }
+        full.backward(&dy).unwrap();
+        params_only.backward_params(&dy).unwrap();
+        let grads = |net: &Sequential| -> Vec<(String, Vec<f32>)> {
+            net.params()
+                .into_iter()
+                .map(|(n, p)| (n, p.grad.data().to_vec()))
+                .collect()
+        };
+        let want = grads(&full);
+        assert!(
+            want.iter().any(|(_, g)| g.iter().any(|v| *v != 0.0)),
+            "{name}"
+        );
+        assert_eq!(grads(&params_only), want, "{name}");
+    }
+}

@@ -196,9 +196,7 @@ impl Conv2d {
             ow,
         })
     }
-}
 
-impl Conv2d {
     /// The backward pass: adds into dweight and dbias, and overwrites `dx` if given.
     fn gradients(&mut self, dy: &Tensor, dx: Option<&mut Tensor>) -> Result<()> {
         let x = kept(&self.input, self.kind())?;
