@@ -68,6 +68,18 @@ impl Sequential {
     }
 }
 
+/// Backward through `layers`, last to first; errors name a layer by its position in the
+/// network, `offset` being the position of `layers[0]`.
+fn backward_through(layers: &mut [Box<dyn Layer>], offset: usize, dy: &Tensor) -> Result<Tensor> {
+    let mut d = dy.clone();
+    for (i, layer) in layers.iter_mut().enumerate().rev() {
+        d = layer
+            .backward(&d)
+            .map_err(|e| e.in_layer(&format!("layer {}", offset + i)))?;
+    }
+    Ok(d)
+}
+
 impl Layer for Sequential {
     fn kind(&self) -> &'static str {
         "sequential"
@@ -99,19 +111,7 @@ impl Layer for Sequential {
 
     /// Chain rule: `dx = J_0ᵀ · J_1ᵀ ⋯ J_{L−1}ᵀ · dy`, each layer applying its own `Jᵀ`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let mut layers = self.layers.iter_mut().enumerate().rev();
-        let Some((last_i, last)) = layers.next() else {
-            return Ok(dy.clone());
-        };
-        let mut d = last
-            .backward(dy)
-            .map_err(|e| e.in_layer(&format!("layer {last_i}")))?;
-        for (i, layer) in layers {
-            d = layer
-                .backward(&d)
-                .map_err(|e| e.in_layer(&format!("layer {i}")))?;
-        }
-        Ok(d)
+        backward_through(&mut self.layers, 0, dy)
     }
 
     /// Backward through every layer, the first one without its input gradient.
@@ -119,12 +119,7 @@ impl Layer for Sequential {
         let Some((first, rest)) = self.layers.split_first_mut() else {
             return Ok(());
         };
-        let mut d = dy.clone();
-        for (i, layer) in rest.iter_mut().enumerate().rev() {
-            d = layer
-                .backward(&d)
-                .map_err(|e| e.in_layer(&format!("layer {}", i + 1)))?;
-        }
+        let d = backward_through(rest, 1, dy)?;
         first.backward_params(&d).map_err(|e| e.in_layer("layer 0"))
     }
 

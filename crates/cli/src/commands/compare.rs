@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ocellus::arch::Architecture;
 use ocellus::checkpoint::write_atomically;
 use ocellus::compare::{self, Comparison, ModelResult};
-use ocellus::run::{Run, RunConfig};
+use ocellus::run::Run;
 use ocellus::{Error, Result};
 
 use crate::commands::train::{architecture, describe, free_run_dir, TrainingArgs};
@@ -81,25 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         if i > 0 {
             println!();
         }
-        let config = RunConfig {
-            model: model.clone(),
-            data: args.data.data.clone(),
-            data_dir: args.data.data_dir.as_ref().map(|d| d.display().to_string()),
-            image_size: args.data.image_size,
-            epochs: args.training.epochs,
-            batch_size: args.training.batch_size,
-            optimizer: args.training.optimizer.clone(),
-            lr: args.training.lr,
-            weight_decay: None,
-            momentum: 0.9,
-            schedule: "constant".into(),
-            seed: args.training.seed,
-            val_fraction: 0.0,
-            augment_pad: 0,
-            augment_flip: false,
-            label_smoothing: 0.0,
-            limit_train: args.training.limit_train,
-        };
+        let config = args.training.run_config(model, &args.data);
         let dir = out.join(short_name(model));
         let mut run = Run::start(&dir, config, architecture, splits.clone())?;
         describe(&run);

@@ -68,6 +68,33 @@ pub struct TrainingArgs {
     pub limit_train: Option<usize>,
 }
 
+impl TrainingArgs {
+    /// The settings of a run of `model` on `data` with these flags; the settings they do
+    /// not fix take their plain values (SGD momentum 0.9, constant learning rate, no
+    /// weight decay override, validation split, augmentation or label smoothing).
+    pub fn run_config(&self, model: &str, data: &DataArgs) -> RunConfig {
+        RunConfig {
+            model: model.to_string(),
+            data: data.data.clone(),
+            data_dir: data.data_dir.as_ref().map(|d| d.display().to_string()),
+            image_size: data.image_size,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: self.optimizer.clone(),
+            lr: self.lr,
+            weight_decay: None,
+            momentum: 0.9,
+            schedule: "constant".into(),
+            seed: self.seed,
+            val_fraction: 0.0,
+            augment_pad: 0,
+            augment_flip: false,
+            label_smoothing: 0.0,
+            limit_train: self.limit_train,
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let mut run = match &args.resume {
         Some(dir) => resume(dir, args.training.epochs)?,
@@ -122,23 +149,14 @@ fn start(args: &Args) -> Result<Run> {
     let classes = splits.train.num_classes();
     let architecture = architecture(&args.model, [c, h, w], classes)?;
     let config = RunConfig {
-        model: args.model.clone(),
-        data: args.data.data.clone(),
-        data_dir: args.data.data_dir.as_ref().map(|d| d.display().to_string()),
-        image_size: args.data.image_size,
-        epochs: args.training.epochs,
-        batch_size: args.training.batch_size,
-        optimizer: args.training.optimizer.clone(),
-        lr: args.training.lr,
         weight_decay: args.weight_decay,
         momentum: args.momentum,
         schedule: args.schedule.clone(),
-        seed: args.training.seed,
         val_fraction: args.val_fraction,
         augment_pad: if args.augment { 4 } else { 0 },
         augment_flip: args.augment,
         label_smoothing: args.label_smoothing,
-        limit_train: args.training.limit_train,
+        ..args.training.run_config(&args.model, &args.data)
     };
     let dir = match &args.out {
         Some(dir) => dir.clone(),

@@ -26,7 +26,7 @@
 //! bits on every run.
 
 use super::matmul::gemm_with;
-use super::ConvGeometry;
+use super::{lane_sum, ConvGeometry};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::{Mutex, MutexGuard};
@@ -412,20 +412,6 @@ pub fn backward(
     }
 }
 
-/// `Σ v` in 8 independent running sums, so that the additions run side by side (vector
-/// instructions) instead of one after the other.
-fn lane_sum(v: &[f32]) -> f32 {
-    let chunks = v.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    let mut lanes = [0.0f32; 8];
-    for c in chunks {
-        for (l, x) in lanes.iter_mut().zip(c) {
-            *l += x;
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
 /// `acc += v`, element-wise.
 fn add_into(acc: &mut [f32], v: &[f32]) {
     assert_eq!(acc.len(), v.len(), "add_into: lengths differ");
@@ -449,7 +435,7 @@ fn backward_image(
 ) {
     let (k, p, ocg) = (low.k, low.p, low.ocg);
     for (d, row) in sum.db.iter_mut().zip(dy_img.chunks_exact(p)) {
-        *d += lane_sum(row);
+        *d += lane_sum(row, |v| v) as f32;
     }
     let cols: &[f32] = if low.pointwise {
         x_img

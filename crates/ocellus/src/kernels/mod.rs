@@ -5,6 +5,35 @@ pub mod conv;
 pub mod matmul;
 pub mod reference;
 
+/// `Σ_i f(v[i])`, accumulated in f64: see [`lane_sum_pairs`].
+#[inline(always)]
+pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    lane_sum_pairs(values, values, |v, _| f(v))
+}
+
+/// `Σ_i f(a[i], b[i])` in f64 over slices of equal length, in 8 independent running sums
+/// so that the additions run side by side (vector instructions) instead of one after the
+/// other; the order of a sum changes only its last bits.
+#[inline(always)]
+pub(crate) fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    const LANES: usize = 8;
+    assert_eq!(a.len(), b.len(), "lane_sum_pairs: lengths differ");
+    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(&u, &v)| f(u as f64, v as f64))
+        .sum();
+    let mut lanes = [0.0f64; LANES];
+    for (a, b) in a8.zip(b8) {
+        for k in 0..LANES {
+            lanes[k] += f(a[k] as f64, b[k] as f64);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// Everything that fixes the arithmetic of one 2-D convolution over a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {

@@ -9,6 +9,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::kernels::{lane_sum, lane_sum_pairs};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Layer, Mode, Param};
 use crate::tensor::Tensor;
 
@@ -168,36 +169,14 @@ fn batch_stats(x: &[f32], n: usize, c: usize, s: usize) -> Vec<(f64, f64)> {
         .into_par_iter()
         .map(|ch| {
             let slices = || channel_slices(n, c, s, ch).map(|r| &x[r]);
-            let mean = slices().map(|x| lane_sum(x, x, |v, _| v)).sum::<f64>() / m;
+            let mean = slices().map(|x| lane_sum(x, |v| v)).sum::<f64>() / m;
             let var = slices()
-                .map(|x| lane_sum(x, x, |v, _| (v - mean) * (v - mean)))
+                .map(|x| lane_sum(x, |v| (v - mean) * (v - mean)))
                 .sum::<f64>()
                 / m;
             (mean, var)
         })
         .collect()
-}
-
-/// `Σ_i f(a[i], b[i])` in f64 over slices of equal length, in 8 independent running sums
-/// so that the additions run side by side (vector instructions) instead of one after the
-/// other; the order of a sum changes only its last bits.
-#[inline(always)]
-fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
-    const LANES: usize = 8;
-    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(&u, &v)| f(u as f64, v as f64))
-        .sum();
-    let mut lanes = [0.0f64; LANES];
-    for (a, b) in a8.zip(b8) {
-        for k in 0..LANES {
-            lanes[k] += f(a[k] as f64, b[k] as f64);
-        }
-    }
-    lanes.iter().sum::<f64>() + tail
 }
 
 impl<L: Layout> Layer for BatchNorm<L> {
@@ -308,8 +287,8 @@ impl<L: Layout> Layer for BatchNorm<L> {
                         let (dy, x) = (&dy.data()[r.clone()], &x.data()[r]);
                         let (mu, inv_std) = (mean[ch] as f64, inv_std[ch] as f64);
                         (
-                            lane_sum(dy, dy, |d, _| d),
-                            lane_sum(dy, x, |d, x| d * (x - mu) * inv_std),
+                            lane_sum(dy, |d| d),
+                            lane_sum_pairs(dy, x, |d, x| d * (x - mu) * inv_std),
                         )
                     })
                     .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))

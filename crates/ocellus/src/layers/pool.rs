@@ -236,8 +236,7 @@ impl MaxPool2d {
         let mut argmax = Vec::with_capacity(y.len());
         for (p, y) in y.data().chunks_exact(out_plane).enumerate() {
             let x = &x.data()[p * in_plane..][..in_plane];
-            let windows = rows.iter().flat_map(|r| cols.iter().map(move |c| (r, c)));
-            for ((r, c), &best) in windows.zip(y) {
+            for ((r, c), &best) in every_window(&rows, &cols).zip(y) {
                 argmax.push(p * in_plane + position_of_max(x, g.w, r, c, best));
             }
         }
@@ -278,9 +277,7 @@ impl Layer for MaxPool2d {
                         ((0, 0), 1) => max_unpadded_plane::<1>(&g, x, y),
                         ((0, 0), 2) => max_unpadded_plane::<2>(&g, x, y),
                         _ => {
-                            let windows =
-                                rows.iter().flat_map(|r| cols.iter().map(move |c| (r, c)));
-                            for ((r, c), y) in windows.zip(y) {
+                            for ((r, c), y) in every_window(&rows, &cols).zip(y) {
                                 *y = r
                                     .clone()
                                     .flat_map(|row| &x[row * g.w..][c.clone()])
@@ -306,13 +303,7 @@ impl Layer for MaxPool2d {
         let y = kept(&self.output, self.kind())?;
         expect_same_shape(self.kind(), y.shape(), dy.shape())?;
         let g = self.config.geometry(self.kind(), x.shape())?;
-        let two_by_two = g.kernel == (2, 2) && g.stride == (2, 2) && g.padding == (0, 0);
-        // 2×2 windows over even sizes cover every input: each is written, none needs a zero.
-        let mut dx = if two_by_two && g.h % 2 == 0 && g.w % 2 == 0 {
-            Tensor::for_overwrite(x.shape())
-        } else {
-            Tensor::zeros(x.shape())
-        };
+        let mut dx = Tensor::zeros(x.shape());
         let (rows, cols) = g.windows();
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
         dx.data_mut()
@@ -326,11 +317,10 @@ impl Layer for MaxPool2d {
             .with_min_len(g.planes_per_job())
             .for_each_init(Vec::new, |at, ((dx, x), (y, dy))| {
                 match (g.padding, g.stride.1) {
-                    ((0, 0), 2) if two_by_two => route_2x2_plane(&g, x, y, dy, dx),
                     ((0, 0), 1) => route_unpadded_plane::<1>(&g, x, y, dy, dx, at),
                     ((0, 0), 2) => route_unpadded_plane::<2>(&g, x, y, dy, dx, at),
                     _ => {
-                        let windows = rows.iter().flat_map(|r| cols.iter().map(move |c| (r, c)));
+                        let windows = every_window(&rows, &cols);
                         for ((r, c), (&best, &d)) in windows.zip(y.iter().zip(dy)) {
                             dx[position_of_max(x, g.w, r, c, best)] += d;
                         }
@@ -343,6 +333,15 @@ impl Layer for MaxPool2d {
     fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {
         self.config.receptive_field(before)
     }
+}
+
+/// The (rows, columns) of every window of a plane, in the row-major order of the outputs.
+fn every_window<'a>(
+    rows: &'a [Range<usize>],
+    cols: &'a [Range<usize>],
+) -> impl Iterator<Item = (&'a Range<usize>, &'a Range<usize>)> + 'a {
+    rows.iter()
+        .flat_map(move |r| cols.iter().map(move |c| (r, c)))
 }
 
 /// `v` if it beats `best` in PyTorch's max-pooling rule (larger, or NaN), else `best`.
@@ -371,38 +370,6 @@ fn position_of_max(
         positions.into_iter().find(|&i| x[i] == best)
     }
     .expect("the maximum of a window lies in the window")
-}
-
-/// Backward of `MaxPool2d(2)` without padding, the most common pooling: the 2×2 windows
-/// tile the plane, so every input receives from at most one output and is written once,
-/// without a scatter. Each window's gradient goes to its first tap (row-major) holding
-/// the maximum, chosen by comparisons rather than branches.
-fn route_2x2_plane(g: &PoolGeometry, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    for (oi, (best, dy)) in y.chunks_exact(g.ow).zip(dy.chunks_exact(g.ow)).enumerate() {
-        let top = 2 * oi * g.w;
-        if best.iter().any(|b| b.is_nan()) {
-            // The rare row with a NaN: window by window.
-            for (oj, (&b, &d)) in best.iter().zip(dy).enumerate() {
-                dx[position_of_max(x, g.w, &(2 * oi..2 * oi + 2), &(2 * oj..2 * oj + 2), b)] += d;
-            }
-            continue;
-        }
-        let (x0, x1) = (&x[top..][..2 * g.ow], &x[top + g.w..][..2 * g.ow]);
-        let (dx0, rest) = dx[top..].split_at_mut(g.w);
-        let (dx0, dx1) = (&mut dx0[..2 * g.ow], &mut rest[..2 * g.ow]);
-        for oj in 0..g.ow {
-            let (b, d) = (best[oj], dy[oj]);
-            let (l, r) = (2 * oj, 2 * oj + 1);
-            let first = x0[l] == b;
-            let second = !first & (x0[r] == b);
-            let third = !first & !second & (x1[l] == b);
-            let fourth = !(first | second | third);
-            dx0[l] = select_unpredictable(first, d, 0.0);
-            dx0[r] = select_unpredictable(second, d, 0.0);
-            dx1[l] = select_unpredictable(third, d, 0.0);
-            dx1[r] = select_unpredictable(fourth, d, 0.0);
-        }
-    }
 }
 
 /// Backward of [`max_unpadded_plane`]: `dx[argmax] += dy` for every output of the plane,
