@@ -202,22 +202,34 @@ fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<us
 /// positions count as −∞, so they are never chosen.
 pub struct MaxPool2d {
     config: Pool2dConfig,
-    /// The input and output of the last forward pass: backward finds each output's value
-    /// in its window again (cheaper than writing an index per output in every forward
-    /// pass, inference included).
-    input: Option<Tensor>,
-    output: Option<Tensor>,
+    /// What backward needs of the last forward pass: for each output, (N, C, OH, OW)
+    /// row-major, which position of its window held the maximum, numbered row-major
+    /// within the window (clipped to the image). Two bytes per output, a quarter of the
+    /// output itself; backward then reads neither the input nor the output.
+    taps: Vec<Tap>,
+    /// The input shape of the last forward pass, (N, C, H, W).
+    input_shape: Option<Vec<usize>>,
 }
 
+/// A position within one pooling window, row-major.
+type Tap = u16;
+
 impl MaxPool2d {
-    /// A max-pooling layer; fails on a zero kernel or stride, or padding above half the
-    /// kernel (PyTorch's rule).
+    /// A max-pooling layer; fails on a zero kernel or stride, padding above half the
+    /// kernel (PyTorch's rule), or a window of more than 65,536 positions.
     pub fn new(config: Pool2dConfig) -> Result<Self> {
         config.validate("maxpool2d")?;
+        let (kh, kw) = config.kernel;
+        if kh * kw > usize::from(Tap::MAX) + 1 {
+            return Err(Error::config(
+                "maxpool2d",
+                format!("a {kh}×{kw} window has more than 65,536 positions"),
+            ));
+        }
         Ok(MaxPool2d {
             config,
-            input: None,
-            output: None,
+            taps: Vec::new(),
+            input_shape: None,
         })
     }
 
@@ -229,18 +241,23 @@ impl MaxPool2d {
     /// For each output of the last forward pass, (N, C, OH, OW) row-major, the flat index
     /// of the input value it took; `None` before any forward.
     pub fn argmax(&self) -> Option<Vec<usize>> {
-        let (x, y) = (self.input.as_ref()?, self.output.as_ref()?);
-        let g = self.config.geometry(self.kind(), x.shape()).ok()?;
+        let g = self
+            .config
+            .geometry(self.kind(), self.input_shape.as_ref()?)
+            .ok()?;
         let (rows, cols) = g.windows();
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let mut argmax = Vec::with_capacity(y.len());
-        for (p, y) in y.data().chunks_exact(out_plane).enumerate() {
-            let x = &x.data()[p * in_plane..][..in_plane];
-            for ((r, c), &best) in every_window(&rows, &cols).zip(y) {
-                argmax.push(p * in_plane + position_of_max(x, g.w, r, c, best));
-            }
-        }
-        Some(argmax)
+        let argmax = self
+            .taps
+            .chunks_exact(out_plane)
+            .enumerate()
+            .flat_map(|(p, taps)| {
+                let windows = every_window(&rows, &cols);
+                windows
+                    .zip(taps)
+                    .map(move |((r, c), &tap)| p * in_plane + tap_position(g.w, r, c, tap))
+            });
+        Some(argmax.collect())
     }
 }
 
@@ -260,70 +277,86 @@ impl Layer for MaxPool2d {
     /// x: (N, C, H, W) → y: (N, C, OH, OW), `y[n,c,i,j] = max_{window(i,j)} x[n,c,·,·]`.
     ///
     /// A NaN in a window wins, as in PyTorch's CPU kernel
-    /// (`if (val > maxval || isnan(val))`).
+    /// (`if (val > maxval || isnan(val))`); of several NaNs the last one. Ties go to the
+    /// first maximum in row-major order, the one PyTorch keeps.
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
-        let mut y = Tensor::zeros(&g.output_shape());
+        let mut y = Tensor::for_overwrite(&g.output_shape());
+        self.taps.resize(y.len(), 0);
         let (rows, cols) = g.windows();
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
         let planes_per_job = g.planes_per_job();
+        let job = planes_per_job * out_plane;
         y.data_mut()
-            .par_chunks_mut(planes_per_job * out_plane)
+            .par_chunks_mut(job)
+            .zip(self.taps.par_chunks_mut(job))
             .enumerate()
-            .for_each(|(job, y)| {
-                for (p, y) in y.chunks_exact_mut(out_plane).enumerate() {
-                    let x = &x.data()[(job * planes_per_job + p) * in_plane..][..in_plane];
-                    match (g.padding, g.stride.1) {
-                        ((0, 0), 1) => max_unpadded_plane::<1>(&g, x, y),
-                        ((0, 0), 2) => max_unpadded_plane::<2>(&g, x, y),
+            .for_each(|(j, (y, taps))| {
+                let planes = y
+                    .chunks_exact_mut(out_plane)
+                    .zip(taps.chunks_exact_mut(out_plane));
+                for (p, (y, taps)) in planes.enumerate() {
+                    let x = &x.data()[(j * planes_per_job + p) * in_plane..][..in_plane];
+                    match (g.padding, g.kernel, g.stride) {
+                        ((0, 0), (2, 2), (2, 2)) => max_2x2_plane(&g, x, y, taps),
+                        ((0, 0), _, (_, 1)) => max_unpadded_plane::<1>(&g, x, y, taps),
+                        ((0, 0), _, (_, 2)) => max_unpadded_plane::<2>(&g, x, y, taps),
                         _ => {
-                            for ((r, c), y) in every_window(&rows, &cols).zip(y) {
-                                *y = r
-                                    .clone()
-                                    .flat_map(|row| &x[row * g.w..][c.clone()])
-                                    .fold(f32::NEG_INFINITY, |best, &v| larger(v, best));
+                            let outputs = y.iter_mut().zip(taps.iter_mut());
+                            for ((r, c), (y, tap)) in every_window(&rows, &cols).zip(outputs) {
+                                let window = r.clone().flat_map(|row| &x[row * g.w..][c.clone()]);
+                                (*y, *tap) = window.zip(0..).fold(
+                                    (f32::NEG_INFINITY, 0),
+                                    |(best, at), (&v, tap)| {
+                                        let take = beats(v, best);
+                                        (
+                                            select_unpredictable(take, v, best),
+                                            select_unpredictable(take, tap, at),
+                                        )
+                                    },
+                                );
                             }
                         }
                     }
                 }
             });
-        self.input = Some(x.clone());
-        self.output = Some(y.clone());
+        self.input_shape = Some(x.shape().to_vec());
         Ok(y)
     }
 
     /// dy: (N, C, OH, OW) → dx: (N, C, H, W).
     ///
     /// `y = x[argmax]`, so `∂y/∂x` is 1 at the argmax and 0 elsewhere:
-    /// `dx[argmax] += dy`. The argmax is the first position of the window (row-major)
-    /// holding the maximum, the one PyTorch's forward keeps. With overlapping windows one
-    /// input can be the maximum of several outputs; their gradients add.
+    /// `dx[argmax] += dy`, the argmax being the tap the forward pass recorded. With
+    /// overlapping windows one input can be the maximum of several outputs; their
+    /// gradients add.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let x = kept(&self.input, self.kind())?;
-        let y = kept(&self.output, self.kind())?;
-        expect_same_shape(self.kind(), y.shape(), dy.shape())?;
-        let g = self.config.geometry(self.kind(), x.shape())?;
-        let mut dx = Tensor::zeros(x.shape());
+        let shape = kept(&self.input_shape, self.kind())?;
+        let g = self.config.geometry(self.kind(), shape)?;
+        expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
         let (rows, cols) = g.windows();
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let non_overlapping_2x2 = g.padding == (0, 0) && g.kernel == (2, 2) && g.stride == (2, 2);
+        let mut dx = if non_overlapping_2x2 {
+            Tensor::for_overwrite(shape)
+        } else {
+            Tensor::zeros(shape)
+        };
         dx.data_mut()
             .par_chunks_mut(in_plane.max(1))
-            .zip(x.data().par_chunks(in_plane.max(1)))
             .zip(
-                y.data()
+                self.taps
                     .par_chunks(out_plane)
                     .zip(dy.data().par_chunks(out_plane)),
             )
             .with_min_len(g.planes_per_job())
-            .for_each_init(Vec::new, |at, ((dx, x), (y, dy))| {
-                match (g.padding, g.stride.1) {
-                    ((0, 0), 1) => route_unpadded_plane::<1>(&g, x, y, dy, dx, at),
-                    ((0, 0), 2) => route_unpadded_plane::<2>(&g, x, y, dy, dx, at),
-                    _ => {
-                        let windows = every_window(&rows, &cols);
-                        for ((r, c), (&best, &d)) in windows.zip(y.iter().zip(dy)) {
-                            dx[position_of_max(x, g.w, r, c, best)] += d;
-                        }
+            .for_each(|(dx, (taps, dy))| {
+                if non_overlapping_2x2 {
+                    route_2x2_plane(&g, taps, dy, dx);
+                } else {
+                    for ((r, c), (&tap, &d)) in every_window(&rows, &cols).zip(taps.iter().zip(dy))
+                    {
+                        dx[tap_position(g.w, r, c, tap)] += d;
                     }
                 }
             });
@@ -344,89 +377,88 @@ fn every_window<'a>(
         .flat_map(move |r| cols.iter().map(move |c| (r, c)))
 }
 
-/// `v` if it beats `best` in PyTorch's max-pooling rule (larger, or NaN), else `best`.
-/// Random data makes this choice a coin flip: a select, not a branch the CPU would
-/// mispredict.
-fn larger(v: f32, best: f32) -> f32 {
-    select_unpredictable((v > best) | v.is_nan(), v, best)
+/// Whether `v` replaces `best` in PyTorch's max-pooling rule: larger, or NaN. Random data
+/// makes this a coin flip, so callers select rather than branch (no misprediction).
+fn beats(v: f32, best: f32) -> bool {
+    (v > best) | v.is_nan()
 }
 
-/// Where in the window `rows × cols` of the plane x (row length `w`) the forward pass
-/// took `best` from: the first position holding it in row-major order (ties go to the
-/// first maximum), or, for a NaN, the last NaN (each NaN replaced the one before).
-fn position_of_max(
-    x: &[f32],
-    w: usize,
-    rows: &Range<usize>,
-    cols: &Range<usize>,
-    best: f32,
-) -> usize {
-    let positions = rows
-        .clone()
-        .flat_map(|r| cols.clone().map(move |c| r * w + c));
-    if best.is_nan() {
-        positions.rev().find(|&i| x[i].is_nan())
-    } else {
-        positions.into_iter().find(|&i| x[i] == best)
+/// The index in a plane of row length `w` of position `tap` of the window `rows × cols`.
+fn tap_position(w: usize, rows: &Range<usize>, cols: &Range<usize>, tap: Tap) -> usize {
+    let (i, j) = (usize::from(tap) / cols.len(), usize::from(tap) % cols.len());
+    (rows.start + i) * w + cols.start + j
+}
+
+/// One plane of the ubiquitous 2×2, stride 2, unpadded max pooling: x (H, W) → y (OH, OW)
+/// and the taps. Each window is two neighbours on two rows; a select per tap instead of a
+/// branch lets the outputs of a row be computed side by side (vector instructions).
+fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
+    let rows = x.chunks_exact(2 * g.w);
+    for ((y, taps), rows) in y
+        .chunks_exact_mut(g.ow)
+        .zip(taps.chunks_exact_mut(g.ow))
+        .zip(rows)
+    {
+        let (top, bottom) = rows.split_at(g.w);
+        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for ((y, tap), (top, bottom)) in y.iter_mut().zip(taps.iter_mut()).zip(windows) {
+            let (mut best, mut at) = (top[0], 0);
+            for (v, t) in [(top[1], 1), (bottom[0], 2), (bottom[1], 3)] {
+                let take = beats(v, best);
+                best = select_unpredictable(take, v, best);
+                at = select_unpredictable(take, t, at);
+            }
+            (*y, *tap) = (best, at);
+        }
     }
-    .expect("the maximum of a window lies in the window")
 }
 
-/// Backward of [`max_unpadded_plane`]: `dx[argmax] += dy` for every output of the plane,
-/// the argmax found tap by tap along an output row like the maximum itself. Going
-/// through the taps last to first and keeping every match leaves the first one.
-/// `at` is scratch for one row's positions.
-fn route_unpadded_plane<const SW: usize>(
-    g: &PoolGeometry,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-    at: &mut Vec<u32>,
-) {
-    let (kh, kw) = g.kernel;
-    at.resize(g.ow, 0);
-    for (oi, (best, dy)) in y.chunks_exact(g.ow).zip(dy.chunks_exact(g.ow)).enumerate() {
-        let top = oi * g.stride.0 * g.w;
-        if best.iter().any(|b| b.is_nan()) {
-            // The rare row with a NaN: window by window.
-            let rows = top / g.w..top / g.w + kh;
-            for (oj, (&b, &d)) in best.iter().zip(dy).enumerate() {
-                let cols = oj * SW..oj * SW + kw;
-                dx[position_of_max(x, g.w, &rows, &cols, b)] += d;
-            }
-            continue;
-        }
-        for i in (0..kh).rev() {
-            for j in (0..kw).rev() {
-                let tap = top + i * g.w + j;
-                let line = &x[tap..][..(g.ow - 1) * SW + 1];
-                let taps = line.iter().step_by(SW);
-                for (oj, ((a, &b), &v)) in at.iter_mut().zip(best).zip(taps).enumerate() {
-                    *a = select_unpredictable(v == b, (tap + oj * SW) as u32, *a);
-                }
-            }
-        }
-        for (&a, &d) in at.iter().zip(dy) {
-            dx[a as usize] += d;
+/// Backward of [`max_2x2_plane`]: the windows tile the plane, so every value of dx is
+/// written once, `dy` at the recorded tap and 0 at the other three (and 0 in a last row
+/// or column no window covers). No zeroing pass, no scatter.
+fn route_2x2_plane(g: &PoolGeometry, taps: &[Tap], dy: &[f32], dx: &mut [f32]) {
+    let (covered, below) = dx.split_at_mut(g.oh * 2 * g.w);
+    below.fill(0.0);
+    let rows = covered.chunks_exact_mut(2 * g.w);
+    for ((taps, dy), rows) in taps.chunks_exact(g.ow).zip(dy.chunks_exact(g.ow)).zip(rows) {
+        let (top, bottom) = rows.split_at_mut(g.w);
+        top[2 * g.ow..].fill(0.0);
+        bottom[2 * g.ow..].fill(0.0);
+        let windows = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
+        for ((&tap, &d), (top, bottom)) in taps.iter().zip(dy).zip(windows) {
+            top[0] = if tap == 0 { d } else { 0.0 };
+            top[1] = if tap == 1 { d } else { 0.0 };
+            bottom[0] = if tap == 2 { d } else { 0.0 };
+            bottom[1] = if tap == 3 { d } else { 0.0 };
         }
     }
 }
 
 /// One plane of max pooling without padding and horizontal stride `SW`: x (H, W) → y
-/// (OH, OW). Computed tap by tap along an output row, so that the outputs of the row,
-/// which are independent, are computed side by side (vector instructions).
-fn max_unpadded_plane<const SW: usize>(g: &PoolGeometry, x: &[f32], y: &mut [f32]) {
+/// (OH, OW) and the taps. Computed tap by tap along an output row, so that the outputs
+/// of the row, which are independent, are computed side by side (vector instructions).
+fn max_unpadded_plane<const SW: usize>(
+    g: &PoolGeometry,
+    x: &[f32],
+    y: &mut [f32],
+    taps: &mut [Tap],
+) {
     let (kh, kw) = g.kernel;
-    for (oi, best) in y.chunks_exact_mut(g.ow).enumerate() {
+    let rows = y.chunks_exact_mut(g.ow).zip(taps.chunks_exact_mut(g.ow));
+    for (oi, (best, at)) in rows.enumerate() {
         let top = oi * g.stride.0 * g.w;
         best.fill(f32::NEG_INFINITY);
-        for i in 0..kh {
-            for j in 0..kw {
-                let line = &x[top + i * g.w + j..][..(g.ow - 1) * SW + 1];
-                for (b, &v) in best.iter_mut().zip(line.iter().step_by(SW)) {
-                    *b = larger(v, *b);
-                }
+        at.fill(0);
+        for (tap, (i, j)) in (0..).zip((0..kh).flat_map(|i| (0..kw).map(move |j| (i, j)))) {
+            let line = &x[top + i * g.w + j..][..(g.ow - 1) * SW + 1];
+            for ((b, a), &v) in best
+                .iter_mut()
+                .zip(at.iter_mut())
+                .zip(line.iter().step_by(SW))
+            {
+                let take = beats(v, *b);
+                *b = select_unpredictable(take, v, *b);
+                *a = select_unpredictable(take, tap, *a);
             }
         }
     }
@@ -633,6 +665,64 @@ mod tests {
             0.0, 0.0, 0.0, 40.0,
         ];
         assert_eq!(dx.data(), &expected);
+    }
+
+    /// PyTorch's max pooling written out window by window: scan the window row-major,
+    /// take a value that is larger than the best so far or NaN; route `dy` to the taken
+    /// position. Returns (y, dx).
+    fn max_pool_by_definition(
+        config: Pool2dConfig,
+        x: &Tensor,
+        dy: impl Fn(usize) -> f32,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let g = config.geometry("maxpool2d", x.shape()).unwrap();
+        let (mut y, mut dx) = (Vec::new(), vec![0.0; x.len()]);
+        for plane in 0..g.n * g.c {
+            for oi in 0..g.oh {
+                for oj in 0..g.ow {
+                    let (mut best, mut at) = (f32::NEG_INFINITY, None);
+                    for r in g.rows(oi) {
+                        for c in g.cols(oj) {
+                            let i = (plane * g.h + r) * g.w + c;
+                            if x.data()[i] > best || x.data()[i].is_nan() {
+                                (best, at) = (x.data()[i], Some(i));
+                            }
+                        }
+                    }
+                    dx[at.unwrap()] += dy(y.len());
+                    y.push(best);
+                }
+            }
+        }
+        (y, dx)
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Every forward and backward path (2×2 tiles, unpadded strides 1 and 2, the
+        /// general windows) against the definition, on values with many ties and NaNs.
+        #[test]
+        fn max_pool_matches_its_definition(
+            (k, stride, pad) in (1usize..4, 1usize..4).prop_flat_map(|(k, s)| (Just(k), Just(s), 0..=k / 2)),
+            (n, c, h, w) in (1usize..3, 1usize..3, 1usize..8, 1usize..8),
+            values in prop::collection::vec(0u8..5, 2 * 2 * 7 * 7),
+        ) {
+            let config = Pool2dConfig::new(k).stride(stride).padding(pad);
+            let mut pool = MaxPool2d::new(config).unwrap();
+            let values = values.iter().map(|&v| if v == 4 { f32::NAN } else { f32::from(v) });
+            let x = Tensor::from_vec(&[n, c, h, w], values.take(n * c * h * w).collect()).unwrap();
+            prop_assume!(config.geometry("maxpool2d", x.shape()).is_ok());
+            let (y, dx) = max_pool_by_definition(config, &x, |i| 1.0 + i as f32);
+            let fast_y = pool.forward(&x, Mode::Train).unwrap();
+            let same = |a: &f32, b: &f32| a == b || a.is_nan() && b.is_nan();
+            prop_assert!(fast_y.data().iter().zip(&y).all(|(a, b)| same(a, b)));
+            let dy = Tensor::from_vec(fast_y.shape(), (0..y.len()).map(|i| 1.0 + i as f32).collect()).unwrap();
+            let fast_dx = pool.backward(&dy).unwrap();
+            prop_assert_eq!(fast_dx.data(), &dx[..]);
+        }
     }
 
     #[test]
