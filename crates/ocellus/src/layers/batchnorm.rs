@@ -255,9 +255,10 @@ impl<L: Layout> Layer for BatchNorm<L> {
             .enumerate()
             .for_each(|(plane, (y, x))| {
                 let ch = plane % c;
+                let (mean, inv_std, gamma, beta) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
                 for (y, &x) in y.iter_mut().zip(x) {
-                    let x_hat = (x - mean[ch]) * inv_std[ch];
-                    *y = gamma[ch] * x_hat + beta[ch];
+                    let x_hat = (x - mean) * inv_std;
+                    *y = gamma * x_hat + beta;
                 }
             });
         self.input = Some(x.clone());
@@ -312,8 +313,9 @@ impl<L: Layout> Layer for BatchNorm<L> {
                 let scale = gamma[ch] * inv_std[ch];
                 if train {
                     let (sum_dy, sum_dy_xhat) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
+                    let (mean, inv_std) = (mean[ch], inv_std[ch]);
                     for ((d, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-                        let x_hat = (x - mean[ch]) * inv_std[ch];
+                        let x_hat = (x - mean) * inv_std;
                         *d = scale * (dy - sum_dy - x_hat * sum_dy_xhat);
                     }
                 } else {
