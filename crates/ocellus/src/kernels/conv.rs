@@ -181,9 +181,23 @@ fn with_padding<'a>(
     }
     let padded = zeroed(buf, g.ic * low.ph * low.pw);
     for (from, to) in low.interior_rows(g) {
-        padded[to..to + g.w].copy_from_slice(&x_img[from..from + g.w]);
+        copy_row(&mut padded[to..to + g.w], &x_img[from..from + g.w]);
     }
     padded
+}
+
+/// `dst = src` for the short rows of an image (often 8 to 32 values): copied eight
+/// values at a time in registers, which costs less than a call to `memcpy` per row.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        let s: &[f32; 8] = s.try_into().expect("chunks of 8");
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *d = *s;
+    }
 }
 
 /// padded: (IC, PH, PW) → cols: (IC·KH·KW, OH·OW), where
@@ -199,7 +213,7 @@ fn im2col(g: &ConvGeometry, low: &Lowering, padded: &[f32], cols: &mut [f32]) {
                 for (oy, dst) in row.chunks_exact_mut(g.ow).enumerate() {
                     let src = &plane[(oy * sh + i * dh) * low.pw + j * dw..];
                     if sw == 1 {
-                        dst.copy_from_slice(&src[..g.ow]);
+                        copy_row(dst, &src[..g.ow]);
                     } else {
                         for (d, s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
                             *d = *s;
