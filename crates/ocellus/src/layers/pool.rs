@@ -390,9 +390,11 @@ fn tap_position(w: usize, rows: &Range<usize>, cols: &Range<usize>, tap: Tap) ->
 }
 
 /// One plane of the ubiquitous 2×2, stride 2, unpadded max pooling: x (H, W) → y (OH, OW)
-/// and the taps. Each window is two neighbours on two rows; a select per tap instead of a
-/// branch lets the outputs of a row be computed side by side (vector instructions).
+/// and the taps. Each window is two neighbours on two rows. A row's windows go through
+/// [`max_2x2_block`] eight at a time; a last short block (a whole row, in small planes)
+/// is copied into a full one first, so no output is computed by slower scalar code.
 fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
+    const B: usize = MAX_2X2_BLOCK;
     let rows = x.chunks_exact(2 * g.w);
     for ((y, taps), rows) in y
         .chunks_exact_mut(g.ow)
@@ -400,17 +402,52 @@ fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
         .zip(rows)
     {
         let (top, bottom) = rows.split_at(g.w);
-        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-        for ((y, tap), (top, bottom)) in y.iter_mut().zip(taps.iter_mut()).zip(windows) {
-            let (mut best, mut at) = (top[0], 0);
-            for (v, t) in [(top[1], 1), (bottom[0], 2), (bottom[1], 3)] {
-                let take = beats(v, best);
-                best = select_unpredictable(take, v, best);
-                at = select_unpredictable(take, t, at);
-            }
-            (*y, *tap) = (best, at);
+        let (top, bottom) = (&top[..2 * g.ow], &bottom[..2 * g.ow]);
+        let (mut y8, mut taps8) = (y.chunks_exact_mut(B), taps.chunks_exact_mut(B));
+        let (mut top16, mut bottom16) = (top.chunks_exact(2 * B), bottom.chunks_exact(2 * B));
+        for (((y, taps), top), bottom) in
+            (&mut y8).zip(&mut taps8).zip(&mut top16).zip(&mut bottom16)
+        {
+            let (best, at) = max_2x2_block(top.try_into().unwrap(), bottom.try_into().unwrap());
+            y.copy_from_slice(&best);
+            taps.copy_from_slice(&at);
+        }
+        let (y, taps) = (y8.into_remainder(), taps8.into_remainder());
+        if !y.is_empty() {
+            let (mut top, mut bottom) = ([0.0; 2 * B], [0.0; 2 * B]);
+            top[..2 * y.len()].copy_from_slice(top16.remainder());
+            bottom[..2 * y.len()].copy_from_slice(bottom16.remainder());
+            let (best, at) = max_2x2_block(&top, &bottom);
+            y.copy_from_slice(&best[..y.len()]);
+            taps.copy_from_slice(&at[..taps.len()]);
         }
     }
+}
+
+/// Windows handled side by side by [`max_2x2_block`].
+const MAX_2X2_BLOCK: usize = 8;
+
+/// The maxima and taps of eight neighbouring 2×2 windows, given their two rows. Selects
+/// instead of branches, and fixed sizes, so the eight are computed in vector registers.
+#[inline(always)]
+fn max_2x2_block(
+    top: &[f32; 2 * MAX_2X2_BLOCK],
+    bottom: &[f32; 2 * MAX_2X2_BLOCK],
+) -> ([f32; MAX_2X2_BLOCK], [Tap; MAX_2X2_BLOCK]) {
+    let (mut best, mut at) = ([0.0; MAX_2X2_BLOCK], [0; MAX_2X2_BLOCK]);
+    for k in 0..MAX_2X2_BLOCK {
+        (best[k], at[k]) = (top[2 * k], 0);
+        for (v, t) in [
+            (top[2 * k + 1], 1),
+            (bottom[2 * k], 2),
+            (bottom[2 * k + 1], 3),
+        ] {
+            let take = beats(v, best[k]);
+            best[k] = select_unpredictable(take, v, best[k]);
+            at[k] = select_unpredictable(take, t, at[k]);
+        }
+    }
+    (best, at)
 }
 
 /// Backward of [`max_2x2_plane`]: the windows tile the plane, so every value of dx is
