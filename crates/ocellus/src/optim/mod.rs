@@ -296,6 +296,24 @@ impl ParamBuffers {
     }
 }
 
+/// `x`, or 0 when `x` is subnormal (below f32's smallest normal value, 1.2e-38), for the
+/// running averages of the optimisers.
+///
+/// Where a parameter's gradient stops (a unit whose ReLU is never active), a momentum
+/// buffer or Adam's m shrinks by β every step and, with β = 0.9, spends hundreds of steps
+/// in the subnormal range, where x86 arithmetic is tens of times slower: a Fashion-MNIST
+/// LeNet-5 epoch with AdamW took 3.4 s instead of 2.6 s from the second epoch on. The
+/// average is set to zero instead; the update it would still have made, below 1e-30, is
+/// lost in rounding against any weight.
+#[inline(always)]
+fn normal_or_zero(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! A two-parameter model for hand-computed optimiser steps.

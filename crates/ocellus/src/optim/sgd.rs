@@ -156,7 +156,7 @@ impl Optimizer for Sgd {
                 *b = if first {
                     g
                 } else {
-                    mu * *b + (1.0 - dampening) * g
+                    super::normal_or_zero(mu * *b + (1.0 - dampening) * g)
                 };
                 let update = if nesterov { g + mu * *b } else { *b };
                 *p -= lr * update;
@@ -214,6 +214,27 @@ mod tests {
         // b: −2 − 0.1 = −2.1; −2.1 − 0.05 = −2.15; −2.15 + 0.1 = −2.05.
         let got = run(SgdConfig::new(0.1));
         check(&got, &[[0.95, -2.1], [1.05, -2.15], [0.85, -2.05]]);
+    }
+
+    #[test]
+    fn momentum_of_a_parameter_whose_gradient_stopped_goes_to_zero_not_subnormal() {
+        let mut layer = model(1.0, -2.0);
+        let mut sgd = Sgd::new(SgdConfig {
+            momentum: 0.9,
+            ..SgdConfig::new(0.1)
+        })
+        .unwrap();
+        set_grads(&mut layer, [1e-3, -1e-3]);
+        sgd.step(&mut layer).unwrap();
+        set_grads(&mut layer, [0.0, 0.0]);
+        for _ in 0..1000 {
+            sgd.step(&mut layer).unwrap();
+            for (name, t) in sgd.state().tensors {
+                let b = t.data()[0];
+                assert!(b == 0.0 || b.is_normal(), "{name} = {b:e} is subnormal");
+            }
+        }
+        assert!(sgd.state().tensors.iter().all(|(_, t)| t.data()[0] == 0.0));
     }
 
     #[test]
