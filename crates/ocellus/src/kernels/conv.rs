@@ -897,6 +897,9 @@ mod tests {
             },
             // A single image larger than the thread count would suggest splitting.
             same_3x3(1, 3, 5, 12),
+            // Rows of 16 to 31 and of 32 or more values, copied differently by im2col.
+            same_3x3(2, 2, 3, 20),
+            same_3x3(1, 1, 2, 33),
         ];
         for (i, case) in cases.iter().enumerate() {
             check_against_reference(case, i as u64);
