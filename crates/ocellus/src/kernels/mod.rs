@@ -14,8 +14,42 @@ pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
 /// `Σ_i f(a[i], b[i])` in f64 over slices of equal length, in 8 independent running sums
 /// so that the additions run side by side (vector instructions) instead of one after the
 /// other; the order of a sum changes only its last bits.
+///
+/// The 8 lanes fit one AVX-512 register of f64, or two AVX2 registers: where the CPU has
+/// them, the loop is compiled for them (the baseline x86-64 target holds 2 f64 per
+/// register). The lanes fix the order of the additions, so every version gives the same
+/// bits.
 #[inline(always)]
 pub(crate) fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { lane_sum_pairs_avx512(a, b, f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { lane_sum_pairs_avx2(a, b, f) };
+        }
+    }
+    lane_sum_pairs_portable(a, b, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn lane_sum_pairs_avx512(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    lane_sum_pairs_portable(a, b, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lane_sum_pairs_avx2(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    lane_sum_pairs_portable(a, b, f)
+}
+
+/// [`lane_sum_pairs`] for whatever instructions the caller is compiled for.
+#[inline(always)]
+fn lane_sum_pairs_portable(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
     const LANES: usize = 8;
     assert_eq!(a.len(), b.len(), "lane_sum_pairs: lengths differ");
     let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
