@@ -74,7 +74,7 @@ fn backward_through(layers: &mut [Box<dyn Layer>], offset: usize, dy: &Tensor) -
     let mut d = dy.clone();
     for (i, layer) in layers.iter_mut().enumerate().rev() {
         d = layer
-            .backward(&d)
+            .backward_owned(d)
             .map_err(|e| e.in_layer(&format!("layer {}", offset + i)))?;
     }
     Ok(d)
@@ -103,7 +103,7 @@ impl Layer for Sequential {
         let mut y = first.forward(x, mode).map_err(|e| e.in_layer("layer 0"))?;
         for (i, layer) in layers {
             y = layer
-                .forward(&y, mode)
+                .forward_owned(y, mode)
                 .map_err(|e| e.in_layer(&format!("layer {i}")))?;
         }
         Ok(y)

@@ -167,6 +167,39 @@ impl Tensor {
         out
     }
 
+    /// [`Tensor::map`] that writes into `self`'s own memory when no other handle shares
+    /// it (an intermediate a network hands on): the output then costs no new buffer, and
+    /// the processor no reads of memory it is about to overwrite.
+    pub fn into_map(mut self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+        let Some(values) = Arc::get_mut(&mut self.data) else {
+            return self.map(f);
+        };
+        values.par_chunks_mut(PARALLEL_PIECE).for_each(|piece| {
+            for v in piece {
+                *v = f(*v);
+            }
+        });
+        self
+    }
+
+    /// [`Tensor::zip_map`] that writes into `self`'s own memory when no other handle
+    /// shares it, as [`Tensor::into_map`].
+    pub fn into_zip_map(mut self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
+        if self.shape != other.shape || Arc::get_mut(&mut self.data).is_none() {
+            return self.zip_map(other, f);
+        }
+        let values = Arc::get_mut(&mut self.data).expect("checked just above");
+        values
+            .par_chunks_mut(PARALLEL_PIECE)
+            .zip(other.data().par_chunks(PARALLEL_PIECE))
+            .for_each(|(a, b)| {
+                for (u, &v) in a.iter_mut().zip(b) {
+                    *u = f(*u, v);
+                }
+            });
+        self
+    }
+
     /// A tensor over `data`; fails if the length does not match the shape.
     pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Result<Self> {
         if data.len() != numel(shape) {

@@ -679,3 +679,72 @@ mod residual {
         assert_eq!(same.kind(), "residual");
     }
 }
+
+/// `forward_owned` and `backward_owned`, which networks use to hand their intermediates
+/// on, may write into the tensor they are given: the results must be those of `forward`
+/// and `backward`, and a tensor that something else still holds must not change.
+mod owned {
+    use super::*;
+
+    /// A copy of `v` that shares no memory with it.
+    fn unshared(v: &Tensor) -> Tensor {
+        Tensor::from_vec(v.shape(), v.data().to_vec()).unwrap()
+    }
+
+    fn same_results(make: impl Fn() -> Box<dyn Layer>, mode: Mode) {
+        let mut rng = Rng::new(8);
+        let x = Tensor::randn(&[4, 3, 5, 5], 1.0, &mut rng);
+        let dy = Tensor::randn(&[4, 3, 5, 5], 1.0, &mut rng);
+        let (x_before, dy_before) = (x.data().to_vec(), dy.data().to_vec());
+        let mut by_reference = make();
+        let y = by_reference.forward(&x, mode).unwrap();
+        let dx = by_reference.backward(&dy).unwrap();
+        for shared in [false, true] {
+            let mut owned = make();
+            let (x_in, dy_in) = if shared {
+                (x.clone(), dy.clone())
+            } else {
+                (unshared(&x), unshared(&dy))
+            };
+            let y_owned = owned.forward_owned(x_in, mode).unwrap();
+            let dx_owned = owned.backward_owned(dy_in).unwrap();
+            let what = format!("{} in {mode:?}, input shared: {shared}", owned.kind());
+            assert_eq!(y_owned.data(), y.data(), "y of {what}");
+            assert_eq!(dx_owned.data(), dx.data(), "dx of {what}");
+            for (name, p) in owned.params() {
+                let reference = by_reference.params().into_iter().find(|(n, _)| *n == name);
+                assert_eq!(p.grad.data(), reference.unwrap().1.grad.data(), "{name} of {what}");
+            }
+        }
+        // The shared handles still hold the values they were made with.
+        assert_eq!(x.data(), &x_before[..]);
+        assert_eq!(dy.data(), &dy_before[..]);
+    }
+
+    #[test]
+    fn activations_and_batch_norm_give_the_same_results_in_place() {
+        for mode in [Mode::Train, Mode::Eval] {
+            same_results(|| Box::new(Relu::new()), mode);
+            same_results(|| Box::new(LeakyRelu::new(0.1)), mode);
+            same_results(|| Box::new(Sigmoid::new()), mode);
+            same_results(|| Box::new(BatchNorm2d::new(3).unwrap()), mode);
+        }
+    }
+
+    #[test]
+    fn a_network_does_not_change_its_input_or_the_gradient_it_is_given() {
+        let mut rng = Rng::new(3);
+        let mut net = Sequential::new()
+            .with(BatchNorm2d::new(2).unwrap())
+            .with(Relu::new())
+            .with(BatchNorm2d::new(2).unwrap())
+            .with(Sigmoid::new());
+        let x = Tensor::randn(&[3, 2, 4, 4], 1.0, &mut rng);
+        let dy = Tensor::randn(&[3, 2, 4, 4], 1.0, &mut rng);
+        let (x_before, dy_before) = (x.data().to_vec(), dy.data().to_vec());
+        net.forward(&x, Mode::Train).unwrap();
+        net.backward(&dy).unwrap();
+        assert_eq!(x.data(), &x_before[..]);
+        assert_eq!(dy.data(), &dy_before[..]);
+    }
+}

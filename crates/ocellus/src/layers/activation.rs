@@ -76,10 +76,26 @@ impl<F: Elementwise> Layer for Activation<F> {
 
     /// dy: any shape → dx: same shape, `dx = dy · f'(x)`
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        self.backward_owned(dy.clone())
+    }
+
+    /// `y = f(x)` in x's memory when nothing else holds it and `F` keeps the output.
+    fn forward_owned(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+        if F::KEEPS == Keeps::Input {
+            return self.forward(&x, mode);
+        }
+        let function = &self.function;
+        let y = x.into_map(|v| function.f(v));
+        keep(&mut self.kept, &y);
+        Ok(y)
+    }
+
+    /// `dx = dy · f'(x)` in dy's memory when nothing else holds it.
+    fn backward_owned(&mut self, dy: Tensor) -> Result<Tensor> {
         let kept = kept(&self.kept, F::KIND)?;
         expect_same_shape(F::KIND, kept.shape(), dy.shape())?;
         let function = &self.function;
-        Ok(dy.zip_map(kept, |d, k| d * function.derivative(k)))
+        Ok(dy.into_zip_map(kept, |d, k| d * function.derivative(k)))
     }
 }
 

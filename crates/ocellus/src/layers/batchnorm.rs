@@ -274,6 +274,13 @@ impl<L: Layout> Layer for BatchNorm<L> {
     ///   gives `dx = (1/m)·inv_std·γ·(m·dy − Σ dy − x̂·Σ(dy·x̂))`.
     /// - Eval: μ and σ² are constants, so `dx = dy·γ·inv_std`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        self.backward_owned(dy.clone())
+    }
+
+    /// [`Layer::backward`], writing dx over dy's values (in dy's memory when nothing else
+    /// holds it): each value of dx needs only the value of dy at the same place, once the
+    /// per-channel sums are known.
+    fn backward_owned(&mut self, dy: Tensor) -> Result<Tensor> {
         let x = kept(&self.input, L::KIND)?;
         expect_same_shape(L::KIND, x.shape(), dy.shape())?;
         let (n, c, s) = L::split(x.shape(), self.channels)?;
@@ -302,25 +309,24 @@ impl<L: Layout> Layer for BatchNorm<L> {
 
         let gamma = self.weight.value.data();
         let train = self.last_mode == Mode::Train;
-        let mut dx = Tensor::for_overwrite(dy.shape());
+        let mut dx = dy;
         dx.data_mut()
             .par_chunks_mut(s.max(1))
             .zip(x.data().par_chunks(s.max(1)))
-            .zip(dy.data().par_chunks(s.max(1)))
             .enumerate()
-            .for_each(|(plane, ((dx, x), dy))| {
+            .for_each(|(plane, (d, x))| {
                 let ch = plane % c;
                 let scale = gamma[ch] * inv_std[ch];
                 if train {
                     let (sum_dy, sum_dy_xhat) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
                     let (mean, inv_std) = (mean[ch], inv_std[ch]);
-                    for ((d, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                    for (d, &x) in d.iter_mut().zip(x) {
                         let x_hat = (x - mean) * inv_std;
-                        *d = scale * (dy - sum_dy - x_hat * sum_dy_xhat);
+                        *d = scale * (*d - sum_dy - x_hat * sum_dy_xhat);
                     }
                 } else {
-                    for (d, &dy) in dx.iter_mut().zip(dy) {
-                        *d = scale * dy;
+                    for d in d.iter_mut() {
+                        *d *= scale;
                     }
                 }
             });

@@ -75,6 +75,19 @@ pub trait Layer: Send {
     /// Given `dy = ∂L/∂y`, adds the parameter gradients and returns `dx = ∂L/∂x`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor>;
 
+    /// [`Layer::forward`] given the input to keep: a layer may write its output into the
+    /// input's memory when no other handle shares it (see [`Tensor::into_map`]). Networks
+    /// hand their intermediates on this way; the result is the same as `forward`'s.
+    fn forward_owned(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward(&x, mode)
+    }
+
+    /// [`Layer::backward`] given `dy` to keep, which a layer may overwrite with `dx` as
+    /// [`Layer::forward_owned`] its input; the result is the same as `backward`'s.
+    fn backward_owned(&mut self, dy: Tensor) -> Result<Tensor> {
+        self.backward(&dy)
+    }
+
     /// [`Layer::backward`] for a layer whose input needs no gradient — the first layer of
     /// a network in training, whose input is data (PyTorch's `requires_grad=False`): adds
     /// the parameter gradients and skips `dx`. Layers that save work that way override it.
