@@ -158,7 +158,13 @@ pub fn profile(
         for (i, layer) in layers.iter_mut().enumerate() {
             layer.zero_grad();
             let start = Instant::now();
-            y = layer.forward(&y, Mode::Train)?;
+            // As in Sequential: the first layer borrows the data, the others take their
+            // input over (and may write into it).
+            y = if i == 0 {
+                layer.forward(&y, Mode::Train)?
+            } else {
+                layer.forward_owned(y, Mode::Train)?
+            };
             if keep {
                 forward[i].push(start.elapsed().as_secs_f64());
             }
@@ -170,7 +176,7 @@ pub fn profile(
             if i == 0 {
                 layer.backward_params(&d)?;
             } else {
-                d = layer.backward(&d)?;
+                d = layer.backward_owned(d)?;
             }
             if keep {
                 backward[i].push(start.elapsed().as_secs_f64());
