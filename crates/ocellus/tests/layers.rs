@@ -713,7 +713,11 @@ mod owned {
             assert_eq!(dx_owned.data(), dx.data(), "dx of {what}");
             for (name, p) in owned.params() {
                 let reference = by_reference.params().into_iter().find(|(n, _)| *n == name);
-                assert_eq!(p.grad.data(), reference.unwrap().1.grad.data(), "{name} of {what}");
+                assert_eq!(
+                    p.grad.data(),
+                    reference.unwrap().1.grad.data(),
+                    "{name} of {what}"
+                );
             }
         }
         // The shared handles still hold the values they were made with.

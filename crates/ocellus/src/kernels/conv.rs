@@ -30,9 +30,8 @@
 //! depend on the thread count at all; `dW` and `db` depend only on it: the same thread
 //! count gives the same bits on every run.
 
-use super::matmul::gemm_with;
+use super::matmul::gemm_one_thread;
 use super::{lane_sum, ConvGeometry};
-use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::{Mutex, MutexGuard};
 
@@ -420,7 +419,7 @@ fn forward_tile(
         resized(&mut s.side_by_side, g.oc * ld)
     };
     for grp in 0..low.groups {
-        gemm_with(
+        gemm_one_thread(
             ocg,
             ld,
             k,
@@ -430,7 +429,6 @@ fn forward_tile(
             false,
             &mut y[grp * ocg * ld..][..ocg * ld],
             false,
-            Parallelism::None,
         );
     }
     // The bias is added after the product, while y is still in cache: filling y with it
@@ -580,7 +578,7 @@ fn backward_tile(
     let cols = tile_cols(g, low, x_tile, &mut s.padded, &mut s.cols);
     for grp in 0..low.groups {
         // dW_gᵀ (K, OC/groups) += cols_g (K, T·P) · dY_gᵀ (T·P, OC/groups)
-        gemm_with(
+        gemm_one_thread(
             k,
             ocg,
             ld,
@@ -590,7 +588,6 @@ fn backward_tile(
             true,
             &mut sum.dw_t[grp * k * ocg..][..k * ocg],
             true,
-            Parallelism::None,
         );
     }
     let Some(dx_tile) = dx_tile else {
@@ -625,7 +622,7 @@ fn backward_tile(
 fn input_gradient_gemms(low: &Lowering, w: &[f32], dy: &[f32], dcols: &mut [f32], ld: usize) {
     let (k, ocg) = (low.k, low.ocg);
     for grp in 0..low.groups {
-        gemm_with(
+        gemm_one_thread(
             k,
             ld,
             ocg,
@@ -635,7 +632,6 @@ fn input_gradient_gemms(low: &Lowering, w: &[f32], dy: &[f32], dcols: &mut [f32]
             false,
             &mut dcols[grp * k * ld..][..k * ld],
             false,
-            Parallelism::None,
         );
     }
 }
