@@ -216,14 +216,15 @@ type Tap = u16;
 
 impl MaxPool2d {
     /// A max-pooling layer; fails on a zero kernel or stride, padding above half the
-    /// kernel (PyTorch's rule), or a window of more than 65,536 positions.
+    /// kernel (PyTorch's rule), or a window of more than 65,535 positions.
     pub fn new(config: Pool2dConfig) -> Result<Self> {
         config.validate("maxpool2d")?;
         let (kh, kw) = config.kernel;
-        if kh * kw > usize::from(Tap::MAX) + 1 {
+        // Taps are counted up in Tap, whose last value is never passed.
+        if kh * kw > usize::from(Tap::MAX) {
             return Err(Error::config(
                 "maxpool2d",
-                format!("a {kh}×{kw} window has more than 65,536 positions"),
+                format!("a {kh}×{kw} window has more than 65,535 positions"),
             ));
         }
         Ok(MaxPool2d {
