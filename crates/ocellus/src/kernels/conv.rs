@@ -42,14 +42,14 @@ pub struct Workspace {
     /// The tile buffers of each rayon thread, indexed by `rayon::current_thread_index()`,
     /// and last those of a calling thread outside the pool (rayon runs a lone job in
     /// place). A thread works on one tile at a time, so its lock is never contended.
-    threads: Vec<Mutex<ImageScratch>>,
+    threads: Vec<Mutex<TileScratch>>,
     /// The gradient sums of each chunk of the batch.
     chunks: Vec<ChunkGrads>,
 }
 
 /// The buffers one thread needs for one tile of T images.
 #[derive(Default)]
-struct ImageScratch {
+struct TileScratch {
     /// One image with its padding written out: (IC, PT+H+PB, PL+W+PR)
     padded: Vec<f32>,
     /// The tile unrolled: (IC·KH·KW, T·OH·OW)
@@ -83,7 +83,7 @@ impl Workspace {
 }
 
 /// The calling rayon thread's image buffers.
-fn thread_scratch(threads: &[Mutex<ImageScratch>]) -> MutexGuard<'_, ImageScratch> {
+fn thread_scratch(threads: &[Mutex<TileScratch>]) -> MutexGuard<'_, TileScratch> {
     let index = rayon::current_thread_index().unwrap_or(rayon::current_num_threads());
     threads[index]
         .try_lock()
@@ -407,7 +407,7 @@ fn forward_tile(
     w: &[f32],
     b: Option<&[f32]>,
     y_tile: &mut [f32],
-    s: &mut ImageScratch,
+    s: &mut TileScratch,
 ) {
     let (k, p, ocg) = (low.k, low.p, low.ocg);
     let images = y_tile.len() / (g.oc * p).max(1);
@@ -558,7 +558,7 @@ fn backward_tile(
     dy_tile: &[f32],
     dx_tile: Option<&mut [f32]>,
     sum: &mut ChunkGrads,
-    s: &mut ImageScratch,
+    s: &mut TileScratch,
 ) {
     let (k, p, ocg) = (low.k, low.p, low.ocg);
     let images = dy_tile.len() / (g.oc * p).max(1);
