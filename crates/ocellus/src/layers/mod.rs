@@ -8,7 +8,10 @@
 //!   collects both contributions;
 //! - `backward` before any `forward` is an error naming the layer, never garbage;
 //! - `output_shape` answers without computing, so a whole network can be checked before
-//!   it runs.
+//!   it runs;
+//! - `forward_owned` / `backward_owned`, which a network calls with the intermediates it
+//!   hands on, give the same results as `forward` / `backward` (by default they are
+//!   those); a layer may override them to write into the tensor it is given.
 
 pub mod activation;
 pub mod batchnorm;
