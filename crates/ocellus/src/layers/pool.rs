@@ -306,16 +306,10 @@ impl Layer for MaxPool2d {
                             let outputs = y.iter_mut().zip(taps.iter_mut());
                             for ((r, c), (y, tap)) in every_window(&rows, &cols).zip(outputs) {
                                 let window = r.clone().flat_map(|row| &x[row * g.w..][c.clone()]);
-                                (*y, *tap) = window.zip(0..).fold(
-                                    (f32::NEG_INFINITY, 0),
-                                    |(best, at), (&v, tap)| {
-                                        let take = beats(v, best);
-                                        (
-                                            select_unpredictable(take, v, best),
-                                            select_unpredictable(take, tap, at),
-                                        )
-                                    },
-                                );
+                                (*y, *tap) = (f32::NEG_INFINITY, 0);
+                                for (&v, t) in window.zip(0..) {
+                                    offer(y, tap, v, t);
+                                }
                             }
                         }
                     }
@@ -378,10 +372,14 @@ fn every_window<'a>(
         .flat_map(move |r| cols.iter().map(move |c| (r, c)))
 }
 
-/// Whether `v` replaces `best` in PyTorch's max-pooling rule: larger, or NaN. Random data
-/// makes this a coin flip, so callers select rather than branch (no misprediction).
-fn beats(v: f32, best: f32) -> bool {
-    (v > best) | v.is_nan()
+/// Offers the value `v` at position `tap` to a window whose maximum so far is `best`, at
+/// `at`: PyTorch's max-pooling rule takes it if it is larger, or NaN. Random data makes
+/// this a coin flip, so the choice is a select, not a branch the CPU would mispredict.
+#[inline(always)]
+fn offer(best: &mut f32, at: &mut Tap, v: f32, tap: Tap) {
+    let take = (v > *best) | v.is_nan();
+    *best = select_unpredictable(take, v, *best);
+    *at = select_unpredictable(take, tap, *at);
 }
 
 /// The index in a plane of row length `w` of position `tap` of the window `rows × cols`.
@@ -443,9 +441,7 @@ fn max_2x2_block(
             (bottom[2 * k], 2),
             (bottom[2 * k + 1], 3),
         ] {
-            let take = beats(v, best[k]);
-            best[k] = select_unpredictable(take, v, best[k]);
-            at[k] = select_unpredictable(take, t, at[k]);
+            offer(&mut best[k], &mut at[k], v, t);
         }
     }
     (best, at)
@@ -494,9 +490,7 @@ fn max_unpadded_plane<const SW: usize>(
                 .zip(at.iter_mut())
                 .zip(line.iter().step_by(SW))
             {
-                let take = beats(v, *b);
-                *b = select_unpredictable(take, v, *b);
-                *a = select_unpredictable(take, tap, *a);
+                offer(b, a, v, tap);
             }
         }
     }
