@@ -64,14 +64,8 @@ impl<F: Elementwise> Layer for Activation<F> {
     }
 
     /// x: any shape → y: same shape, `y = f(x)`
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        let function = &self.function;
-        let y = x.map(|v| function.f(v));
-        keep(
-            &mut self.kept,
-            if F::KEEPS == Keeps::Input { x } else { &y },
-        );
-        Ok(y)
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_owned(x.clone(), mode)
     }
 
     /// dy: any shape → dx: same shape, `dx = dy · f'(x)`
@@ -79,14 +73,18 @@ impl<F: Elementwise> Layer for Activation<F> {
         self.backward_owned(dy.clone())
     }
 
-    /// `y = f(x)` in x's memory when nothing else holds it and `F` keeps the output.
-    fn forward_owned(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
-        if F::KEEPS == Keeps::Input {
-            return self.forward(&x, mode);
-        }
+    /// `y = f(x)`, in x's memory when nothing else holds it and `F` keeps the output.
+    fn forward_owned(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let function = &self.function;
-        let y = x.into_map(|v| function.f(v));
-        keep(&mut self.kept, &y);
+        let f = |v| function.f(v);
+        let (y, kept) = match F::KEEPS {
+            Keeps::Input => (x.map(f), x),
+            Keeps::Output => {
+                let y = x.into_map(f);
+                (y.clone(), y)
+            }
+        };
+        self.kept = Some(kept);
         Ok(y)
     }
 
