@@ -167,29 +167,43 @@ impl Tensor {
         out
     }
 
+    /// `Ok(self)` when no other handle shares its values, so that writing through
+    /// [`Tensor::data_mut`] copies nothing; `Err(self)` otherwise. For passes that can
+    /// write their output over their input (see [`Tensor::into_map`]).
+    pub fn into_unshared(mut self) -> std::result::Result<Tensor, Tensor> {
+        if Arc::get_mut(&mut self.data).is_some() {
+            Ok(self)
+        } else {
+            Err(self)
+        }
+    }
+
     /// [`Tensor::map`] that writes into `self`'s own memory when no other handle shares
     /// it (an intermediate a network hands on): the output then costs no new buffer, and
     /// the processor no reads of memory it is about to overwrite.
-    pub fn into_map(mut self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
-        let Some(values) = Arc::get_mut(&mut self.data) else {
-            return self.map(f);
+    pub fn into_map(self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+        let mut out = match self.into_unshared() {
+            Ok(out) => out,
+            Err(shared) => return shared.map(f),
         };
-        values.par_chunks_mut(PARALLEL_PIECE).for_each(|piece| {
-            for v in piece {
-                *v = f(*v);
-            }
-        });
-        self
+        out.data_mut()
+            .par_chunks_mut(PARALLEL_PIECE)
+            .for_each(|piece| {
+                for v in piece {
+                    *v = f(*v);
+                }
+            });
+        out
     }
 
     /// [`Tensor::zip_map`] that writes into `self`'s own memory when no other handle
     /// shares it, as [`Tensor::into_map`].
-    pub fn into_zip_map(mut self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
-        if self.shape != other.shape || Arc::get_mut(&mut self.data).is_none() {
-            return self.zip_map(other, f);
-        }
-        let values = Arc::get_mut(&mut self.data).expect("checked just above");
-        values
+    pub fn into_zip_map(self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
+        let mut out = match self.into_unshared() {
+            Ok(out) if out.shape == other.shape => out,
+            Ok(out) | Err(out) => return out.zip_map(other, f),
+        };
+        out.data_mut()
             .par_chunks_mut(PARALLEL_PIECE)
             .zip(other.data().par_chunks(PARALLEL_PIECE))
             .for_each(|(a, b)| {
@@ -197,7 +211,7 @@ impl Tensor {
                     *u = f(*u, v);
                 }
             });
-        self
+        out
     }
 
     /// A tensor over `data`; fails if the length does not match the shape.

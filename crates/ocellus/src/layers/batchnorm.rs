@@ -277,8 +277,8 @@ impl<L: Layout> Layer for BatchNorm<L> {
         self.backward_owned(dy.clone())
     }
 
-    /// [`Layer::backward`], writing dx over dy's values (in dy's memory when nothing else
-    /// holds it): each value of dx needs only the value of dy at the same place, once the
+    /// [`Layer::backward`], writing dx over dy in dy's memory when nothing else holds it:
+    /// each value of dx needs only the value of dy at the same place, once the
     /// per-channel sums are known.
     fn backward_owned(&mut self, dy: Tensor) -> Result<Tensor> {
         let x = kept(&self.input, L::KIND)?;
@@ -309,28 +309,56 @@ impl<L: Layout> Layer for BatchNorm<L> {
 
         let gamma = self.weight.value.data();
         let train = self.last_mode == Mode::Train;
-        let mut dx = dy;
-        dx.data_mut()
-            .par_chunks_mut(s.max(1))
-            .zip(x.data().par_chunks(s.max(1)))
-            .enumerate()
-            .for_each(|(plane, (d, x))| {
-                let ch = plane % c;
-                let scale = gamma[ch] * inv_std[ch];
+        // dx of one value from its dy and x, for the channel `ch` (constants read once
+        // per plane).
+        let input_grad = |ch: usize| {
+            let scale = gamma[ch] * inv_std[ch];
+            let (mean_dy, mean_dy_xhat) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
+            let (mean, inv_std) = (mean[ch], inv_std[ch]);
+            move |dy: f32, x: f32| {
                 if train {
-                    let (sum_dy, sum_dy_xhat) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
-                    let (mean, inv_std) = (mean[ch], inv_std[ch]);
-                    for (d, &x) in d.iter_mut().zip(x) {
-                        let x_hat = (x - mean) * inv_std;
-                        *d = scale * (*d - sum_dy - x_hat * sum_dy_xhat);
-                    }
+                    let x_hat = (x - mean) * inv_std;
+                    scale * (dy - mean_dy - x_hat * mean_dy_xhat)
                 } else {
-                    for d in d.iter_mut() {
-                        *d *= scale;
-                    }
+                    scale * dy
                 }
-            });
-        Ok(dx)
+            }
+        };
+        let plane_len = s.max(1);
+        match dy.into_unshared() {
+            // dx written over dy.
+            Ok(mut dx) => {
+                dx.data_mut()
+                    .par_chunks_mut(plane_len)
+                    .zip(x.data().par_chunks(plane_len))
+                    .enumerate()
+                    .for_each(|(plane, (d, x))| {
+                        let grad = input_grad(plane % c);
+                        for (d, &x) in d.iter_mut().zip(x) {
+                            *d = grad(*d, x);
+                        }
+                    });
+                Ok(dx)
+            }
+            Err(dy) => {
+                let mut dx = Tensor::for_overwrite(dy.shape());
+                dx.data_mut()
+                    .par_chunks_mut(plane_len)
+                    .zip(
+                        dy.data()
+                            .par_chunks(plane_len)
+                            .zip(x.data().par_chunks(plane_len)),
+                    )
+                    .enumerate()
+                    .for_each(|(plane, (d, (dy, x)))| {
+                        let grad = input_grad(plane % c);
+                        for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
+                            *d = grad(dy, x);
+                        }
+                    });
+                Ok(dx)
+            }
+        }
     }
 
     fn params(&self) -> Vec<(String, &Param)> {
