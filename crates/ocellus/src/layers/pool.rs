@@ -186,6 +186,12 @@ impl PoolGeometry {
     fn planes_per_job(&self) -> usize {
         ((1 << 14) / (self.h * self.w).max(1)).max(1)
     }
+
+    /// The ubiquitous 2×2 windows, stride 2, no padding: they tile the plane, which
+    /// [`max_2x2_plane`] and [`route_2x2_plane`] make use of.
+    fn is_2x2_tiling(&self) -> bool {
+        self.padding == (0, 0) && self.kernel == (2, 2) && self.stride == (2, 2)
+    }
 }
 
 /// The input positions `[o·s − pad, o·s − pad + k)` that lie inside `0..len`. Computed in
@@ -299,7 +305,7 @@ impl Layer for MaxPool2d {
                 for (p, (y, taps)) in planes.enumerate() {
                     let x = &x.data()[(j * planes_per_job + p) * in_plane..][..in_plane];
                     match (g.padding, g.kernel, g.stride) {
-                        ((0, 0), (2, 2), (2, 2)) => max_2x2_plane(&g, x, y, taps),
+                        _ if g.is_2x2_tiling() => max_2x2_plane(&g, x, y, taps),
                         ((0, 0), _, (_, 1)) => max_unpadded_plane::<1>(&g, x, y, taps),
                         ((0, 0), _, (_, 2)) => max_unpadded_plane::<2>(&g, x, y, taps),
                         _ => {
@@ -331,8 +337,7 @@ impl Layer for MaxPool2d {
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
         let (rows, cols) = g.windows();
         let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let non_overlapping_2x2 = g.padding == (0, 0) && g.kernel == (2, 2) && g.stride == (2, 2);
-        let mut dx = if non_overlapping_2x2 {
+        let mut dx = if g.is_2x2_tiling() {
             Tensor::for_overwrite(shape)
         } else {
             Tensor::zeros(shape)
@@ -346,7 +351,7 @@ impl Layer for MaxPool2d {
             )
             .with_min_len(g.planes_per_job())
             .for_each(|(dx, (taps, dy))| {
-                if non_overlapping_2x2 {
+                if g.is_2x2_tiling() {
                     route_2x2_plane(&g, taps, dy, dx);
                 } else {
                     for ((r, c), (&tap, &d)) in every_window(&rows, &cols).zip(taps.iter().zip(dy))
