@@ -2,6 +2,7 @@
 //! convolution is, and the fast paths (im2col + GEMM) that must agree with them.
 
 pub mod conv;
+pub mod dot;
 pub mod matmul;
 pub mod reference;
 
