@@ -14,7 +14,9 @@
 //!   all their gradients) and the border is cut off again.
 //!
 //! A 1×1 convolution with stride 1 and no padding needs no unrolling: the image
-//! `(IC, H·W)` already is `cols`, and `dcols` is `dx`.
+//! `(IC, H·W)` already is `cols`, and `dcols` is `dx`. A forward pass with few input
+//! channels (a first layer) is not unrolled either: [`super::direct`] computes it from the
+//! padded image.
 //!
 //! Small images are lowered a few at a time: the `cols` of a tile of `T` images sit side
 //! by side in one `(K, T·P)` matrix, so each product has `T·P` columns instead of `P`
@@ -30,6 +32,7 @@
 //! depend on the thread count at all; `dW` and `db` depend only on it: the same thread
 //! count gives the same bits on every run.
 
+use super::direct::{self, Isa};
 use super::matmul::gemm_one_thread;
 use super::{lane_sum, ConvGeometry};
 use rayon::prelude::*;
@@ -45,6 +48,8 @@ pub struct Workspace {
     threads: Vec<Mutex<TileScratch>>,
     /// The gradient sums of each chunk of the batch.
     chunks: Vec<ChunkGrads>,
+    /// The direct path's weights, arranged by [`direct::arrange_weights`].
+    direct_weights: Vec<f32>,
 }
 
 /// The buffers one thread needs for one tile of T images.
@@ -121,6 +126,9 @@ struct Lowering {
     pointwise: bool,
     /// Images lowered together, T: enough for about [`TILE_COLUMNS`] columns.
     tile: usize,
+    /// Few input channels: the forward pass runs the [`direct`] kernel for these
+    /// instructions, image by image, without lowering.
+    direct: Option<Isa>,
 }
 
 /// Columns of a tile's products. GEMM with `P` in the hundreds measured no faster with
@@ -131,6 +139,7 @@ impl Lowering {
     fn new(g: &ConvGeometry) -> Self {
         let (pt, pb, pl, pr) = g.pad;
         let pointwise = g.kh == 1 && g.kw == 1 && g.stride == (1, 1) && g.pad == (0, 0, 0, 0);
+        let direct = direct::applies(g).then(Isa::detect);
         Lowering {
             groups: g.groups,
             ocg: g.oc_per_group(),
@@ -140,6 +149,7 @@ impl Lowering {
             pw: pl + g.w + pr,
             has_padding: g.pad != (0, 0, 0, 0),
             pointwise,
+            direct,
             tile: if pointwise {
                 1
             } else {
@@ -329,7 +339,10 @@ pub fn forward(
     let low = Lowering::new(g);
     let (x_per, y_per) = (x.len() / g.n, y.len() / g.n);
     ws.prepare_threads();
-    let threads = &ws.threads;
+    if let Some(isa) = low.direct {
+        direct::arrange_weights(g, isa, w, &mut ws.direct_weights);
+    }
+    let (threads, direct_weights) = (&ws.threads, &ws.direct_weights);
     // Images are independent: small jobs let rayon keep every thread busy even when some
     // are slowed down by other work on the machine.
     let job_len = images_per_job(g, low.tile);
@@ -341,7 +354,15 @@ pub fn forward(
             for (t, y_tile) in y_job.chunks_mut(low.tile * y_per).enumerate() {
                 let first = job * job_len + t * low.tile;
                 let x_tile = &x[first * x_per..][..y_tile.len() / y_per * x_per];
-                forward_tile(g, &low, x_tile, w, b, y_tile, s);
+                match low.direct {
+                    Some(isa) => {
+                        for (x_img, y_img) in x_tile.chunks(x_per).zip(y_tile.chunks_mut(y_per)) {
+                            let weights = direct_weights;
+                            direct::forward_image(g, isa, x_img, weights, b, y_img, &mut s.padded);
+                        }
+                    }
+                    None => forward_tile(g, &low, x_tile, w, b, y_tile, s),
+                }
             }
         });
 }
