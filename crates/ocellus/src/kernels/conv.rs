@@ -356,9 +356,10 @@ pub fn forward(
                 let x_tile = &x[first * x_per..][..y_tile.len() / y_per * x_per];
                 match low.direct {
                     Some(isa) => {
-                        for (x_img, y_img) in x_tile.chunks(x_per).zip(y_tile.chunks_mut(y_per)) {
-                            let weights = direct_weights;
-                            direct::forward_image(g, isa, x_img, weights, b, y_img, &mut s.padded);
+                        let images = x_tile.chunks(x_per).zip(y_tile.chunks_mut(y_per));
+                        for (x_img, y_img) in images {
+                            let (weights, padded) = (direct_weights, &mut s.padded);
+                            direct::forward_image(g, isa, x_img, weights, b, y_img, padded);
                         }
                     }
                     None => forward_tile(g, &low, x_tile, w, b, y_tile, s),

@@ -8,8 +8,6 @@
 //! side by side in vector registers (lanes along `k`), each reduced to one number at the
 //! end: every loaded vector serves `R` or `S` multiply-adds, and nothing is copied.
 
-use super::{multiply_add, pairwise_sum};
-
 /// `C (m×n) [+]= A (m×k) · Bᵀ` where B is stored `n×k`, all row-major and C's rows `ldc`
 /// apart: `C[i, j] [+]= Σ_p A[i, p]·B[j, p]`. With `accumulate` the products are added to
 /// C; otherwise C is overwritten. Compiled for AVX-512 or AVX2/FMA where the CPU has them.
@@ -189,6 +187,29 @@ fn block<const L: usize, const R: usize, const S: usize, const FMA: bool>(
 #[inline(always)]
 fn vectors<const L: usize>(rows: &[f32], i: usize, k: usize) -> &[[f32; L]] {
     rows[i * k..][..k].as_chunks::<L>().0
+}
+
+/// `a·b + c`, in one rounding when `FMA` (the CPU's fused instruction), else two.
+#[inline(always)]
+fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// The lanes of a register added in halves: `L/2` sums, then `L/4`, … down to one.
+#[inline(always)]
+fn pairwise_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] += lanes[l + width];
+        }
+    }
+    lanes[0]
 }
 
 #[cfg(test)]

@@ -71,29 +71,6 @@ fn lane_sum_pairs_portable(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) ->
     lanes.iter().sum::<f64>() + tail
 }
 
-/// `a·b + c`, in one rounding when `FMA` (the CPU's fused instruction), else two.
-#[inline(always)]
-pub(crate) fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-/// The lanes of a register added in halves: `L/2` sums, then `L/4`, … down to one.
-#[inline(always)]
-pub(crate) fn pairwise_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
-    let mut width = L;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            lanes[l] += lanes[l + width];
-        }
-    }
-    lanes[0]
-}
-
 /// Everything that fixes the arithmetic of one 2-D convolution over a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
