@@ -246,6 +246,10 @@ pub fn forward_image(
     y_img: &mut [f32],
     padded: &mut Vec<f32>,
 ) {
+    assert!(
+        applies(g),
+        "direct convolution: {g:?} has too many taps or too wide rows"
+    );
     let rows = PaddedRows::new(g, isa);
     let x = rows.fill(g, x_img, padded);
     let args = (g, &rows, x, weights, bias, y_img);
@@ -299,7 +303,12 @@ fn forward_rows<S: Lanes, const V: usize, const B: usize>(
     (g, rows, x, weights, bias, y): ForwardArgs,
 ) {
     let taps = g.ic * g.kh * g.kw;
-    let offsets: Vec<usize> = (0..taps).map(|t| rows.tap_offset(g, t)).collect();
+    // On the stack: no allocation per image.
+    let mut offsets = [0; MAX_TAPS];
+    for (t, offset) in offsets[..taps].iter_mut().enumerate() {
+        *offset = rows.tap_offset(g, t);
+    }
+    let offsets = &offsets[..taps];
     let row_len = V * S::L;
     for (block, w_block) in weights.chunks_exact(taps * B).enumerate() {
         let oc0 = block * B;
