@@ -20,7 +20,7 @@ For every model given (a run directory or a model.safetensors file):
    is saved with its state_dict and the metadata ocellus expects as an ocellus
    model.safetensors, and ocellus's logits for it are compared with PyTorch's.
 
-ocellus's logits come from the example program crates/ocellus/examples/logits.rs, built and
+ocellus's logits come from the example program crates/train/examples/logits.rs, built and
 run with cargo (or given with --logits-bin). The script prints the largest absolute
 difference and the largest difference relative to the largest logit, and exits with status
 1 if any exceeds the tolerance. Neither ocellus's tests nor CI need PyTorch: only this

@@ -1,5 +1,5 @@
 """Reference values for ocellus's losses, optimisers and learning-rate schedules, computed
-by PyTorch. Writes crates/ocellus/tests/reference/optim_loss.json; tests/pytorch_optim_loss.rs reads it.
+by PyTorch. Writes crates/engine/tests/reference/optim_loss.json; tests/pytorch_optim_loss.rs reads it.
 
     python3 tools/pytorch_optim_loss.py
 """
@@ -183,7 +183,7 @@ def main():
         "optimizers": optimizer_cases(),
         "schedules": schedule_cases(),
     }
-    path = Path(__file__).resolve().parent.parent / "crates/ocellus/tests/reference/optim_loss.json"
+    path = Path(__file__).resolve().parent.parent / "crates/engine/tests/reference/optim_loss.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 

@@ -2,7 +2,7 @@
 """Generates the PyTorch reference vectors that ocellus's tests compare against.
 
     pip install torch safetensors
-    python3 tools/pytorch_reference.py          # writes crates/ocellus/tests/reference/*.safetensors
+    python3 tools/pytorch_reference.py          # writes crates/engine/tests/reference/*.safetensors
 
 Each file holds several cases. Tensors are named "<case>.<tensor>" (e.g. "c3.dweight"); the
 file's metadata maps each case name to a JSON object with its settings. Every layer case stores
@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/ocellus/tests/reference"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/engine/tests/reference"
 torch.manual_seed(0)
 torch.set_default_dtype(torch.float32)
 

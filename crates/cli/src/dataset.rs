@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use ocellus::data::{cifar, folder, idx, patterns, Dataset, Splits};
-use ocellus::run::{ModelInfo, RunConfig};
 use ocellus::{Error, Result};
+use ocellus_data::{cifar, folder, idx, patterns, Dataset, Splits};
+use ocellus_train::run::{ModelInfo, RunConfig};
 
 /// Where Debian's `dataset-fashion-mnist` package puts the files.
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";

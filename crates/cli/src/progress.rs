@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use ocellus::run::EpochRecord;
-use ocellus::train::BatchProgress;
+use ocellus_train::run::EpochRecord;
+use ocellus_train::trainer::BatchProgress;
 
 /// Draws the progress of one run.
 pub struct Progress {

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ocellus::run::{save_model, ModelInfo};
-use ocellus::{checkpoint, data::Normalization, zoo, Rng, Tensor};
+use ocellus::{checkpoint, zoo, Rng, Tensor};
+use ocellus_data::Normalization;
+use ocellus_train::run::{save_model, ModelInfo};
 
 /// A fresh directory under the system's temporary directory, removed when dropped.
 struct TempDir(PathBuf);
@@ -406,7 +407,7 @@ fn predict_on_an_unreadable_image() {
     let broken_png = tmp.join("broken.png");
     std::fs::write(&broken_png, b"\x89PNG\r\n\x1a\n not really").unwrap();
     let cut_jpeg = tmp.join("cut.jpg");
-    let jpeg = include_bytes!("../../ocellus/testdata/two_blocks.jpg");
+    let jpeg = include_bytes!("../../data/testdata/two_blocks.jpg");
     std::fs::write(&cut_jpeg, &jpeg[..100]).unwrap();
     let missing = tmp.join("missing.png");
     for (image, problem) in [

@@ -7,9 +7,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use ocellus::arch::Architecture;
-use ocellus::data::folder::save_png_rgb;
-use ocellus::run::{load_model, save_model};
 use ocellus::zoo;
+use ocellus_data::folder::save_png_rgb;
+use ocellus_train::run::{load_model, save_model};
 
 fn ocellus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ocellus"))

@@ -1,10 +1,10 @@
 //! `ocellus bench`: training and inference throughput of zoo models (or of one convolution)
 //! on random data, with an optional per-layer profile.
 
-use ocellus::bench::{self, LayerTiming, Stats};
 use ocellus::layers::{Conv2d, Conv2dConfig};
 use ocellus::optim::{Adam, AdamConfig};
 use ocellus::{zoo, Error, Layer, Mode, Result, Rng, Sequential, Tensor};
+use ocellus_train::bench::{self, LayerTiming, Stats};
 use serde_json::{json, Value};
 
 #[derive(clap::Args)]

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use ocellus::arch::Architecture;
 use ocellus::checkpoint::write_atomically;
-use ocellus::compare::{self, Comparison, ModelResult};
-use ocellus::run::Run;
 use ocellus::{Error, Result};
+use ocellus_train::compare::{self, Comparison, ModelResult};
+use ocellus_train::run::Run;
 
 use crate::commands::train::{architecture, describe, free_run_dir, TrainingArgs};
 use crate::dataset::{short_name, DataArgs};

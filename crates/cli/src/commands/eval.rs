@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use ocellus::run::{load_model, read_config};
-use ocellus::{train, Error, Result};
+use ocellus::{Error, Result};
+use ocellus_train::run::{load_model, read_config};
+use ocellus_train::trainer;
 
 use crate::dataset::DataArgs;
 use crate::progress::thousands;
@@ -74,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     info.normalization.apply(&mut set)?;
-    let result = train::evaluate(&mut model, &set, args.batch_size)?;
+    let result = trainer::evaluate(&mut model, &set, args.batch_size)?;
     let correct: usize = (0..result.confusion.len())
         .map(|i| result.confusion[i][i])
         .sum();

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use ocellus::data::folder::save_png_gray;
-use ocellus::data::patterns;
 use ocellus::{Error, Result};
+use ocellus_data::folder::save_png_gray;
+use ocellus_data::patterns;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:

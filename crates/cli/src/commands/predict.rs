@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use ocellus::data::folder::load_image;
-use ocellus::run::load_model;
 use ocellus::{loss, Layer, Mode, Result};
+use ocellus_data::folder::load_image;
+use ocellus_train::run::load_model;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use ocellus::checkpoint::write_atomically;
-use ocellus::report::{self, RunReport};
-use ocellus::run::{load_model, read_config, read_metrics};
 use ocellus::text::bytes_str;
 use ocellus::{Error, Result};
+use ocellus_report::{self as report, RunReport};
+use ocellus_train::run::{load_model, read_config, read_metrics};
 
 use crate::dataset::run_test_set;
 

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use ocellus::arch::Architecture;
 use ocellus::layers::param_count;
-use ocellus::run::{Run, RunConfig};
 use ocellus::{zoo, Error, Result};
+use ocellus_train::run::{Run, RunConfig};
 
 use crate::dataset::{short_name, DataArgs};
 use crate::progress::{thousands, Progress};
@@ -166,7 +166,7 @@ fn start(args: &Args) -> Result<Run> {
 }
 
 fn resume(dir: &Path, epochs: usize) -> Result<Run> {
-    let config = ocellus::run::read_config(dir)?;
+    let config = ocellus_train::run::read_config(dir)?;
     let data = DataArgs {
         data: config.data.clone(),
         data_dir: config.data_dir.as_ref().map(PathBuf::from),

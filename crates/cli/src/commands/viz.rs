@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use ocellus::data::folder::load_image;
-use ocellus::inspect::{self, FilterLimits};
-use ocellus::run::{load_model, read_config, ModelInfo};
-use ocellus::viz::{Canvas, Tile};
 use ocellus::{Error, Result, Tensor};
+use ocellus_data::folder::load_image;
+use ocellus_train::run::{load_model, read_config, ModelInfo};
+use ocellus_viz::inspect::{self, FilterLimits};
+use ocellus_viz::{Canvas, Tile};
 
 use crate::dataset::run_test_set;
 use crate::progress::thousands;

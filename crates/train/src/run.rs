@@ -1,0 +1,590 @@
+//! A training run and the directory it lives in:
+//!
+//! | file | contents |
+//! |---|---|
+//! | `config.json` | the run's settings, written when it starts |
+//! | `model.safetensors` | weights and buffers under PyTorch's `state_dict` names; metadata: architecture, normalisation, class names, epoch |
+//! | `training.safetensors` | the optimiser's state; metadata: epoch |
+//! | `metrics.jsonl` | one JSON line per finished epoch |
+//! | `curves.png` | loss and accuracy per epoch, training vs evaluation set |
+//! | `confusion.png` | the test set's confusion matrix, written by [`Run::finish`] |
+//!
+//! A checkpoint is written at the end of every epoch: the training state first, then the
+//! model, each atomically, both stamped with the epoch. A run interrupted at any moment
+//! keeps its last complete checkpoint, and [`Run::resume`] refuses a pair whose epochs
+//! differ instead of mixing them.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::trainer::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
+use ocellus::arch::Architecture;
+use ocellus::checkpoint::{self, write_atomically};
+use ocellus::error::{Error, Result};
+use ocellus::layers::Layer;
+use ocellus::network::Sequential;
+use ocellus::optim::{
+    Adam, AdamConfig, LrSchedule, OneCycle, Optimizer, OptimizerState, Sgd, SgdConfig,
+};
+use ocellus::rng::Rng;
+use ocellus_data::augment::Augmentation;
+use ocellus_data::{Dataset, Normalization, Splits};
+use ocellus_viz::{heatmap_matrix, hstack, line_chart, Canvas, Series};
+
+/// Everything that defines a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Zoo model name or architecture file, as given.
+    pub model: String,
+    /// Dataset name (`patterns`, `fashion-mnist`, `mnist`, `cifar10`, `folder`).
+    pub data: String,
+    pub data_dir: Option<String>,
+    /// C, H, W that images of a folder dataset are converted and resized to.
+    pub image_size: [usize; 3],
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// `sgd`, `adam` or `adamw`.
+    pub optimizer: String,
+    pub lr: f32,
+    /// `None`: the optimiser's default (0.01 for AdamW, 0 otherwise).
+    pub weight_decay: Option<f32>,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// `constant`, `step`, `cosine` or `onecycle`.
+    pub schedule: String,
+    pub seed: u64,
+    /// Fraction of the training set held out for validation.
+    pub val_fraction: f32,
+    /// Random-crop padding (0 = no crop) and horizontal flips.
+    pub augment_pad: usize,
+    pub augment_flip: bool,
+    pub label_smoothing: f32,
+    /// Train on the first N training images only (quick experiments).
+    pub limit_train: Option<usize>,
+}
+
+impl RunConfig {
+    /// Checks every setting, naming the command-line flag that sets it.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |flag: &str, message: String| Err(Error::config(flag, message));
+        if self.epochs == 0 {
+            return bad("--epochs", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("--batch-size", "must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "--lr",
+                format!("{} is not a positive learning rate", self.lr),
+            );
+        }
+        if let Some(wd) = self.weight_decay {
+            if !(wd.is_finite() && wd >= 0.0) {
+                return bad("--weight-decay", format!("{wd} must be 0 or more"));
+            }
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad("--momentum", format!("{} must be in [0, 1)", self.momentum));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad(
+                "--val-fraction",
+                format!("{} must be in [0, 1)", self.val_fraction),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return bad(
+                "--label-smoothing",
+                format!("{} must be in [0, 1]", self.label_smoothing),
+            );
+        }
+        if self.limit_train == Some(0) {
+            return bad("--limit-train", "must be at least 1".into());
+        }
+        self.build_optimizer()?;
+        self.build_schedule(1)?;
+        Ok(())
+    }
+
+    /// The set evaluated after every epoch: `"val"` when a validation split is held out,
+    /// `"test"` when the test set stands in.
+    pub fn eval_name(&self) -> &'static str {
+        if self.val_fraction > 0.0 {
+            "val"
+        } else {
+            "test"
+        }
+    }
+
+    /// The optimiser these settings describe.
+    pub fn build_optimizer(&self) -> Result<Box<dyn Optimizer>> {
+        Ok(match self.optimizer.as_str() {
+            "sgd" => {
+                let mut config = SgdConfig::new(self.lr);
+                config.momentum = self.momentum;
+                config.weight_decay = self.weight_decay.unwrap_or(0.0);
+                Box::new(Sgd::new(config)?)
+            }
+            "adam" | "adamw" => {
+                let mut config = if self.optimizer == "adam" {
+                    AdamConfig::adam(self.lr)
+                } else {
+                    AdamConfig::adamw(self.lr)
+                };
+                if let Some(wd) = self.weight_decay {
+                    config.weight_decay = wd;
+                }
+                Box::new(Adam::new(config)?)
+            }
+            other => {
+                return Err(Error::config(
+                    "--optimizer",
+                    format!("unknown optimiser '{other}'; choose sgd, adam or adamw"),
+                ))
+            }
+        })
+    }
+
+    /// The learning-rate schedule over the whole run.
+    pub fn build_schedule(&self, batches_per_epoch: usize) -> Result<LrSchedule> {
+        match self.schedule.as_str() {
+            "constant" => LrSchedule::constant(self.lr),
+            // A tenth of the rate every third of the run.
+            "step" => LrSchedule::step_lr(self.lr, (self.epochs / 3).max(1), 0.1),
+            "cosine" => LrSchedule::cosine(self.lr, self.epochs, 0.0),
+            "onecycle" => LrSchedule::one_cycle(OneCycle::new(
+                self.lr,
+                (self.epochs * batches_per_epoch).max(1),
+            )),
+            other => Err(Error::config(
+                "--schedule",
+                format!("unknown schedule '{other}'; choose constant, step, cosine or onecycle"),
+            )),
+        }
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub train_accuracy: f32,
+    pub val_loss: f32,
+    pub val_accuracy: f32,
+    pub lr: f32,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// What a model file says about the model besides its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub architecture: Architecture,
+    pub normalization: Normalization,
+    pub classes: Vec<String>,
+    /// Epochs trained.
+    pub epoch: usize,
+}
+
+const MODEL_FILE: &str = "model.safetensors";
+const TRAINING_FILE: &str = "training.safetensors";
+const CONFIG_FILE: &str = "config.json";
+const METRICS_FILE: &str = "metrics.jsonl";
+const CURVES_FILE: &str = "curves.png";
+const CONFUSION_FILE: &str = "confusion.png";
+
+fn format_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Format {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Saves the model (state_dict and metadata) to `path`, atomically.
+pub fn save_model(path: &Path, model: &dyn Layer, info: &ModelInfo) -> Result<()> {
+    let mut metadata = HashMap::new();
+    metadata.insert("architecture".into(), info.architecture.to_json());
+    metadata.insert(
+        "normalization".into(),
+        serde_json::to_string(&info.normalization).expect("serialisable"),
+    );
+    metadata.insert(
+        "classes".into(),
+        serde_json::to_string(&info.classes).expect("serialisable"),
+    );
+    metadata.insert("epoch".into(), info.epoch.to_string());
+    metadata.insert("format".into(), "ocellus-model-1".into());
+    checkpoint::save(path, &checkpoint::state_dict(model), metadata)
+}
+
+fn metadata_field<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    metadata: &HashMap<String, String>,
+    key: &str,
+) -> Result<T> {
+    let text = metadata.get(key).ok_or_else(|| {
+        format_error(
+            path,
+            format!("no '{key}' in the file's metadata: not an ocellus model file"),
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| format_error(path, format!("metadata '{key}': {e}")))
+}
+
+/// Loads a model from a model file or a run directory: rebuilds the architecture stored
+/// in it and loads the weights strictly.
+pub fn load_model(path: &Path) -> Result<(Sequential, ModelInfo)> {
+    let file = if path.is_dir() {
+        path.join(MODEL_FILE)
+    } else {
+        path.to_path_buf()
+    };
+    let (tensors, metadata) = checkpoint::load(&file)?;
+    let info = ModelInfo {
+        architecture: metadata_field(&file, &metadata, "architecture")?,
+        normalization: metadata_field(&file, &metadata, "normalization")?,
+        classes: metadata_field(&file, &metadata, "classes")?,
+        epoch: metadata_field(&file, &metadata, "epoch")?,
+    };
+    let mut model = info.architecture.build(&mut Rng::new(0))?;
+    checkpoint::load_state_dict(&mut model, &tensors, &file)?;
+    Ok((model, info))
+}
+
+/// A training run: the model, its optimiser, the data split three ways, and the directory.
+pub struct Run {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    pub model: Sequential,
+    pub optimizer: Box<dyn Optimizer>,
+    pub info: ModelInfo,
+    pub train: Dataset,
+    pub val: Dataset,
+    pub test: Dataset,
+    pub schedule: LrSchedule,
+}
+
+impl Run {
+    /// Prepares a new run in `dir` (created if needed; an existing checkpoint there is an
+    /// error, so nothing is overwritten by accident).
+    pub fn start(
+        dir: &Path,
+        config: RunConfig,
+        architecture: Architecture,
+        splits: Splits,
+    ) -> Result<Run> {
+        if dir.join(MODEL_FILE).exists() {
+            return Err(format_error(
+                dir,
+                "already holds a trained model; choose another --out directory, or --resume it",
+            ));
+        }
+        // Everything that can be wrong is found before anything is written.
+        config.validate()?;
+        let model = architecture.build(&mut Rng::new(config.seed))?;
+        let run = Self::assemble(dir, config, architecture, splits, model, 0)?;
+        create_run_dir(dir)?;
+        let config_text = serde_json::to_string_pretty(&run.config).expect("serialisable");
+        write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
+        let _ = std::fs::remove_file(dir.join(METRICS_FILE));
+        Ok(run)
+    }
+
+    /// Reopens the run in `dir` at its last complete checkpoint. `splits` must be the same
+    /// data the run started with.
+    pub fn resume(dir: &Path, splits: Splits) -> Result<Run> {
+        let config = read_config(dir)?;
+        let (model, info) = load_model(dir)?;
+        let mut run = Self::assemble(
+            dir,
+            config,
+            info.architecture.clone(),
+            splits,
+            model,
+            info.epoch,
+        )?;
+        if run.info.normalization != info.normalization || run.info.classes != info.classes {
+            return Err(format_error(
+                dir,
+                "the data given differs from the data this run was trained on (its classes or pixel statistics differ)",
+            ));
+        }
+        let training_path = dir.join(TRAINING_FILE);
+        let (tensors, metadata) = checkpoint::load(&training_path)?;
+        let epoch: usize = metadata_field(&training_path, &metadata, "epoch")?;
+        if epoch != info.epoch {
+            return Err(format_error(
+                &training_path,
+                format!(
+                    "holds the optimiser of epoch {epoch} but the model is from epoch {}: the checkpoint is incomplete",
+                    info.epoch
+                ),
+            ));
+        }
+        let steps: u64 = metadata_field(&training_path, &metadata, "steps")?;
+        run.optimizer
+            .load_state(OptimizerState { steps, tensors })?;
+        // Forget epochs recorded after the checkpoint (the run stopped before saving them).
+        let kept: Vec<EpochRecord> = run
+            .metrics()?
+            .into_iter()
+            .filter(|r| r.epoch <= epoch)
+            .collect();
+        let lines: String = kept
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
+            .collect();
+        write_atomically(&dir.join(METRICS_FILE), lines.as_bytes())?;
+        Ok(run)
+    }
+
+    fn assemble(
+        dir: &Path,
+        config: RunConfig,
+        architecture: Architecture,
+        splits: Splits,
+        model: Sequential,
+        epoch: usize,
+    ) -> Result<Run> {
+        let Splits {
+            mut train,
+            mut test,
+        } = splits;
+        if let Some(limit) = config.limit_train {
+            let keep: Vec<usize> = (0..limit.min(train.len())).collect();
+            train = train.subset(&keep);
+        }
+        let mut val = if config.val_fraction > 0.0 {
+            train.split_off_validation(config.val_fraction, config.seed)?
+        } else {
+            test.clone()
+        };
+        let normalization = Normalization::fit(&train);
+        for set in [&mut train, &mut val, &mut test] {
+            normalization.apply(set)?;
+        }
+        let batches = train.len().div_ceil(config.batch_size.max(1));
+        let schedule = config.build_schedule(batches)?;
+        let optimizer = config.build_optimizer()?;
+        let info = ModelInfo {
+            architecture,
+            normalization,
+            classes: train.classes().to_vec(),
+            epoch,
+        };
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            config,
+            model,
+            optimizer,
+            info,
+            train,
+            val,
+            test,
+            schedule,
+        })
+    }
+
+    /// Raises the number of epochs to train to `epochs` (the schedule is recomputed over
+    /// the new length) and records it in `config.json`.
+    pub fn extend_to(&mut self, epochs: usize) -> Result<()> {
+        self.config.epochs = epochs;
+        let batches = self.train.len().div_ceil(self.config.batch_size.max(1));
+        self.schedule = self.config.build_schedule(batches)?;
+        let text = serde_json::to_string_pretty(&self.config).expect("serialisable");
+        write_atomically(&self.dir.join(CONFIG_FILE), text.as_bytes())
+    }
+
+    /// Epochs already trained.
+    pub fn epochs_done(&self) -> usize {
+        self.info.epoch
+    }
+
+    /// Trains one more epoch, validates, writes the checkpoint and the metrics line.
+    pub fn train_epoch(&mut self, progress: &mut dyn FnMut(&BatchProgress)) -> Result<EpochRecord> {
+        let epoch = self.info.epoch + 1;
+        let settings = EpochSettings {
+            batch_size: self.config.batch_size,
+            schedule: self.schedule,
+            augmentation: Augmentation::new(self.config.augment_pad, self.config.augment_flip),
+            label_smoothing: self.config.label_smoothing,
+            seed: self.config.seed,
+        };
+        let stats: EpochStats = trainer::train_epoch(
+            &mut self.model,
+            self.optimizer.as_mut(),
+            &self.train,
+            &settings,
+            epoch,
+            progress,
+        )?;
+        let batch_size = self.eval_batch_size();
+        let val = trainer::evaluate(&mut self.model, &self.val, batch_size)?;
+        self.info.epoch = epoch;
+        self.save_checkpoint()?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: stats.loss,
+            train_accuracy: stats.accuracy,
+            val_loss: val.loss,
+            val_accuracy: val.accuracy,
+            lr: stats.lr,
+            seconds: stats.seconds,
+            images_per_second: stats.images as f64 / stats.seconds.max(1e-9),
+        };
+        let path = self.dir.join(METRICS_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        writeln!(
+            file,
+            "{}",
+            serde_json::to_string(&record).expect("serialisable")
+        )
+        .map_err(|e| io_error(&path, e))?;
+        curves_picture(&self.metrics()?, self.eval_name()).save_png(self.dir.join(CURVES_FILE))?;
+        Ok(record)
+    }
+
+    /// `"val"` when a validation split is held out, `"test"` when the test set stands in.
+    pub fn eval_name(&self) -> &'static str {
+        self.config.eval_name()
+    }
+
+    /// Evaluates the trained model on the test set and draws its confusion matrix.
+    pub fn finish(&mut self) -> Result<Evaluation> {
+        let result = self.evaluate_test()?;
+        confusion_picture(&result, &self.info.classes).save_png(self.dir.join(CONFUSION_FILE))?;
+        Ok(result)
+    }
+
+    /// Evaluates the model on the test set.
+    pub fn evaluate_test(&mut self) -> Result<Evaluation> {
+        let batch_size = self.eval_batch_size();
+        trainer::evaluate(&mut self.model, &self.test, batch_size)
+    }
+
+    /// Evaluation needs no gradients, so it takes batches of at least 256.
+    pub fn eval_batch_size(&self) -> usize {
+        self.config.batch_size.max(256)
+    }
+
+    /// Writes the training state, then the model, each atomically.
+    fn save_checkpoint(&self) -> Result<()> {
+        let state = self.optimizer.state();
+        let mut metadata = HashMap::new();
+        metadata.insert("epoch".into(), self.info.epoch.to_string());
+        metadata.insert("steps".into(), state.steps.to_string());
+        metadata.insert("optimizer".into(), format!("\"{}\"", self.optimizer.kind()));
+        checkpoint::save(&self.dir.join(TRAINING_FILE), &state.tensors, metadata)?;
+        save_model(&self.dir.join(MODEL_FILE), &self.model, &self.info)
+    }
+
+    /// The metrics recorded so far.
+    pub fn metrics(&self) -> Result<Vec<EpochRecord>> {
+        read_metrics(&self.dir)
+    }
+}
+
+/// Loss and accuracy per epoch, training against the evaluation set, side by side.
+pub fn curves_picture(records: &[EpochRecord], eval_name: &str) -> Canvas {
+    let series = |name: &str, value: fn(&EpochRecord) -> f32| {
+        Series::new(
+            name,
+            records
+                .iter()
+                .map(|r| (r.epoch as f64, value(r) as f64))
+                .collect(),
+        )
+    };
+    let loss = line_chart(
+        "Loss",
+        "epoch",
+        "cross-entropy",
+        &[
+            series("train", |r| r.train_loss),
+            series(eval_name, |r| r.val_loss),
+        ],
+        480,
+        320,
+    );
+    let accuracy = line_chart(
+        "Accuracy",
+        "epoch",
+        "fraction correct",
+        &[
+            series("train", |r| r.train_accuracy),
+            series(eval_name, |r| r.val_accuracy),
+        ],
+        480,
+        320,
+    );
+    hstack(&[("", &loss), ("", &accuracy)])
+}
+
+/// The test set's confusion matrix: a row per true class, a column per prediction.
+pub fn confusion_picture(result: &Evaluation, classes: &[String]) -> Canvas {
+    let title = format!(
+        "Confusion matrix, test set: {:.2}% correct",
+        100.0 * result.accuracy
+    );
+    heatmap_matrix(&title, &result.confusion, classes, classes, true)
+}
+
+/// Creates the directory of a new run (and its parents), naming the usual obstacle: a
+/// file where a directory should be.
+fn create_run_dir(dir: &Path) -> Result<()> {
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(format_error(
+            dir,
+            format!(
+                "cannot create the run directory: {} is a file, not a directory; choose another --out directory",
+                file.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format_error(dir, format!("cannot create the run directory ({e})")))
+}
+
+/// Reads `config.json` of a run directory.
+pub fn read_config(dir: &Path) -> Result<RunConfig> {
+    let path = dir.join(CONFIG_FILE);
+    if !dir.is_dir() {
+        return Err(format_error(dir, "no such run directory"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| format_error(&path, e.to_string()))
+}
+
+/// Reads `metrics.jsonl` of a run directory (empty if there is none yet).
+pub fn read_metrics(dir: &Path) -> Result<Vec<EpochRecord>> {
+    let path = dir.join(METRICS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(&path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| format_error(&path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}

@@ -1,0 +1,462 @@
+//! Looking inside a network: the filters it learned, the feature maps one image produces
+//! in it, and the pixels its decision depends on (saliency) — each as data and as a
+//! picture drawn with [`crate`].
+//!
+//! Layers are named as their parameters are: a convolution whose weight is `3.weight` is
+//! layer `3`; inside a residual block, `4.main.0`.
+
+use crate::canvas::{INK, WHITE};
+use crate::font::{draw_text, text_height, text_width};
+use crate::{
+    hstack, image_grid, overlay_heat, render_tile, tile_matrix, vstack, Canvas, Colormap, Tile,
+    TileRange, TileTable,
+};
+use ocellus::error::{Error, Result};
+use ocellus::layers::{expect_nchw, Layer, Mode};
+use ocellus::loss;
+use ocellus::network::Sequential;
+use ocellus::tensor::{shape_str, Tensor};
+
+/// Tiles of a picture are drawn about this many pixels across.
+const TILE_PIXELS: usize = 56;
+/// Space around a title, as the pictures of [`crate`] leave it.
+const MARGIN: usize = 12;
+
+/// `body` under a large `title` and a line of small print (`note`, may be empty).
+fn titled(title: &str, note: &str, body: &Canvas) -> Canvas {
+    let note_h = if note.is_empty() {
+        0
+    } else {
+        text_height(1) + 10
+    };
+    let top = MARGIN + text_height(2) + 6 + note_h;
+    let width = body
+        .width
+        .max(2 * MARGIN + text_width(title, 2))
+        .max(2 * MARGIN + text_width(note, 1));
+    let mut canvas = Canvas::new(width, top + body.height, WHITE);
+    // The body's own top margin overlaps the note: draw the text over it.
+    canvas.blit(body, 0, (top - MARGIN) as i64);
+    draw_text(&mut canvas, MARGIN as i64, MARGIN as i64, title, INK, 2);
+    let note_y = MARGIN + text_height(2) + 6;
+    draw_text(&mut canvas, MARGIN as i64, note_y as i64, note, INK, 1);
+    canvas
+}
+
+/// Pixels per value that make a `size`-wide map about [`TILE_PIXELS`] wide (at least 1).
+fn scale_for(size: usize, target: usize) -> usize {
+    (target / size.max(1)).max(1)
+}
+
+/// `6×1×5×5`: a shape in words, without the brackets.
+fn dims(shape: &[usize]) -> String {
+    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    parts.join("×")
+}
+
+/// The convolutions of `model`: the name of each (the prefix of its `weight` parameter:
+/// `0`, `4.main.0`) and its weight, `(OC, IC/groups, KH, KW)`.
+pub fn conv_layers(model: &dyn Layer) -> Vec<(String, &Tensor)> {
+    model
+        .params()
+        .into_iter()
+        .filter(|(_, p)| p.value.shape().len() == 4)
+        .filter_map(|(name, p)| {
+            let prefix = match name.as_str() {
+                "weight" => "",
+                other => other.strip_suffix(".weight")?,
+            };
+            Some((prefix.to_string(), &p.value))
+        })
+        .collect()
+}
+
+/// The convolution named `name` (`3`, `4.main.0`; a trailing `.weight` is allowed), or the
+/// first one when `name` is `None`. An unknown name is an error listing the convolutions.
+pub fn find_conv<'a>(model: &'a dyn Layer, name: Option<&str>) -> Result<(String, &'a Tensor)> {
+    let convs = conv_layers(model);
+    let listing = || {
+        let names: Vec<String> = convs
+            .iter()
+            .map(|(n, w)| format!("{n} ({})", dims(w.shape())))
+            .collect();
+        if names.is_empty() {
+            "the model has no convolution".to_string()
+        } else {
+            format!("the convolutions are {}", names.join(", "))
+        }
+    };
+    let Some(name) = name else {
+        return convs
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::config("filters", listing()));
+    };
+    let wanted = name.strip_suffix(".weight").unwrap_or(name);
+    if let Some(found) = convs.iter().find(|(n, _)| n == wanted) {
+        return Ok(found.clone());
+    }
+    // A layer with a weight that is not a convolution's says what it is.
+    let other = model
+        .params()
+        .into_iter()
+        .find(|(n, _)| n.strip_suffix(".weight") == Some(wanted))
+        .map(|(_, p)| p.value.shape().to_vec());
+    let message = match other {
+        Some(shape) => format!(
+            "layer '{wanted}' has a {} weight, not a convolution's (OC, IC, KH, KW); {}",
+            shape_str(&shape),
+            listing()
+        ),
+        None => format!("no convolution named '{wanted}'; {}", listing()),
+    };
+    Err(Error::config("filters", message))
+}
+
+/// Outputs and input channels shown at most by [`filters_picture`].
+#[derive(Clone, Copy, Debug)]
+pub struct FilterLimits {
+    /// Filters (output channels) shown.
+    pub outputs: usize,
+    /// Input channels shown per filter of a deeper layer.
+    pub inputs: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits {
+            outputs: 64,
+            inputs: 16,
+        }
+    }
+}
+
+/// The filters of the convolution `name` (default: the first) as a picture.
+///
+/// A convolution over 1 or 3 channels (the first layer of an image network) shows every
+/// filter as a small picture, grey or RGB, each stretched over its own range: what the
+/// filter responds to most. A deeper convolution shows a table, one tile per (output,
+/// input channel) pair — a row per filter — in blue (negative), white (zero) and red
+/// (positive) on one scale, so that weights can be compared across the table (the 98th
+/// percentile of |w| and above at full colour).
+pub fn filters_picture(
+    model: &dyn Layer,
+    name: Option<&str>,
+    limits: FilterLimits,
+) -> Result<Canvas> {
+    let (name, weight) = find_conv(model, name)?;
+    let [oc, ic, kh, kw] = <[usize; 4]>::try_from(weight.shape()).expect("a 4-D weight");
+    let shown = oc.min(limits.outputs.max(1));
+    let per_filter = ic * kh * kw;
+    let filter = |o: usize| &weight.data()[o * per_filter..(o + 1) * per_filter];
+    let of_total = |shown: usize, total: usize| {
+        if shown < total {
+            format!(" (first {shown} of {total})")
+        } else {
+            String::new()
+        }
+    };
+    let scale = scale_for(kh.max(kw), TILE_PIXELS);
+    let max_abs = weight.max_abs();
+    if ic == 1 || ic == 3 {
+        let tiles: Vec<Tile> = (0..shown)
+            .map(|o| Tile::new(ic, kh, kw, filter(o).to_vec()).with_caption(o.to_string()))
+            .collect();
+        let colors = if ic == 3 { "RGB" } else { "grey" };
+        let note = format!(
+            "{oc} filters of {}{}, {colors}, each stretched over its own range (largest |w| {max_abs:.3})",
+            dims(&[ic, kh, kw]),
+            of_total(shown, oc)
+        );
+        let columns = if shown <= 8 { shown } else { 8 };
+        let grid = image_grid(
+            "",
+            &tiles,
+            columns,
+            scale,
+            TileRange::PerTile,
+            Colormap::Gray,
+        );
+        return Ok(titled(&format!("filters of layer {name}"), &note, &grid));
+    }
+    let inputs = ic.min(limits.inputs.max(1));
+    let plane = kh * kw;
+    let table = TileTable {
+        title: String::new(),
+        corner: "out\\in".into(),
+        row_labels: (0..shown).map(|o| o.to_string()).collect(),
+        column_labels: (0..inputs).map(|i| i.to_string()).collect(),
+        tiles: (0..shown)
+            .map(|o| {
+                (0..inputs)
+                    .map(|i| Tile::gray(kh, kw, filter(o)[i * plane..(i + 1) * plane].to_vec()))
+                    .collect()
+            })
+            .collect(),
+    };
+    let scale = scale_for(kh.max(kw), 30);
+    // One scale for the whole table, set by the 98th percentile of |w| so that a few large
+    // weights do not wash out the rest; larger ones show at full colour.
+    let mut magnitudes: Vec<f32> = weight.data().iter().map(|v| v.abs()).collect();
+    magnitudes.sort_by(f32::total_cmp);
+    let full = magnitudes[(magnitudes.len() - 1) * 98 / 100].max(f32::MIN_POSITIVE);
+    let range = TileRange::Fixed(-full, full);
+    let grid = tile_matrix(&table, scale, range, Colormap::Diverging);
+    let note = format!(
+        "{oc} filters of {}: a row per filter{}, a column per input channel{}; blue < 0 < red, full colour from |w| = {full:.3} (largest {max_abs:.3})",
+        dims(&[ic, kh, kw]),
+        of_total(shown, oc),
+        of_total(inputs, ic)
+    );
+    Ok(titled(&format!("filters of layer {name}"), &note, &grid))
+}
+
+/// What one layer made of the input: its output for the one image.
+#[derive(Clone, Debug)]
+pub struct FeatureMaps {
+    /// Position of the layer in the network.
+    pub index: usize,
+    /// The layer's [`Layer::describe`].
+    pub description: String,
+    /// The layer's kind (`"conv2d"`, `"maxpool2d"`, `"relu"`, `"residual"`…).
+    pub kind: &'static str,
+    /// The output for the image, (C, H, W).
+    pub maps: Tensor,
+}
+
+/// Layers whose output is worth a picture: convolutions, pooling and residual blocks, and
+/// with `activations`, the element-wise layers after them.
+fn shows_maps(kind: &str, activations: bool) -> bool {
+    match kind {
+        "conv2d" | "maxpool2d" | "avgpool2d" | "residual" => true,
+        "relu" | "leakyrelu" | "sigmoid" | "tanh" | "batchnorm2d" => activations,
+        _ => false,
+    }
+}
+
+/// Runs one image `x` (1, C, H, W), already normalised, through `model` in
+/// [`Mode::Eval`] and keeps the output of every convolution, pooling layer and residual
+/// block (and, with `activations`, every activation and BatchNorm after them) that is
+/// still an image larger than 1×1.
+pub fn feature_maps(
+    model: &mut Sequential,
+    x: &Tensor,
+    activations: bool,
+) -> Result<Vec<FeatureMaps>> {
+    expect_nchw("feature maps", x.shape(), None)?;
+    if x.shape()[0] != 1 {
+        return Err(Error::shape(
+            "feature maps",
+            "one image (1, C, H, W)",
+            x.shape(),
+        ));
+    }
+    model.shapes(x.shape())?;
+    let mut y = x.clone();
+    let mut out = Vec::new();
+    for (index, layer) in model.layers_mut().iter_mut().enumerate() {
+        y = layer
+            .forward(&y, Mode::Eval)
+            .map_err(|e| e.in_layer(&format!("layer {index}")))?;
+        let shape = y.shape();
+        let is_map = shape.len() == 4 && shape[2] * shape[3] > 1;
+        if is_map && shows_maps(layer.kind(), activations) {
+            out.push(FeatureMaps {
+                index,
+                description: layer.describe(),
+                kind: layer.kind(),
+                maps: y.clone().reshape(&shape[1..])?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The input and the feature maps as one picture under `title`: a labelled grid per
+/// layer, stacked downwards, at most `max_channels` maps per layer. Every map is
+/// stretched over its own range (viridis: dark is low, yellow is high), so each shows its
+/// pattern; the label gives the layer's range of values.
+pub fn feature_maps_picture(
+    title: &str,
+    input: &Tile,
+    layers: &[FeatureMaps],
+    max_channels: usize,
+) -> Canvas {
+    let input_scale = scale_for(input.height.max(input.width), 2 * TILE_PIXELS);
+    let input_panel = render_tile(input, Colormap::Gray, input_scale);
+    let input_label = format!(
+        "input {}",
+        dims(&[input.channels, input.height, input.width])
+    );
+    let mut labels = vec![input_label];
+    let mut grids = vec![input_panel];
+    for layer in layers {
+        let [c, h, w] = <[usize; 3]>::try_from(layer.maps.shape()).expect("(C, H, W) maps");
+        let shown = c.min(max_channels.max(1));
+        let tiles: Vec<Tile> = (0..shown)
+            .map(|k| {
+                let plane = &layer.maps.data()[k * h * w..(k + 1) * h * w];
+                Tile::gray(h, w, plane.to_vec()).with_caption(k.to_string())
+            })
+            .collect();
+        let scale = scale_for(h.max(w), TILE_PIXELS);
+        let columns = if shown <= 8 { shown } else { 16.min(shown) };
+        grids.push(image_grid(
+            "",
+            &tiles,
+            columns,
+            scale,
+            TileRange::PerTile,
+            Colormap::Viridis,
+        ));
+        let (lo, hi) = layer
+            .maps
+            .data()
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let subset = if shown < c {
+            format!(", the first {shown} of {c} maps")
+        } else {
+            String::new()
+        };
+        labels.push(format!(
+            "layer {}: {} → {}{subset}, values {lo:.2} … {hi:.2}",
+            layer.index,
+            layer.description,
+            dims(&[c, h, w])
+        ));
+    }
+    let panels: Vec<(&str, &Canvas)> = labels
+        .iter()
+        .map(String::as_str)
+        .zip(grids.iter())
+        .collect();
+    let note = "each map stretched over its own range: dark purple is its lowest value, yellow its highest";
+    titled(title, note, &vstack(&panels))
+}
+
+/// The gradient of one class score with respect to the input image (Simonyan et al. 2014).
+#[derive(Clone, Debug)]
+pub struct Saliency {
+    /// The class whose score was differentiated.
+    pub class: usize,
+    /// Softmax of the logits: the model's probability for every class.
+    pub probabilities: Vec<f32>,
+    /// `∂ score_class / ∂x`, (1, C, H, W), in normalised input units.
+    pub gradient: Tensor,
+    /// `max_c |∂ score_class / ∂x[c, h, w]|`, (H, W): how much each pixel can move the score.
+    pub map: Tensor,
+}
+
+impl Saliency {
+    /// The predicted class: the one with the highest probability.
+    pub fn predicted(&self) -> usize {
+        most_probable(&self.probabilities)
+    }
+}
+
+/// The index of the largest probability (the first one on a tie).
+fn most_probable(probabilities: &[f32]) -> usize {
+    let mut best = 0;
+    for (k, p) in probabilities.iter().enumerate() {
+        if *p > probabilities[best] {
+            best = k;
+        }
+    }
+    best
+}
+
+/// Saliency of one normalised image `x` (1, C, H, W) for `class` (default: the predicted
+/// one). The forward pass runs in [`Mode::Eval`]; backward starts from a one-hot `dy` on
+/// the class's logit, so the gradient is that of the raw score, not of the probability.
+/// The parameter gradients the backward pass adds are cleared again.
+pub fn saliency(model: &mut Sequential, x: &Tensor, class: Option<usize>) -> Result<Saliency> {
+    expect_nchw("saliency", x.shape(), None)?;
+    if x.shape()[0] != 1 {
+        return Err(Error::shape(
+            "saliency",
+            "one image (1, C, H, W)",
+            x.shape(),
+        ));
+    }
+    let logits = model.forward(x, Mode::Eval)?;
+    let probabilities = loss::softmax(&logits)?.into_vec();
+    let classes = probabilities.len();
+    let class = match class {
+        Some(k) if k < classes => k,
+        Some(k) => {
+            return Err(Error::config(
+                "saliency",
+                format!(
+                    "class {k} does not exist: the model has {classes} classes, 0 to {}",
+                    classes - 1
+                ),
+            ))
+        }
+        None => most_probable(&probabilities),
+    };
+    // L = logits[class], so ∂L/∂logits is one-hot.
+    let mut dy = Tensor::zeros(logits.shape());
+    dy.data_mut()[class] = 1.0;
+    let gradient = model.backward(&dy)?;
+    model.zero_grad();
+    let (_, c, h, w) = gradient.dims4();
+    let plane = h * w;
+    let map: Vec<f32> = (0..plane)
+        .map(|i| {
+            (0..c)
+                .map(|k| gradient.data()[k * plane + i].abs())
+                .fold(0.0, f32::max)
+        })
+        .collect();
+    Ok(Saliency {
+        class,
+        probabilities,
+        map: Tensor::from_vec(&[h, w], map)?,
+        gradient,
+    })
+}
+
+/// The image, its saliency map and the map over the image, side by side, under a caption
+/// naming the predicted class and its probability (and the true class, when known).
+/// `image` is the picture as seen (before normalisation).
+pub fn saliency_picture(
+    image: &Tile,
+    saliency: &Saliency,
+    classes: &[String],
+    truth: Option<usize>,
+) -> Canvas {
+    let name = |k: usize| classes.get(k).cloned().unwrap_or_else(|| k.to_string());
+    let predicted = saliency.predicted();
+    let mut caption = format!(
+        "predicted: {} ({:.1}%)",
+        name(predicted),
+        100.0 * saliency.probabilities[predicted]
+    );
+    if let Some(t) = truth {
+        caption += &format!(", true: {}", name(t));
+    }
+    if saliency.class != predicted {
+        caption += &format!(
+            "; saliency of '{}' ({:.1}%)",
+            name(saliency.class),
+            100.0 * saliency.probabilities[saliency.class]
+        );
+    }
+    let scale = scale_for(image.height.max(image.width), 3 * TILE_PIXELS);
+    let (h, w) = (image.height, image.width);
+    let map = Tile::gray(h, w, saliency.map.data().to_vec());
+    let input = render_tile(image, Colormap::Gray, scale);
+    let heat = render_tile(&map, Colormap::Viridis, scale);
+    let overlay = overlay_heat(image, saliency.map.data(), 0.5, scale);
+    let score = format!("|∂ score({}) / ∂ pixel|", name(saliency.class));
+    let row = hstack(&[
+        ("input", &input),
+        (score.as_str(), &heat),
+        ("overlay", &overlay),
+    ]);
+    let note = "gradient of the class score (the logit) in evaluation mode, largest over channels; yellow: most sensitive";
+    titled(&caption, note, &row)
+}
