@@ -43,11 +43,17 @@ fn main() {
     let forward_flops = 2.0 * conv.macs(&shape) as f64;
 
     let forward = time_runs(|| {
-        black_box(conv.forward(black_box(&x), Mode::Train).expect("forward"));
+        black_box(
+            conv.forward(black_box(x.clone()), Mode::Train)
+                .expect("forward"),
+        );
     });
     let train_step = time_runs(|| {
-        black_box(conv.forward(black_box(&x), Mode::Train).expect("forward"));
-        black_box(conv.backward(black_box(&dy)).expect("backward"));
+        black_box(
+            conv.forward(black_box(x.clone()), Mode::Train)
+                .expect("forward"),
+        );
+        black_box(conv.backward(black_box(dy.clone())).expect("backward"));
     });
 
     println!(

@@ -26,11 +26,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
-    Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Residual, Sigmoid, Softmax,
-    Tanh,
+    Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
 };
-use crate::network::Sequential;
+use crate::network::{Residual, Sequential};
 use crate::rng::Rng;
+pub use crate::spec::{LayerSpec, PadSpec, Size2};
 use crate::tensor::shape_str;
 
 /// A whole network: the shape of one input image and the layers in order.
@@ -43,153 +43,6 @@ pub struct Architecture {
     /// (C, H, W) of one input image.
     pub input: [usize; 3],
     pub layers: Vec<LayerSpec>,
-}
-
-/// One size per axis, written `3` (both axes) or `[3, 5]` (height, width).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Size2 {
-    Square(usize),
-    Rect([usize; 2]),
-}
-
-impl Size2 {
-    /// (height, width)
-    pub fn hw(self) -> (usize, usize) {
-        match self {
-            Size2::Square(s) => (s, s),
-            Size2::Rect([h, w]) => (h, w),
-        }
-    }
-}
-
-/// Zero padding, written `1` (all sides), `[ph, pw]` or `[top, bottom, left, right]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum PadSpec {
-    Uniform(usize),
-    Symmetric([usize; 2]),
-    PerSide([usize; 4]),
-}
-
-impl Default for PadSpec {
-    fn default() -> Self {
-        PadSpec::Uniform(0)
-    }
-}
-
-fn one() -> Size2 {
-    Size2::Square(1)
-}
-fn yes() -> bool {
-    true
-}
-fn half() -> f32 {
-    0.5
-}
-fn leaky_slope() -> f32 {
-    0.01
-}
-fn is_one(s: &Size2) -> bool {
-    s.hw() == (1, 1)
-}
-fn is_zero(p: &PadSpec) -> bool {
-    *p == PadSpec::Uniform(0)
-}
-fn is_true(b: &bool) -> bool {
-    *b
-}
-fn is_one_usize(g: &usize) -> bool {
-    *g == 1
-}
-
-/// One layer of an [`Architecture`], tagged by `type`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum LayerSpec {
-    Conv2d {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        in_channels: Option<usize>,
-        out_channels: usize,
-        kernel: Size2,
-        #[serde(default = "one", skip_serializing_if = "is_one")]
-        stride: Size2,
-        #[serde(default, skip_serializing_if = "is_zero")]
-        padding: PadSpec,
-        #[serde(default = "one", skip_serializing_if = "is_one")]
-        dilation: Size2,
-        #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
-        groups: usize,
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
-        bias: bool,
-    },
-    Linear {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        in_features: Option<usize>,
-        out_features: usize,
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
-        bias: bool,
-    },
-    Flatten,
-    Relu,
-    LeakyRelu {
-        #[serde(default = "leaky_slope")]
-        negative_slope: f32,
-    },
-    Sigmoid,
-    Tanh,
-    Softmax,
-    MaxPool2d {
-        kernel: Size2,
-        /// Defaults to the kernel size, as in PyTorch.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stride: Option<Size2>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        padding: Option<Size2>,
-    },
-    AvgPool2d {
-        kernel: Size2,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stride: Option<Size2>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        padding: Option<Size2>,
-    },
-    GlobalAvgPool,
-    Dropout {
-        #[serde(default = "half")]
-        p: f32,
-    },
-    BatchNorm2d {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        features: Option<usize>,
-    },
-    BatchNorm1d {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        features: Option<usize>,
-    },
-    /// `y = activation(main(x) + shortcut(x))`; no shortcut means the identity.
-    Residual {
-        main: Vec<LayerSpec>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        shortcut: Option<Vec<LayerSpec>>,
-        /// `"relu"` (the default) or `"none"`.
-        #[serde(default = "relu_name")]
-        activation: String,
-    },
-    /// The ResNet basic block: 3×3 conv (stride) – BN – ReLU – 3×3 conv – BN, plus an
-    /// identity shortcut, or a 1×1 conv (stride) – BN when the shape changes; then ReLU.
-    BasicBlock {
-        out_channels: usize,
-        #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
-        stride: usize,
-    },
-}
-
-fn default_groups() -> usize {
-    1
-}
-fn relu_name() -> String {
-    "relu".into()
 }
 
 impl Architecture {
@@ -334,28 +187,6 @@ fn check_declared(
 }
 
 impl LayerSpec {
-    /// The layer's kind, as written after `type =`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv2d { .. } => "conv2d",
-            LayerSpec::Linear { .. } => "linear",
-            LayerSpec::Flatten => "flatten",
-            LayerSpec::Relu => "relu",
-            LayerSpec::LeakyRelu { .. } => "leakyrelu",
-            LayerSpec::Sigmoid => "sigmoid",
-            LayerSpec::Tanh => "tanh",
-            LayerSpec::Softmax => "softmax",
-            LayerSpec::MaxPool2d { .. } => "maxpool2d",
-            LayerSpec::AvgPool2d { .. } => "avgpool2d",
-            LayerSpec::GlobalAvgPool => "globalavgpool",
-            LayerSpec::Dropout { .. } => "dropout",
-            LayerSpec::BatchNorm2d { .. } => "batchnorm2d",
-            LayerSpec::BatchNorm1d { .. } => "batchnorm1d",
-            LayerSpec::Residual { .. } => "residual",
-            LayerSpec::BasicBlock { .. } => "basicblock",
-        }
-    }
-
     /// The layer for an input of `shape`; input sizes not written come from the shape.
     fn build(
         &self,
@@ -475,15 +306,24 @@ impl LayerSpec {
                 };
                 let act: Option<Box<dyn Layer>> = match activation.as_str() {
                     "relu" => Some(Box::new(Relu::new())),
+                    "sigmoid" => Some(Box::new(Sigmoid::new())),
+                    "tanh" => Some(Box::new(Tanh::new())),
                     "none" => None,
                     other => {
                         return Err(Error::config(
                             kind,
-                            format!("activation '{other}' is not one of relu, none"),
+                            format!("activation '{other}' is not one of relu, sigmoid, tanh, none"),
                         ))
                     }
                 };
                 Box::new(Residual::new(main, shortcut, act))
+            }
+            LayerSpec::Sequential { layers } => Box::new(build_sequence(layers, shape, rng)?),
+            LayerSpec::Custom { kind } => {
+                return Err(Error::config(
+                    "custom",
+                    format!("'{kind}' is defined in code outside ocellus and cannot be built from a description"),
+                ))
             }
             LayerSpec::BasicBlock {
                 out_channels,

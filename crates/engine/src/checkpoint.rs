@@ -12,8 +12,8 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
-use crate::layers::Layer;
-use crate::tensor::{shape_str, Tensor};
+use crate::layers::{Layer, LayerExt};
+use crate::tensor::{numel, shape_str, Tensor};
 
 /// Named tensors, as stored in a file.
 pub type NamedTensors = Vec<(String, Tensor)>;
@@ -144,7 +144,7 @@ pub fn state_dict(model: &dyn Layer) -> NamedTensors {
     let mut out: NamedTensors = model
         .params()
         .into_iter()
-        .map(|(name, p)| (name, p.value.clone()))
+        .map(|(name, p)| (name, p.value().clone()))
         .collect();
     out.extend(
         model
@@ -173,19 +173,22 @@ pub fn load_state_dict(
             ),
         )
     };
+    // Every tensor is checked before any is copied, so a file that does not fit leaves
+    // the model as it was. Parameters must match in shape; buffers in their number of
+    // values (PyTorch stores the 0-d `num_batches_tracked` as it likes).
     let mut missing = Vec::new();
-    for (name, p) in model.params_mut() {
+    let params = model.params().into_iter();
+    let params = params.map(|(n, p)| (n, p.shape().to_vec(), true));
+    let buffers = model.buffers().into_iter();
+    let expected: Vec<(String, Vec<usize>, bool)> = params
+        .chain(buffers.map(|(n, b)| (n, b.shape().to_vec(), false)))
+        .collect();
+    for (name, shape, is_param) in &expected {
         match given.remove(name.as_str()) {
-            Some(t) if t.shape() == p.value.shape() => p.value.copy_from(t),
-            Some(t) => return Err(mismatch(&name, p.value.shape(), t.shape())),
-            None => missing.push(name),
-        }
-    }
-    for (name, target) in model.buffers_mut() {
-        match given.remove(name.as_str()) {
-            Some(t) if t.len() == target.len() => target.data_mut().copy_from_slice(t.data()),
-            Some(t) => return Err(mismatch(&name, target.shape(), t.shape())),
-            None => missing.push(name),
+            Some(t) if t.shape() == shape.as_slice() => {}
+            Some(t) if !is_param && t.len() == numel(shape) => {}
+            Some(t) => return Err(mismatch(name, shape, t.shape())),
+            None => missing.push(name.clone()),
         }
     }
     if !missing.is_empty() {
@@ -208,6 +211,13 @@ pub fn load_state_dict(
                 extra.join(", ")
             ),
         ));
+    }
+    let by_name: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    for (name, p) in model.params_mut() {
+        p.value_mut().copy_from_slice(by_name[name.as_str()].data());
+    }
+    for (name, b) in model.buffers_mut() {
+        b.data_mut().copy_from_slice(by_name[name.as_str()].data());
     }
     Ok(())
 }

@@ -14,9 +14,10 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::layers::{Layer, Mode, Residual};
+use crate::layers::{Key, Layer, LayerExt, Mode, PartMut, Randomness};
 use crate::network::Sequential;
 use crate::rng::Rng;
+use crate::spec::Composition;
 use crate::tensor::{shape_str, Tensor};
 
 /// Settings of a gradient check.
@@ -227,9 +228,9 @@ pub fn check_gradients(
     cfg: &GradCheckConfig,
 ) -> Result<GradCheckReport> {
     let mut rng = Rng::new(cfg.seed);
-    layer.fix_randomness(true);
+    layer.set_randomness(Randomness::Frozen);
     let result = run_check(layer, x, cfg, &mut rng);
-    layer.fix_randomness(false);
+    layer.set_randomness(Randomness::Free);
     result
 }
 
@@ -239,14 +240,14 @@ fn run_check(
     cfg: &GradCheckConfig,
     rng: &mut Rng,
 ) -> Result<GradCheckReport> {
-    let y = layer.forward(x, cfg.mode)?;
+    let y = layer.forward_ref(x, cfg.mode)?;
     let r = Tensor::randn(y.shape(), 1.0, rng);
     layer.zero_grad();
-    let dx = layer.backward(&r)?;
+    let dx = layer.backward_ref(&r)?;
     let param_grads: Vec<(String, Tensor)> = layer
         .params()
         .into_iter()
-        .map(|(name, p)| (name, p.grad.clone()))
+        .map(|(name, p)| (name, p.grad().clone()))
         .collect();
 
     let mut tensors = Vec::with_capacity(param_grads.len() + 1);
@@ -254,7 +255,7 @@ fn run_check(
     tensors.push(check_tensor("input".into(), &dx, cfg, rng, |i, offset| {
         let original = probe.data()[i];
         probe.data_mut()[i] = original + offset;
-        let y = layer.forward(&probe, cfg.mode);
+        let y = layer.forward_ref(&probe, cfg.mode);
         probe.data_mut()[i] = original;
         Ok(weighted_sum(&y?, &r))
     })?);
@@ -263,14 +264,14 @@ fn run_check(
         let check = check_tensor(name, &analytic, cfg, rng, |i, offset| {
             let set = |layer: &mut dyn Layer, delta: f32| {
                 let mut params = layer.params_mut();
-                let value = params[k].1.value.data_mut();
+                let value = params[k].1.value_mut();
                 let original = value[i];
                 value[i] = original + delta;
                 original
             };
             let original = set(layer, offset);
-            let y = layer.forward(x, cfg.mode);
-            layer.params_mut()[k].1.value.data_mut()[i] = original;
+            let y = layer.forward_ref(x, cfg.mode);
+            layer.params_mut()[k].1.value_mut()[i] = original;
             Ok(weighted_sum(&y?, &r))
         })?;
         tensors.push(check);
@@ -469,29 +470,12 @@ pub fn check_network_layers(
     // The check's own seed draws `r` and positions; this one moves inputs off kinks.
     let mut rng = Rng::new(cfg.seed ^ 0xC0FF_EE00_D15E_A5E5);
     let mut layers = Vec::new();
-    check_sequence(net, "", x, cfg, &mut rng, &mut layers)?;
+    check_layer(net, "", x, cfg, &mut rng, &mut layers)?;
     Ok(NetworkCheck { layers })
 }
 
-/// Checks the layers of `net` in order from input `x`, naming them `{prefix}{i}`; returns
-/// the output.
-fn check_sequence(
-    net: &mut Sequential,
-    prefix: &str,
-    x: &Tensor,
-    cfg: &GradCheckConfig,
-    rng: &mut Rng,
-    out: &mut Vec<LayerCheck>,
-) -> Result<Tensor> {
-    let mut activation = x.clone();
-    for (i, layer) in net.layers_mut().iter_mut().enumerate() {
-        let name = format!("{prefix}{i}");
-        activation = check_layer(layer.as_mut(), &name, &activation, cfg, rng, out)?;
-    }
-    Ok(activation)
-}
-
-/// Checks `layer` (opening it if it is a container) at input `x`; returns its output.
+/// Checks `layer` at input `x` — a container by checking its children one by one, as its
+/// [`Composition`] combines them — and returns its output.
 fn check_layer(
     layer: &mut dyn Layer,
     name: &str,
@@ -500,16 +484,53 @@ fn check_layer(
     rng: &mut Rng,
     out: &mut Vec<LayerCheck>,
 ) -> Result<Tensor> {
-    if let Some(any) = layer.as_any_mut() {
-        if let Some(net) = any.downcast_mut::<Sequential>() {
-            return check_sequence(net, &format!("{name}."), x, cfg, rng, out);
+    let composition = layer.spec().composition();
+    let mut children = Vec::new();
+    for (key, part) in layer.parts_mut() {
+        if let PartMut::Layer(child) = part {
+            let child_name = if name.is_empty() {
+                key.to_string()
+            } else {
+                format!("{name}.{key}")
+            };
+            children.push((key, child_name, child));
         }
-        if let Some(block) = any.downcast_mut::<Residual>() {
+    }
+    let mut check = |(_, child_name, child): (Key, String, &mut dyn Layer), x: &Tensor| {
+        check_layer(child, &child_name, x, cfg, rng, out)
+    };
+    match composition {
+        Composition::Leaf if children.is_empty() => {}
+        Composition::Leaf => {
+            return Err(Error::config(
+                name,
+                "lists child layers but its spec does not say how it combines them",
+            ))
+        }
+        Composition::Chain => {
+            let mut activation = x.clone();
+            for child in children {
+                activation = check(child, &activation)?;
+            }
+            return Ok(activation);
+        }
+        Composition::Residual => {
             // y = act(main(x) + shortcut(x)), the shortcut being the identity if absent.
-            let (main, shortcut, act) = block.parts_mut();
-            let mut sum = check_sequence(main, &format!("{name}.main."), x, cfg, rng, out)?;
-            let skip = match shortcut {
-                Some(s) => check_sequence(s, &format!("{name}.shortcut."), x, cfg, rng, out)?,
+            let mut main = None;
+            let mut skip = None;
+            let mut act = None;
+            for child in children {
+                match child.0 {
+                    Key::Name("main") => main = Some(child),
+                    Key::Name("shortcut") => skip = Some(child),
+                    _ => act = Some(child),
+                }
+            }
+            let main =
+                main.ok_or_else(|| Error::config(name, "a residual block without a main path"))?;
+            let mut sum = check(main, x)?;
+            let skip = match skip {
+                Some(s) => check(s, x)?,
                 None => x.clone(),
             };
             if sum.shape() != skip.shape() {
@@ -521,7 +542,7 @@ fn check_layer(
             }
             sum.add_assign(&skip);
             return match act {
-                Some(act) => check_layer(act, &format!("{name}.act"), &sum, cfg, rng, out),
+                Some(act) => check(act, &sum),
                 None => Ok(sum),
             };
         }
@@ -549,7 +570,7 @@ fn check_layer(
         t.name = format!("{name}.{}", t.name);
     }
     let y = layer
-        .forward(x, cfg.mode)
+        .forward_ref(x, cfg.mode)
         .map_err(|e| e.in_layer(&position))?;
     out.push(LayerCheck {
         name: name.to_string(),

@@ -47,17 +47,28 @@ pub mod loss;
 pub mod network;
 pub mod optim;
 pub mod rng;
+pub mod spec;
 pub mod summary;
 pub mod tensor;
 pub mod text;
 pub mod zoo;
 
 pub use error::{Error, Result};
-pub use layers::{Layer, Mode, Param};
-pub use network::Sequential;
+pub use layers::{Layer, LayerExt, Mode, Param};
+pub use network::{Residual, Sequential};
 pub use optim::Optimizer;
 pub use rng::Rng;
 pub use tensor::Tensor;
+
+/// What most programs using ocellus need, in one `use ocellus::prelude::*;`.
+pub mod prelude {
+    pub use crate::error::Error;
+    pub use crate::layers::{Layer, LayerExt, Mode, Param};
+    pub use crate::network::{Residual, Sequential};
+    pub use crate::optim::Optimizer;
+    pub use crate::rng::Rng;
+    pub use crate::tensor::Tensor;
+}
 
 /// The README's example, compiled and run as a doc test so it stays true.
 #[cfg(doctest)]

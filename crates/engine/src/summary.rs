@@ -17,8 +17,9 @@ use std::fmt;
 
 use crate::error::Result;
 use crate::geometry::ReceptiveField;
-use crate::layers::{param_count, Layer, Residual};
+use crate::layers::{Key, Layer, LayerExt, Part};
 use crate::network::Sequential;
+use crate::spec::Composition;
 use crate::tensor::numel;
 use crate::text::{bytes_str, grouped};
 
@@ -171,94 +172,114 @@ fn push_rows(
         kind: layer.kind().to_string(),
         description: layer.describe(),
         output_shape: output_shape.clone(),
-        params: param_count(layer),
+        params: layer.param_count(),
         macs: layer.macs(input),
         receptive_field,
         activation_bytes: activation_bytes(&output_shape),
         is_block: false,
     };
-    let any = layer.as_any();
-    if let Some(net) = any.and_then(|a| a.downcast_ref::<Sequential>()) {
-        let at = rows.len();
-        row.is_block = true;
-        row.description = format!("Sequential of {} layers", net.len());
-        rows.push(row);
-        let (mut shape, mut inner_rf) = (input.to_vec(), rf);
-        for (i, inner) in net.layers().iter().enumerate() {
-            let inner_name = format!("{name}.{i}");
-            (shape, inner_rf) = push_rows(
-                rows,
-                &inner_name,
-                depth + 1,
-                inner.as_ref(),
-                &shape,
-                inner_rf,
-            )
-            .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+    let children = children(layer);
+    match layer.spec().composition() {
+        Composition::Leaf => rows.push(row),
+        Composition::Chain => {
+            let at = rows.len();
+            row.is_block = true;
+            row.description = format!("Sequential of {} layers", children.len());
+            rows.push(row);
+            push_chain(rows, name, depth + 1, &children, input, rf, "layer")?;
+            rows[at].activation_bytes = inner_bytes(rows, at);
         }
-        rows[at].activation_bytes = inner_bytes(rows, at);
-    } else if let Some(block) = any.and_then(|a| a.downcast_ref::<Residual>()) {
-        let at = rows.len();
-        row.is_block = true;
-        let skip = if block.shortcut().is_some() {
-            "shortcut"
-        } else {
-            "identity"
-        };
-        row.description = match block.act() {
-            Some(act) => format!("Residual: {}(main + {skip})", act.describe()),
-            None => format!("Residual: main + {skip}"),
-        };
-        rows.push(row);
-        let mut sum_shape = input.to_vec();
-        for (path, net) in [("main", Some(block.main())), ("shortcut", block.shortcut())] {
-            let Some(net) = net else { continue };
-            let (mut shape, mut path_rf) = (input.to_vec(), rf);
-            for (i, inner) in net.layers().iter().enumerate() {
-                let inner_name = format!("{name}.{path}.{i}");
-                (shape, path_rf) = push_rows(
+        Composition::Residual => {
+            let at = rows.len();
+            row.is_block = true;
+            let child = |wanted| children.iter().find(|(key, _)| *key == Key::Name(wanted));
+            let skip = if child("shortcut").is_some() {
+                "shortcut"
+            } else {
+                "identity"
+            };
+            row.description = match child("act") {
+                Some((_, act)) => format!("Residual: {}(main + {skip})", act.describe()),
+                None => format!("Residual: main + {skip}"),
+            };
+            rows.push(row);
+            let mut sum_shape = input.to_vec();
+            for path in ["main", "shortcut"] {
+                let Some((_, net)) = child(path) else {
+                    continue;
+                };
+                // A path's layers are listed directly under the block.
+                let (shape, _) = push_chain(
                     rows,
-                    &inner_name,
+                    &format!("{name}.{path}"),
                     depth + 1,
-                    inner.as_ref(),
-                    &shape,
-                    path_rf,
-                )
-                .map_err(|e| e.in_layer(&format!("{path} layer {i}")))?;
+                    &self::children(*net),
+                    input,
+                    rf,
+                    &format!("{path} layer"),
+                )?;
+                if path == "main" {
+                    sum_shape = shape;
+                }
             }
-            if path == "main" {
-                sum_shape = shape;
-            }
-        }
-        // The sum is a tensor of its own; the block's receptive field (its own rule for
-        // combining the paths) applies from here on.
-        rows.push(SummaryRow {
-            name: format!("{name}.add"),
-            depth: depth + 1,
-            kind: "add".into(),
-            description: format!("main + {skip}"),
-            output_shape: sum_shape.clone(),
-            params: 0,
-            macs: 0,
-            receptive_field,
-            activation_bytes: activation_bytes(&sum_shape),
-            is_block: false,
-        });
-        if let Some(act) = block.act() {
-            push_rows(
-                rows,
-                &format!("{name}.act"),
-                depth + 1,
-                act,
-                &sum_shape,
+            // The sum is a tensor of its own; the block's receptive field (its own rule for
+            // combining the paths) applies from here on.
+            rows.push(SummaryRow {
+                name: format!("{name}.add"),
+                depth: depth + 1,
+                kind: "add".into(),
+                description: format!("main + {skip}"),
+                output_shape: sum_shape.clone(),
+                params: 0,
+                macs: 0,
                 receptive_field,
-            )?;
+                activation_bytes: activation_bytes(&sum_shape),
+                is_block: false,
+            });
+            if let Some((_, act)) = child("act") {
+                push_rows(
+                    rows,
+                    &format!("{name}.act"),
+                    depth + 1,
+                    *act,
+                    &sum_shape,
+                    receptive_field,
+                )?;
+            }
+            rows[at].activation_bytes = inner_bytes(rows, at);
         }
-        rows[at].activation_bytes = inner_bytes(rows, at);
-    } else {
-        rows.push(row);
     }
     Ok((output_shape, receptive_field))
+}
+
+/// The child layers of `layer` with their keys.
+fn children(layer: &dyn Layer) -> Vec<(Key, &dyn Layer)> {
+    let parts = layer.parts().into_iter();
+    parts
+        .filter_map(|(key, part)| match part {
+            Part::Layer(child) => Some((key, child)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Appends the rows of `layers` applied one after another from `input`, named
+/// `{prefix}.{key}`; errors name a layer as `{label} {key}`.
+fn push_chain(
+    rows: &mut Vec<SummaryRow>,
+    prefix: &str,
+    depth: usize,
+    layers: &[(Key, &dyn Layer)],
+    input: &[usize],
+    rf: [ReceptiveField; 2],
+    label: &str,
+) -> Result<(Vec<usize>, [ReceptiveField; 2])> {
+    let (mut shape, mut rf) = (input.to_vec(), rf);
+    for (key, layer) in layers {
+        (shape, rf) = push_rows(rows, &format!("{prefix}.{key}"), depth, *layer, &shape, rf)
+            .map_err(|e| e.in_layer(&format!("{label} {key}")))?;
+    }
+    Ok((shape, rf))
 }
 
 /// Activation bytes of the rows directly inside the block at `at` (their own blocks
@@ -503,7 +524,7 @@ mod tests {
         let arch = zoo::model("resnet20", [3, 32, 32], 10).unwrap();
         let net = arch.build(&mut Rng::new(0)).unwrap();
         let s = Summary::of(&net, &[2, 3, 32, 32]).unwrap();
-        assert_eq!(s.total_params, param_count(&net));
+        assert_eq!(s.total_params, net.param_count());
         assert_eq!(s.total_macs, net.macs(&[2, 3, 32, 32]));
         assert_eq!(s.output_shape(), [2, 10]);
         for (at, block) in s.rows.iter().enumerate().filter(|(_, r)| r.is_block) {

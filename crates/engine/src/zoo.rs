@@ -12,7 +12,7 @@
 
 use crate::arch::{Architecture, LayerSpec, PadSpec, Size2};
 use crate::error::{Error, Result};
-use crate::layers::param_count;
+use crate::layers::LayerExt;
 use crate::rng::Rng;
 
 /// The names [`model`] knows.
@@ -189,7 +189,7 @@ fn mlp_lenet5(input: [usize; 3], classes: usize) -> Result<Vec<LayerSpec>> {
                 ),
             )
         })?;
-    let target = param_count(&lenet) as f64;
+    let target = lenet.param_count() as f64;
     let features = (input[0] * input[1] * input[2]) as f64;
     let k = classes as f64;
     let hidden = ((target - k) / (features + 1.0 + k)).round().max(1.0) as usize;

@@ -2,8 +2,8 @@
 //! the offending layer.
 
 use ocellus::arch::Architecture;
-use ocellus::layers::param_count;
-use ocellus::{zoo, Layer, Mode, Rng, Tensor};
+use ocellus::LayerExt;
+use ocellus::{zoo, Mode, Rng, Tensor};
 
 #[test]
 fn lenet5_has_its_61706_parameters_on_32x32_and_on_28x28_with_padding() {
@@ -12,7 +12,7 @@ fn lenet5_has_its_61706_parameters_on_32x32_and_on_28x28_with_padding() {
             .unwrap()
             .build(&mut Rng::new(0))
             .unwrap();
-        assert_eq!(param_count(&net), 61_706, "input {input:?}");
+        assert_eq!(net.param_count(), 61_706, "input {input:?}");
         let shapes = net.shapes(&[2, input[0], input[1], input[2]]).unwrap();
         // The 16×5×5 = 400 features of the classic design reach the first linear layer.
         assert_eq!(shapes[6], vec![2, 400]);
@@ -27,9 +27,9 @@ fn every_zoo_model_adapts_to_channels_size_and_classes() {
             let arch = zoo::model(name, input, classes).unwrap();
             let mut net = arch.build(&mut Rng::new(1)).unwrap();
             let x = Tensor::randn(&[2, input[0], input[1], input[2]], 1.0, &mut Rng::new(2));
-            let y = net.forward(&x, Mode::Train).unwrap();
+            let y = net.forward_ref(&x, Mode::Train).unwrap();
             assert_eq!(y.shape(), &[2, classes], "{name} on {input:?}");
-            net.backward(&Tensor::full(y.shape(), 0.1)).unwrap();
+            net.backward_ref(&Tensor::full(y.shape(), 0.1)).unwrap();
         }
     }
 }
@@ -43,7 +43,7 @@ fn smallcnn_matches_the_notes_parameter_count() {
         .unwrap()
         .build(&mut Rng::new(0))
         .unwrap();
-    assert_eq!(param_count(&net), expected);
+    assert_eq!(net.param_count(), expected);
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn resnet20_has_about_a_quarter_million_parameters_and_pytorch_names() {
         .unwrap();
     // He et al. report 0.27M for ResNet-20 (with parameter-free shortcuts); the two 1×1
     // projection shortcuts add 16·32 + 32·64 weights and their BatchNorms.
-    let count = param_count(&net);
+    let count = net.param_count();
     assert!((270_000..280_000).contains(&count), "{count}");
     let names: Vec<String> = net.params().into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"3.main.0.weight".to_string()), "{names:?}");

@@ -1,6 +1,7 @@
 //! Misuse gets errors that name the layer and both shapes, never panics.
 
 use ocellus::layers::{Conv2d, Conv2dConfig, Flatten, Linear, Relu};
+use ocellus::LayerExt;
 use ocellus::{Layer, Mode, Rng, Sequential, Tensor};
 
 fn message(result: ocellus::Result<Tensor>) -> String {
@@ -10,7 +11,7 @@ fn message(result: ocellus::Result<Tensor>) -> String {
 #[test]
 fn linear_fed_the_wrong_number_of_features() {
     let mut fc = Linear::new(400, 120, &mut Rng::new(0)).unwrap();
-    let msg = message(fc.forward(&Tensor::zeros(&[8, 256]), Mode::Train));
+    let msg = message(fc.forward_ref(&Tensor::zeros(&[8, 256]), Mode::Train));
     assert_eq!(
         msg,
         "linear: expects input (N, 400), but got (8, 256) (400 inputs expected, the previous layer gives 256)"
@@ -20,7 +21,7 @@ fn linear_fed_the_wrong_number_of_features() {
 #[test]
 fn linear_fed_an_image_suggests_flatten() {
     let mut fc = Linear::new(400, 120, &mut Rng::new(0)).unwrap();
-    let msg = message(fc.forward(&Tensor::zeros(&[8, 16, 4, 4]), Mode::Train));
+    let msg = message(fc.forward_ref(&Tensor::zeros(&[8, 16, 4, 4]), Mode::Train));
     assert!(msg.contains("(8, 16, 4, 4)"), "{msg}");
     assert!(
         msg.contains("Flatten") && msg.contains("256 = 16×4×4"),
@@ -31,7 +32,7 @@ fn linear_fed_an_image_suggests_flatten() {
 #[test]
 fn conv_fed_the_wrong_channel_count() {
     let mut conv = Conv2d::new(Conv2dConfig::new(3, 8, 3), &mut Rng::new(0)).unwrap();
-    let msg = message(conv.forward(&Tensor::zeros(&[2, 1, 28, 28]), Mode::Train));
+    let msg = message(conv.forward_ref(&Tensor::zeros(&[2, 1, 28, 28]), Mode::Train));
     assert_eq!(
         msg,
         "conv2d: expects input (N, 3, H, W), but got (2, 1, 28, 28)"
@@ -41,7 +42,7 @@ fn conv_fed_the_wrong_channel_count() {
 #[test]
 fn conv_fed_an_image_smaller_than_its_kernel() {
     let mut conv = Conv2d::new(Conv2dConfig::new(1, 1, 5), &mut Rng::new(0)).unwrap();
-    let msg = message(conv.forward(&Tensor::zeros(&[1, 1, 3, 3]), Mode::Train));
+    let msg = message(conv.forward_ref(&Tensor::zeros(&[1, 1, 3, 3]), Mode::Train));
     assert!(
         msg.contains("5×5 kernel") && msg.contains("(1, 1, 3, 3)"),
         "{msg}"
@@ -58,7 +59,7 @@ fn backward_before_forward_names_the_layer() {
         Box::new(Flatten::new()),
     ];
     for layer in &mut layers {
-        let msg = message(layer.backward(&Tensor::zeros(&[1, 2])));
+        let msg = message(layer.backward_ref(&Tensor::zeros(&[1, 2])));
         assert!(
             msg.starts_with(&format!("{}: backward called before forward", layer.kind())),
             "{msg}"
@@ -69,8 +70,9 @@ fn backward_before_forward_names_the_layer() {
 #[test]
 fn backward_with_a_gradient_of_the_wrong_shape() {
     let mut fc = Linear::new(4, 2, &mut Rng::new(0)).unwrap();
-    fc.forward(&Tensor::zeros(&[3, 4]), Mode::Train).unwrap();
-    let msg = message(fc.backward(&Tensor::zeros(&[3, 5])));
+    fc.forward_ref(&Tensor::zeros(&[3, 4]), Mode::Train)
+        .unwrap();
+    let msg = message(fc.backward_ref(&Tensor::zeros(&[3, 5])));
     assert!(msg.contains("(3, 2)") && msg.contains("(3, 5)"), "{msg}");
 }
 
@@ -83,7 +85,7 @@ fn a_network_names_the_position_of_the_bad_layer() {
         .with(Flatten::new())
         .with(Linear::new(400, 10, &mut rng).unwrap());
     let x = Tensor::zeros(&[2, 1, 8, 8]); // 16×4×4 = 256 features reach the Linear
-    let msg = message(net.forward(&x, Mode::Eval));
+    let msg = message(net.forward_ref(&x, Mode::Eval));
     assert!(
         msg.starts_with("layer 3 (linear): expects input (N, 400)"),
         "{msg}"

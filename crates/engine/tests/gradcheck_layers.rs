@@ -4,9 +4,12 @@
 use ocellus::gradcheck::{check_gradients, GradCheckConfig};
 use ocellus::layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
-    LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Residual, Sigmoid, Softmax, Tanh,
+    LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
 };
-use ocellus::{zoo, Layer, Mode, Result, Rng, Sequential, Tensor};
+use ocellus::layers::{Key, Part, PartMut};
+use ocellus::spec::LayerSpec;
+use ocellus::LayerExt;
+use ocellus::{zoo, Layer, Mode, Residual, Result, Rng, Sequential, Tensor};
 
 /// Runs the check and fails with the full report if any tensor is off, if a tensor had
 /// nothing checked, or if kinks hid most of a tensor's sampled positions.
@@ -209,19 +212,22 @@ impl Layer for ScaledWrongly {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.inner.output_shape(input)
     }
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn spec(&self) -> LayerSpec {
+        self.inner.spec()
+    }
+    fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         self.inner.forward(x, mode)
     }
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let mut dx = self.inner.backward(dy)?;
         dx.data_mut().iter_mut().for_each(|v| *v *= self.factor);
         Ok(dx)
     }
-    fn params(&self) -> Vec<(String, &ocellus::Param)> {
-        self.inner.params()
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
+        self.inner.parts()
     }
-    fn params_mut(&mut self) -> Vec<(String, &mut ocellus::Param)> {
-        self.inner.params_mut()
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+        self.inner.parts_mut()
     }
 }
 
@@ -258,20 +264,23 @@ fn the_checker_fails_when_a_parameter_gradient_is_wrong() {
         fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
             self.0.output_shape(input)
         }
-        fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        fn spec(&self) -> LayerSpec {
+            self.0.spec()
+        }
+        fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
             self.0.forward(x, mode)
         }
-        fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+        fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
             // Adding the weight gradient twice: the bug of a layer that accumulates wrongly.
-            self.0.backward(dy)?;
-            self.0.params_mut()[1].1.grad.fill(0.0);
+            self.0.backward(dy.clone())?;
+            self.0.params_mut()[1].1.grad_mut().fill(0.0);
             self.0.backward(dy)
         }
-        fn params(&self) -> Vec<(String, &ocellus::Param)> {
-            self.0.params()
+        fn parts(&self) -> Vec<(Key, Part<'_>)> {
+            self.0.parts()
         }
-        fn params_mut(&mut self) -> Vec<(String, &mut ocellus::Param)> {
-            self.0.params_mut()
+        fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+            self.0.parts_mut()
         }
     }
     let mut broken = DoubleWeightGrad(Linear::new(4, 3, &mut Rng::new(7)).unwrap());
@@ -453,11 +462,12 @@ fn dropout_gradients_with_the_mask_fixed_by_the_checker() {
 /// Random γ, β and running statistics, so that no term of the backward is trivially 1 or 0.
 fn randomise_batchnorm(bn: &mut dyn Layer, rng: &mut Rng) {
     for (name, p) in bn.params_mut() {
-        let c = p.value.len();
-        p.value = match name.as_str() {
+        let c = p.value().len();
+        let value = match name.as_str() {
             "weight" => Tensor::uniform(&[c], 0.5, 1.5, rng),
             _ => Tensor::randn(&[c], 1.0, rng),
         };
+        p.set(&name, value).unwrap();
     }
     for (name, b) in bn.buffers_mut() {
         let c = b.len();

@@ -4,18 +4,20 @@
 
 use ocellus::geometry::ReceptiveField;
 use ocellus::gradcheck::assert_close;
+use ocellus::layers::Randomness;
 use ocellus::layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, GlobalAvgPool, LeakyRelu,
-    MaxPool2d, Pool2dConfig, Relu, Residual, Sigmoid, Softmax, Tanh,
+    MaxPool2d, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
 };
-use ocellus::{Error, Layer, Mode, Rng, Sequential, Tensor};
+use ocellus::LayerExt;
+use ocellus::{Error, Layer, Mode, Residual, Rng, Sequential, Tensor};
 
 fn t(shape: &[usize], data: &[f32]) -> Tensor {
     Tensor::from_vec(shape, data.to_vec()).unwrap()
 }
 
 fn backward_before_forward(layer: &mut dyn Layer, dy_shape: &[usize]) {
-    let err = layer.backward(&Tensor::zeros(dy_shape)).unwrap_err();
+    let err = layer.backward_ref(&Tensor::zeros(dy_shape)).unwrap_err();
     assert!(
         matches!(err, Error::BackwardBeforeForward { .. }),
         "{}: {err}",
@@ -31,10 +33,12 @@ mod pooling {
         // The 9 in the centre is the maximum of all four 2×2 windows (stride 1).
         let x = t(&[1, 1, 3, 3], &[1., 2., 3., 4., 9., 5., 6., 7., 8.]);
         let mut pool = MaxPool2d::new(Pool2dConfig::new(2).stride(1)).unwrap();
-        let y = pool.forward(&x, Mode::Train).unwrap();
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         assert_eq!(y.data(), &[9., 9., 9., 9.]);
-        let dx = pool.backward(&t(&[1, 1, 2, 2], &[1., 2., 3., 4.])).unwrap();
+        let dx = pool
+            .backward_ref(&t(&[1, 1, 2, 2], &[1., 2., 3., 4.]))
+            .unwrap();
         assert_eq!(dx.data(), &[0., 0., 0., 0., 10., 0., 0., 0., 0.]);
     }
 
@@ -47,9 +51,9 @@ mod pooling {
         );
         let mut pool = MaxPool2d::new(Pool2dConfig::new(3).stride(2)).unwrap();
         assert_eq!(pool.output_shape(&[1, 1, 3, 5]).unwrap(), vec![1, 1, 1, 2]);
-        let y = pool.forward(&x, Mode::Train).unwrap();
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
         assert_eq!(y.data(), &[7., 7.]);
-        let dx = pool.backward(&t(&[1, 1, 1, 2], &[0.5, 0.25])).unwrap();
+        let dx = pool.backward_ref(&t(&[1, 1, 1, 2], &[0.5, 0.25])).unwrap();
         assert_eq!(dx.data()[2], 0.75);
         assert_eq!(dx.data().iter().sum::<f32>(), 0.75);
     }
@@ -60,7 +64,7 @@ mod pooling {
         let x: Vec<f32> = (1..=16).map(|v| -(v as f32)).collect();
         let x = t(&[1, 1, 4, 4], &x);
         let mut pool = MaxPool2d::new(Pool2dConfig::new(3).stride(2).padding(1)).unwrap();
-        let y = pool.forward(&x, Mode::Train).unwrap();
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         // Windows: rows/cols {0,1} or {1,2,3}; the maximum is the top-left value of each.
         assert_eq!(y.data(), &[-1., -2., -5., -6.]);
@@ -71,8 +75,8 @@ mod pooling {
     fn ties_go_to_the_first_maximum_in_row_major_order() {
         let x = t(&[1, 1, 2, 2], &[5., 5., 5., 5.]);
         let mut pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
-        pool.forward(&x, Mode::Train).unwrap();
-        let dx = pool.backward(&t(&[1, 1, 1, 1], &[1.])).unwrap();
+        pool.forward_ref(&x, Mode::Train).unwrap();
+        let dx = pool.backward_ref(&t(&[1, 1, 1, 1], &[1.])).unwrap();
         assert_eq!(dx.data(), &[1., 0., 0., 0.]);
     }
 
@@ -81,7 +85,9 @@ mod pooling {
         // Two images, two channels: each plane's maximum is its last value.
         let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
         let mut pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
-        let y = pool.forward(&t(&[2, 2, 2, 2], &x), Mode::Train).unwrap();
+        let y = pool
+            .forward_ref(&t(&[2, 2, 2, 2], &x), Mode::Train)
+            .unwrap();
         assert_eq!(y.data(), &[3., 7., 11., 15.]);
         assert_eq!(pool.argmax().unwrap(), &[3, 7, 11, 15]);
     }
@@ -95,11 +101,11 @@ mod pooling {
             ],
         );
         let mut pool = AvgPool2d::new(Pool2dConfig::new(2)).unwrap();
-        let y = pool.forward(&x, Mode::Train).unwrap();
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
         // (1+3+5+6)/4, (2+4+1+2)/4, (1+2+0+1)/4, (3+0+1+4)/4
         assert_eq!(y.data(), &[3.75, 2.25, 1.0, 2.0]);
         let dx = pool
-            .backward(&t(&[1, 1, 2, 2], &[4., 8., 12., 16.]))
+            .backward_ref(&t(&[1, 1, 2, 2], &[4., 8., 12., 16.]))
             .unwrap();
         #[rustfmt::skip]
         let expected = [
@@ -116,11 +122,13 @@ mod pooling {
         // count_include_pad=True: a 3×3 window over a padded 2×2 of ones sums 4, divided by 9.
         let mut pool = AvgPool2d::new(Pool2dConfig::new(3).stride(1).padding(1)).unwrap();
         let y = pool
-            .forward(&Tensor::full(&[1, 1, 2, 2], 1.0), Mode::Train)
+            .forward_ref(&Tensor::full(&[1, 1, 2, 2], 1.0), Mode::Train)
             .unwrap();
         assert_close("y", y.data(), &[4.0 / 9.0; 4], 0.0, 1e-7);
         // Every input lies in all four windows: 4 · (1/9).
-        let dx = pool.backward(&Tensor::full(&[1, 1, 2, 2], 1.0)).unwrap();
+        let dx = pool
+            .backward_ref(&Tensor::full(&[1, 1, 2, 2], 1.0))
+            .unwrap();
         assert_close("dx", dx.data(), &[4.0 / 9.0; 4], 0.0, 1e-7);
     }
 
@@ -128,10 +136,12 @@ mod pooling {
     fn global_average_pool_keeps_pytorch_shape() {
         let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
         let mut gap = GlobalAvgPool::new();
-        let y = gap.forward(&t(&[2, 2, 2, 2], &x), Mode::Train).unwrap();
+        let y = gap.forward_ref(&t(&[2, 2, 2, 2], &x), Mode::Train).unwrap();
         assert_eq!(y.shape(), &[2, 2, 1, 1]);
         assert_eq!(y.data(), &[1.5, 5.5, 9.5, 13.5]);
-        let dx = gap.backward(&t(&[2, 2, 1, 1], &[4., 8., 0., -4.])).unwrap();
+        let dx = gap
+            .backward_ref(&t(&[2, 2, 1, 1], &[4., 8., 0., -4.]))
+            .unwrap();
         assert_eq!(&dx.data()[..8], &[1., 1., 1., 1., 2., 2., 2., 2.]);
         assert_eq!(&dx.data()[12..], &[-1., -1., -1., -1.]);
     }
@@ -154,7 +164,7 @@ mod pooling {
     fn shapes_that_do_not_fit_are_shape_errors() {
         let mut pool = MaxPool2d::new(Pool2dConfig::new(3)).unwrap();
         let msg = pool
-            .forward(&Tensor::zeros(&[1, 1, 2, 2]), Mode::Train)
+            .forward_ref(&Tensor::zeros(&[1, 1, 2, 2]), Mode::Train)
             .unwrap_err()
             .to_string();
         assert!(
@@ -165,9 +175,9 @@ mod pooling {
         assert!(msg.contains("Flatten"), "{msg}");
         assert!(GlobalAvgPool::new().output_shape(&[8, 16]).is_err());
         // A gradient of the wrong shape.
-        pool.forward(&Tensor::zeros(&[1, 1, 6, 6]), Mode::Train)
+        pool.forward_ref(&Tensor::zeros(&[1, 1, 6, 6]), Mode::Train)
             .unwrap();
-        assert!(pool.backward(&Tensor::zeros(&[1, 1, 3, 3])).is_err());
+        assert!(pool.backward_ref(&Tensor::zeros(&[1, 1, 3, 3])).is_err());
     }
 
     #[test]
@@ -205,14 +215,17 @@ mod activations {
         let mut act = LeakyRelu::default();
         assert_eq!(act.negative_slope(), 0.01);
         let y = act
-            .forward(&t(&[1, 3], &[-2., 0., 3.]), Mode::Train)
+            .forward_ref(&t(&[1, 3], &[-2., 0., 3.]), Mode::Train)
             .unwrap();
         assert_eq!(y.data(), &[-0.02, 0., 3.]);
-        let dx = act.backward(&t(&[1, 3], &[1., 1., 2.])).unwrap();
+        let dx = act.backward_ref(&t(&[1, 3], &[1., 1., 2.])).unwrap();
         assert_eq!(dx.data(), &[0.01, 0.01, 2.]);
         let mut steep = LeakyRelu::new(0.5);
         assert_eq!(
-            steep.forward(&t(&[1], &[-4.]), Mode::Eval).unwrap().data(),
+            steep
+                .forward_ref(&t(&[1], &[-4.]), Mode::Eval)
+                .unwrap()
+                .data(),
             &[-2.]
         );
     }
@@ -221,11 +234,11 @@ mod activations {
     fn sigmoid_values_and_derivative() {
         let mut act = Sigmoid::new();
         let y = act
-            .forward(&t(&[4], &[0., 100., -100., 2f32.ln()]), Mode::Train)
+            .forward_ref(&t(&[4], &[0., 100., -100., 2f32.ln()]), Mode::Train)
             .unwrap();
         // σ(ln 2) = 1/(1 + 1/2) = 2/3.
         assert_close("y", y.data(), &[0.5, 1.0, 0.0, 2.0 / 3.0], 0.0, 1e-7);
-        let dx = act.backward(&t(&[4], &[1., 1., 1., 9.])).unwrap();
+        let dx = act.backward_ref(&t(&[4], &[1., 1., 1., 9.])).unwrap();
         // σ' = σ(1 − σ): 1/4, 0, 0, 9·(2/3)(1/3) = 2.
         assert_close("dx", dx.data(), &[0.25, 0.0, 0.0, 2.0], 0.0, 1e-6);
     }
@@ -235,10 +248,10 @@ mod activations {
         let mut act = Tanh::new();
         // tanh(ln 3) = (3 − 1/3)/(3 + 1/3) = 0.8.
         let y = act
-            .forward(&t(&[2], &[0., 3f32.ln()]), Mode::Train)
+            .forward_ref(&t(&[2], &[0., 3f32.ln()]), Mode::Train)
             .unwrap();
         assert_close("y", y.data(), &[0.0, 0.8], 0.0, 1e-6);
-        let dx = act.backward(&t(&[2], &[1., 1.])).unwrap();
+        let dx = act.backward_ref(&t(&[2], &[1., 1.])).unwrap();
         assert_close("dx", dx.data(), &[1.0, 1.0 - 0.64], 0.0, 1e-6);
     }
 
@@ -246,7 +259,7 @@ mod activations {
     fn softmax_values_stability_and_derivative() {
         let mut act = Softmax::new();
         let x = t(&[2, 3], &[0., 2f32.ln(), 3f32.ln(), 1000., 1000., 1000.]);
-        let y = act.forward(&x, Mode::Eval).unwrap();
+        let y = act.forward_ref(&x, Mode::Eval).unwrap();
         let third = 1.0 / 3.0;
         assert_close(
             "y",
@@ -257,7 +270,7 @@ mod activations {
         );
         // dx = y ⊙ (dy − Σ dy·y): row 1 with dy = e₀, Σ = 1/6; row 2 with a constant dy gives 0.
         let dx = act
-            .backward(&t(&[2, 3], &[1., 0., 0., 5., 5., 5.]))
+            .backward_ref(&t(&[2, 3], &[1., 0., 0., 5., 5., 5.]))
             .unwrap();
         assert_close(
             "dx",
@@ -294,21 +307,21 @@ mod dropout {
     fn eval_is_the_identity_both_ways() {
         let mut drop = Dropout::with_seed(0.5, 1).unwrap();
         let x = t(&[2, 2], &[1., 2., 3., 4.]);
-        assert_eq!(drop.forward(&x, Mode::Eval).unwrap(), x);
-        assert_eq!(drop.backward(&x).unwrap(), x);
+        assert_eq!(drop.forward_ref(&x, Mode::Eval).unwrap(), x);
+        assert_eq!(drop.backward_ref(&x).unwrap(), x);
     }
 
     #[test]
     fn train_zeroes_about_p_and_scales_the_rest_by_one_over_one_minus_p() {
         let mut drop = Dropout::new(0.25, &mut Rng::new(3)).unwrap();
         let x = Tensor::full(&[100, 100], 3.0);
-        let y = drop.forward(&x, Mode::Train).unwrap();
+        let y = drop.forward_ref(&x, Mode::Train).unwrap();
         let kept = y.data().iter().filter(|v| **v != 0.0).count();
         // Binomial(10⁴, 0.75): standard deviation ≈ 43, so ±300 is seven of them.
         assert!((7_200..7_800).contains(&kept), "kept {kept}");
         assert!(y.data().iter().all(|v| *v == 0.0 || *v == 4.0));
         // Backward lets the gradient through exactly where the value was kept, scaled alike.
-        let dx = drop.backward(&Tensor::full(&[100, 100], 1.5)).unwrap();
+        let dx = drop.backward_ref(&Tensor::full(&[100, 100], 1.5)).unwrap();
         for (d, y) in dx.data().iter().zip(y.data()) {
             assert_eq!(*d, if *y == 0.0 { 0.0 } else { 2.0 });
         }
@@ -319,19 +332,19 @@ mod dropout {
         let x = Tensor::full(&[4, 16], 1.0);
         let mut a = Dropout::with_seed(0.5, 9).unwrap();
         let mut b = Dropout::with_seed(0.5, 9).unwrap();
-        let first = a.forward(&x, Mode::Train).unwrap();
-        assert_eq!(first, b.forward(&x, Mode::Train).unwrap());
-        let second = a.forward(&x, Mode::Train).unwrap();
+        let first = a.forward_ref(&x, Mode::Train).unwrap();
+        assert_eq!(first, b.forward_ref(&x, Mode::Train).unwrap());
+        let second = a.forward_ref(&x, Mode::Train).unwrap();
         assert_ne!(first, second, "a new mask each pass");
-        a.fix_randomness(true);
-        assert_eq!(a.forward(&x, Mode::Train).unwrap(), second);
-        assert_eq!(a.forward(&x, Mode::Train).unwrap(), second);
+        a.set_randomness(Randomness::Frozen);
+        assert_eq!(a.forward_ref(&x, Mode::Train).unwrap(), second);
+        assert_eq!(a.forward_ref(&x, Mode::Train).unwrap(), second);
         let err = a
-            .forward(&Tensor::full(&[2, 16], 1.0), Mode::Train)
+            .forward_ref(&Tensor::full(&[2, 16], 1.0), Mode::Train)
             .unwrap_err();
-        assert!(err.to_string().contains("fix_randomness"), "{err}");
-        a.fix_randomness(false);
-        assert_ne!(a.forward(&x, Mode::Train).unwrap(), second);
+        assert!(err.to_string().contains("Randomness::Free"), "{err}");
+        a.set_randomness(Randomness::Free);
+        assert_ne!(a.forward_ref(&x, Mode::Train).unwrap(), second);
     }
 
     #[test]
@@ -375,8 +388,8 @@ mod batchnorm {
             names,
             ["running_mean", "running_var", "num_batches_tracked"]
         );
-        assert_eq!(param(&bn, "weight").value.data(), &[1., 1., 1.]);
-        assert_eq!(param(&bn, "bias").value.data(), &[0., 0., 0.]);
+        assert_eq!(param(&bn, "weight").value().data(), &[1., 1., 1.]);
+        assert_eq!(param(&bn, "bias").value().data(), &[0., 0., 0.]);
         assert_eq!(buffer(&bn, "running_mean").data(), &[0., 0., 0.]);
         assert_eq!(buffer(&bn, "running_var").data(), &[1., 1., 1.]);
         let count = buffer(&bn, "num_batches_tracked");
@@ -392,7 +405,7 @@ mod batchnorm {
     fn train_step_1d_by_hand() {
         let mut bn = BatchNorm1d::new(1).unwrap();
         let y = bn
-            .forward(&t(&[4, 1], &[1., 2., 3., 4.]), Mode::Train)
+            .forward_ref(&t(&[4, 1], &[1., 2., 3., 4.]), Mode::Train)
             .unwrap();
         // μ = 2.5, biased σ² = (2.25 + 0.25 + 0.25 + 2.25)/4 = 1.25.
         let s = (1.25f32 + 1e-5).sqrt();
@@ -420,7 +433,7 @@ mod batchnorm {
         let mut bn = BatchNorm2d::new(2).unwrap();
         // (N=2, C=2, H=1, W=2): channel 0 holds 1, 3, 5, 7; channel 1 holds 0, 0, 2, 2.
         let x = t(&[2, 2, 1, 2], &[1., 3., 0., 0., 5., 7., 2., 2.]);
-        let y = bn.forward(&x, Mode::Train).unwrap();
+        let y = bn.forward_ref(&x, Mode::Train).unwrap();
         // Channel 0: μ = 4, σ² = 5 (unbiased 20/3). Channel 1: μ = 1, σ² = 1 (unbiased 4/3).
         let (s0, s1) = ((5f32 + 1e-5).sqrt(), (1f32 + 1e-5).sqrt());
         assert_close(
@@ -454,7 +467,7 @@ mod batchnorm {
             1e-6,
         );
         // A second batch moves the running statistics again: 0.9·0.4 + 0.1·4.
-        bn.forward(&x, Mode::Train).unwrap();
+        bn.forward_ref(&x, Mode::Train).unwrap();
         assert_close(
             "running_mean",
             bn.running_mean().data(),
@@ -469,7 +482,7 @@ mod batchnorm {
     fn eval_uses_running_statistics_and_leaves_them_alone() {
         let mut bn = BatchNorm2d::new(1).unwrap();
         for (name, p) in bn.params_mut() {
-            p.value.data_mut()[0] = if name == "weight" { 2.0 } else { 0.5 };
+            p.value_mut()[0] = if name == "weight" { 2.0 } else { 0.5 };
         }
         for (name, b) in bn.buffers_mut() {
             match name.as_str() {
@@ -479,32 +492,32 @@ mod batchnorm {
             }
         }
         let x = t(&[1, 1, 1, 3], &[1., 3., 5.]);
-        let y = bn.forward(&x, Mode::Eval).unwrap();
+        let y = bn.forward_ref(&x, Mode::Eval).unwrap();
         let s = (4f32 + 1e-5).sqrt();
         assert_close("y", y.data(), &[0.5, 0.5 + 4. / s, 0.5 + 8. / s], 0.0, 1e-6);
         assert_eq!(bn.running_mean().data(), &[1.0]);
         assert_eq!(bn.running_var().data(), &[4.0]);
         assert_eq!(bn.num_batches_tracked(), 0);
         // Running statistics are constants: dx = dy·γ/√(σ² + eps); dβ = Σ dy; dγ = Σ dy·x̂.
-        let dx = bn.backward(&t(&[1, 1, 1, 3], &[1., 1., -1.])).unwrap();
+        let dx = bn.backward_ref(&t(&[1, 1, 1, 3], &[1., 1., -1.])).unwrap();
         assert_close("dx", dx.data(), &[2. / s, 2. / s, -2. / s], 0.0, 1e-6);
-        assert_close("dbias", param(&bn, "bias").grad.data(), &[1.0], 0.0, 1e-6);
+        assert_close("dbias", param(&bn, "bias").grad().data(), &[1.0], 0.0, 1e-6);
         assert_close(
             "dweight",
-            param(&bn, "weight").grad.data(),
+            param(&bn, "weight").grad().data(),
             &[(0. + 2. - 4.) / s],
             0.0,
             1e-6,
         );
         // Eval works on a single value, where training has no variance to use.
-        assert!(bn.forward(&t(&[1, 1, 1, 1], &[3.]), Mode::Eval).is_ok());
+        assert!(bn.forward_ref(&t(&[1, 1, 1, 1], &[3.]), Mode::Eval).is_ok());
     }
 
     #[test]
     fn train_backward_by_hand_and_accumulation() {
         let mut bn = BatchNorm1d::new(1).unwrap();
         let x = t(&[2, 1], &[-1., 1.]);
-        bn.forward(&x, Mode::Train).unwrap();
+        bn.forward_ref(&x, Mode::Train).unwrap();
         // μ = 0, σ² = 1, inv_std = 1/√(1 + eps), x̂ = ∓inv_std. With dy = (1, 0): Σdy = 1,
         // Σdy·x̂ = −inv_std, and dx = (1/m)·inv_std·γ·(m·dy − Σdy − x̂·Σdy·x̂) with m = 2, γ = 1.
         let inv = 1.0 / (1f64 + 1e-5).sqrt();
@@ -514,27 +527,27 @@ mod batchnorm {
         let want: Vec<f32> = (0..2)
             .map(|i| (0.5 * inv * (2.0 * dy[i] - 1.0 - xh[i] * sum_dy_xhat)) as f32)
             .collect();
-        let dx = bn.backward(&t(&[2, 1], &[1., 0.])).unwrap();
+        let dx = bn.backward_ref(&t(&[2, 1], &[1., 0.])).unwrap();
         assert_close("dx", dx.data(), &want, 0.0, 1e-6);
         assert_close(
             "dweight",
-            param(&bn, "weight").grad.data(),
+            param(&bn, "weight").grad().data(),
             &[-inv as f32],
             0.0,
             1e-6,
         );
         // A second backward adds into the parameter gradients; zero_grad clears them.
-        bn.backward(&t(&[2, 1], &[1., 0.])).unwrap();
-        assert_close("dbias", param(&bn, "bias").grad.data(), &[2.0], 0.0, 1e-6);
+        bn.backward_ref(&t(&[2, 1], &[1., 0.])).unwrap();
+        assert_close("dbias", param(&bn, "bias").grad().data(), &[2.0], 0.0, 1e-6);
         bn.zero_grad();
-        assert_eq!(param(&bn, "bias").grad.data(), &[0.0]);
+        assert_eq!(param(&bn, "bias").grad().data(), &[0.0]);
     }
 
     #[test]
     fn shape_errors() {
         let mut bn = BatchNorm2d::new(3).unwrap();
         let msg = bn
-            .forward(&Tensor::zeros(&[2, 4, 2, 2]), Mode::Train)
+            .forward_ref(&Tensor::zeros(&[2, 4, 2, 2]), Mode::Train)
             .unwrap_err()
             .to_string();
         assert!(
@@ -542,7 +555,7 @@ mod batchnorm {
             "{msg}"
         );
         let msg = bn
-            .forward(&Tensor::zeros(&[1, 3, 1, 1]), Mode::Train)
+            .forward_ref(&Tensor::zeros(&[1, 3, 1, 1]), Mode::Train)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("more than one value per channel"), "{msg}");
@@ -550,8 +563,9 @@ mod batchnorm {
         let msg = flat.output_shape(&[2, 5, 3, 3]).unwrap_err().to_string();
         assert!(msg.contains("BatchNorm2d"), "{msg}");
         assert_eq!(flat.output_shape(&[2, 5, 7]).unwrap(), vec![2, 5, 7]);
-        flat.forward(&Tensor::zeros(&[4, 5]), Mode::Train).unwrap();
-        assert!(flat.backward(&Tensor::zeros(&[4, 6])).is_err());
+        flat.forward_ref(&Tensor::zeros(&[4, 5]), Mode::Train)
+            .unwrap();
+        assert!(flat.backward_ref(&Tensor::zeros(&[4, 6])).is_err());
     }
 
     #[test]
@@ -572,9 +586,9 @@ mod residual {
         };
         let mut conv = Conv2d::new(config, &mut Rng::new(0)).unwrap();
         for (_, p) in conv.params_mut() {
-            p.value.fill(0.0);
+            p.value_mut().fill(0.0);
             for i in 0..c {
-                p.value.data_mut()[i * c + i] = scale;
+                p.value_mut()[i * c + i] = scale;
             }
         }
         conv
@@ -585,13 +599,15 @@ mod residual {
         let main = Sequential::new().with(scale_conv(1, 2.0));
         let mut block = Residual::new(main, None, None);
         let x = t(&[1, 1, 1, 3], &[1., -2., 3.]);
-        let y = block.forward(&x, Mode::Train).unwrap();
+        let y = block.forward_ref(&x, Mode::Train).unwrap();
         assert_eq!(y.data(), &[3., -6., 9.]);
         // dx = dx_main + dx_skip = 2·dy + dy.
-        let dx = block.backward(&t(&[1, 1, 1, 3], &[1., 1., 2.])).unwrap();
+        let dx = block
+            .backward_ref(&t(&[1, 1, 1, 3], &[1., 1., 2.]))
+            .unwrap();
         assert_eq!(dx.data(), &[3., 3., 6.]);
         // dw = Σ dy·x = 1 − 2 + 6 (the skip path has no parameters).
-        assert_eq!(block.params()[0].1.grad.data(), &[5.]);
+        assert_eq!(block.params()[0].1.grad().data(), &[5.]);
     }
 
     #[test]
@@ -599,8 +615,11 @@ mod residual {
         let main = Sequential::new().with(scale_conv(1, 2.0));
         let mut block = Residual::new(main, None, Some(Box::new(Relu::new())));
         let x = t(&[1, 1, 1, 2], &[1., -1.]);
-        assert_eq!(block.forward(&x, Mode::Train).unwrap().data(), &[3., 0.]);
-        let dx = block.backward(&t(&[1, 1, 1, 2], &[1., 1.])).unwrap();
+        assert_eq!(
+            block.forward_ref(&x, Mode::Train).unwrap().data(),
+            &[3., 0.]
+        );
+        let dx = block.backward_ref(&t(&[1, 1, 1, 2], &[1., 1.])).unwrap();
         assert_eq!(dx.data(), &[3., 0.]);
     }
 
@@ -611,10 +630,13 @@ mod residual {
         let shortcut = Sequential::new().with(scale_conv(2, 5.0));
         let mut block = Residual::new(main, Some(shortcut), None);
         let x = t(&[1, 2, 1, 1], &[1., 2.]);
-        assert_eq!(block.forward(&x, Mode::Train).unwrap().data(), &[7., 14.]);
+        assert_eq!(
+            block.forward_ref(&x, Mode::Train).unwrap().data(),
+            &[7., 14.]
+        );
         assert_eq!(
             block
-                .backward(&t(&[1, 2, 1, 1], &[1., -1.]))
+                .backward_ref(&t(&[1, 2, 1, 1], &[1., -1.]))
                 .unwrap()
                 .data(),
             &[7., -7.]
@@ -628,7 +650,7 @@ mod residual {
         let conv = Conv2d::new(Conv2dConfig::new(3, 4, 1), &mut Rng::new(0)).unwrap();
         let mut block = Residual::new(Sequential::new().with(conv), None, None);
         let msg = block
-            .forward(&Tensor::zeros(&[1, 3, 4, 4]), Mode::Train)
+            .forward_ref(&Tensor::zeros(&[1, 3, 4, 4]), Mode::Train)
             .unwrap_err()
             .to_string();
         assert!(
@@ -665,7 +687,7 @@ mod residual {
         assert_eq!(buffers.len(), 9);
         assert!(buffers.contains(&"shortcut.1.running_var".to_string()));
         // Parameters: 3·3·2·4 + 3·3·4·4 + 1·1·2·4 convolution weights, 2·4 per BatchNorm.
-        assert_eq!(ocellus::layers::param_count(&down), 72 + 144 + 8 + 3 * 8);
+        assert_eq!(down.param_count(), 72 + 144 + 8 + 3 * 8);
         // Multiply-adds on (1, 2, 8, 8): the 3×3 convs 4·4·4·(2·9) and 4·4·4·(4·9), the 1×1
         // shortcut 4·4·4·2, one per value for each of the three BatchNorms (64 values each).
         assert_eq!(down.macs(&[1, 2, 8, 8]), 1_152 + 2_304 + 128 + 3 * 64);
@@ -697,8 +719,8 @@ mod owned {
         let dy = Tensor::randn(&[4, 3, 5, 5], 1.0, &mut rng);
         let (x_before, dy_before) = (x.data().to_vec(), dy.data().to_vec());
         let mut by_reference = make();
-        let y = by_reference.forward(&x, mode).unwrap();
-        let dx = by_reference.backward(&dy).unwrap();
+        let y = by_reference.forward_ref(&x, mode).unwrap();
+        let dx = by_reference.backward_ref(&dy).unwrap();
         for shared in [false, true] {
             let mut owned = make();
             let (x_in, dy_in) = if shared {
@@ -706,16 +728,16 @@ mod owned {
             } else {
                 (unshared(&x), unshared(&dy))
             };
-            let y_owned = owned.forward_owned(x_in, mode).unwrap();
-            let dx_owned = owned.backward_owned(dy_in).unwrap();
+            let y_owned = owned.forward(x_in, mode).unwrap();
+            let dx_owned = owned.backward(dy_in).unwrap();
             let what = format!("{} in {mode:?}, input shared: {shared}", owned.kind());
             assert_eq!(y_owned.data(), y.data(), "y of {what}");
             assert_eq!(dx_owned.data(), dx.data(), "dx of {what}");
             for (name, p) in owned.params() {
                 let reference = by_reference.params().into_iter().find(|(n, _)| *n == name);
                 assert_eq!(
-                    p.grad.data(),
-                    reference.unwrap().1.grad.data(),
+                    p.grad().data(),
+                    reference.unwrap().1.grad().data(),
                     "{name} of {what}"
                 );
             }
@@ -746,8 +768,8 @@ mod owned {
         let x = Tensor::randn(&[3, 2, 4, 4], 1.0, &mut rng);
         let dy = Tensor::randn(&[3, 2, 4, 4], 1.0, &mut rng);
         let (x_before, dy_before) = (x.data().to_vec(), dy.data().to_vec());
-        net.forward(&x, Mode::Train).unwrap();
-        net.backward(&dy).unwrap();
+        net.forward_ref(&x, Mode::Train).unwrap();
+        net.backward_ref(&dy).unwrap();
         assert_eq!(x.data(), &x_before[..]);
         assert_eq!(dy.data(), &dy_before[..]);
     }

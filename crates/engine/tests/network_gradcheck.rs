@@ -4,7 +4,11 @@
 
 use ocellus::arch::Architecture;
 use ocellus::gradcheck::{check_network_layers, keep_off_kinks, GradCheckConfig, NetworkCheck};
-use ocellus::layers::{Conv2d, Conv2dConfig, Flatten, Linear, Relu, Residual};
+use ocellus::layers::Randomness;
+use ocellus::layers::{Conv2d, Conv2dConfig, Flatten, Key, Linear, Part, PartMut, Relu};
+use ocellus::spec::LayerSpec;
+use ocellus::LayerExt;
+use ocellus::Residual;
 use ocellus::{zoo, Layer, Mode, Param, Result, Rng, Sequential, Tensor};
 
 /// `y = s·x` with a learnable scalar `s`; `backward` gets `dx` wrong by `dx_error` (a
@@ -38,25 +42,31 @@ impl Layer for Scale {
         Ok(input.to_vec())
     }
     /// x: any shape -> y: the same shape, `y = s·x`
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        self.input = Some(x.clone());
-        let s = self.s.value.data()[0];
-        Tensor::from_vec(x.shape(), x.data().iter().map(|v| s * v).collect())
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Custom {
+            kind: "scale".into(),
+        }
+    }
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
+        let s = self.s.value().data()[0];
+        let y = Tensor::from_vec(x.shape(), x.data().iter().map(|v| s * v).collect());
+        self.input = Some(x);
+        y
     }
     /// dy -> dx = s·dy (times the error); ds += Σ dy·x (times the error)
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let x = self.input.as_ref().expect("forward first");
-        let s = self.s.value.data()[0];
+        let s = self.s.value().data()[0];
         let ds: f32 = dy.data().iter().zip(x.data()).map(|(d, v)| d * v).sum();
-        self.s.grad.data_mut()[0] += ds * self.ds_error;
+        self.s.grad_mut()[0] += ds * self.ds_error;
         let dx = dy.data().iter().map(|d| s * d * self.dx_error).collect();
         Tensor::from_vec(dy.shape(), dx)
     }
-    fn params(&self) -> Vec<(String, &Param)> {
-        vec![("s".into(), &self.s)]
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
+        vec![(Key::Name("s"), Part::Param(&self.s))]
     }
-    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        vec![("s".into(), &mut self.s)]
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+        vec![(Key::Name("s"), PartMut::Param(&mut self.s))]
     }
 }
 
@@ -262,15 +272,15 @@ fn backward_without_the_data_gradient_gives_the_same_parameter_gradients() {
         let x = Tensor::randn(&[4, input[0], input[1], input[2]], 1.0, &mut rng);
         let dy = Tensor::randn(&[4, 10], 1.0, &mut rng);
         for net in [&mut full, &mut params_only] {
-            net.fix_randomness(true);
-            net.forward(&x, Mode::Train).unwrap();
+            net.set_randomness(Randomness::Frozen);
+            net.forward_ref(&x, Mode::Train).unwrap();
         }
-        full.backward(&dy).unwrap();
-        params_only.backward_params(&dy).unwrap();
+        full.backward_ref(&dy).unwrap();
+        params_only.backward_params(dy.clone()).unwrap();
         let grads = |net: &Sequential| -> Vec<(String, Vec<f32>)> {
             net.params()
                 .into_iter()
-                .map(|(n, p)| (n, p.grad.data().to_vec()))
+                .map(|(n, p)| (n, p.grad().data().to_vec()))
                 .collect()
         };
         let want = grads(&full);

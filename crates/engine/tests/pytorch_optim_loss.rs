@@ -10,7 +10,8 @@ use ocellus::init::Init;
 use ocellus::layers::Linear;
 use ocellus::loss::{cross_entropy, mse_loss};
 use ocellus::optim::{Adam, AdamConfig, LrSchedule, OneCycle, Sgd, SgdConfig};
-use ocellus::{Layer, Optimizer, Rng, Tensor};
+use ocellus::LayerExt;
+use ocellus::{Optimizer, Rng, Tensor};
 use serde_json::Value;
 
 fn reference() -> Value {
@@ -129,9 +130,9 @@ fn set(layer: &mut Linear, name: &str, value: Option<&[f32]>, grad: &[f32]) {
     for (n, p) in layer.params_mut() {
         if n == name {
             if let Some(value) = value {
-                p.value.data_mut().copy_from_slice(value);
+                p.value_mut().copy_from_slice(value);
             }
-            p.grad.data_mut().copy_from_slice(grad);
+            p.grad_mut().copy_from_slice(grad);
         }
     }
 }
@@ -161,14 +162,14 @@ fn optimiser_trajectories_and_state_match_pytorch() {
             let what = format!("{name} step {}", t + 1);
             assert_close(
                 &format!("{what} weight"),
-                params[0].1.value.data(),
+                params[0].1.value().data(),
                 &f32s(&step["weight"]),
                 1e-6,
                 1e-6 * 1e-2,
             );
             assert_close(
                 &format!("{what} bias"),
-                params[1].1.value.data(),
+                params[1].1.value().data(),
                 &f32s(&step["bias"]),
                 1e-6,
                 1e-6 * 1e-2,

@@ -10,11 +10,12 @@
 use std::fmt::Write as _;
 
 use ocellus::error::{Error, Result};
-use ocellus::layers::{Layer, Mode};
+use ocellus::layers::Mode;
 use ocellus::loss;
 use ocellus::network::Sequential;
 use ocellus::summary::{Summary, COLUMNS};
 use ocellus::text::{bytes_str, grouped};
+use ocellus::LayerExt;
 use ocellus_data::Dataset;
 use ocellus_train::run::{confusion_picture, curves_picture, EpochRecord, ModelInfo, RunConfig};
 use ocellus_train::trainer::{self, Evaluation};
@@ -376,7 +377,7 @@ fn mistakes_section(
         }
     );
     let (x, _) = normalised.gather(&shown);
-    let probabilities = loss::softmax(&model.forward(&x, Mode::Eval)?)?;
+    let probabilities = loss::softmax(&model.forward_ref(&x, Mode::Eval)?)?;
     let k = classes.len();
     let tiles: Vec<Tile> = shown
         .iter()

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use ocellus::{checkpoint, Error, Layer, Mode, Result};
+use ocellus::LayerExt;
+use ocellus::{checkpoint, Error, Mode, Result};
 use ocellus_train::run;
 
 fn logits(model_path: &Path, inputs_path: &Path, output_path: &Path) -> Result<()> {
@@ -31,7 +32,7 @@ fn logits(model_path: &Path, inputs_path: &Path, output_path: &Path) -> Result<(
             path: inputs_path.display().to_string(),
             message: "no tensor named \"x\"".into(),
         })?;
-    let y = model.forward(&x, Mode::Eval)?;
+    let y = model.forward_ref(&x, Mode::Eval)?;
     checkpoint::save(output_path, &[("logits".into(), y)], HashMap::new())
 }
 

@@ -18,6 +18,7 @@ use ocellus::network::Sequential;
 use ocellus::optim::Optimizer;
 use ocellus::rng::Rng;
 use ocellus::tensor::Tensor;
+use ocellus::LayerExt;
 
 /// Median, minimum and maximum of repeated measurements.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,15 +98,15 @@ pub fn train_step(
     labels: &[usize],
 ) -> Result<()> {
     model.zero_grad();
-    let logits = model.forward(x, Mode::Train)?;
+    let logits = model.forward_ref(x, Mode::Train)?;
     let (_, dlogits) = loss::cross_entropy(&logits, labels, 0.0)?;
-    black_box(model.backward_params(&dlogits)?);
+    black_box(model.backward_params(dlogits)?);
     optimizer.step(model)
 }
 
 /// One inference pass: forward in [`Mode::Eval`].
 pub fn infer_step(model: &mut dyn Layer, x: &Tensor) -> Result<()> {
-    black_box(model.forward(x, Mode::Eval)?);
+    black_box(model.forward_ref(x, Mode::Eval)?);
     Ok(())
 }
 
@@ -158,13 +159,9 @@ pub fn profile(
         for (i, layer) in layers.iter_mut().enumerate() {
             layer.zero_grad();
             let start = Instant::now();
-            // As in Sequential: the first layer borrows the data, the others take their
-            // input over (and may write into it).
-            y = if i == 0 {
-                layer.forward(&y, Mode::Train)?
-            } else {
-                layer.forward_owned(y, Mode::Train)?
-            };
+            // As in a training step: the first layer gets a handle on the data, which
+            // stays shared; the others take their input over (and may write into it).
+            y = layer.forward(y, Mode::Train)?;
             if keep {
                 forward[i].push(start.elapsed().as_secs_f64());
             }
@@ -174,9 +171,9 @@ pub fn profile(
             let start = Instant::now();
             // As in a training step, the first layer skips the gradient of the data.
             if i == 0 {
-                layer.backward_params(&d)?;
+                layer.backward_params(std::mem::take(&mut d))?;
             } else {
-                d = layer.backward_owned(d)?;
+                d = layer.backward(d)?;
             }
             if keep {
                 backward[i].push(start.elapsed().as_secs_f64());
@@ -234,10 +231,10 @@ mod tests {
 
         // A training step changes the weights; an inference pass does not.
         let mut opt = Adam::new(AdamConfig::adamw(1e-2)).unwrap();
-        let before = model.params()[0].1.value.clone();
+        let before = model.params()[0].1.value().clone();
         infer_step(&mut model, &x).unwrap();
-        assert_eq!(model.params()[0].1.value.data(), before.data());
+        assert_eq!(model.params()[0].1.value().data(), before.data());
         train_step(&mut model, &mut opt, &x, &labels).unwrap();
-        assert_ne!(model.params()[0].1.value.data(), before.data());
+        assert_ne!(model.params()[0].1.value().data(), before.data());
     }
 }

@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::run::{EpochRecord, Run};
 use crate::trainer;
 use ocellus::error::Result;
-use ocellus::layers::{param_count, Layer};
+use ocellus::layers::Layer;
 use ocellus::tensor::Tensor;
 use ocellus::text::grouped;
+use ocellus::LayerExt;
 use ocellus_data::augment::shift_plane;
 use ocellus_data::{Dataset, Normalization};
 use ocellus_viz::{hstack, image_grid, line_chart, Canvas, Colormap, Series, Tile, TileRange};
@@ -131,7 +132,7 @@ pub fn measure(run: &mut Run, shifts: &[usize]) -> Result<ModelResult> {
     let epochs = run.metrics()?;
     Ok(ModelResult {
         model: run.config.model.clone(),
-        parameters: param_count(&run.model),
+        parameters: run.model.param_count(),
         macs_per_image: run.model.macs(&[1, c, h, w]),
         test_accuracy: test.accuracy,
         test_loss: test.loss,

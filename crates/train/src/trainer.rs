@@ -10,11 +10,13 @@
 use std::time::Instant;
 
 use ocellus::error::{Error, Result};
+use ocellus::layers::Randomness;
 use ocellus::layers::{Layer, Mode};
 use ocellus::loss;
 use ocellus::optim::{LrSchedule, Optimizer, ScheduleUnit};
 use ocellus::rng::Rng;
 use ocellus::tensor::Tensor;
+use ocellus::LayerExt;
 use ocellus_data::augment::Augmentation;
 use ocellus_data::Dataset;
 
@@ -84,7 +86,9 @@ pub fn train_epoch(
     let start = Instant::now();
     let mut shuffle = epoch_rng(settings.seed, epoch, SHUFFLE);
     let mut augment = epoch_rng(settings.seed, epoch, AUGMENT);
-    model.reseed(epoch_rng(settings.seed, epoch, DROPOUT).next_u64());
+    model.set_randomness(Randomness::Seed(
+        epoch_rng(settings.seed, epoch, DROPOUT).next_u64(),
+    ));
 
     let mut batches = data.shuffled_batches(settings.batch_size, &mut shuffle)?;
     let num_batches = batches.num_batches();
@@ -96,11 +100,11 @@ pub fn train_epoch(
             ScheduleUnit::Epoch => settings.schedule.lr_at(epoch - 1),
             ScheduleUnit::Step => settings.schedule.lr_at((epoch - 1) * num_batches + batch),
         };
-        optimizer.set_lr(lr);
+        optimizer.set_lr(lr)?;
         settings.augmentation.apply(&mut x, &mut augment);
 
         model.zero_grad();
-        let logits = model.forward(&x, Mode::Train)?;
+        let logits = model.forward_ref(&x, Mode::Train)?;
         let (loss, dlogits) = loss::cross_entropy(&logits, &labels, settings.label_smoothing)?;
         if !loss.is_finite() {
             return Err(Error::Diverged {
@@ -109,7 +113,7 @@ pub fn train_epoch(
                 loss,
             });
         }
-        model.backward_params(&dlogits)?;
+        model.backward_params(dlogits)?;
         optimizer.step(model)?;
 
         batch += 1;
@@ -156,7 +160,7 @@ pub fn evaluate(model: &mut dyn Layer, data: &Dataset, batch_size: usize) -> Res
     let mut batches = data.batches(batch_size)?;
     let (mut x, mut labels) = (Tensor::default(), Vec::new());
     while batches.next_into(&mut x, &mut labels) {
-        let logits = model.forward(&x, Mode::Eval)?;
+        let logits = model.forward_ref(&x, Mode::Eval)?;
         let (loss, _) = loss::cross_entropy(&logits, &labels, 0.0)?;
         loss_sum += loss as f64 * labels.len() as f64;
         for (truth, predicted) in labels.iter().zip(logits.argmax_rows()) {

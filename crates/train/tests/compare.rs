@@ -1,8 +1,9 @@
 //! Comparing models: shifted evaluation (the fill is a black pixel in normalised units),
 //! the parameter-matched MLP of the zoo, the measurements of a run, and the table.
 
-use ocellus::layers::{param_count, Conv2d, Conv2dConfig, Flatten, GlobalAvgPool, Linear, Relu};
-use ocellus::{zoo, Layer, Mode, Rng, Sequential, Tensor};
+use ocellus::layers::{Conv2d, Conv2dConfig, Flatten, GlobalAvgPool, Linear, Relu};
+use ocellus::LayerExt;
+use ocellus::{zoo, Mode, Rng, Sequential, Tensor};
 use ocellus_data::augment::shift;
 use ocellus_data::{patterns, Dataset, Normalization};
 use ocellus_train::compare::{
@@ -163,7 +164,7 @@ fn shifting_everything_out_leaves_the_answer_for_a_black_image() {
     for (plane, b) in image.data_mut().chunks_exact_mut(14 * 14).zip(&black) {
         plane.fill(*b);
     }
-    let answer = model.forward(&image, Mode::Eval).unwrap().argmax_rows()[0];
+    let answer = model.forward_ref(&image, Mode::Eval).unwrap().argmax_rows()[0];
     let expected = data.labels().iter().filter(|&&l| l == answer).count() as f32 / 120.0;
     let got = evaluate_shifted(&mut model, &data, &norm, 14, 32).unwrap();
     assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
@@ -176,7 +177,7 @@ fn the_zoo_mlp_for_lenet5_has_lenet5s_parameter_count() {
             .unwrap()
             .build(&mut Rng::new(0))
             .unwrap();
-        param_count(&net)
+        net.param_count()
     };
     // LeNet-5 on 28×28: 156 + 2,416 + 48,120 + 10,164 + 850. The MLP: 784-78-10, that is
     // 785·78 + 79·10 = 62,020; 77 or 79 hidden units would be further away.

@@ -16,6 +16,7 @@ use ocellus::layers::{expect_nchw, Layer, Mode};
 use ocellus::loss;
 use ocellus::network::Sequential;
 use ocellus::tensor::{shape_str, Tensor};
+use ocellus::LayerExt;
 
 /// Tiles of a picture are drawn about this many pixels across.
 const TILE_PIXELS: usize = 56;
@@ -60,13 +61,13 @@ pub fn conv_layers(model: &dyn Layer) -> Vec<(String, &Tensor)> {
     model
         .params()
         .into_iter()
-        .filter(|(_, p)| p.value.shape().len() == 4)
+        .filter(|(_, p)| p.value().shape().len() == 4)
         .filter_map(|(name, p)| {
             let prefix = match name.as_str() {
                 "weight" => "",
                 other => other.strip_suffix(".weight")?,
             };
-            Some((prefix.to_string(), &p.value))
+            Some((prefix.to_string(), p.value()))
         })
         .collect()
 }
@@ -101,7 +102,7 @@ pub fn find_conv<'a>(model: &'a dyn Layer, name: Option<&str>) -> Result<(String
         .params()
         .into_iter()
         .find(|(n, _)| n.strip_suffix(".weight") == Some(wanted))
-        .map(|(_, p)| p.value.shape().to_vec());
+        .map(|(_, p)| p.value().shape().to_vec());
     let message = match other {
         Some(shape) => format!(
             "layer '{wanted}' has a {} weight, not a convolution's (OC, IC, KH, KW); {}",
@@ -256,7 +257,7 @@ pub fn feature_maps(
     let mut out = Vec::new();
     for (index, layer) in model.layers_mut().iter_mut().enumerate() {
         y = layer
-            .forward(&y, Mode::Eval)
+            .forward_ref(&y, Mode::Eval)
             .map_err(|e| e.in_layer(&format!("layer {index}")))?;
         let shape = y.shape();
         let is_map = shape.len() == 4 && shape[2] * shape[3] > 1;
@@ -381,7 +382,7 @@ pub fn saliency(model: &mut Sequential, x: &Tensor, class: Option<usize>) -> Res
             x.shape(),
         ));
     }
-    let logits = model.forward(x, Mode::Eval)?;
+    let logits = model.forward_ref(x, Mode::Eval)?;
     let probabilities = loss::softmax(&logits)?.into_vec();
     let classes = probabilities.len();
     let class = match class {
@@ -400,7 +401,7 @@ pub fn saliency(model: &mut Sequential, x: &Tensor, class: Option<usize>) -> Res
     // L = logits[class], so ∂L/∂logits is one-hot.
     let mut dy = Tensor::zeros(logits.shape());
     dy.data_mut()[class] = 1.0;
-    let gradient = model.backward(&dy)?;
+    let gradient = model.backward_ref(&dy)?;
     model.zero_grad();
     let (_, c, h, w) = gradient.dims4();
     let plane = h * w;

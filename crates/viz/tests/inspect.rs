@@ -2,7 +2,8 @@
 //! and saliency (checked against finite differences), and the pictures they make.
 
 use ocellus::layers::{AvgPool2d, Conv2d, Conv2dConfig, Flatten, Linear, Pool2dConfig, Tanh};
-use ocellus::{zoo, Layer, Mode, Rng, Sequential, Tensor};
+use ocellus::LayerExt;
+use ocellus::{zoo, Mode, Rng, Sequential, Tensor};
 use ocellus_viz::inspect::{
     conv_layers, feature_maps, feature_maps_picture, filters_picture, find_conv, saliency,
     saliency_picture, FilterLimits,
@@ -139,7 +140,7 @@ fn feature_maps_are_the_outputs_of_convolutions_and_pools() {
     );
     // The maps are the layers' outputs: the first is the convolution of x.
     let first = net.layers_mut()[0].as_mut();
-    let y = first.forward(&x, Mode::Eval).unwrap();
+    let y = first.forward_ref(&x, Mode::Eval).unwrap();
     assert_eq!(maps[0].maps.data(), y.data());
     let with_relu = feature_maps(&mut net, &x, true).unwrap();
     let indices: Vec<usize> = with_relu.iter().map(|m| m.index).collect();
@@ -186,7 +187,7 @@ fn saliency_is_the_gradient_of_the_class_score() {
 
     // ∂ logit_2 / ∂x by central differences, at every position.
     let score = |net: &mut Sequential, x: &Tensor| -> f64 {
-        net.forward(x, Mode::Eval).unwrap().data()[2] as f64
+        net.forward_ref(x, Mode::Eval).unwrap().data()[2] as f64
     };
     let eps = 1e-2f32;
     for i in 0..x.len() {
@@ -209,7 +210,7 @@ fn saliency_is_the_gradient_of_the_class_score() {
         assert_eq!(s.map.data()[p], expected);
     }
     // The backward pass leaves no gradient behind in the parameters.
-    assert!(net.params().iter().all(|(_, p)| p.grad.max_abs() == 0.0));
+    assert!(net.params().iter().all(|(_, p)| p.grad().max_abs() == 0.0));
 }
 
 #[test]
@@ -218,7 +219,7 @@ fn saliency_defaults_to_the_predicted_class_and_rejects_unknown_ones() {
     let mut net = smooth_net(1, &mut rng);
     let x = Tensor::randn(&[1, 1, 6, 6], 1.0, &mut rng);
     let s = saliency(&mut net, &x, None).unwrap();
-    let logits = net.forward(&x, Mode::Eval).unwrap();
+    let logits = net.forward_ref(&x, Mode::Eval).unwrap();
     assert_eq!(s.class, logits.argmax_rows()[0]);
     assert_eq!(s.predicted(), s.class);
     let err = saliency(&mut net, &x, Some(5)).unwrap_err().to_string();

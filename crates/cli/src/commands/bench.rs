@@ -3,6 +3,7 @@
 
 use ocellus::layers::{Conv2d, Conv2dConfig};
 use ocellus::optim::{Adam, AdamConfig};
+use ocellus::LayerExt;
 use ocellus::{zoo, Error, Layer, Mode, Result, Rng, Sequential, Tensor};
 use ocellus_train::bench::{self, LayerTiming, Stats};
 use serde_json::{json, Value};
@@ -189,9 +190,9 @@ fn measure(
     let (warmup, repeats) = (args.warmup, args.repeats);
     match (mode, args.conv.is_some()) {
         ("infer", false) => bench::time_repeated(warmup, repeats, || bench::infer_step(model, x)),
-        ("infer", true) => {
-            bench::time_repeated(warmup, repeats, || model.forward(x, Mode::Train).map(drop))
-        }
+        ("infer", true) => bench::time_repeated(warmup, repeats, || {
+            model.forward_ref(x, Mode::Train).map(drop)
+        }),
         (_, false) => {
             let mut optimizer = Adam::new(AdamConfig::adamw(1e-3))?;
             bench::time_repeated(warmup, repeats, || {
@@ -201,8 +202,8 @@ fn measure(
         (_, true) => {
             let dy = Tensor::randn(&model.output_shape(x.shape())?, 1.0, rng);
             bench::time_repeated(warmup, repeats, || {
-                model.forward(x, Mode::Train)?;
-                model.backward(&dy).map(drop)
+                model.forward_ref(x, Mode::Train)?;
+                model.backward_ref(&dy).map(drop)
             })
         }
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ocellus::{loss, Layer, Mode, Result};
+use ocellus::{loss, LayerExt, Mode, Result};
 use ocellus_data::folder::load_image;
 use ocellus_train::run::load_model;
 
@@ -33,7 +33,7 @@ pub fn run(args: Args) -> Result<()> {
         images.push(x);
     }
     for (path, x) in args.images.iter().zip(&images) {
-        let probabilities = loss::softmax(&model.forward(x, Mode::Eval)?)?;
+        let probabilities = loss::softmax(&model.forward_ref(x, Mode::Eval)?)?;
         let mut ranked: Vec<(usize, f32)> =
             probabilities.data().iter().copied().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -1,8 +1,8 @@
 //! `ocellus summary`: the layer table of a model — shapes, parameters, multiply-adds,
 //! receptive fields and activation memory.
 
-use ocellus::layers::param_count;
 use ocellus::summary::Summary;
+use ocellus::LayerExt;
 use ocellus::{Error, Result, Rng};
 
 use crate::model::ModelArgs;
@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<()> {
     let net = arch.build(&mut Rng::new(0))?;
     let [c, h, w] = arch.input;
     let summary = Summary::of(&net, &[args.batch, c, h, w])?;
-    debug_assert_eq!(summary.total_params, param_count(&net));
+    debug_assert_eq!(summary.total_params, net.param_count());
     let name = arch.name.as_deref().unwrap_or(&args.model.model);
     let outputs: usize = summary.output_shape()[1..].iter().product();
     crate::print_stdout(&format!(

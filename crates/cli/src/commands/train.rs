@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ocellus::arch::Architecture;
-use ocellus::layers::param_count;
+use ocellus::LayerExt;
 use ocellus::{zoo, Error, Result};
 use ocellus_train::run::{Run, RunConfig};
 
@@ -250,7 +250,7 @@ pub(crate) fn describe(run: &Run) {
             .name
             .as_deref()
             .unwrap_or(&run.config.model),
-        thousands(param_count(&run.model) as f64),
+        thousands(run.model.param_count() as f64),
         run.config.data,
         thousands(run.train.len() as f64),
         thousands(run.val.len() as f64),

@@ -1,7 +1,8 @@
 //! Element-wise activations: ReLU and friends, and Softmax for inference.
 
 use crate::error::{Error, Result};
-use crate::layers::{expect_same_shape, keep, kept, Layer, Mode};
+use crate::layers::{expect_same_shape, kept, Layer, Mode};
+use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
 
 /// What an element-wise activation keeps for backward: its input or its output,
@@ -20,6 +21,8 @@ pub trait Elementwise: Send + Sync + 'static {
     const KEEPS: Keeps;
     /// The name with its settings, e.g. `LeakyReLU(0.01)`.
     fn describe(&self) -> String;
+    /// The function as an architecture entry.
+    fn spec(&self) -> LayerSpec;
     /// `y = f(x)`
     fn f(&self, x: f32) -> f32;
     /// `∂y/∂x`, from the kept value (`x` or `y`, as [`Elementwise::KEEPS`] says).
@@ -63,18 +66,13 @@ impl<F: Elementwise> Layer for Activation<F> {
         Ok(input.to_vec())
     }
 
-    /// x: any shape → y: same shape, `y = f(x)`
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward_owned(x.clone(), mode)
+    fn spec(&self) -> LayerSpec {
+        self.function.spec()
     }
 
-    /// dy: any shape → dx: same shape, `dx = dy · f'(x)`
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        self.backward_owned(dy.clone())
-    }
-
-    /// `y = f(x)`, in x's memory when nothing else holds it and `F` keeps the output.
-    fn forward_owned(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
+    /// x: any shape → y: same shape, `y = f(x)`, in x's memory when nothing else holds it
+    /// and `F` keeps the output.
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let function = &self.function;
         let f = |v| function.f(v);
         let (y, kept) = match F::KEEPS {
@@ -88,8 +86,9 @@ impl<F: Elementwise> Layer for Activation<F> {
         Ok(y)
     }
 
-    /// `dx = dy · f'(x)` in dy's memory when nothing else holds it.
-    fn backward_owned(&mut self, dy: Tensor) -> Result<Tensor> {
+    /// dy: any shape → dx: same shape, `dx = dy · f'(x)`, in dy's memory when nothing else
+    /// holds it.
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let kept = kept(&self.kept, F::KIND)?;
         expect_same_shape(F::KIND, kept.shape(), dy.shape())?;
         let function = &self.function;
@@ -107,8 +106,16 @@ impl Elementwise for ReluFn {
     fn describe(&self) -> String {
         "ReLU".into()
     }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Relu
+    }
+    /// NaN stays NaN, as in PyTorch, so a diverging run shows.
     fn f(&self, x: f32) -> f32 {
-        x.max(0.0)
+        if x <= 0.0 {
+            0.0
+        } else {
+            x
+        }
     }
     /// 1 where `y > 0` (exactly where `x > 0`), else 0 — 0 at the kink, as PyTorch.
     fn derivative(&self, y: f32) -> f32 {
@@ -131,6 +138,11 @@ impl Elementwise for LeakyReluFn {
     const KEEPS: Keeps = Keeps::Input;
     fn describe(&self) -> String {
         format!("LeakyReLU({})", self.negative_slope)
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::LeakyRelu {
+            negative_slope: self.negative_slope,
+        }
     }
     fn f(&self, x: f32) -> f32 {
         if x > 0.0 {
@@ -159,6 +171,9 @@ impl Elementwise for SigmoidFn {
     fn describe(&self) -> String {
         "Sigmoid".into()
     }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Sigmoid
+    }
     /// Written so that `e^(…)` never overflows.
     fn f(&self, x: f32) -> f32 {
         if x >= 0.0 {
@@ -183,6 +198,9 @@ impl Elementwise for TanhFn {
     const KEEPS: Keeps = Keeps::Output;
     fn describe(&self) -> String {
         "Tanh".into()
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Tanh
     }
     fn f(&self, x: f32) -> f32 {
         x.tanh()
@@ -280,6 +298,10 @@ impl Layer for Softmax {
         "Softmax".into()
     }
 
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Softmax
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.check_input(input)?;
         Ok(input.to_vec())
@@ -289,10 +311,10 @@ impl Layer for Softmax {
     ///
     /// The row maximum is subtracted first: `softmax(x) = softmax(x − max x)`, and then no
     /// `e^(…)` exceeds 1, so large logits cannot overflow.
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         self.check_input(x.shape())?;
         let f = x.shape()[1];
-        let mut y = x.clone();
+        let mut y = x;
         for row in y.data_mut().chunks_mut(f) {
             let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
             let mut sum = 0.0;
@@ -302,7 +324,7 @@ impl Layer for Softmax {
             }
             row.iter_mut().for_each(|v| *v /= sum);
         }
-        keep(&mut self.output, &y);
+        self.output = Some(y.clone());
         Ok(y)
     }
 
@@ -310,11 +332,11 @@ impl Layer for Softmax {
     ///
     /// `∂y_i/∂x_j = y_i(δ_ij − y_j)`, so `dx_j = Σ_i dy_i·y_i(δ_ij − y_j)
     /// = y_j·(dy_j − Σ_i dy_i·y_i)`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let y = kept(&self.output, self.kind())?;
         expect_same_shape(self.kind(), y.shape(), dy.shape())?;
         let f = y.shape()[1];
-        let mut dx = dy.clone();
+        let mut dx = dy;
         for (dx, y) in dx.data_mut().chunks_mut(f).zip(y.data().chunks(f)) {
             let dot: f32 = dx.iter().zip(y).map(|(d, y)| d * y).sum();
             for (d, y) in dx.iter_mut().zip(y) {

@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernels::{lane_sum, lane_sum_pairs};
-use crate::layers::{expect_nchw, expect_same_shape, kept, Layer, Mode, Param};
+use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
+use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
 
 /// PyTorch's default `eps`, added to the variance before the square root.
@@ -26,6 +27,8 @@ pub trait Layout: Send + 'static {
     const KIND: &'static str;
     /// The PyTorch class name, for descriptions.
     const NAME: &'static str;
+    /// The layer as an architecture entry.
+    fn spec(channels: usize) -> LayerSpec;
     /// `(N, C, S)` of an input shape, or a shape error.
     fn split(shape: &[usize], channels: usize) -> Result<(usize, usize, usize)>;
 }
@@ -40,6 +43,12 @@ impl Layout for Image {
     const KIND: &'static str = "batchnorm2d";
     const NAME: &'static str = "BatchNorm2d";
 
+    fn spec(channels: usize) -> LayerSpec {
+        LayerSpec::BatchNorm2d {
+            features: Some(channels),
+        }
+    }
+
     fn split(shape: &[usize], channels: usize) -> Result<(usize, usize, usize)> {
         expect_nchw(Self::KIND, shape, Some(channels)).map_err(|e| {
             e.with_hint(format!("BatchNorm2d({channels}) needs {channels} channels"))
@@ -51,6 +60,12 @@ impl Layout for Image {
 impl Layout for Flat {
     const KIND: &'static str = "batchnorm1d";
     const NAME: &'static str = "BatchNorm1d";
+
+    fn spec(channels: usize) -> LayerSpec {
+        LayerSpec::BatchNorm1d {
+            features: Some(channels),
+        }
+    }
 
     fn split(shape: &[usize], channels: usize) -> Result<(usize, usize, usize)> {
         match shape {
@@ -188,13 +203,17 @@ impl<L: Layout> Layer for BatchNorm<L> {
         format!("{}({})", L::NAME, self.channels)
     }
 
+    fn spec(&self) -> LayerSpec {
+        L::spec(self.channels)
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         L::split(input, self.channels)?;
         Ok(input.to_vec())
     }
 
     /// x: (N, C, H, W) or (N, F) → y: same shape, `y = γ·(x − μ)/√(σ² + eps) + β`.
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         let (n, c, s) = L::split(x.shape(), self.channels)?;
         let m = n * s;
         // (μ, σ²) per channel.
@@ -244,8 +263,8 @@ impl<L: Layout> Layer for BatchNorm<L> {
 
         let mut y = Tensor::for_overwrite(x.shape());
         let (gamma, beta, mean, inv_std) = (
-            self.weight.value.data(),
-            self.bias.value.data(),
+            self.weight.value().data(),
+            self.bias.value().data(),
             &self.mean,
             &self.inv_std,
         );
@@ -261,7 +280,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
                     *y = gamma * x_hat + beta;
                 }
             });
-        self.input = Some(x.clone());
+        self.input = Some(x);
         self.last_mode = mode;
         Ok(y)
     }
@@ -273,14 +292,10 @@ impl<L: Layout> Layer for BatchNorm<L> {
     /// - Train: μ and σ² depend on x; differentiating `x̂ = (x − μ)·inv_std` through them
     ///   gives `dx = (1/m)·inv_std·γ·(m·dy − Σ dy − x̂·Σ(dy·x̂))`.
     /// - Eval: μ and σ² are constants, so `dx = dy·γ·inv_std`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        self.backward_owned(dy.clone())
-    }
-
-    /// [`Layer::backward`], writing dx over dy in dy's memory when nothing else holds it:
-    /// each value of dx needs only the value of dy at the same place, once the
-    /// per-channel sums are known.
-    fn backward_owned(&mut self, dy: Tensor) -> Result<Tensor> {
+    ///
+    /// dx is written over dy in dy's memory when nothing else holds it: each value of dx
+    /// needs only the value of dy at the same place, once the per-channel sums are known.
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let x = kept(&self.input, L::KIND)?;
         expect_same_shape(L::KIND, x.shape(), dy.shape())?;
         let (n, c, s) = L::split(x.shape(), self.channels)?;
@@ -303,11 +318,11 @@ impl<L: Layout> Layer for BatchNorm<L> {
             })
             .collect();
         for (ch, (sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
-            self.bias.grad.data_mut()[ch] += *sum_dy as f32;
-            self.weight.grad.data_mut()[ch] += *sum_dy_xhat as f32;
+            self.bias.grad_mut()[ch] += *sum_dy as f32;
+            self.weight.grad_mut()[ch] += *sum_dy_xhat as f32;
         }
 
-        let gamma = self.weight.value.data();
+        let gamma = self.weight.value().data();
         let train = self.last_mode == Mode::Train;
         // dx of one value from its dy and x, for the channel `ch` (constants read once
         // per plane).
@@ -361,35 +376,34 @@ impl<L: Layout> Layer for BatchNorm<L> {
         }
     }
 
-    fn params(&self) -> Vec<(String, &Param)> {
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
         vec![
-            ("weight".to_string(), &self.weight),
-            ("bias".to_string(), &self.bias),
-        ]
-    }
-
-    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        vec![
-            ("weight".to_string(), &mut self.weight),
-            ("bias".to_string(), &mut self.bias),
-        ]
-    }
-
-    fn buffers(&self) -> Vec<(String, &Tensor)> {
-        vec![
-            ("running_mean".to_string(), &self.running_mean),
-            ("running_var".to_string(), &self.running_var),
-            ("num_batches_tracked".to_string(), &self.num_batches_tracked),
-        ]
-    }
-
-    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor)> {
-        vec![
-            ("running_mean".to_string(), &mut self.running_mean),
-            ("running_var".to_string(), &mut self.running_var),
+            (Key::Name("weight"), Part::Param(&self.weight)),
+            (Key::Name("bias"), Part::Param(&self.bias)),
+            (Key::Name("running_mean"), Part::Buffer(&self.running_mean)),
+            (Key::Name("running_var"), Part::Buffer(&self.running_var)),
             (
-                "num_batches_tracked".to_string(),
-                &mut self.num_batches_tracked,
+                Key::Name("num_batches_tracked"),
+                Part::Buffer(&self.num_batches_tracked),
+            ),
+        ]
+    }
+
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+        vec![
+            (Key::Name("weight"), PartMut::Param(&mut self.weight)),
+            (Key::Name("bias"), PartMut::Param(&mut self.bias)),
+            (
+                Key::Name("running_mean"),
+                PartMut::Buffer(&mut self.running_mean),
+            ),
+            (
+                Key::Name("running_var"),
+                PartMut::Buffer(&mut self.running_var),
+            ),
+            (
+                Key::Name("num_batches_tracked"),
+                PartMut::Buffer(&mut self.num_batches_tracked),
             ),
         ]
     }

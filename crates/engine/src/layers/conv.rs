@@ -5,8 +5,11 @@ use crate::error::{Error, Result};
 use crate::geometry::{conv_output_len, conv_param_count, ReceptiveField};
 use crate::init::{self, Init};
 use crate::kernels::{self, ConvGeometry};
-use crate::layers::{expect_nchw, expect_same_shape, keep, kept, Layer, Mode, Param};
+use crate::layers::{
+    expect_nchw, expect_same_shape, expect_shape, kept, Key, Layer, Mode, Param, Part, PartMut,
+};
 use crate::rng::Rng;
+use crate::spec::{LayerSpec, PadSpec, Size2};
 use crate::tensor::Tensor;
 
 /// Zero padding on each side of the image.
@@ -85,10 +88,68 @@ impl Conv2dConfig {
         self
     }
 
+    /// Sets the stride: `sh` rows and `sw` columns.
+    pub fn stride_hw(mut self, sh: usize, sw: usize) -> Self {
+        self.stride = (sh, sw);
+        self
+    }
+
     /// Sets the same zero padding on all four sides.
     pub fn padding(mut self, p: usize) -> Self {
         self.padding = Padding::uniform(p);
         self
+    }
+
+    /// Sets `ph` rows of zeros above and below, `pw` columns left and right.
+    pub fn padding_hw(mut self, ph: usize, pw: usize) -> Self {
+        self.padding = Padding::symmetric(ph, pw);
+        self
+    }
+
+    /// Sets the zero padding of each side.
+    pub fn padding_sides(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Sets the same dilation on both axes.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = (d, d);
+        self
+    }
+
+    /// Sets the dilation: `dh` between kernel rows, `dw` between kernel columns.
+    pub fn dilation_hw(mut self, dh: usize, dw: usize) -> Self {
+        self.dilation = (dh, dw);
+        self
+    }
+
+    /// Sets the number of groups (channels are split into groups convolved separately).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// With (`true`) or without a bias.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// Sets how [`Conv2d::new`] draws the weights.
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// The weight's shape, (OC, IC/groups, KH, KW).
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_channels / self.groups.max(1),
+            self.kernel.0,
+            self.kernel.1,
+        ]
     }
 }
 
@@ -108,7 +169,55 @@ pub struct Conv2d {
 impl Conv2d {
     /// A convolution with weights drawn by `config.init` (bias as PyTorch draws it).
     pub fn new(config: Conv2dConfig, rng: &mut Rng) -> Result<Self> {
-        let c = &config;
+        Self::check_config(&config)?;
+        let shape = config.weight_shape();
+        let weight = init::weight(&shape, config.init, rng);
+        let bias = config
+            .bias
+            .then(|| init::bias(config.out_channels, init::fans(&shape).0, rng));
+        Self::from_weights(config, weight, bias)
+    }
+
+    /// A convolution with the given filters, (OC, IC/groups, KH, KW), and bias, (OC,) —
+    /// which must be given exactly when `config.bias` is set. A tensor of the wrong shape
+    /// is an error naming it and both shapes.
+    pub fn from_weights(
+        config: Conv2dConfig,
+        weight: Tensor,
+        bias: Option<Tensor>,
+    ) -> Result<Self> {
+        Self::check_config(&config)?;
+        expect_shape("conv2d weight", &config.weight_shape(), weight.shape())?;
+        let bias = match (config.bias, bias) {
+            (true, Some(b)) => {
+                expect_shape("conv2d bias", &[config.out_channels], b.shape())?;
+                Some(Param::new(b))
+            }
+            (false, None) => None,
+            (true, None) => {
+                return Err(Error::config(
+                    "conv2d",
+                    "the config has a bias but none was given",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(Error::config(
+                    "conv2d",
+                    "a bias was given but the config has none (set .bias(true))",
+                ))
+            }
+        };
+        Ok(Conv2d {
+            config,
+            weight: Param::new(weight),
+            bias,
+            input: None,
+            workspace: Default::default(),
+        })
+    }
+
+    /// Checks the settings: positive sizes, groups dividing both channel counts.
+    fn check_config(c: &Conv2dConfig) -> Result<()> {
         let name = "conv2d";
         if c.in_channels == 0 || c.out_channels == 0 || c.groups == 0 {
             return Err(Error::config(name, "channels and groups must be positive"));
@@ -128,23 +237,7 @@ impl Conv2d {
                 ),
             ));
         }
-        let shape = [
-            c.out_channels,
-            c.in_channels / c.groups,
-            c.kernel.0,
-            c.kernel.1,
-        ];
-        let weight = Param::new(init::weight(&shape, c.init, rng));
-        let bias = c
-            .bias
-            .then(|| Param::new(init::bias(c.out_channels, init::fans(&shape).0, rng)));
-        Ok(Conv2d {
-            config,
-            weight,
-            bias,
-            input: None,
-            workspace: Default::default(),
-        })
+        Ok(())
     }
 
     /// The settings.
@@ -202,14 +295,15 @@ impl Conv2d {
         let x = kept(&self.input, self.kind())?;
         let g = self.geometry(x.shape())?;
         expect_same_shape(self.kind(), &[g.n, g.oc, g.oh, g.ow], dy.shape())?;
+        let (weight, dweight) = self.weight.value_and_grad_mut();
         kernels::conv::backward(
             &g,
             x.data(),
-            self.weight.value.data(),
+            weight,
             dy.data(),
             dx.map(|dx| dx.data_mut()),
-            self.weight.grad.data_mut(),
-            self.bias.as_mut().map(|b| b.grad.data_mut()),
+            dweight,
+            self.bias.as_mut().map(|b| b.grad_mut()),
             &mut self.workspace,
         );
         Ok(())
@@ -250,24 +344,43 @@ impl Layer for Conv2d {
         s + ")"
     }
 
+    fn spec(&self) -> LayerSpec {
+        let c = &self.config;
+        let p = c.padding;
+        LayerSpec::Conv2d {
+            in_channels: Some(c.in_channels),
+            out_channels: c.out_channels,
+            kernel: Size2::from_hw(c.kernel),
+            stride: Size2::from_hw(c.stride),
+            padding: if p.is_symmetric() {
+                PadSpec::from_hw(p.top, p.left)
+            } else {
+                PadSpec::PerSide([p.top, p.bottom, p.left, p.right])
+            },
+            dilation: Size2::from_hw(c.dilation),
+            groups: c.groups,
+            bias: c.bias,
+        }
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let g = self.geometry(input)?;
         Ok(vec![g.n, g.oc, g.oh, g.ow])
     }
 
     /// x: (N, IC, H, W) → y: (N, OC, OH, OW)
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
         let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
         kernels::conv::forward(
             &g,
             x.data(),
-            self.weight.value.data(),
-            self.bias.as_ref().map(|b| b.value.data()),
+            self.weight.value().data(),
+            self.bias.as_ref().map(|b| b.value().data()),
             y.data_mut(),
             &mut self.workspace,
         );
-        keep(&mut self.input, x);
+        self.input = Some(x);
         Ok(y)
     }
 
@@ -278,31 +391,31 @@ impl Layer for Conv2d {
     /// `db[oc] += Σ_{n,oh,ow} dy[n,oc,oh,ow]`,
     /// `dx[n,ic,h,w] = Σ_{oc,i,j} dy[n,oc,(h−i)/S,(w−j)/S]·w[oc,ic,i,j]` (a full correlation
     /// with the flipped kernel).
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let x = kept(&self.input, self.kind())?;
         let mut dx = Tensor::for_overwrite(x.shape());
-        self.gradients(dy, Some(&mut dx))?;
+        self.gradients(&dy, Some(&mut dx))?;
         Ok(dx)
     }
 
     /// dweight and dbias only: the first convolution of a network needs no `dx`, which
     /// costs as much as `dweight`.
-    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
-        self.gradients(dy, None)
+    fn backward_params(&mut self, dy: Tensor) -> Result<()> {
+        self.gradients(&dy, None)
     }
 
-    fn params(&self) -> Vec<(String, &Param)> {
-        let mut out = vec![("weight".to_string(), &self.weight)];
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
+        let mut out = vec![(Key::Name("weight"), Part::Param(&self.weight))];
         if let Some(b) = &self.bias {
-            out.push(("bias".to_string(), b));
+            out.push((Key::Name("bias"), Part::Param(b)));
         }
         out
     }
 
-    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        let mut out = vec![("weight".to_string(), &mut self.weight)];
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+        let mut out = vec![(Key::Name("weight"), PartMut::Param(&mut self.weight))];
         if let Some(b) = &mut self.bias {
-            out.push(("bias".to_string(), b));
+            out.push((Key::Name("bias"), PartMut::Param(b)));
         }
         out
     }

@@ -1,8 +1,9 @@
 //! Dropout: randomly zeroes activations while training, as a regulariser.
 
 use crate::error::{Error, Result};
-use crate::layers::{expect_same_shape, kept, Layer, Mode};
+use crate::layers::{expect_same_shape, kept, Layer, Mode, Randomness};
 use crate::rng::Rng;
+use crate::spec::LayerSpec;
 use crate::tensor::{shape_str, Tensor};
 
 /// Inverted dropout, as PyTorch's `nn.Dropout(p)`: in [`Mode::Train`] each value is
@@ -55,7 +56,7 @@ impl Dropout {
 
     /// Uses `keep` (1 where a value is kept, 0 where it is dropped) as the mask of the
     /// following training passes, as if it had been drawn and fixed with
-    /// [`Layer::fix_randomness`] — to replay a mask another framework drew.
+    /// [`Randomness::Frozen`] — to replay a mask another framework drew.
     pub fn set_mask(&mut self, keep: &Tensor) {
         let scale = 1.0 / (1.0 - self.p);
         let mut mask = keep.clone();
@@ -100,16 +101,20 @@ impl Layer for Dropout {
         format!("Dropout(p={})", self.p)
     }
 
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Dropout { p: self.p }
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }
 
     /// x: any shape → y: same shape; `y = x ⊙ mask` in Train, `y = x` in Eval.
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         self.input_shape = x.shape().to_vec();
         self.last_mode = Some(mode);
         if mode == Mode::Eval {
-            return Ok(x.clone());
+            return Ok(x);
         }
         match &self.mask {
             Some(mask) if self.fixed => {
@@ -118,14 +123,14 @@ impl Layer for Dropout {
                     return Err(
                         Error::shape(self.kind(), shape_str(mask.shape()), x.shape()).with_hint(
                             "the dropout mask is fixed for another shape; \
-                             release it with fix_randomness(false)",
+                             release it with set_randomness(Randomness::Free)",
                         ),
                     );
                 }
             }
             _ => self.draw_mask(x.shape()),
         }
-        let mut y = x.clone();
+        let mut y = x;
         let mask = self
             .mask
             .as_ref()
@@ -138,10 +143,10 @@ impl Layer for Dropout {
 
     /// dy: any shape → dx: same shape; `dx = dy ⊙ mask` after a Train pass (the forward is
     /// linear in x with that diagonal), `dx = dy` after an Eval pass.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let mode = kept(&self.last_mode, self.kind())?;
         expect_same_shape(self.kind(), &self.input_shape, dy.shape())?;
-        let mut dx = dy.clone();
+        let mut dx = dy;
         if *mode == Mode::Train {
             let mask = self.mask.as_ref().expect("a Train forward leaves a mask");
             for (d, m) in dx.data_mut().iter_mut().zip(mask.data()) {
@@ -151,12 +156,12 @@ impl Layer for Dropout {
         Ok(dx)
     }
 
-    fn fix_randomness(&mut self, fixed: bool) {
-        self.fixed = fixed;
-    }
-
-    fn reseed(&mut self, seed: u64) {
-        self.rng = Rng::new(seed);
+    fn set_own_randomness(&mut self, randomness: Randomness) {
+        match randomness {
+            Randomness::Seed(seed) => self.rng = Rng::new(seed),
+            Randomness::Frozen => self.fixed = true,
+            Randomness::Free => self.fixed = false,
+        }
     }
 }
 

@@ -4,8 +4,11 @@
 use crate::error::{Error, Result};
 use crate::init::{self, Init};
 use crate::kernels::matmul::gemm;
-use crate::layers::{expect_same_shape, keep, kept, Layer, Mode, Param};
+use crate::layers::{
+    expect_same_shape, expect_shape, kept, Key, Layer, Mode, Param, Part, PartMut,
+};
 use crate::rng::Rng;
+use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
 
 /// `y = x·Wᵀ + b`, with the weight stored `(out, in)` as in PyTorch.
@@ -37,14 +40,29 @@ impl Linear {
         if in_features == 0 || out_features == 0 {
             return Err(Error::config("linear", "features must be positive"));
         }
-        let shape = [out_features, in_features];
-        let weight = Param::new(init::weight(&shape, init, rng));
-        let bias = bias.then(|| Param::new(init::bias(out_features, in_features, rng)));
+        let weight = init::weight(&[out_features, in_features], init, rng);
+        let bias = bias.then(|| init::bias(out_features, in_features, rng));
+        Self::from_weights(weight, bias)
+    }
+
+    /// A layer with the given weight, (out, in), and bias, (out,); the sizes follow from
+    /// the weight. A bias of the wrong shape or a weight that is not 2-D is an error naming
+    /// both shapes.
+    pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let &[out_features, in_features] = weight.shape() else {
+            return Err(Error::shape("linear weight", "(out, in)", weight.shape()));
+        };
+        if in_features == 0 || out_features == 0 {
+            return Err(Error::config("linear", "features must be positive"));
+        }
+        if let Some(b) = &bias {
+            expect_shape("linear bias", &[out_features], b.shape())?;
+        }
         Ok(Linear {
             in_features,
             out_features,
-            weight,
-            bias,
+            weight: Param::new(weight),
+            bias: bias.map(Param::new),
             input: None,
         })
     }
@@ -85,19 +103,27 @@ impl Layer for Linear {
         format!("Linear({}→{})", self.in_features, self.out_features)
     }
 
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Linear {
+            in_features: Some(self.in_features),
+            out_features: self.out_features,
+            bias: self.bias.is_some(),
+        }
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.check_input(input)?;
         Ok(vec![input[0], self.out_features])
     }
 
     /// x: (N, in) → y: (N, out), `y[n,o] = b[o] + Σ_i x[n,i]·W[o,i]`
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         self.check_input(x.shape())?;
         let n = x.shape()[0];
         let mut y = Tensor::zeros(&[n, self.out_features]);
         if let Some(b) = &self.bias {
             for row in y.data_mut().chunks_mut(self.out_features) {
-                row.copy_from_slice(b.value.data());
+                row.copy_from_slice(b.value().data());
             }
         }
         // y (N, out) += x (N, in) · Wᵀ (in, out)
@@ -107,20 +133,20 @@ impl Layer for Linear {
             self.in_features,
             x.data(),
             false,
-            self.weight.value.data(),
+            self.weight.value().data(),
             true,
             y.data_mut(),
             true,
         );
-        keep(&mut self.input, x);
+        self.input = Some(x);
         Ok(y)
     }
 
     /// dy: (N, out) → dx: (N, in); adds into dweight and dbias.
     ///
     /// Differentiating `y = x·Wᵀ + b`: `dW += dyᵀ·x`, `db += Σ_n dy[n]`, `dx = dy·W`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        self.backward_params(dy)?;
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
+        self.add_param_grads(&dy)?;
         let n = dy.shape()[0];
         // dx (N, in) = dy (N, out) · W (out, in)
         let mut dx = Tensor::for_overwrite(&[n, self.in_features]);
@@ -130,7 +156,7 @@ impl Layer for Linear {
             self.out_features,
             dy.data(),
             false,
-            self.weight.value.data(),
+            self.weight.value().data(),
             false,
             dx.data_mut(),
             false,
@@ -139,7 +165,34 @@ impl Layer for Linear {
     }
 
     /// `dW += dyᵀ·x`, `db += Σ_n dy[n]`, without `dx`.
-    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+    fn backward_params(&mut self, dy: Tensor) -> Result<()> {
+        self.add_param_grads(&dy)
+    }
+
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
+        let mut out = vec![(Key::Name("weight"), Part::Param(&self.weight))];
+        if let Some(b) = &self.bias {
+            out.push((Key::Name("bias"), Part::Param(b)));
+        }
+        out
+    }
+
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+        let mut out = vec![(Key::Name("weight"), PartMut::Param(&mut self.weight))];
+        if let Some(b) = &mut self.bias {
+            out.push((Key::Name("bias"), PartMut::Param(b)));
+        }
+        out
+    }
+
+    fn macs(&self, input: &[usize]) -> u64 {
+        (input.first().copied().unwrap_or(0) * self.in_features * self.out_features) as u64
+    }
+}
+
+impl Linear {
+    /// `dW += dyᵀ·x`, `db += Σ_n dy[n]`: the parameter half of the backward pass.
+    fn add_param_grads(&mut self, dy: &Tensor) -> Result<()> {
         let x = kept(&self.input, self.kind())?;
         let n = x.shape()[0];
         expect_same_shape(self.kind(), &[n, self.out_features], dy.shape())?;
@@ -152,37 +205,17 @@ impl Layer for Linear {
             true,
             x.data(),
             false,
-            self.weight.grad.data_mut(),
+            self.weight.grad_mut(),
             true,
         );
         if let Some(b) = &mut self.bias {
             for row in dy.data().chunks(self.out_features) {
-                for (g, d) in b.grad.data_mut().iter_mut().zip(row) {
+                for (g, d) in b.grad_mut().iter_mut().zip(row) {
                     *g += d;
                 }
             }
         }
         Ok(())
-    }
-
-    fn params(&self) -> Vec<(String, &Param)> {
-        let mut out = vec![("weight".to_string(), &self.weight)];
-        if let Some(b) = &self.bias {
-            out.push(("bias".to_string(), b));
-        }
-        out
-    }
-
-    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        let mut out = vec![("weight".to_string(), &mut self.weight)];
-        if let Some(b) = &mut self.bias {
-            out.push(("bias".to_string(), b));
-        }
-        out
-    }
-
-    fn macs(&self, input: &[usize]) -> u64 {
-        (input.first().copied().unwrap_or(0) * self.in_features * self.out_features) as u64
     }
 }
 
@@ -208,6 +241,10 @@ impl Layer for Flatten {
         "Flatten".into()
     }
 
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Flatten
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         if input.is_empty() {
             return Err(Error::shape(self.kind(), "(N, …)", input));
@@ -216,16 +253,16 @@ impl Layer for Flatten {
     }
 
     /// x: (N, C, H, W) → y: (N, C·H·W)
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let shape = self.output_shape(x.shape())?;
         self.input_shape = Some(x.shape().to_vec());
-        x.clone().reshape(&shape)
+        x.reshape(&shape)
     }
 
     /// dy: (N, C·H·W) → dx: (N, C, H, W) — the same values, the input's shape back.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let shape = kept(&self.input_shape, self.kind())?;
         expect_same_shape(self.kind(), &self.output_shape(shape)?, dy.shape())?;
-        dy.clone().reshape(shape)
+        dy.reshape(shape)
     }
 }

@@ -2,16 +2,20 @@
 //!
 //! The contract every layer keeps:
 //! - `forward(x, mode)` computes the output and keeps, in named fields, exactly what
-//!   `backward` needs (the input, an argmax, a mask, normalised values…);
+//!   `backward` needs (the input, an argmax, a mask, normalised values…). It is handed
+//!   `x` (a tensor's clone is a second handle on the same values, not a copy), so a layer
+//!   may write its output into `x`'s memory when nothing else holds it;
 //! - `backward(dy)` returns `dx` and **adds** into its parameter gradients: only
-//!   [`Layer::zero_grad`] clears them, so a tensor used on two paths (a residual block)
+//!   [`LayerExt::zero_grad`] clears them, so a tensor used on two paths (a residual block)
 //!   collects both contributions;
 //! - `backward` before any `forward` is an error naming the layer, never garbage;
 //! - `output_shape` answers without computing, so a whole network can be checked before
 //!   it runs;
-//! - `forward_owned` / `backward_owned`, which a network calls with the intermediates it
-//!   hands on, give the same results as `forward` / `backward` (by default they are
-//!   those); a layer may override them to write into the tensor it is given.
+//! - `parts` lists what the layer holds by name: its parameters, its buffers and, for a
+//!   container, its child layers; `spec` writes the layer down as an architecture entry,
+//!   whose [`Composition`](crate::spec::Composition) says how a container combines its
+//!   children. Everything that walks a network — parameter names, optimisers,
+//!   checkpoints, the summary, the gradient check — goes through these two.
 
 pub mod activation;
 pub mod batchnorm;
@@ -19,7 +23,6 @@ pub mod conv;
 pub mod dropout;
 pub mod linear;
 pub mod pool;
-pub mod residual;
 
 pub use activation::{Activation, Elementwise, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
 pub use batchnorm::{BatchNorm1d, BatchNorm2d};
@@ -27,10 +30,10 @@ pub use conv::{Conv2d, Conv2dConfig, Padding};
 pub use dropout::Dropout;
 pub use linear::{Flatten, Linear};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d, Pool2dConfig};
-pub use residual::Residual;
 
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
+use crate::spec::LayerSpec;
 use crate::tensor::{shape_str, Tensor};
 
 /// Training or evaluation, passed explicitly to every forward pass.
@@ -45,12 +48,16 @@ pub enum Mode {
     Eval,
 }
 
-/// A learnable tensor and the gradient accumulated for it.
+/// A learnable tensor and the gradient accumulated for it, always of the same shape.
+///
+/// The shape is fixed when the parameter is made: [`Param::set`] refuses a tensor of
+/// another shape, and the values can be changed in place ([`Param::value_mut`]) but not
+/// reshaped, so no kernel or optimiser ever meets a parameter it was not built for.
 #[derive(Clone, Debug)]
 pub struct Param {
-    pub value: Tensor,
+    value: Tensor,
     /// Same shape as `value`; `backward` adds into it.
-    pub grad: Tensor,
+    grad: Tensor,
 }
 
 impl Param {
@@ -59,6 +66,101 @@ impl Param {
         let grad = Tensor::zeros(value.shape());
         Param { value, grad }
     }
+
+    /// The values.
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+
+    /// The gradient accumulated since the last `zero_grad`.
+    pub fn grad(&self) -> &Tensor {
+        &self.grad
+    }
+
+    /// The shape of the value and of the gradient.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    /// The values, to change in place.
+    pub fn value_mut(&mut self) -> &mut [f32] {
+        self.value.data_mut()
+    }
+
+    /// The gradient, to change in place.
+    pub fn grad_mut(&mut self) -> &mut [f32] {
+        self.grad.data_mut()
+    }
+
+    /// The values to change and the gradient to read, at once (an optimiser step).
+    pub fn value_mut_and_grad(&mut self) -> (&mut [f32], &[f32]) {
+        (self.value.data_mut(), self.grad.data())
+    }
+
+    /// The values to read and the gradient to add into, at once (a backward pass).
+    pub fn value_and_grad_mut(&mut self) -> (&[f32], &mut [f32]) {
+        (self.value.data(), self.grad.data_mut())
+    }
+
+    /// Replaces the values; `name` is what an error calls the parameter. A tensor of
+    /// another shape is an error naming both shapes, and the parameter is unchanged.
+    pub fn set(&mut self, name: &str, value: Tensor) -> Result<()> {
+        expect_shape(name, self.shape(), value.shape())?;
+        self.value = value;
+        Ok(())
+    }
+}
+
+/// What a layer holds, as [`Layer::parts`] lists it.
+pub enum Part<'a> {
+    /// A learnable tensor with its gradient.
+    Param(&'a Param),
+    /// State a checkpoint keeps that is not learned (BatchNorm's running statistics).
+    Buffer(&'a Tensor),
+    /// A child layer of a container.
+    Layer(&'a dyn Layer),
+}
+
+/// What a layer holds, mutable, as [`Layer::parts_mut`] lists it.
+pub enum PartMut<'a> {
+    Param(&'a mut Param),
+    Buffer(&'a mut Tensor),
+    Layer(&'a mut dyn Layer),
+}
+
+/// The name of a part within its layer: a position (`0`, `1`, … in a [`Sequential`]) or
+/// a word (`weight`, `running_mean`, `main`). Full names join them with dots, as PyTorch
+/// names `state_dict` entries: `3.weight`, `4.main.0.weight`.
+///
+/// [`Sequential`]: crate::network::Sequential
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Index(usize),
+    Name(&'static str),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Index(i) => write!(f, "{i}"),
+            Key::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// How random choices (dropout masks) are made, set on a whole network with
+/// [`LayerExt::set_randomness`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Randomness {
+    /// Restart the generators from this seed; each layer derives its own from it and its
+    /// position. Training seeds every epoch from the run's seed and the epoch number, so
+    /// an epoch can be replayed.
+    Seed(u64),
+    /// Keep the current choices, so that repeated forward passes are the same function —
+    /// what a finite-difference check needs.
+    Frozen,
+    /// Draw new choices at every forward pass (the default).
+    Free,
 }
 
 /// A layer of a network. See the module docs for the contract.
@@ -69,60 +171,37 @@ pub trait Layer: Send {
     /// A one-line description with the settings, e.g. `Conv2d(3→32, 3×3, stride 1, pad 1)`.
     fn describe(&self) -> String;
 
+    /// The layer as an architecture entry, every size written out.
+    fn spec(&self) -> LayerSpec;
+
     /// The output shape for an input shape, or a shape error naming what would fit.
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
 
-    /// Computes the output and keeps what `backward` needs.
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor>;
+    /// Computes the output and keeps what `backward` needs. `x` is handed over: a layer
+    /// may write its output into `x`'s memory when no other handle shares it.
+    fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor>;
 
-    /// Given `dy = ∂L/∂y`, adds the parameter gradients and returns `dx = ∂L/∂x`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor>;
-
-    /// [`Layer::forward`] given the input to keep: a layer may write its output into the
-    /// input's memory when no other handle shares it (see [`Tensor::into_map`]). Networks
-    /// hand their intermediates on this way; the result is the same as `forward`'s.
-    fn forward_owned(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
-        self.forward(&x, mode)
-    }
-
-    /// [`Layer::backward`] given `dy` to keep, which a layer may overwrite with `dx` as
-    /// [`Layer::forward_owned`] its input; the result is the same as `backward`'s.
-    fn backward_owned(&mut self, dy: Tensor) -> Result<Tensor> {
-        self.backward(&dy)
-    }
+    /// Given `dy = ∂L/∂y`, adds the parameter gradients and returns `dx = ∂L/∂x`. `dy` is
+    /// handed over, and a layer may overwrite it with `dx`.
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor>;
 
     /// [`Layer::backward`] for a layer whose input needs no gradient — the first layer of
     /// a network in training, whose input is data (PyTorch's `requires_grad=False`): adds
     /// the parameter gradients and skips `dx`. Layers that save work that way override it.
-    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
-        self.backward(dy).map(|_| ())
+    fn backward_params(&mut self, dy: Tensor) -> Result<()> {
+        self.backward(dy).map(drop)
     }
 
-    /// Learnable parameters with their names (PyTorch's `state_dict` names).
-    fn params(&self) -> Vec<(String, &Param)> {
+    /// The layer's own parameters and buffers and, for a container, its children, each
+    /// with its name (PyTorch's `state_dict` names). Parts of children are not listed:
+    /// [`LayerExt`] walks the whole tree.
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
         Vec::new()
     }
 
-    /// Learnable parameters, mutable (optimisers, initialisation, gradient checks).
-    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
+    /// [`Layer::parts`], mutable, in the same order.
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
         Vec::new()
-    }
-
-    /// Non-learnable state that a checkpoint must keep (BatchNorm running statistics).
-    fn buffers(&self) -> Vec<(String, &Tensor)> {
-        Vec::new()
-    }
-
-    /// Non-learnable state, mutable (loading a checkpoint).
-    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor)> {
-        Vec::new()
-    }
-
-    /// Sets every parameter gradient to zero.
-    fn zero_grad(&mut self) {
-        for (_, p) in self.params_mut() {
-            p.grad.fill(0.0);
-        }
     }
 
     /// The receptive field (height, width) after this layer, given the one before it.
@@ -136,31 +215,211 @@ pub trait Layer: Send {
         0
     }
 
-    /// Freezes (`true`) or releases random choices such as dropout masks, so that repeated
-    /// forward passes are the same function — what a finite-difference check needs.
-    fn fix_randomness(&mut self, _fixed: bool) {}
+    /// Sets how this layer (not its children) makes random choices; layers without any
+    /// ignore it. Call [`LayerExt::set_randomness`] to reach a whole network.
+    fn set_own_randomness(&mut self, _randomness: Randomness) {}
+}
 
-    /// Restarts the layer's random generators from `seed` (dropout masks). Training seeds
-    /// every epoch from the run's seed and the epoch number, so an epoch can be replayed.
-    fn reseed(&mut self, _seed: u64) {}
-
-    /// The layer as [`Any`](std::any::Any), so that code looking inside containers (the
-    /// summary table and the layer-by-layer gradient check open nested networks and
-    /// residual blocks) can reach their parts. Only containers answer; other layers keep
-    /// the default `None`.
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
+/// What every layer and network offers on top of the [`Layer`] contract, written once by
+/// walking [`Layer::parts`]: parameters and buffers by full name, zeroing gradients,
+/// setting parameters with a shape check, and passes on a borrowed tensor.
+pub trait LayerExt: Layer {
+    /// [`Layer::forward`] on a borrowed input (a second handle on its values, no copy).
+    fn forward_ref(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward(x.clone(), mode)
     }
 
-    /// [`Layer::as_any`], mutable.
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        None
+    /// [`Layer::backward`] on a borrowed gradient.
+    fn backward_ref(&mut self, dy: &Tensor) -> Result<Tensor> {
+        self.backward(dy.clone())
+    }
+
+    /// Every learnable parameter by full name, in forward order.
+    fn params(&self) -> Vec<(String, &Param)> {
+        let mut out = Vec::new();
+        walk(self.as_dyn(), "", &mut |name, part| {
+            if let Part::Param(p) = part {
+                out.push((name.to_string(), p));
+            }
+        });
+        out
+    }
+
+    /// Every learnable parameter by full name, mutable (optimisers, initialisation).
+    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
+        let mut out = Vec::new();
+        walk_mut(self.as_dyn_mut(), "", &mut |name, part| {
+            if let PartMut::Param(p) = part {
+                out.push((name.to_string(), p));
+            }
+        });
+        out
+    }
+
+    /// Every buffer (state that is kept but not learned) by full name.
+    fn buffers(&self) -> Vec<(String, &Tensor)> {
+        let mut out = Vec::new();
+        walk(self.as_dyn(), "", &mut |name, part| {
+            if let Part::Buffer(b) = part {
+                out.push((name.to_string(), b));
+            }
+        });
+        out
+    }
+
+    /// Every buffer by full name, mutable (loading a checkpoint).
+    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out = Vec::new();
+        walk_mut(self.as_dyn_mut(), "", &mut |name, part| {
+            if let PartMut::Buffer(b) = part {
+                out.push((name.to_string(), b));
+            }
+        });
+        out
+    }
+
+    /// Number of learnable values.
+    fn param_count(&self) -> usize {
+        self.params().iter().map(|(_, p)| p.value().len()).sum()
+    }
+
+    /// Sets every parameter gradient to zero.
+    fn zero_grad(&mut self) {
+        zero_grads(self.as_dyn_mut());
+    }
+
+    /// Replaces the parameter or buffer with full name `name` (`"3.weight"`,
+    /// `"1.running_mean"`). An unknown name or a tensor of another shape is an error
+    /// naming it and both shapes; nothing is changed then.
+    fn set(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let mut found = None;
+        walk_mut(self.as_dyn_mut(), "", &mut |full, part| {
+            if full == name {
+                found = Some(part);
+            }
+        });
+        match found {
+            Some(PartMut::Param(p)) => p.set(name, value),
+            Some(PartMut::Buffer(b)) => {
+                expect_shape(name, b.shape(), value.shape())?;
+                *b = value;
+                Ok(())
+            }
+            Some(PartMut::Layer(_)) | None => Err(Error::config(
+                self.kind(),
+                format!("has no parameter or buffer named '{name}'"),
+            )),
+        }
+    }
+
+    /// Sets how every layer inside makes random choices (dropout masks). With a seed,
+    /// each layer gets its own, derived from the seed and its position.
+    fn set_randomness(&mut self, randomness: Randomness) {
+        set_randomness_in(self.as_dyn_mut(), randomness);
+    }
+
+    #[doc(hidden)]
+    fn as_dyn(&self) -> &dyn Layer;
+    #[doc(hidden)]
+    fn as_dyn_mut(&mut self) -> &mut dyn Layer;
+}
+
+impl<L: Layer> LayerExt for L {
+    fn as_dyn(&self) -> &dyn Layer {
+        self
+    }
+    fn as_dyn_mut(&mut self) -> &mut dyn Layer {
+        self
     }
 }
 
-/// Number of learnable values of a layer or network.
-pub fn param_count(layer: &dyn Layer) -> usize {
-    layer.params().iter().map(|(_, p)| p.value.len()).sum()
+impl LayerExt for dyn Layer + '_ {
+    fn as_dyn(&self) -> &dyn Layer {
+        self
+    }
+    fn as_dyn_mut(&mut self) -> &mut dyn Layer {
+        self
+    }
+}
+
+/// `prefix` + `key`, dot-joined: the full name of a part.
+fn join(prefix: &str, key: Key) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Calls `f` with every parameter and buffer below `layer` and its full name (children
+/// are opened, not reported).
+fn walk<'a>(layer: &'a dyn Layer, prefix: &str, f: &mut dyn FnMut(&str, Part<'a>)) {
+    for (key, part) in layer.parts() {
+        let name = join(prefix, key);
+        match part {
+            Part::Layer(child) => walk(child, &name, f),
+            other => f(&name, other),
+        }
+    }
+}
+
+/// [`walk`], mutable.
+fn walk_mut<'a>(layer: &'a mut dyn Layer, prefix: &str, f: &mut dyn FnMut(&str, PartMut<'a>)) {
+    for (key, part) in layer.parts_mut() {
+        let name = join(prefix, key);
+        match part {
+            PartMut::Layer(child) => walk_mut(child, &name, f),
+            other => f(&name, other),
+        }
+    }
+}
+
+/// Zeroes every gradient below `layer`, without naming anything (it runs every step).
+fn zero_grads(layer: &mut dyn Layer) {
+    for (_, part) in layer.parts_mut() {
+        match part {
+            PartMut::Param(p) => p.grad.fill(0.0),
+            PartMut::Layer(child) => zero_grads(child),
+            PartMut::Buffer(_) => {}
+        }
+    }
+}
+
+fn set_randomness_in(layer: &mut dyn Layer, randomness: Randomness) {
+    layer.set_own_randomness(randomness);
+    for (key, part) in layer.parts_mut() {
+        if let PartMut::Layer(child) = part {
+            let derived = match randomness {
+                Randomness::Seed(seed) => Randomness::Seed(child_seed(seed, key)),
+                other => other,
+            };
+            set_randomness_in(child, derived);
+        }
+    }
+}
+
+/// The seed of child `key` of a layer seeded with `seed`: positions step by the golden
+/// ratio's 64-bit constant, names mix in their FNV-1a hash.
+fn child_seed(seed: u64, key: Key) -> u64 {
+    match key {
+        Key::Index(i) => seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        Key::Name(name) => {
+            let hash = name.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
+            });
+            seed ^ hash
+        }
+    }
+}
+
+/// Checks that a tensor given for `name` has the shape it must have.
+pub(crate) fn expect_shape(name: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::shape(name, shape_str(expected), got)
+            .with_hint("a parameter keeps the shape it was made with"))
+    }
 }
 
 /// Checks that `x` is 4-D with `channels` channels (any if `None`).
@@ -189,11 +448,6 @@ pub(crate) fn expect_same_shape(layer: &str, expected: &[usize], dy: &[usize]) -
         Err(Error::shape(layer, shape_str(expected), dy)
             .with_hint("backward needs a gradient shaped like the last forward output"))
     }
-}
-
-/// Keeps `x` in `slot` for backward: a second handle on the same values, not a copy.
-pub(crate) fn keep(slot: &mut Option<Tensor>, x: &Tensor) {
-    *slot = Some(x.clone());
 }
 
 /// What the last forward kept, or the error for a backward that came before any forward.

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::geometry::{conv_output_len, ReceptiveField};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Layer, Mode};
+use crate::spec::{LayerSpec, Size2};
 use crate::tensor::Tensor;
 
 /// Settings shared by [`MaxPool2d`] and [`AvgPool2d`]: PyTorch's `kernel_size`, `stride`
@@ -50,6 +51,16 @@ impl Pool2dConfig {
     pub fn padding(mut self, p: usize) -> Self {
         self.padding = (p, p);
         self
+    }
+
+    /// The window as an architecture entry's settings: (kernel, stride, padding).
+    fn spec_sizes(&self) -> (Size2, Option<Size2>, Option<Size2>) {
+        let (ph, pw) = self.padding;
+        (
+            Size2::from_hw(self.kernel),
+            self.stride.map(Size2::from_hw),
+            (self.padding != (0, 0)).then(|| Size2::from_hw((ph, pw))),
+        )
     }
 
     /// The stride in effect: the kernel unless set.
@@ -277,6 +288,15 @@ impl Layer for MaxPool2d {
         self.config.describe("MaxPool2d")
     }
 
+    fn spec(&self) -> LayerSpec {
+        let (kernel, stride, padding) = self.config.spec_sizes();
+        LayerSpec::MaxPool2d {
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(self.config.geometry(self.kind(), input)?.output_shape())
     }
@@ -286,7 +306,7 @@ impl Layer for MaxPool2d {
     /// A NaN in a window wins, as in PyTorch's CPU kernel
     /// (`if (val > maxval || isnan(val))`); of several NaNs the last one. Ties go to the
     /// first maximum in row-major order, the one PyTorch keeps.
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
         let mut y = Tensor::for_overwrite(&g.output_shape());
         self.taps.resize(y.len(), 0);
@@ -331,7 +351,7 @@ impl Layer for MaxPool2d {
     /// `dx[argmax] += dy`, the argmax being the tap the forward pass recorded. With
     /// overlapping windows one input can be the maximum of several outputs; their
     /// gradients add.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let shape = kept(&self.input_shape, self.kind())?;
         let g = self.config.geometry(self.kind(), shape)?;
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
@@ -535,12 +555,21 @@ impl Layer for AvgPool2d {
         self.config.describe("AvgPool2d")
     }
 
+    fn spec(&self) -> LayerSpec {
+        let (kernel, stride, padding) = self.config.spec_sizes();
+        LayerSpec::AvgPool2d {
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(self.config.geometry(self.kind(), input)?.output_shape())
     }
 
     /// x: (N, C, H, W) → y: (N, C, OH, OW), `y[n,c,i,j] = Σ_{window(i,j)} x / (KH·KW)`.
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
         let mut y = Tensor::zeros(&g.output_shape());
         // count_include_pad=True: padded positions are zeros that count in the divisor.
@@ -573,7 +602,7 @@ impl Layer for AvgPool2d {
     ///
     /// Each input in the window has `∂y/∂x = 1/(KH·KW)`, so `dy/(KH·KW)` is spread equally
     /// over the window; overlapping windows add.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let input_shape = kept(&self.input_shape, self.kind())?;
         let g = self.config.geometry(self.kind(), input_shape)?;
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
@@ -631,6 +660,10 @@ impl Layer for GlobalAvgPool {
         "GlobalAvgPool".into()
     }
 
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::GlobalAvgPool
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         expect_nchw(self.kind(), input, None)?;
         if input[2] == 0 || input[3] == 0 {
@@ -644,7 +677,7 @@ impl Layer for GlobalAvgPool {
     }
 
     /// x: (N, C, H, W) → y: (N, C, 1, 1), `y[n,c] = Σ_{h,w} x[n,c,h,w] / (H·W)`.
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let shape = self.output_shape(x.shape())?;
         let area = x.shape()[2] * x.shape()[3];
         let means = x
@@ -657,7 +690,7 @@ impl Layer for GlobalAvgPool {
     }
 
     /// dy: (N, C, 1, 1) → dx: (N, C, H, W), `dx[n,c,h,w] = dy[n,c] / (H·W)`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let input_shape = kept(&self.input_shape, self.kind())?;
         expect_same_shape(self.kind(), &self.output_shape(input_shape)?, dy.shape())?;
         let area = input_shape[2] * input_shape[3];
@@ -672,6 +705,7 @@ impl Layer for GlobalAvgPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::LayerExt;
 
     fn notes_input() -> Tensor {
         #[rustfmt::skip]
@@ -687,13 +721,13 @@ mod tests {
     #[test]
     fn notes_2_3_max_pool_and_its_gradient_routing() {
         let mut pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
-        let y = pool.forward(&notes_input(), Mode::Train).unwrap();
+        let y = pool.forward_ref(&notes_input(), Mode::Train).unwrap();
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         assert_eq!(y.data(), &[6.0, 4.0, 2.0, 4.0]);
         // The maxima sit at (1,1), (0,3), (2,1), (3,3).
         assert_eq!(pool.argmax().unwrap(), &[5, 3, 9, 15]);
         let dy = Tensor::from_vec(&[1, 1, 2, 2], vec![10.0, 20.0, 30.0, 40.0]).unwrap();
-        let dx = pool.backward(&dy).unwrap();
+        let dx = pool.backward_ref(&dy).unwrap();
         #[rustfmt::skip]
         let expected = [
             0.0, 0.0, 0.0, 20.0,
@@ -753,11 +787,11 @@ mod tests {
             let x = Tensor::from_vec(&[n, c, h, w], values.take(n * c * h * w).collect()).unwrap();
             prop_assume!(config.geometry("maxpool2d", x.shape()).is_ok());
             let (y, dx) = max_pool_by_definition(config, &x, |i| 1.0 + i as f32);
-            let fast_y = pool.forward(&x, Mode::Train).unwrap();
+            let fast_y = pool.forward_ref(&x, Mode::Train).unwrap();
             let same = |a: &f32, b: &f32| a == b || a.is_nan() && b.is_nan();
             prop_assert!(fast_y.data().iter().zip(&y).all(|(a, b)| same(a, b)));
             let dy = Tensor::from_vec(fast_y.shape(), (0..y.len()).map(|i| 1.0 + i as f32).collect()).unwrap();
-            let fast_dx = pool.backward(&dy).unwrap();
+            let fast_dx = pool.backward_ref(&dy).unwrap();
             prop_assert_eq!(fast_dx.data(), &dx[..]);
         }
     }

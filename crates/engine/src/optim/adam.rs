@@ -3,8 +3,8 @@
 //! they differ only in where the weight decay enters. AMSGrad is not provided.
 
 use crate::error::{Error, Result};
-use crate::layers::Layer;
-use crate::optim::{check_set_lr, expect_non_negative, Optimizer, OptimizerState, ParamBuffers};
+use crate::layers::Param;
+use crate::optim::{expect_non_negative, Optimizer, OptimizerState, ParamBuffers};
 
 /// Settings of [`Adam`]; [`AdamConfig::adam`] and [`AdamConfig::adamw`] give PyTorch's
 /// defaults for each.
@@ -133,18 +133,18 @@ impl Optimizer for Adam {
         self.config.lr
     }
 
-    fn set_lr(&mut self, lr: f32) {
-        check_set_lr(self.kind(), lr);
+    fn set_lr(&mut self, lr: f32) -> Result<()> {
+        expect_non_negative(self.kind(), "learning rate", lr)?;
         self.config.lr = lr;
+        Ok(())
     }
 
     fn steps(&self) -> u64 {
         self.steps
     }
 
-    fn step(&mut self, model: &mut dyn Layer) -> Result<()> {
-        let mut params = model.params_mut();
-        self.buffers.resolve(&params, self.steps > 0)?;
+    fn step_params(&mut self, params: &mut [(String, &mut Param)]) -> Result<()> {
+        self.buffers.resolve(params, self.steps > 0)?;
         let AdamConfig {
             lr,
             betas: (beta1, beta2),
@@ -172,8 +172,7 @@ impl Optimizer for Adam {
             let [m, v] = self.buffers.of_param(i) else {
                 unreachable!("adam keeps two buffers per parameter")
             };
-            let p = param.value.data_mut();
-            let g = param.grad.data();
+            let (p, g) = param.value_mut_and_grad();
             for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.data_mut()).zip(v.data_mut()) {
                 *p *= decay;
                 let g = g + l2 * *p;

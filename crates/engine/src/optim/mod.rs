@@ -7,7 +7,8 @@
 //! ```
 //! use ocellus::layers::Linear;
 //! use ocellus::optim::{Adam, AdamConfig, LrSchedule, OneCycle};
-//! use ocellus::{loss, Layer, Mode, Optimizer, Rng, Sequential, Tensor};
+//! use ocellus::loss;
+//! use ocellus::prelude::*;
 //!
 //! let mut rng = Rng::new(0);
 //! let mut model = Sequential::new().with(Linear::new(4, 3, &mut rng)?);
@@ -18,10 +19,10 @@
 //! let mut losses = Vec::new();
 //! for step in 0..50 {
 //!     model.zero_grad();
-//!     let logits = model.forward(&inputs, Mode::Train)?;
+//!     let logits = model.forward(inputs.clone(), Mode::Train)?;
 //!     let (loss, dlogits) = loss::cross_entropy(&logits, &labels, 0.0)?;
-//!     model.backward(&dlogits)?;
-//!     optimizer.set_lr(schedule.lr_at(step));
+//!     model.backward(dlogits)?;
+//!     optimizer.set_lr(schedule.lr_at(step))?;
 //!     optimizer.step(&mut model)?;
 //!     losses.push(loss);
 //! }
@@ -44,7 +45,7 @@ pub use sgd::{Sgd, SgdConfig};
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::layers::{Layer, Param};
+use crate::layers::{Layer, LayerExt, Param};
 use crate::tensor::{shape_str, Tensor};
 
 /// An optimiser: updates every parameter of a network from the gradient accumulated in it.
@@ -59,19 +60,26 @@ pub trait Optimizer: Send {
     /// The current learning rate.
     fn lr(&self) -> f32;
 
-    /// Sets the learning rate for the following steps (a schedule calls this).
-    /// Panics on a negative or non-finite rate: schedules and validated configs never give one.
-    fn set_lr(&mut self, lr: f32);
+    /// Sets the learning rate for the following steps (a schedule calls this). A negative
+    /// or non-finite rate is an error, and the rate is unchanged.
+    fn set_lr(&mut self, lr: f32) -> Result<()>;
 
     /// Number of steps taken so far.
     fn steps(&self) -> u64;
 
-    /// Updates every parameter of `model` (as listed by [`Layer::params_mut`]) from its
-    /// `grad`. Gradients are left as they are: clear them with [`Layer::zero_grad`].
+    /// Updates every parameter of `model` (as listed by [`LayerExt::params_mut`]) from its
+    /// gradient. Gradients are left as they are: clear them with [`LayerExt::zero_grad`].
     ///
     /// Fails, before changing anything, if the network's parameters do not match the state
     /// this optimiser holds (a different network, or a state loaded from another one).
-    fn step(&mut self, model: &mut dyn Layer) -> Result<()>;
+    fn step(&mut self, model: &mut dyn Layer) -> Result<()> {
+        self.step_params(&mut model.params_mut())
+    }
+
+    /// Updates the given parameters from their gradients: any set of named parameters,
+    /// inside a network or not. State is kept by name, so a parameter must keep its name
+    /// from step to step.
+    fn step_params(&mut self, params: &mut [(String, &mut Param)]) -> Result<()>;
 
     /// The state to keep in a checkpoint: the step count and every buffer, named
     /// `"{parameter}.{buffer}"` with PyTorch's buffer names (`0.weight.momentum_buffer`,
@@ -91,14 +99,6 @@ pub struct OptimizerState {
     pub steps: u64,
     /// `("{parameter}.{buffer}", buffer)`, each buffer shaped like its parameter.
     pub tensors: Vec<(String, Tensor)>,
-}
-
-/// Checks a learning rate set by a caller; see [`Optimizer::set_lr`].
-fn check_set_lr(kind: &str, lr: f32) {
-    assert!(
-        lr.is_finite() && lr >= 0.0,
-        "{kind}: learning rate must be finite and non-negative, got {lr}"
-    );
 }
 
 /// Checks that a hyper-parameter is finite and at least zero (PyTorch's checks).
@@ -154,15 +154,10 @@ impl ParamBuffers {
         }
         self.order.clear();
         for (name, p) in params {
-            assert_eq!(
-                p.value.shape(),
-                p.grad.shape(),
-                "{name}: gradient and value shapes differ"
-            );
             let slot = match self.index.get(name.as_str()) {
                 Some(&slot) => slot,
                 None if !started => {
-                    let zeros = Tensor::zeros(p.value.shape());
+                    let zeros = Tensor::zeros(p.shape());
                     self.buffers.push(vec![zeros; self.buffer_names.len()]);
                     self.names.push(name.clone());
                     self.index.insert(name.clone(), self.names.len() - 1);
@@ -180,14 +175,14 @@ impl ParamBuffers {
                 }
             };
             let have = self.buffers[slot][0].shape();
-            if have != p.value.shape() {
+            if have != p.shape() {
                 return Err(Error::config(
                     self.kind,
                     format!(
                         "state for parameter {name} is {} but the parameter is {}: the optimiser \
                          state belongs to another network",
                         shape_str(have),
-                        shape_str(p.value.shape())
+                        shape_str(p.shape())
                     ),
                 ));
             }
@@ -320,7 +315,7 @@ pub(crate) mod testing {
 
     use super::Optimizer;
     use crate::init::Init;
-    use crate::layers::{Layer, Linear};
+    use crate::layers::{LayerExt, Linear};
     use crate::rng::Rng;
 
     /// `Linear(1 → 1)` with weight `w` and bias `b`: parameters `weight` (1, 1) and `bias` (1,).
@@ -340,7 +335,7 @@ pub(crate) mod testing {
     /// `[w, b]`.
     pub fn values(layer: &Linear) -> [f32; 2] {
         let p = layer.params();
-        [p[0].1.value.data()[0], p[1].1.value.data()[0]]
+        [p[0].1.value().data()[0], p[1].1.value().data()[0]]
     }
 
     /// One step with small gradients, then 1,000 steps with none (a unit that stopped
@@ -369,8 +364,8 @@ pub(crate) mod testing {
             .into_iter()
             .zip(values.into_iter().zip(grads))
         {
-            p.value.data_mut()[0] = v;
-            p.grad.data_mut()[0] = g;
+            p.value_mut()[0] = v;
+            p.grad_mut()[0] = g;
         }
     }
 }

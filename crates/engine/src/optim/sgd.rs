@@ -2,8 +2,8 @@
 //! L2 weight decay — `torch.optim.SGD`, step for step.
 
 use crate::error::{Error, Result};
-use crate::layers::Layer;
-use crate::optim::{check_set_lr, expect_non_negative, Optimizer, OptimizerState, ParamBuffers};
+use crate::layers::Param;
+use crate::optim::{expect_non_negative, Optimizer, OptimizerState, ParamBuffers};
 
 /// Settings of [`Sgd`]; the defaults are PyTorch's.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -120,18 +120,18 @@ impl Optimizer for Sgd {
         self.config.lr
     }
 
-    fn set_lr(&mut self, lr: f32) {
-        check_set_lr(self.kind(), lr);
+    fn set_lr(&mut self, lr: f32) -> Result<()> {
+        expect_non_negative(self.kind(), "learning rate", lr)?;
         self.config.lr = lr;
+        Ok(())
     }
 
     fn steps(&self) -> u64 {
         self.steps
     }
 
-    fn step(&mut self, model: &mut dyn Layer) -> Result<()> {
-        let mut params = model.params_mut();
-        self.buffers.resolve(&params, self.steps > 0)?;
+    fn step_params(&mut self, params: &mut [(String, &mut Param)]) -> Result<()> {
+        self.buffers.resolve(params, self.steps > 0)?;
         let SgdConfig {
             lr,
             momentum: mu,
@@ -141,8 +141,7 @@ impl Optimizer for Sgd {
         } = self.config;
         let first = self.steps == 0;
         for (i, (_, param)) in params.iter_mut().enumerate() {
-            let p = param.value.data_mut();
-            let g = param.grad.data();
+            let (p, g) = param.value_mut_and_grad();
             if mu == 0.0 {
                 for (p, &g) in p.iter_mut().zip(g) {
                     *p -= lr * (g + wd * *p);

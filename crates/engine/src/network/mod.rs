@@ -1,9 +1,15 @@
-//! The sequential network (the lecture's *LayeredNeuralNetwork*): it chains layers in
-//! forward order and sends gradients back through them in reverse.
+//! Containers: layers made of layers. [`Sequential`] (the lecture's
+//! *LayeredNeuralNetwork*) chains layers in forward order and sends gradients back through
+//! them in reverse; [`Residual`] adds a shortcut around a main path.
+
+pub mod residual;
+
+pub use residual::Residual;
 
 use crate::error::Result;
 use crate::geometry::ReceptiveField;
-use crate::layers::{Layer, Mode, Param};
+use crate::layers::{Key, Layer, Mode, Part, PartMut};
+use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
 
 /// Layers applied one after another. A `Sequential` is itself a [`Layer`], so networks
@@ -70,11 +76,11 @@ impl Sequential {
 
 /// Backward through `layers`, last to first; errors name a layer by its position in the
 /// network, `offset` being the position of `layers[0]`.
-fn backward_through(layers: &mut [Box<dyn Layer>], offset: usize, dy: &Tensor) -> Result<Tensor> {
-    let mut d = dy.clone();
+fn backward_through(layers: &mut [Box<dyn Layer>], offset: usize, dy: Tensor) -> Result<Tensor> {
+    let mut d = dy;
     for (i, layer) in layers.iter_mut().enumerate().rev() {
         d = layer
-            .backward_owned(d)
+            .backward(d)
             .map_err(|e| e.in_layer(&format!("layer {}", offset + i)))?;
     }
     Ok(d)
@@ -90,83 +96,53 @@ impl Layer for Sequential {
         format!("Sequential[{}]", inner.join(" → "))
     }
 
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Sequential {
+            layers: self.layers.iter().map(|l| l.spec()).collect(),
+        }
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(self.shapes(input)?.pop().unwrap_or_else(|| input.to_vec()))
     }
 
     /// x: the first layer's input → y: the last layer's output.
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let mut layers = self.layers.iter_mut().enumerate();
-        let Some((_, first)) = layers.next() else {
-            return Ok(x.clone());
-        };
-        let mut y = first.forward(x, mode).map_err(|e| e.in_layer("layer 0"))?;
-        for (i, layer) in layers {
+    fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+        let mut y = x;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
             y = layer
-                .forward_owned(y, mode)
+                .forward(y, mode)
                 .map_err(|e| e.in_layer(&format!("layer {i}")))?;
         }
         Ok(y)
     }
 
     /// Chain rule: `dx = J_0ᵀ · J_1ᵀ ⋯ J_{L−1}ᵀ · dy`, each layer applying its own `Jᵀ`.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         backward_through(&mut self.layers, 0, dy)
     }
 
     /// Backward through every layer, the first one without its input gradient.
-    fn backward_params(&mut self, dy: &Tensor) -> Result<()> {
+    fn backward_params(&mut self, dy: Tensor) -> Result<()> {
         let Some((first, rest)) = self.layers.split_first_mut() else {
             return Ok(());
         };
         let d = backward_through(rest, 1, dy)?;
-        first.backward_params(&d).map_err(|e| e.in_layer("layer 0"))
+        first.backward_params(d).map_err(|e| e.in_layer("layer 0"))
     }
 
-    fn params(&self) -> Vec<(String, &Param)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            for (name, p) in layer.params() {
-                out.push((format!("{i}.{name}"), p));
-            }
-        }
-        out
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
+        let layers = self.layers.iter().enumerate();
+        layers
+            .map(|(i, l)| (Key::Index(i), Part::Layer(l.as_ref())))
+            .collect()
     }
 
-    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            for (name, p) in layer.params_mut() {
-                out.push((format!("{i}.{name}"), p));
-            }
-        }
-        out
-    }
-
-    fn buffers(&self) -> Vec<(String, &Tensor)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            for (name, b) in layer.buffers() {
-                out.push((format!("{i}.{name}"), b));
-            }
-        }
-        out
-    }
-
-    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            for (name, b) in layer.buffers_mut() {
-                out.push((format!("{i}.{name}"), b));
-            }
-        }
-        out
-    }
-
-    fn zero_grad(&mut self) {
-        for layer in &mut self.layers {
-            layer.zero_grad();
-        }
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+        let layers = self.layers.iter_mut().enumerate();
+        layers
+            .map(|(i, l)| (Key::Index(i), PartMut::Layer(l.as_mut())))
+            .collect()
     }
 
     fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {
@@ -186,26 +162,5 @@ impl Layer for Sequential {
             }
         }
         total
-    }
-
-    fn fix_randomness(&mut self, fixed: bool) {
-        for layer in &mut self.layers {
-            layer.fix_randomness(fixed);
-        }
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(self)
-    }
-
-    /// Each layer gets its own seed, derived from `seed` and its position.
-    fn reseed(&mut self, seed: u64) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.reseed(seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        }
     }
 }

@@ -4,10 +4,12 @@
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
 use crate::layers::{
-    expect_same_shape, kept, BatchNorm2d, Conv2d, Conv2dConfig, Layer, Mode, Param, Relu,
+    expect_same_shape, kept, BatchNorm2d, Conv2d, Conv2dConfig, Key, Layer, Mode, Part, PartMut,
+    Relu,
 };
 use crate::network::Sequential;
 use crate::rng::Rng;
+use crate::spec::LayerSpec;
 use crate::tensor::{shape_str, Tensor};
 
 /// A residual block: `y = act(main(x) + shortcut(x))`.
@@ -163,6 +165,15 @@ impl Layer for Residual {
         format!("Residual({} + {skip}{act})", self.main.describe())
     }
 
+    fn spec(&self) -> LayerSpec {
+        let specs = |net: &Sequential| net.layers().iter().map(|l| l.spec()).collect();
+        LayerSpec::Residual {
+            main: specs(&self.main),
+            shortcut: self.shortcut.as_ref().map(specs),
+            activation: self.act.as_ref().map_or("none", |a| a.kind()).to_string(),
+        }
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let sum = self.sum_shape(input)?;
         match &self.act {
@@ -172,17 +183,20 @@ impl Layer for Residual {
     }
 
     /// x: (N, IC, H, W) → y: (N, OC, OH, OW), `y = act(main(x) + shortcut(x))`.
-    fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         // Check both paths before running either, so a mismatch leaves no half-done pass.
         let sum_shape = self.sum_shape(x.shape())?;
-        let mut sum = self.main.forward(x, mode).map_err(|e| e.in_layer("main"))?;
+        let mut sum = self
+            .main
+            .forward(x.clone(), mode)
+            .map_err(|e| e.in_layer("main"))?;
         match &mut self.shortcut {
             Some(s) => sum.add_assign(&s.forward(x, mode).map_err(|e| e.in_layer("shortcut"))?),
-            None => sum.add_assign(x),
+            None => sum.add_assign(&x),
         }
         self.sum_shape = Some(sum_shape);
         match &mut self.act {
-            Some(a) => a.forward(&sum, mode).map_err(|e| e.in_layer("act")),
+            Some(a) => a.forward(sum, mode).map_err(|e| e.in_layer("act")),
             None => Ok(sum),
         }
     }
@@ -192,18 +206,21 @@ impl Layer for Residual {
     /// With `s = main(x) + shortcut(x)`: `ds = act.backward(dy)`, and since both paths read
     /// x, `dx = main.backward(ds) + shortcut.backward(ds)` — for the identity shortcut the
     /// second term is `ds` itself.
-    fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
+    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let sum_shape = kept(&self.sum_shape, self.kind())?;
         let d_sum = match &mut self.act {
             Some(a) => a.backward(dy).map_err(|e| e.in_layer("act"))?,
             None => {
                 expect_same_shape(self.kind(), sum_shape, dy.shape())?;
-                dy.clone()
+                dy
             }
         };
-        let dx_main = self.main.backward(&d_sum).map_err(|e| e.in_layer("main"))?;
+        let dx_main = self
+            .main
+            .backward(d_sum.clone())
+            .map_err(|e| e.in_layer("main"))?;
         let dx_skip = match &mut self.shortcut {
-            Some(s) => s.backward(&d_sum).map_err(|e| e.in_layer("shortcut"))?,
+            Some(s) => s.backward(d_sum).map_err(|e| e.in_layer("shortcut"))?,
             None => d_sum,
         };
         let mut dx = dx_main;
@@ -211,58 +228,29 @@ impl Layer for Residual {
         Ok(dx)
     }
 
-    fn params(&self) -> Vec<(String, &Param)> {
-        let mut out = prefixed("main", self.main.params());
+    fn parts(&self) -> Vec<(Key, Part<'_>)> {
+        let mut out = vec![(Key::Name("main"), Part::Layer(&self.main as &dyn Layer))];
         if let Some(s) = &self.shortcut {
-            out.extend(prefixed("shortcut", s.params()));
+            out.push((Key::Name("shortcut"), Part::Layer(s)));
         }
         if let Some(a) = &self.act {
-            out.extend(prefixed("act", a.params()));
+            out.push((Key::Name("act"), Part::Layer(a.as_ref())));
         }
         out
     }
 
-    fn params_mut(&mut self) -> Vec<(String, &mut Param)> {
-        let mut out = prefixed("main", self.main.params_mut());
+    fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
+        let mut out = vec![(
+            Key::Name("main"),
+            PartMut::Layer(&mut self.main as &mut dyn Layer),
+        )];
         if let Some(s) = &mut self.shortcut {
-            out.extend(prefixed("shortcut", s.params_mut()));
+            out.push((Key::Name("shortcut"), PartMut::Layer(s)));
         }
         if let Some(a) = &mut self.act {
-            out.extend(prefixed("act", a.params_mut()));
+            out.push((Key::Name("act"), PartMut::Layer(a.as_mut())));
         }
         out
-    }
-
-    fn buffers(&self) -> Vec<(String, &Tensor)> {
-        let mut out = prefixed("main", self.main.buffers());
-        if let Some(s) = &self.shortcut {
-            out.extend(prefixed("shortcut", s.buffers()));
-        }
-        if let Some(a) = &self.act {
-            out.extend(prefixed("act", a.buffers()));
-        }
-        out
-    }
-
-    fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor)> {
-        let mut out = prefixed("main", self.main.buffers_mut());
-        if let Some(s) = &mut self.shortcut {
-            out.extend(prefixed("shortcut", s.buffers_mut()));
-        }
-        if let Some(a) = &mut self.act {
-            out.extend(prefixed("act", a.buffers_mut()));
-        }
-        out
-    }
-
-    fn zero_grad(&mut self) {
-        self.main.zero_grad();
-        if let Some(s) = &mut self.shortcut {
-            s.zero_grad();
-        }
-        if let Some(a) = &mut self.act {
-            a.zero_grad();
-        }
     }
 
     /// The wider of the two paths — the main path's in a ResNet block, whose shortcut is
@@ -288,37 +276,4 @@ impl Layer for Residual {
         };
         self.main.macs(input) + skip + act
     }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(self)
-    }
-
-    fn reseed(&mut self, seed: u64) {
-        self.main.reseed(seed);
-        if let Some(s) = &mut self.shortcut {
-            s.reseed(seed ^ 0x5851_F42D_4C95_7F2D);
-        }
-    }
-
-    fn fix_randomness(&mut self, fixed: bool) {
-        self.main.fix_randomness(fixed);
-        if let Some(s) = &mut self.shortcut {
-            s.fix_randomness(fixed);
-        }
-        if let Some(a) = &mut self.act {
-            a.fix_randomness(fixed);
-        }
-    }
-}
-
-/// Names `name` as `"{path}.{name}"`, the way PyTorch names submodule state.
-fn prefixed<T>(path: &str, items: Vec<(String, T)>) -> Vec<(String, T)> {
-    items
-        .into_iter()
-        .map(|(name, item)| (format!("{path}.{name}"), item))
-        .collect()
 }

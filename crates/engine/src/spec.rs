@@ -1,0 +1,246 @@
+//! One layer written down as data: the entries of an architecture file (TOML or JSON),
+//! tagged by `type`. Every layer describes itself this way ([`crate::layers::Layer::spec`]),
+//! so a network built in code can be saved, summarised, checked and exported like one read
+//! from a file; [`crate::arch`] builds layers from these entries.
+
+use serde::{Deserialize, Serialize};
+
+/// One size per axis, written `3` (both axes) or `[3, 5]` (height, width).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size2 {
+    Square(usize),
+    Rect([usize; 2]),
+}
+
+impl Size2 {
+    /// `(h, w)` written as briefly as it can be: one number when both are equal.
+    pub fn from_hw((h, w): (usize, usize)) -> Self {
+        if h == w {
+            Size2::Square(h)
+        } else {
+            Size2::Rect([h, w])
+        }
+    }
+
+    /// (height, width)
+    pub fn hw(self) -> (usize, usize) {
+        match self {
+            Size2::Square(s) => (s, s),
+            Size2::Rect([h, w]) => (h, w),
+        }
+    }
+}
+
+/// Zero padding, written `1` (all sides), `[ph, pw]` or `[top, bottom, left, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PadSpec {
+    Uniform(usize),
+    Symmetric([usize; 2]),
+    PerSide([usize; 4]),
+}
+
+impl PadSpec {
+    /// `ph` rows above and below, `pw` columns left and right, written as briefly as it
+    /// can be.
+    pub fn from_hw(ph: usize, pw: usize) -> Self {
+        if ph == pw {
+            PadSpec::Uniform(ph)
+        } else {
+            PadSpec::Symmetric([ph, pw])
+        }
+    }
+}
+
+impl Default for PadSpec {
+    fn default() -> Self {
+        PadSpec::Uniform(0)
+    }
+}
+
+fn one() -> Size2 {
+    Size2::Square(1)
+}
+fn yes() -> bool {
+    true
+}
+fn half() -> f32 {
+    0.5
+}
+fn leaky_slope() -> f32 {
+    0.01
+}
+fn is_one(s: &Size2) -> bool {
+    s.hw() == (1, 1)
+}
+fn is_zero(p: &PadSpec) -> bool {
+    *p == PadSpec::Uniform(0)
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_one_usize(g: &usize) -> bool {
+    *g == 1
+}
+
+/// One layer of an [`crate::arch::Architecture`], tagged by `type`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum LayerSpec {
+    Conv2d {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_channels: Option<usize>,
+        out_channels: usize,
+        kernel: Size2,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        stride: Size2,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        padding: PadSpec,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        dilation: Size2,
+        #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
+        groups: usize,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias: bool,
+    },
+    Linear {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_features: Option<usize>,
+        out_features: usize,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias: bool,
+    },
+    Flatten,
+    Relu,
+    LeakyRelu {
+        #[serde(default = "leaky_slope")]
+        negative_slope: f32,
+    },
+    Sigmoid,
+    Tanh,
+    Softmax,
+    MaxPool2d {
+        kernel: Size2,
+        /// Defaults to the kernel size, as in PyTorch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<Size2>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        padding: Option<Size2>,
+    },
+    AvgPool2d {
+        kernel: Size2,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride: Option<Size2>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        padding: Option<Size2>,
+    },
+    GlobalAvgPool,
+    Dropout {
+        #[serde(default = "half")]
+        p: f32,
+    },
+    BatchNorm2d {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<usize>,
+    },
+    BatchNorm1d {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<usize>,
+    },
+    /// `y = activation(main(x) + shortcut(x))`; no shortcut means the identity.
+    Residual {
+        main: Vec<LayerSpec>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shortcut: Option<Vec<LayerSpec>>,
+        /// `"relu"` (the default) or `"none"`.
+        #[serde(default = "relu_name")]
+        activation: String,
+    },
+    /// A layer defined outside ocellus: it can be summarised, checked and trained, but
+    /// not built from a file or exported.
+    Custom {
+        kind: String,
+    },
+    /// Layers applied one after another (a nested [`crate::network::Sequential`]).
+    Sequential {
+        layers: Vec<LayerSpec>,
+    },
+    /// The ResNet basic block: 3×3 conv (stride) – BN – ReLU – 3×3 conv – BN, plus an
+    /// identity shortcut, or a 1×1 conv (stride) – BN when the shape changes; then ReLU.
+    BasicBlock {
+        out_channels: usize,
+        #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
+        stride: usize,
+    },
+}
+
+fn default_groups() -> usize {
+    1
+}
+fn relu_name() -> String {
+    "relu".into()
+}
+
+impl LayerSpec {
+    /// The layer's kind, as written after `type =`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::Linear { .. } => "linear",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Relu => "relu",
+            LayerSpec::LeakyRelu { .. } => "leakyrelu",
+            LayerSpec::Sigmoid => "sigmoid",
+            LayerSpec::Tanh => "tanh",
+            LayerSpec::Softmax => "softmax",
+            LayerSpec::MaxPool2d { .. } => "maxpool2d",
+            LayerSpec::AvgPool2d { .. } => "avgpool2d",
+            LayerSpec::GlobalAvgPool => "globalavgpool",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::BatchNorm2d { .. } => "batchnorm2d",
+            LayerSpec::BatchNorm1d { .. } => "batchnorm1d",
+            LayerSpec::Residual { .. } => "residual",
+            LayerSpec::Custom { .. } => "custom",
+            LayerSpec::Sequential { .. } => "sequential",
+            LayerSpec::BasicBlock { .. } => "basicblock",
+        }
+    }
+
+    /// How the layer's children make its output. The match names every kind, so a new
+    /// container cannot be mistaken for a leaf by the code that opens containers.
+    pub fn composition(&self) -> Composition {
+        match self {
+            LayerSpec::Conv2d { .. }
+            | LayerSpec::Linear { .. }
+            | LayerSpec::Flatten
+            | LayerSpec::Relu
+            | LayerSpec::LeakyRelu { .. }
+            | LayerSpec::Sigmoid
+            | LayerSpec::Tanh
+            | LayerSpec::Softmax
+            | LayerSpec::MaxPool2d { .. }
+            | LayerSpec::AvgPool2d { .. }
+            | LayerSpec::GlobalAvgPool
+            | LayerSpec::Dropout { .. }
+            | LayerSpec::BatchNorm2d { .. }
+            | LayerSpec::BatchNorm1d { .. }
+            | LayerSpec::Custom { .. } => Composition::Leaf,
+            LayerSpec::Sequential { .. } => Composition::Chain,
+            LayerSpec::Residual { .. } | LayerSpec::BasicBlock { .. } => Composition::Residual,
+        }
+    }
+}
+
+/// How a container combines its children (the [`crate::layers::Part::Layer`]s it lists):
+/// what the summary, the layer-by-layer gradient check and exporters follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Composition {
+    /// No children: the layer computes its output itself.
+    Leaf,
+    /// Children `0, 1, …` applied in order, each to the previous one's output.
+    Chain,
+    /// `y = act(main(x) + shortcut(x))`: children `main`, `shortcut` (absent: the
+    /// identity) and `act` (absent: none).
+    Residual,
+}
