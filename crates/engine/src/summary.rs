@@ -1,6 +1,6 @@
 //! The summary table of a network: for every layer its output shape, parameters,
 //! multiply-adds, receptive field and the memory its output takes — computed by the layers
-//! themselves ([`Layer::output_shape`], [`LayerExt::param_count`](crate::layers::LayerExt::param_count), [`Layer::macs`],
+//! themselves ([`Layer::output_shape`], [`LayerExt::param_count`], [`Layer::macs`],
 //! [`Layer::receptive_field`]), so the table and the layers can never disagree.
 //!
 //! ```
