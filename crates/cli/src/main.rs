@@ -8,6 +8,7 @@ mod progress;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ocellus::Error;
 
 /// Build, train, verify and look inside convolutional neural networks.
 #[derive(Parser)]
@@ -96,7 +97,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // The library's advice, in this tool's words.
+            let flag = match e {
+                Error::Diverged { .. } => " (--lr)",
+                _ => "",
+            };
+            eprintln!("error: {e}{flag}");
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@
 //! is zero in whatever units the batch holds: augment before normalising (as torchvision
 //! pipelines do) and the padding is black; after, and it is the training mean.
 
+use ocellus::error::Result;
 use ocellus::rng::Rng;
 use ocellus::tensor::Tensor;
 
@@ -31,12 +32,13 @@ impl Augmentation {
 
     /// x: (B, C, H, W) -> x augmented in place, each image with its own random crop offset
     /// and flip. The draws come from `rng` in a fixed order (crop row, crop column, flip,
-    /// image after image), so a seed reproduces the batch exactly.
-    pub fn apply(&self, x: &mut Tensor, rng: &mut Rng) {
+    /// image after image), so a seed reproduces the batch exactly. A tensor that is not
+    /// 4-D is a shape error.
+    pub fn apply(&self, x: &mut Tensor, rng: &mut Rng) -> Result<()> {
         if self.is_identity() || x.is_empty() {
-            return;
+            return Ok(());
         }
-        let (_, c, h, w) = x.dims4();
+        let (_, c, h, w) = x.dims4()?;
         let p = self.pad;
         for image in x.data_mut().chunks_exact_mut(c * h * w) {
             if p > 0 {
@@ -51,6 +53,7 @@ impl Augmentation {
                 hflip(image, c, h, w);
             }
         }
+        Ok(())
     }
 }
 
@@ -199,28 +202,32 @@ mod tests {
         let aug = Augmentation::new(2, true);
         let run = |seed| {
             let mut y = x.clone();
-            aug.apply(&mut y, &mut Rng::new(seed));
+            aug.apply(&mut y, &mut Rng::new(seed)).unwrap();
             y
         };
         assert_eq!(run(4), run(4));
         assert_ne!(run(4), run(5));
         let y = run(4);
-        let changed = (0..16).filter(|&n| y.image(n) != x.image(n)).count();
+        let changed = (0..16)
+            .filter(|&n| y.image(n).unwrap() != x.image(n).unwrap())
+            .count();
         assert!(changed >= 12, "only {changed} of 16 images changed");
         // Every augmented image is some crop of its padded original, possibly mirrored.
         for n in 0..16 {
             let found = (0..=4).any(|oy| {
                 (0..=4).any(|ox| {
-                    let crop = pad_then_crop(x.image(n), 3, 8, 8, 2, oy, ox);
+                    let crop = pad_then_crop(x.image(n).unwrap(), 3, 8, 8, 2, oy, ox);
                     let mut flipped = crop.clone();
                     hflip(&mut flipped, 3, 8, 8);
-                    y.image(n) == crop.as_slice() || y.image(n) == flipped.as_slice()
+                    y.image(n) == Some(crop.as_slice()) || y.image(n) == Some(flipped.as_slice())
                 })
             });
             assert!(found, "image {n} is not a padded crop");
         }
         let mut z = x.clone();
-        Augmentation::default().apply(&mut z, &mut Rng::new(0));
+        Augmentation::default()
+            .apply(&mut z, &mut Rng::new(0))
+            .unwrap();
         assert_eq!(z, x);
     }
 }

@@ -392,7 +392,7 @@ impl Normalization {
     /// Normalises a batch `(B, C, H, W)` in place: `x = (x − mean[c]) / std[c]`.
     pub fn apply_to_batch(&self, x: &mut Tensor) -> Result<()> {
         self.check(x)?;
-        let (_, c, h, w) = x.dims4();
+        let (_, c, h, w) = x.dims4()?;
         let inv_std: Vec<f32> = self.std.iter().map(|s| 1.0 / s).collect();
         x.data_mut().par_chunks_mut(c * h * w).for_each(|image| {
             for (ch, plane) in image.chunks_exact_mut(h * w).enumerate() {
@@ -407,7 +407,7 @@ impl Normalization {
     /// `x = x · std[c] + mean[c]`.
     pub fn undo_batch(&self, x: &mut Tensor) -> Result<()> {
         self.check(x)?;
-        let (_, c, h, w) = x.dims4();
+        let (_, c, h, w) = x.dims4()?;
         for image in x.data_mut().chunks_exact_mut(c * h * w) {
             for (ch, plane) in image.chunks_exact_mut(h * w).enumerate() {
                 let (m, s) = (self.mean[ch], self.std[ch]);
@@ -535,8 +535,8 @@ mod tests {
             assert_eq!(&x.shape()[1..], &[2, 2, 2]);
             for (b, &label) in y.iter().enumerate() {
                 // Every pixel of image b holds its index in the data set.
-                let index = x.image(b)[0] as usize;
-                assert!(x.image(b).iter().all(|&v| v == index as f32));
+                let index = x.image(b).unwrap()[0] as usize;
+                assert!(x.image(b).unwrap().iter().all(|&v| v == index as f32));
                 assert_eq!(label, index % 3);
                 seen.push(index);
             }
@@ -554,7 +554,7 @@ mod tests {
             let mut rng = Rng::new(seed);
             d.shuffled_batches(7, &mut rng)
                 .unwrap()
-                .flat_map(|(x, _)| (0..x.shape()[0]).map(move |b| x.image(b)[0]))
+                .flat_map(|(x, _)| (0..x.shape()[0]).map(move |b| x.image(b).unwrap()[0]))
                 .collect::<Vec<_>>()
         };
         assert_eq!(order(1), order(1));
@@ -656,7 +656,7 @@ mod tests {
         let norm = Normalization::fit(&d);
         for c in 0..3 {
             let values: Vec<f64> = (0..300)
-                .flat_map(|n| x.image(n)[c * 35..(c + 1) * 35].to_vec())
+                .flat_map(|n| x.image(n).unwrap()[c * 35..(c + 1) * 35].to_vec())
                 .map(|v| v as f64)
                 .collect();
             let mean = values.iter().sum::<f64>() / values.len() as f64;

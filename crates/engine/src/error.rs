@@ -30,7 +30,7 @@ pub enum Error {
     #[error("{path}: {message}")]
     Format { path: String, message: String },
     /// The training loss stopped being a finite number.
-    #[error("training diverged: the loss is {loss} at epoch {epoch}, batch {batch}; try a lower learning rate (--lr)")]
+    #[error("training diverged: the loss is {loss} at epoch {epoch}, batch {batch}; try a lower learning rate")]
     Diverged {
         epoch: usize,
         batch: usize,
@@ -46,6 +46,16 @@ fn fmt_hint(hint: &str) -> String {
     }
 }
 
+/// Formats a shape the way every message in ocellus shows it: `(128, 32, 16, 16)`.
+pub fn shape_str(shape: &[usize]) -> String {
+    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    if parts.len() == 1 {
+        format!("({},)", parts[0])
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
 /// Result with the ocellus [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -55,7 +65,7 @@ impl Error {
         Error::Shape {
             layer: layer.into(),
             expected: expected.into(),
-            got: crate::tensor::shape_str(got),
+            got: shape_str(got),
             hint: String::new(),
         }
     }

@@ -540,7 +540,7 @@ fn check_layer(
                     x.shape(),
                 ));
             }
-            sum.add_assign(&skip);
+            sum.add_assign(&skip)?;
             return match act {
                 Some(act) => check(act, &sum),
                 None => Ok(sum),

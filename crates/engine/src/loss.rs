@@ -134,7 +134,7 @@ pub fn correct_count(logits: &Tensor, targets: &[usize]) -> Result<usize> {
     expect_logits(NAME, logits)?;
     expect_targets(NAME, logits, targets)?;
     Ok(logits
-        .argmax_rows()
+        .argmax_rows()?
         .iter()
         .zip(targets)
         .filter(|(predicted, target)| predicted == target)
@@ -159,7 +159,7 @@ fn expect_logits(name: &str, logits: &Tensor) -> Result<(usize, usize)> {
 
 /// Checks that there is one target per row of `logits` and that each is a class in `0..K`.
 fn expect_targets(name: &str, logits: &Tensor, targets: &[usize]) -> Result<()> {
-    let (n, k) = logits.dims2();
+    let (n, k) = logits.dims2()?;
     if targets.len() != n {
         return Err(Error::config(
             name,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+pub use crate::error::shape_str;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -84,16 +85,6 @@ fn recycled_buffer(len: usize) -> Vec<f32> {
     Vec::with_capacity(len)
 }
 
-/// Formats a shape the way every message in ocellus shows it: `(128, 32, 16, 16)`.
-pub fn shape_str(shape: &[usize]) -> String {
-    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    if parts.len() == 1 {
-        format!("({},)", parts[0])
-    } else {
-        format!("({})", parts.join(", "))
-    }
-}
-
 /// Number of elements of a tensor of this shape.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
@@ -144,16 +135,10 @@ impl Tensor {
         out
     }
 
-    /// `f(a, b)` for every pair of values of `self` and `other` (same shape), in a new
-    /// tensor. Large tensors are cut into pieces for the rayon pool.
-    pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
-        assert_eq!(
-            self.shape,
-            other.shape,
-            "zip_map: shapes {} and {} differ",
-            shape_str(&self.shape),
-            shape_str(&other.shape)
-        );
+    /// `f(a, b)` for every pair of values of `self` and `other`, in a new tensor; the
+    /// shapes must be equal. Large tensors are cut into pieces for the rayon pool.
+    pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Tensor> {
+        self.expect_same_shape("zip_map", other)?;
         let mut out = Tensor::for_overwrite(&self.shape);
         out.data_mut()
             .par_chunks_mut(PARALLEL_PIECE)
@@ -164,7 +149,19 @@ impl Tensor {
                     *o = f(u, v);
                 }
             });
-        out
+        Ok(out)
+    }
+
+    /// An error naming `operation` and both shapes unless `other` has `self`'s shape.
+    fn expect_same_shape(&self, operation: &str, other: &Tensor) -> Result<()> {
+        if self.shape == other.shape {
+            Ok(())
+        } else {
+            Err(
+                Error::shape(operation, shape_str(&self.shape), &other.shape)
+                    .with_hint("both tensors must have the same shape"),
+            )
+        }
     }
 
     /// `Ok(self)` when no other handle shares its values, so that writing through
@@ -198,10 +195,15 @@ impl Tensor {
 
     /// [`Tensor::zip_map`] that writes into `self`'s own memory when no other handle
     /// shares it, as [`Tensor::into_map`].
-    pub fn into_zip_map(self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
+    pub fn into_zip_map(
+        self,
+        other: &Tensor,
+        f: impl Fn(f32, f32) -> f32 + Sync,
+    ) -> Result<Tensor> {
+        self.expect_same_shape("zip_map", other)?;
         let mut out = match self.into_unshared() {
-            Ok(out) if out.shape == other.shape => out,
-            Ok(out) | Err(out) => return out.zip_map(other, f),
+            Ok(out) => out,
+            Err(shared) => return shared.zip_map(other, f),
         };
         out.data_mut()
             .par_chunks_mut(PARALLEL_PIECE)
@@ -211,7 +213,7 @@ impl Tensor {
                     *u = f(*u, v);
                 }
             });
-        out
+        Ok(out)
     }
 
     /// A tensor over `data`; fails if the length does not match the shape.
@@ -306,26 +308,20 @@ impl Tensor {
         Ok(self)
     }
 
-    /// `(N, C, H, W)` of a 4-D tensor. Panics otherwise: callers check shapes first.
-    pub fn dims4(&self) -> (usize, usize, usize, usize) {
-        assert_eq!(
-            self.shape.len(),
-            4,
-            "expected an NCHW tensor, got {}",
-            shape_str(&self.shape)
-        );
-        (self.shape[0], self.shape[1], self.shape[2], self.shape[3])
+    /// `(N, C, H, W)` of a 4-D tensor, or a shape error.
+    pub fn dims4(&self) -> Result<(usize, usize, usize, usize)> {
+        match self.shape[..] {
+            [n, c, h, w] => Ok((n, c, h, w)),
+            _ => Err(Error::shape("tensor", "(N, C, H, W)", &self.shape)),
+        }
     }
 
-    /// `(N, F)` of a 2-D tensor. Panics otherwise: callers check shapes first.
-    pub fn dims2(&self) -> (usize, usize) {
-        assert_eq!(
-            self.shape.len(),
-            2,
-            "expected an (N, F) tensor, got {}",
-            shape_str(&self.shape)
-        );
-        (self.shape[0], self.shape[1])
+    /// `(N, F)` of a 2-D tensor, or a shape error.
+    pub fn dims2(&self) -> Result<(usize, usize)> {
+        match self.shape[..] {
+            [n, f] => Ok((n, f)),
+            _ => Err(Error::shape("tensor", "(N, F)", &self.shape)),
+        }
     }
 
     /// Sets every value to `value`.
@@ -333,36 +329,31 @@ impl Tensor {
         self.data_mut().fill(value);
     }
 
-    /// `self += other`, element-wise; shapes must match.
-    pub fn add_assign(&mut self, other: &Tensor) {
-        assert_eq!(
-            self.shape,
-            other.shape,
-            "add_assign: shapes {} and {} differ",
-            shape_str(&self.shape),
-            shape_str(&other.shape)
-        );
+    /// `self += other`, element-wise; a shape error unless the shapes are equal.
+    pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
+        self.expect_same_shape("add_assign", other)?;
         for (a, b) in self.data_mut().iter_mut().zip(other.data()) {
             *a += b;
         }
+        Ok(())
     }
 
-    /// Copies `other`'s values into `self`; shapes must match.
-    pub fn copy_from(&mut self, other: &Tensor) {
-        assert_eq!(
-            self.shape,
-            other.shape,
-            "copy_from: shapes {} and {} differ",
-            shape_str(&self.shape),
-            shape_str(&other.shape)
-        );
+    /// Copies `other`'s values into `self`; a shape error unless the shapes are equal.
+    pub fn copy_from(&mut self, other: &Tensor) -> Result<()> {
+        self.expect_same_shape("copy_from", other)?;
         self.data_mut().copy_from_slice(other.data());
+        Ok(())
     }
 
-    /// Image `n` of an NCHW tensor as a flat `C·H·W` slice.
-    pub fn image(&self, n: usize) -> &[f32] {
-        let per = self.data.len() / self.shape[0];
-        &self.data[n * per..(n + 1) * per]
+    /// Entry `n` along the first axis (image `n` of an NCHW tensor) as a flat slice, or
+    /// `None` when there is no such entry.
+    pub fn image(&self, n: usize) -> Option<&[f32]> {
+        let count = *self.shape.first()?;
+        if n >= count {
+            return None;
+        }
+        let per = self.data.len() / count;
+        Some(&self.data[n * per..(n + 1) * per])
     }
 
     /// Largest absolute value (0 for an empty tensor).
@@ -370,10 +361,11 @@ impl Tensor {
         self.data.iter().fold(0.0f32, |m, v| m.max(v.abs()))
     }
 
-    /// Index of the largest value in each row of an `(N, F)` tensor.
-    pub fn argmax_rows(&self) -> Vec<usize> {
-        let (n, f) = self.dims2();
-        (0..n)
+    /// Index of the largest value in each row of an `(N, F)` tensor (the first of equal
+    /// ones), or a shape error.
+    pub fn argmax_rows(&self) -> Result<Vec<usize>> {
+        let (n, f) = self.dims2()?;
+        Ok((0..n)
             .map(|i| {
                 let row = &self.data[i * f..(i + 1) * f];
                 let mut best = 0;
@@ -384,15 +376,16 @@ impl Tensor {
                 }
                 best
             })
-            .collect()
+            .collect())
     }
 
-    /// The multi-index of flat position `flat` (for reporting).
+    /// The multi-index of flat position `flat` (for reporting); positions past the end
+    /// wrap around in the first axis.
     pub fn unravel(&self, mut flat: usize) -> Vec<usize> {
         let mut index = vec![0; self.shape.len()];
-        for (axis, dim) in self.shape.iter().enumerate().rev() {
-            index[axis] = flat % dim;
-            flat /= dim;
+        for (axis, &dim) in self.shape.iter().enumerate().rev() {
+            index[axis] = flat.checked_rem(dim).unwrap_or(0);
+            flat = flat.checked_div(dim).unwrap_or(0);
         }
         index
     }

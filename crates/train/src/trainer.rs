@@ -101,7 +101,7 @@ pub fn train_epoch(
             ScheduleUnit::Step => settings.schedule.lr_at((epoch - 1) * num_batches + batch),
         };
         optimizer.set_lr(lr)?;
-        settings.augmentation.apply(&mut x, &mut augment);
+        settings.augmentation.apply(&mut x, &mut augment)?;
 
         model.zero_grad();
         let logits = model.forward_ref(&x, Mode::Train)?;
@@ -163,7 +163,7 @@ pub fn evaluate(model: &mut dyn Layer, data: &Dataset, batch_size: usize) -> Res
         let logits = model.forward_ref(&x, Mode::Eval)?;
         let (loss, _) = loss::cross_entropy(&logits, &labels, 0.0)?;
         loss_sum += loss as f64 * labels.len() as f64;
-        for (truth, predicted) in labels.iter().zip(logits.argmax_rows()) {
+        for (truth, predicted) in labels.iter().zip(logits.argmax_rows()?) {
             confusion[*truth][predicted] += 1;
             predictions.push(predicted);
         }

@@ -164,7 +164,11 @@ fn shifting_everything_out_leaves_the_answer_for_a_black_image() {
     for (plane, b) in image.data_mut().chunks_exact_mut(14 * 14).zip(&black) {
         plane.fill(*b);
     }
-    let answer = model.forward_ref(&image, Mode::Eval).unwrap().argmax_rows()[0];
+    let answer = model
+        .forward_ref(&image, Mode::Eval)
+        .unwrap()
+        .argmax_rows()
+        .unwrap()[0];
     let expected = data.labels().iter().filter(|&&l| l == answer).count() as f32 / 120.0;
     let got = evaluate_shifted(&mut model, &data, &norm, 14, 32).unwrap();
     assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");

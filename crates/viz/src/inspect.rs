@@ -401,9 +401,9 @@ pub fn saliency(model: &mut Sequential, x: &Tensor, class: Option<usize>) -> Res
     // L = logits[class], so ∂L/∂logits is one-hot.
     let mut dy = Tensor::zeros(logits.shape());
     dy.data_mut()[class] = 1.0;
-    let gradient = model.backward_ref(&dy)?;
+    let gradient = model.backward(dy)?;
     model.zero_grad();
-    let (_, c, h, w) = gradient.dims4();
+    let (_, c, h, w) = gradient.dims4()?;
     let plane = h * w;
     let map: Vec<f32> = (0..plane)
         .map(|i| {

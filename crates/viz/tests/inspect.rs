@@ -220,7 +220,7 @@ fn saliency_defaults_to_the_predicted_class_and_rejects_unknown_ones() {
     let x = Tensor::randn(&[1, 1, 6, 6], 1.0, &mut rng);
     let s = saliency(&mut net, &x, None).unwrap();
     let logits = net.forward_ref(&x, Mode::Eval).unwrap();
-    assert_eq!(s.class, logits.argmax_rows()[0]);
+    assert_eq!(s.class, logits.argmax_rows().unwrap()[0]);
     assert_eq!(s.predicted(), s.class);
     let err = saliency(&mut net, &x, Some(5)).unwrap_err().to_string();
     assert!(

@@ -92,7 +92,7 @@ impl<F: Elementwise> Layer for Activation<F> {
         let kept = kept(&self.kept, F::KIND)?;
         expect_same_shape(F::KIND, kept.shape(), dy.shape())?;
         let function = &self.function;
-        Ok(dy.into_zip_map(kept, |d, k| d * function.derivative(k)))
+        dy.into_zip_map(kept, |d, k| d * function.derivative(k))
     }
 }
 

@@ -191,8 +191,8 @@ impl Layer for Residual {
             .forward(x.clone(), mode)
             .map_err(|e| e.in_layer("main"))?;
         match &mut self.shortcut {
-            Some(s) => sum.add_assign(&s.forward(x, mode).map_err(|e| e.in_layer("shortcut"))?),
-            None => sum.add_assign(&x),
+            Some(s) => sum.add_assign(&s.forward(x, mode).map_err(|e| e.in_layer("shortcut"))?)?,
+            None => sum.add_assign(&x)?,
         }
         self.sum_shape = Some(sum_shape);
         match &mut self.act {
@@ -224,7 +224,7 @@ impl Layer for Residual {
             None => d_sum,
         };
         let mut dx = dx_main;
-        dx.add_assign(&dx_skip);
+        dx.add_assign(&dx_skip)?;
         Ok(dx)
     }
 
