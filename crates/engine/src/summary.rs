@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
 use crate::layers::{Key, Layer, LayerExt, Part};
 use crate::network::Sequential;
@@ -180,7 +180,13 @@ fn push_rows(
     };
     let children = children(layer);
     match layer.spec().composition() {
-        Composition::Leaf => rows.push(row),
+        Composition::Leaf if children.is_empty() => rows.push(row),
+        Composition::Leaf => {
+            return Err(Error::config(
+                name,
+                "lists child layers but its spec does not say how it combines them",
+            ))
+        }
         Composition::Chain => {
             let at = rows.len();
             row.is_block = true;
