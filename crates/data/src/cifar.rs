@@ -100,14 +100,8 @@ pub fn read_batches(paths: &[PathBuf]) -> Result<Dataset> {
 /// One batch file: the pixels of all records one after another `(n, 3, 32, 32)`, and the
 /// labels.
 pub fn read_batch(path: &Path) -> Result<(Vec<u8>, Vec<usize>)> {
-    let format_err = |message: String| Error::Format {
-        path: path.display().to_string(),
-        message,
-    };
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let format_err = |message: String| Error::format(path, message);
+    let bytes = std::fs::read(path).map_err(|source| Error::io(path, source))?;
     if bytes.is_empty() {
         return Err(format_err("empty file, expected 3073-byte records".into()));
     }

@@ -34,7 +34,7 @@ pub fn load_folder(dir: &Path, channels: usize, height: usize, width: usize) -> 
             .filter(|p| p.is_file() && has_image_extension(p))
             .collect();
         if images.is_empty() {
-            return Err(format_error(
+            return Err(Error::format(
                 &class_dir,
                 "no .png, .jpg or .jpeg images in this class folder",
             ));
@@ -142,10 +142,7 @@ impl Decoded {
 
 /// Decodes a PNG or a JPEG, recognised by its first bytes, not by its name.
 fn decode(path: &Path) -> Result<Decoded> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::io(path, source))?;
     // Decoders' messages may span lines; errors are one line.
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         let detail = e
@@ -153,7 +150,7 @@ fn decode(path: &Path) -> Result<Decoded> {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        format_error(path, &format!("cannot decode this {what} image ({detail})"))
+        Error::format(path, format!("cannot decode this {what} image ({detail})"))
     };
     if bytes.starts_with(b"\x89PNG") {
         let mut decoder = png::Decoder::new(Cursor::new(&bytes[..]));
@@ -189,7 +186,7 @@ fn decode(path: &Path) -> Result<Decoded> {
             bytes: pixels,
         })
     } else {
-        Err(format_error(path, "not a PNG or JPEG image"))
+        Err(Error::format(path, "not a PNG or JPEG image"))
     }
 }
 
@@ -251,7 +248,7 @@ fn class_folders(dir: &Path) -> Result<Vec<String>> {
     let entries = sorted_entries(dir)?;
     let layout = "expected one subfolder per class holding its images: DIR/<class>/*.png|jpg|jpeg";
     if entries.is_empty() {
-        return Err(format_error(dir, &format!("empty folder; {layout}")));
+        return Err(Error::format(dir, format!("empty folder; {layout}")));
     }
     let classes: Vec<String> = entries
         .iter()
@@ -259,17 +256,14 @@ fn class_folders(dir: &Path) -> Result<Vec<String>> {
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     if classes.is_empty() {
-        return Err(format_error(dir, &format!("no class subfolders; {layout}")));
+        return Err(Error::format(dir, format!("no class subfolders; {layout}")));
     }
     Ok(classes)
 }
 
 /// The non-hidden entries of a directory, sorted by name.
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let io_err = |source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    };
+    let io_err = |source| Error::io(dir, source);
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err)? {
         let entry = entry.map_err(io_err)?;
@@ -331,7 +325,7 @@ pub(crate) fn write_png(
     color: png::ColorType,
 ) -> Result<()> {
     let encoded = encode_png(bytes, height, width, color)
-        .map_err(|e| format_error(path, &format!("cannot encode PNG ({e})")))?;
+        .map_err(|e| Error::format(path, format!("cannot encode PNG ({e})")))?;
     ocellus::checkpoint::write_atomically(path, &encoded)
 }
 
@@ -353,13 +347,6 @@ pub fn encode_png(
         writer.finish()?;
     }
     Ok(encoded)
-}
-
-fn format_error(path: &Path, message: &str) -> Error {
-    Error::Format {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -135,10 +135,10 @@ fn find_file(dir: &Path, name: &str, kind: IdxKind) -> Result<PathBuf> {
 }
 
 fn not_found(path: &Path, message: String) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, message),
-    }
+    Error::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::NotFound, message),
+    )
 }
 
 /// One images file and its labels file as a data set, checked against each other.
@@ -224,10 +224,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
 
 /// The whole file, decompressed if it starts with the gzip magic bytes `1f 8b`.
 fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>> {
-    let io_err = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io_err = |source| Error::io(path, source);
     let bytes = std::fs::read(path).map_err(io_err)?;
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
@@ -243,10 +240,7 @@ fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(hint);
     MultiGzDecoder::new(&bytes[..])
         .read_to_end(&mut out)
-        .map_err(|e| Error::Format {
-            path: path.display().to_string(),
-            message: format!("truncated or corrupt gzip data ({e})"),
-        })?;
+        .map_err(|e| Error::format(path, format!("truncated or corrupt gzip data ({e})")))?;
     Ok(out)
 }
 
@@ -258,10 +252,7 @@ fn parse_header<'a>(
     magic: u32,
     ndims: usize,
 ) -> Result<(Vec<usize>, &'a [u8])> {
-    let format_err = |message: String| Error::Format {
-        path: path.display().to_string(),
-        message,
-    };
+    let format_err = |message: String| Error::format(path, message);
     let what = if magic == IMAGES_MAGIC {
         "IDX images"
     } else {

@@ -48,17 +48,11 @@ pub struct Architecture {
 impl Architecture {
     /// Reads a TOML file, or JSON when the name ends in `.json`. Errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
         let is_json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-        Self::parse(&text, is_json).map_err(|message| Error::Format {
-            path: path.display().to_string(),
-            message,
-        })
+        Self::parse(&text, is_json).map_err(|message| Error::format(path, message))
     }
 
     /// Parses TOML (or JSON) text; the error is a one-line message.

@@ -18,20 +18,6 @@ use crate::tensor::{numel, shape_str, Tensor};
 /// Named tensors, as stored in a file.
 pub type NamedTensors = Vec<(String, Tensor)>;
 
-fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn format_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.display().to_string(),
-        message: message.into(),
-    }
-}
-
 /// PyTorch keeps BatchNorm's batch counter as int64.
 fn is_integer_buffer(name: &str) -> bool {
     name.ends_with("num_batches_tracked")
@@ -45,7 +31,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
-        .ok_or_else(|| format_error(path, "not a file name"))?
+        .ok_or_else(|| Error::format(path, "not a file name"))?
         .to_string_lossy();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
@@ -56,7 +42,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io_error(path, e));
+        return Err(Error::io(path, e));
     }
     Ok(())
 }
@@ -95,17 +81,17 @@ pub fn save(
                 .map(|view| (name.as_str(), view))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| format_error(path, e.to_string()))?;
+        .map_err(|e| Error::format(path, e.to_string()))?;
     let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| format_error(path, e.to_string()))?;
+        .map_err(|e| Error::format(path, e.to_string()))?;
     write_atomically(path, &bytes)
 }
 
 /// Loads every tensor (f32; int64 and other float types converted to f32) and the metadata.
 pub fn load(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let not_safetensors = |e: safetensors::SafeTensorError| {
-        format_error(path, format!("not a readable safetensors file ({e})"))
+        Error::format(path, format!("not a readable safetensors file ({e})"))
     };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -127,7 +113,7 @@ pub fn load(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
                 .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
                 .collect(),
             other => {
-                return Err(format_error(
+                return Err(Error::format(
                     path,
                     format!("tensor {name} has type {other:?}; only F32, F64 and I64 are read"),
                 ))
@@ -164,7 +150,7 @@ pub fn load_state_dict(
 ) -> Result<()> {
     let mut given: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let mismatch = |name: &str, want: &[usize], got: &[usize]| {
-        format_error(
+        Error::format(
             source,
             format!(
                 "tensor {name} has shape {} but the model's is {}: the checkpoint does not fit this model",
@@ -192,7 +178,7 @@ pub fn load_state_dict(
         }
     }
     if !missing.is_empty() {
-        return Err(format_error(
+        return Err(Error::format(
             source,
             format!(
                 "missing {} tensor(s) the model needs: {}: the checkpoint does not fit this model",
@@ -204,7 +190,7 @@ pub fn load_state_dict(
     if !given.is_empty() {
         let mut extra: Vec<&str> = given.into_keys().collect();
         extra.sort_unstable();
-        return Err(format_error(
+        return Err(Error::format(
             source,
             format!(
                 "unexpected tensor(s) the model does not have: {}: the checkpoint does not fit this model",

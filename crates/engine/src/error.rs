@@ -88,6 +88,22 @@ impl Error {
         }
     }
 
+    /// A file at `path` could not be read or written.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// The file at `path` was read, but its contents are not what they should be.
+    pub fn format(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.as_ref().display().to_string(),
+            message: message.into(),
+        }
+    }
+
     /// A configuration error for `layer`.
     pub fn config(layer: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config {

@@ -28,10 +28,7 @@ fn logits(model_path: &Path, inputs_path: &Path, output_path: &Path) -> Result<(
     let x = tensors
         .into_iter()
         .find_map(|(name, t)| (name == "x").then_some(t))
-        .ok_or_else(|| Error::Format {
-            path: inputs_path.display().to_string(),
-            message: "no tensor named \"x\"".into(),
-        })?;
+        .ok_or_else(|| Error::format(inputs_path, "no tensor named \"x\""))?;
     let y = model.forward_ref(&x, Mode::Eval)?;
     checkpoint::save(output_path, &[("logits".into(), y)], HashMap::new())
 }

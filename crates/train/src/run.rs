@@ -198,20 +198,6 @@ const METRICS_FILE: &str = "metrics.jsonl";
 const CURVES_FILE: &str = "curves.png";
 const CONFUSION_FILE: &str = "confusion.png";
 
-fn format_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.display().to_string(),
-        message: message.into(),
-    }
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// Saves the model (state_dict and metadata) to `path`, atomically.
 pub fn save_model(path: &Path, model: &dyn Layer, info: &ModelInfo) -> Result<()> {
     let mut metadata = HashMap::new();
@@ -235,12 +221,12 @@ fn metadata_field<T: for<'de> Deserialize<'de>>(
     key: &str,
 ) -> Result<T> {
     let text = metadata.get(key).ok_or_else(|| {
-        format_error(
+        Error::format(
             path,
             format!("no '{key}' in the file's metadata: not an ocellus model file"),
         )
     })?;
-    serde_json::from_str(text).map_err(|e| format_error(path, format!("metadata '{key}': {e}")))
+    serde_json::from_str(text).map_err(|e| Error::format(path, format!("metadata '{key}': {e}")))
 }
 
 /// Loads a model from a model file or a run directory: rebuilds the architecture stored
@@ -286,7 +272,7 @@ impl Run {
         splits: Splits,
     ) -> Result<Run> {
         if dir.join(MODEL_FILE).exists() {
-            return Err(format_error(
+            return Err(Error::format(
                 dir,
                 "already holds a trained model; choose another --out directory, or --resume it",
             ));
@@ -316,7 +302,7 @@ impl Run {
             info.epoch,
         )?;
         if run.info.normalization != info.normalization || run.info.classes != info.classes {
-            return Err(format_error(
+            return Err(Error::format(
                 dir,
                 "the data given differs from the data this run was trained on (its classes or pixel statistics differ)",
             ));
@@ -325,7 +311,7 @@ impl Run {
         let (tensors, metadata) = checkpoint::load(&training_path)?;
         let epoch: usize = metadata_field(&training_path, &metadata, "epoch")?;
         if epoch != info.epoch {
-            return Err(format_error(
+            return Err(Error::format(
                 &training_path,
                 format!(
                     "holds the optimiser of epoch {epoch} but the model is from epoch {}: the checkpoint is incomplete",
@@ -449,13 +435,13 @@ impl Run {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| io_error(&path, e))?;
+            .map_err(|e| Error::io(&path, e))?;
         writeln!(
             file,
             "{}",
             serde_json::to_string(&record).expect("serialisable")
         )
-        .map_err(|e| io_error(&path, e))?;
+        .map_err(|e| Error::io(&path, e))?;
         curves_picture(&self.metrics()?, self.eval_name()).save_png(self.dir.join(CURVES_FILE))?;
         Ok(record)
     }
@@ -549,7 +535,7 @@ pub fn confusion_picture(result: &Evaluation, classes: &[String]) -> Canvas {
 /// file where a directory should be.
 fn create_run_dir(dir: &Path) -> Result<()> {
     if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
-        return Err(format_error(
+        return Err(Error::format(
             dir,
             format!(
                 "cannot create the run directory: {} is a file, not a directory; choose another --out directory",
@@ -558,17 +544,17 @@ fn create_run_dir(dir: &Path) -> Result<()> {
         ));
     }
     std::fs::create_dir_all(dir)
-        .map_err(|e| format_error(dir, format!("cannot create the run directory ({e})")))
+        .map_err(|e| Error::format(dir, format!("cannot create the run directory ({e})")))
 }
 
 /// Reads `config.json` of a run directory.
 pub fn read_config(dir: &Path) -> Result<RunConfig> {
     let path = dir.join(CONFIG_FILE);
     if !dir.is_dir() {
-        return Err(format_error(dir, "no such run directory"));
+        return Err(Error::format(dir, "no such run directory"));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| format_error(&path, e.to_string()))
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))
 }
 
 /// Reads `metrics.jsonl` of a run directory (empty if there is none yet).
@@ -577,14 +563,14 @@ pub fn read_metrics(dir: &Path) -> Result<Vec<EpochRecord>> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(&path, e)),
+        Err(e) => return Err(Error::io(&path, e)),
     };
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, line)| {
             serde_json::from_str(line)
-                .map_err(|e| format_error(&path, format!("line {}: {e}", i + 1)))
+                .map_err(|e| Error::format(&path, format!("line {}: {e}", i + 1)))
         })
         .collect()
 }

@@ -87,7 +87,12 @@ impl Colormap {
 /// Relative luminance (Rec. 709 weights on sRGB values, 0..1): picks black or white text
 /// over a coloured cell.
 pub fn luminance(c: Rgb) -> f32 {
-    (0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32) / 255.0
+    rec709_luminance(c[0] as f32, c[1] as f32, c[2] as f32) / 255.0
+}
+
+/// `0.2126 R + 0.7152 G + 0.0722 B`: the Rec. 709 weights, in the units of the values.
+pub fn rec709_luminance(r: f32, g: f32, b: f32) -> f32 {
+    0.2126 * r + 0.7152 * g + 0.0722 * b
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! grid, a heat map blended over an image (saliency), and side-by-side composition.
 
 use super::canvas::{Canvas, FRAME, INK, WHITE};
-use super::colormap::{gray, viridis, Colormap};
+use super::colormap::{gray, rec709_luminance, viridis, Colormap};
 use super::font::{draw_text, text_height, text_width};
 use ocellus::error::{Error, Result};
 use ocellus::tensor::Tensor;
@@ -383,15 +383,15 @@ pub fn overlay_heat(image: &Tile, heat: &[f32], alpha: f32, scale: usize) -> Can
         "overlay_heat: heat must have one value per pixel ({h}×{w})"
     );
     let plane = h * w;
-    // Luminance of the image (Rec. 709 weights for RGB), then stretched.
+    // Luminance of the image, then stretched.
     let lum: Vec<f32> = (0..plane)
         .map(|i| match image.channels {
             1 => image.data[i],
-            _ => {
-                0.2126 * image.data[i]
-                    + 0.7152 * image.data[plane + i]
-                    + 0.0722 * image.data[2 * plane + i]
-            }
+            _ => rec709_luminance(
+                image.data[i],
+                image.data[plane + i],
+                image.data[2 * plane + i],
+            ),
         })
         .collect();
     let stretch = |values: &[f32]| -> Vec<f32> {

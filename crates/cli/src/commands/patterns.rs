@@ -27,10 +27,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut written = vec![0usize; set.num_classes()];
     for (n, &label) in set.labels().iter().enumerate() {
         let dir = args.out.join(&set.classes()[label]);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(|source| Error::io(&dir, source))?;
         let index = written[label];
         written[label] += 1;
         save_png_gray(&dir.join(format!("{index:03}.png")), set.image(n), h, w)?;

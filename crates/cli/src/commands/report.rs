@@ -45,10 +45,7 @@ fn check_writable(out: &Path) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::Format {
-        path: out.display().to_string(),
-        message: problem,
-    })
+    Err(Error::format(out, problem))
 }
 
 pub fn run(args: Args) -> Result<()> {

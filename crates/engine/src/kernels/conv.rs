@@ -678,7 +678,7 @@ fn check_lengths(g: &ConvGeometry, x: &[f32], w: &[f32], y: &[f32]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::geometry::conv_output_len;
     use crate::kernels::reference;
@@ -765,20 +765,12 @@ mod tests {
         (y, dx, dw, db)
     }
 
-    /// Element-wise `|got − want| ≤ 1e-4·(1 + max|want|)`; on failure reports the first
-    /// bad index, both values and the worst error.
-    fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    /// Element-wise `|got − want| ≤ 1e-4·max(1, max|want|)`, through the one
+    /// [`crate::gradcheck::assert_close`].
+    #[track_caller]
+    pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let tol = 1e-4 * scale;
-        let errors: Vec<f32> = got.iter().zip(want).map(|(a, b)| (a - b).abs()).collect();
-        let worst = errors.iter().fold(0.0f32, |m, &e| m.max(e));
-        if let Some(i) = errors.iter().position(|e| e.is_nan() || *e > tol) {
-            panic!(
-                "{what}: index {i}: got {}, want {} (worst error {worst}, tolerance {tol})",
-                got[i], want[i]
-            );
-        }
+        crate::gradcheck::assert_close(what, got, want, 0.0, 1e-4 * scale as f64);
     }
 
     fn check_against_reference(case: &Case, seed: u64) {

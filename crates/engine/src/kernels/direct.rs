@@ -345,6 +345,7 @@ fn forward_rows<S: Lanes, const V: usize, const B: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::conv::tests::assert_close;
     use crate::kernels::reference;
     use crate::rng::Rng;
 
@@ -381,17 +382,6 @@ mod tests {
             groups: 1,
             oh: out(hw.0),
             ow: out(hw.1),
-        }
-    }
-
-    fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-        assert_eq!(got.len(), want.len(), "{what}: lengths");
-        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-4 * scale,
-                "{what}: index {i}: got {g}, want {w}"
-            );
         }
     }
 
