@@ -1,69 +1,48 @@
 //! Training progress on the terminal: a live bar when stderr is a terminal, plain
 //! per-epoch lines otherwise (logs, CI).
 
-use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressState, ProgressStyle};
 
 use ocellus_train::run::EpochRecord;
 use ocellus_train::trainer::BatchProgress;
 
 /// Draws the progress of one run.
 pub struct Progress {
-    live: bool,
     epochs: usize,
-    last_draw: Option<Instant>,
+    /// The bar of the epoch being trained, made at its first batch. indicatif hides it
+    /// when stderr is not a terminal (or `TERM` is `dumb`), so logs get only the
+    /// per-epoch lines.
+    bar: Option<ProgressBar>,
 }
 
 impl Progress {
     pub fn new(epochs: usize) -> Self {
-        Progress {
-            live: std::io::stderr().is_terminal(),
-            epochs,
-            last_draw: None,
-        }
+        Progress { epochs, bar: None }
     }
 
-    /// Redraws the bar (at most ten times a second, and always at the last batch).
+    /// Moves the bar; it is redrawn at most ten times a second, and always at the last
+    /// batch (so it stands full while the epoch is evaluated).
     pub fn batch(&mut self, p: &BatchProgress) {
-        if !self.live {
-            return;
-        }
-        let now = Instant::now();
-        let due = self
-            .last_draw
-            .is_none_or(|t| now.duration_since(t).as_millis() >= 100);
-        if !due && p.batch != p.batches {
-            return;
-        }
-        self.last_draw = Some(now);
-        const WIDTH: usize = 24;
-        let filled = WIDTH * p.batch / p.batches.max(1);
-        let bar: String = (0..WIDTH)
-            .map(|i| match i.cmp(&filled) {
-                std::cmp::Ordering::Less => '=',
-                std::cmp::Ordering::Equal => '>',
-                std::cmp::Ordering::Greater => ' ',
-            })
-            .collect();
-        let remaining = p.elapsed / p.batch as f64 * (p.batches - p.batch) as f64;
-        eprint!(
-            "\r\x1b[2Kepoch {}/{} [{bar}] {}/{}  loss {:.4}  acc {:5.1}%  {} img/s  ETA {}",
-            p.epoch,
-            self.epochs,
-            p.batch,
-            p.batches,
+        let epochs = self.epochs;
+        let bar = self
+            .bar
+            .get_or_insert_with(|| epoch_bar(p.epoch, epochs, p.batches));
+        bar.set_message(format!(
+            "loss {:.4}  acc {:5.1}%  {} img/s",
             p.loss,
             100.0 * p.accuracy,
-            thousands(p.images_per_second),
-            clock(remaining)
-        );
-        let _ = std::io::stderr().flush();
+            thousands(p.images_per_second)
+        ));
+        bar.set_position(p.batch as u64);
+        if p.batch == p.batches {
+            bar.finish();
+        }
     }
 
     /// Prints the epoch's summary line (replacing the bar on a terminal).
     pub fn epoch(&mut self, r: &EpochRecord, eval_name: &str) {
-        if self.live {
-            eprint!("\r\x1b[2K");
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
         println!(
             "epoch {}/{}  train loss {:.4} acc {:5.1}%  {eval_name} loss {:.4} acc {:5.1}%  lr {:.2e}  {:.1} s  {} img/s",
@@ -77,8 +56,35 @@ impl Progress {
             r.seconds,
             thousands(r.images_per_second)
         );
-        self.last_draw = None;
     }
+
+    /// Leaves the bar where training stopped, so that an error printed next starts on a
+    /// line of its own.
+    pub fn abandon(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
+    }
+}
+
+/// The bar of one epoch: `epoch 2/5 [=====>      ] 120/469  loss …  acc …  … img/s  ETA 0:42`.
+fn epoch_bar(epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
+    let style = ProgressStyle::with_template(
+        "epoch {prefix} [{bar:24}] {pos}/{len}  {msg}  ETA {time_left}",
+    )
+    .expect("the progress template is valid")
+    .progress_chars("=> ")
+    .with_key(
+        "time_left",
+        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&clock(state.eta().as_secs_f64()));
+        },
+    );
+    ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr_with_hz(10))
+        .with_style(style)
+        .with_prefix(format!("{epoch}/{epochs}"))
+        // A bar dropped by an error stays as it was, not filled to the end.
+        .with_finish(ProgressFinish::Abandon)
 }
 
 /// `12345.6` → `12,346`.

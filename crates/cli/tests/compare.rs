@@ -1,7 +1,6 @@
 //! `ocellus compare` end to end on the built-in patterns: the files it writes, and
 //! one-line errors for a bad model list.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn ocellus(args: &[&str]) -> Output {
@@ -11,16 +10,10 @@ fn ocellus(args: &[&str]) -> Output {
         .expect("the ocellus binary runs")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("compare-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[test]
 fn compare_trains_every_model_and_writes_the_table_and_charts() {
-    let out = scratch("patterns");
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = tmp.path().join("patterns");
     let output = ocellus(&[
         "--threads",
         "1",
@@ -74,7 +67,6 @@ fn compare_trains_every_model_and_writes_the_table_and_charts() {
     for line in table {
         assert!(markdown.contains(line), "{line} not in compare.md");
     }
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 fn one_line_error(args: &[&str]) -> String {
@@ -90,7 +82,8 @@ fn one_line_error(args: &[&str]) -> String {
 
 #[test]
 fn a_bad_model_list_is_a_one_line_error_before_any_training() {
-    let out = scratch("bad");
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = tmp.path().join("bad");
     let dir = out.to_str().unwrap();
     let err = one_line_error(&["compare", "--models", "lenet5,nosuchnet", "--out", dir]);
     assert!(

@@ -10,28 +10,7 @@ use std::process::{Command, Output};
 use ocellus::{checkpoint, zoo, Rng, Tensor};
 use ocellus_data::Normalization;
 use ocellus_train::run::{save_model, ModelInfo};
-
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ocellus-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempfile::TempDir;
 
 /// Runs the binary in `cwd` (so a default `runs/` directory would land there). With
 /// `RUST_BACKTRACE` unset, a panic would print its `panicked at` line and a note naming
@@ -134,7 +113,7 @@ fn digits(n: usize) -> Vec<u8> {
 /// An MNIST directory whose test files are well formed and whose training files are
 /// the ones given.
 fn mnist_dir(tmp: &TempDir, train_images: Vec<u8>, train_labels: Vec<u8>) -> PathBuf {
-    let dir = tmp.join("mnist");
+    let dir = tmp.path().join("mnist");
     std::fs::create_dir_all(&dir).unwrap();
     let files = [
         ("train-images-idx3-ubyte", train_images),
@@ -151,8 +130,12 @@ fn mnist_dir(tmp: &TempDir, train_images: Vec<u8>, train_labels: Vec<u8>) -> Pat
 /// Trains on the MNIST directory and expects the failure described by `expected`, with
 /// the run directory left without a checkpoint.
 fn train_on_mnist_fails(tmp: &TempDir, dir: &Path, expected: &[&str]) -> String {
-    let out = tmp.join("run");
-    let output = train(&tmp.0, &["--data", "mnist", "--data-dir", text(dir)], &out);
+    let out = tmp.path().join("run");
+    let output = train(
+        tmp.path(),
+        &["--data", "mnist", "--data-dir", text(dir)],
+        &out,
+    );
     let line = expect_error(&output, expected);
     assert_no_checkpoint(&out);
     line
@@ -161,11 +144,11 @@ fn train_on_mnist_fails(tmp: &TempDir, dir: &Path, expected: &[&str]) -> String 
 #[test]
 fn well_formed_idx_files_train() {
     // The control for the IDX cases below: the same files, undamaged, are accepted.
-    let tmp = TempDir::new("idx-good");
+    let tmp = tempfile::tempdir().unwrap();
     let dir = mnist_dir(&tmp, idx_images(64, 28, 28), idx_labels(&digits(64)));
-    let out = tmp.join("run");
+    let out = tmp.path().join("run");
     assert_success(&train(
-        &tmp.0,
+        tmp.path(),
         &["--data", "mnist", "--data-dir", text(&dir)],
         &out,
     ));
@@ -174,7 +157,7 @@ fn well_formed_idx_files_train() {
 
 #[test]
 fn truncated_idx_file() {
-    let tmp = TempDir::new("idx-truncated");
+    let tmp = tempfile::tempdir().unwrap();
     let mut images = idx_images(64, 28, 28);
     images.truncate(images.len() - 100);
     let dir = mnist_dir(&tmp, images, idx_labels(&digits(64)));
@@ -184,7 +167,7 @@ fn truncated_idx_file() {
 
 #[test]
 fn idx_file_with_the_wrong_magic_number() {
-    let tmp = TempDir::new("idx-magic");
+    let tmp = tempfile::tempdir().unwrap();
     let mut images = idx_images(64, 28, 28);
     images[2] = 0x12; // 0x00001203
     let dir = mnist_dir(&tmp, images, idx_labels(&digits(64)));
@@ -195,7 +178,7 @@ fn idx_file_with_the_wrong_magic_number() {
 #[test]
 fn labels_file_a_different_file_type() {
     // A labels file given where images belong (its magic says "1 dimension").
-    let tmp = TempDir::new("idx-swapped");
+    let tmp = tempfile::tempdir().unwrap();
     let dir = mnist_dir(&tmp, idx_labels(&digits(64)), idx_labels(&digits(64)));
     let file = dir.join("train-images-idx3-ubyte");
     train_on_mnist_fails(&tmp, &dir, &[text(&file), "magic"]);
@@ -203,7 +186,7 @@ fn labels_file_a_different_file_type() {
 
 #[test]
 fn image_and_label_counts_differ() {
-    let tmp = TempDir::new("idx-count");
+    let tmp = tempfile::tempdir().unwrap();
     let dir = mnist_dir(&tmp, idx_images(64, 28, 28), idx_labels(&digits(63)));
     let labels = dir.join("train-labels-idx1-ubyte");
     train_on_mnist_fails(&tmp, &dir, &[text(&labels), "63 labels", "64 images"]);
@@ -211,7 +194,7 @@ fn image_and_label_counts_differ() {
 
 #[test]
 fn label_out_of_range() {
-    let tmp = TempDir::new("idx-range");
+    let tmp = tempfile::tempdir().unwrap();
     let mut labels = digits(64);
     labels[17] = 12;
     let dir = mnist_dir(&tmp, idx_images(64, 28, 28), idx_labels(&labels));
@@ -227,17 +210,17 @@ fn label_out_of_range() {
 
 #[test]
 fn missing_dataset_directory_says_how_to_get_it() {
-    let tmp = TempDir::new("missing-data");
-    let missing = tmp.join("no-such-dir");
-    let out = tmp.join("run");
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-dir");
+    let out = tmp.path().join("run");
     let mnist = train(
-        &tmp.0,
+        tmp.path(),
         &["--data", "mnist", "--data-dir", text(&missing)],
         &out,
     );
     expect_error(&mnist, &[text(&missing), "no such directory", "--data-dir"]);
     let fashion = train(
-        &tmp.0,
+        tmp.path(),
         &["--data", "fashion-mnist", "--data-dir", text(&missing)],
         &out,
     );
@@ -254,16 +237,16 @@ fn missing_dataset_directory_says_how_to_get_it() {
 
 #[test]
 fn mnist_without_a_data_directory() {
-    let tmp = TempDir::new("no-data-dir");
-    let output = train(&tmp.0, &["--data", "mnist"], &tmp.join("run"));
+    let tmp = tempfile::tempdir().unwrap();
+    let output = train(tmp.path(), &["--data", "mnist"], &tmp.path().join("run"));
     expect_error(&output, &["--data mnist needs --data-dir"]);
 }
 
 #[test]
 fn unknown_dataset_name() {
-    let tmp = TempDir::new("unknown-data");
-    let out = tmp.join("run");
-    let output = train(&tmp.0, &["--data", "imagenet"], &out);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let output = train(tmp.path(), &["--data", "imagenet"], &out);
     expect_error(
         &output,
         &["--data", "'imagenet'", "patterns, fashion-mnist"],
@@ -273,8 +256,8 @@ fn unknown_dataset_name() {
 
 #[test]
 fn impossible_training_settings_fail_before_anything_is_written() {
-    let tmp = TempDir::new("settings");
-    let out = tmp.join("run");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
     for (flag, expected) in [
         ("--epochs=0", "at least 1"),
         ("--batch-size=0", "at least 1"),
@@ -286,7 +269,7 @@ fn impossible_training_settings_fail_before_anything_is_written() {
         ("--momentum=1.5", "[0, 1)"),
         ("--weight-decay=-1", "0 or more"),
     ] {
-        let output = ocellus(&tmp.0, &["train", flag, "--out", text(&out)]);
+        let output = ocellus(tmp.path(), &["train", flag, "--out", text(&out)]);
         let name = flag.split('=').next().unwrap();
         expect_error(&output, &[name, expected]);
         assert!(!out.exists(), "{flag} created {}", out.display());
@@ -295,20 +278,20 @@ fn impossible_training_settings_fail_before_anything_is_written() {
 
 #[test]
 fn zero_threads() {
-    let tmp = TempDir::new("threads");
-    let output = ocellus(&tmp.0, &["--threads", "0", "patterns", "-o", "samples"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let output = ocellus(tmp.path(), &["--threads", "0", "patterns", "-o", "samples"]);
     expect_error(&output, &["--threads", "at least 1"]);
-    assert!(!tmp.join("samples").exists());
+    assert!(!tmp.path().join("samples").exists());
 }
 
 // ---- architecture files ----------------------------------------------------------------
 
-fn train_architecture_fails(name: &str, file_name: &str, text_of_file: &str, expected: &[&str]) {
-    let tmp = TempDir::new(name);
-    let file = tmp.join(file_name);
+fn train_architecture_fails(file_name: &str, text_of_file: &str, expected: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join(file_name);
     std::fs::write(&file, text_of_file).unwrap();
-    let out = tmp.join("run");
-    let output = train(&tmp.0, &["--model", text(&file)], &out);
+    let out = tmp.path().join("run");
+    let output = train(tmp.path(), &["--model", text(&file)], &out);
     let mut all = vec![text(&file)];
     all.extend(expected);
     expect_error(&output, &all);
@@ -322,7 +305,6 @@ fn train_architecture_fails(name: &str, file_name: &str, text_of_file: &str, exp
 fn architecture_with_a_shape_error() {
     // A linear layer straight after a convolution: the message says where and what fits.
     train_architecture_fails(
-        "arch-shape",
         "net.toml",
         "input = [1, 28, 28]\n\
          [[layers]]\ntype = \"conv2d\"\nout_channels = 4\nkernel = 3\n\
@@ -339,7 +321,6 @@ fn architecture_with_a_shape_error() {
 #[test]
 fn architecture_with_a_declared_size_that_does_not_fit() {
     train_architecture_fails(
-        "arch-declared",
         "net.toml",
         "input = [1, 28, 28]\n\
          [[layers]]\ntype = \"flatten\"\n\
@@ -351,13 +332,11 @@ fn architecture_with_a_declared_size_that_does_not_fit() {
 #[test]
 fn architecture_with_an_unknown_layer_type() {
     train_architecture_fails(
-        "arch-unknown-toml",
         "net.toml",
         "input = [1, 28, 28]\n[[layers]]\ntype = \"conv3d\"\nout_channels = 4\nkernel = 3\n",
         &["line 3", "conv3d", "conv2d"],
     );
     train_architecture_fails(
-        "arch-unknown-json",
         "net.json",
         r#"{"input": [1, 28, 28], "layers": [{"type": "flatten"}, {"type": "lienar", "out_features": 8}]}"#,
         &["lienar", "linear"],
@@ -368,11 +347,11 @@ fn architecture_with_an_unknown_layer_type() {
 
 #[test]
 fn output_directory_under_a_regular_file() {
-    let tmp = TempDir::new("out-under-file");
-    let file = tmp.join("notes.txt");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("notes.txt");
     std::fs::write(&file, "keep me").unwrap();
     let out = file.join("run");
-    let output = train(&tmp.0, &[], &out);
+    let output = train(tmp.path(), &[], &out);
     expect_error(
         &output,
         &[text(&out), "is a file, not a directory", "--out"],
@@ -382,34 +361,34 @@ fn output_directory_under_a_regular_file() {
 
 #[test]
 fn output_directory_is_a_regular_file() {
-    let tmp = TempDir::new("out-is-file");
-    let file = tmp.join("run");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("run");
     std::fs::write(&file, "keep me").unwrap();
-    let output = train(&tmp.0, &[], &file);
+    let output = train(tmp.path(), &[], &file);
     expect_error(&output, &[text(&file), "is a file, not a directory"]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }
 
 /// A quickly trained LeNet-5 on the built-in patterns, in `tmp/run`.
 fn quick_model(tmp: &TempDir) -> PathBuf {
-    let out = tmp.join("run");
-    assert_success(&train(&tmp.0, &[], &out));
+    let out = tmp.path().join("run");
+    assert_success(&train(tmp.path(), &[], &out));
     out
 }
 
 #[test]
 fn predict_on_an_unreadable_image() {
-    let tmp = TempDir::new("predict-bad-image");
+    let tmp = tempfile::tempdir().unwrap();
     let run = quick_model(&tmp);
-    let not_an_image = tmp.join("notes.png");
+    let not_an_image = tmp.path().join("notes.png");
     std::fs::write(&not_an_image, "plain text").unwrap();
     // A PNG signature followed by garbage, and a JPEG cut short: decoder errors.
-    let broken_png = tmp.join("broken.png");
+    let broken_png = tmp.path().join("broken.png");
     std::fs::write(&broken_png, b"\x89PNG\r\n\x1a\n not really").unwrap();
-    let cut_jpeg = tmp.join("cut.jpg");
+    let cut_jpeg = tmp.path().join("cut.jpg");
     let jpeg = include_bytes!("../../data/testdata/two_blocks.jpg");
     std::fs::write(&cut_jpeg, &jpeg[..100]).unwrap();
-    let missing = tmp.join("missing.png");
+    let missing = tmp.path().join("missing.png");
     for (image, problem) in [
         (&not_an_image, "not a PNG or JPEG image"),
         (&broken_png, "cannot decode this PNG image"),
@@ -417,7 +396,7 @@ fn predict_on_an_unreadable_image() {
         (&missing, "No such file"),
     ] {
         let output = ocellus(
-            &tmp.0,
+            tmp.path(),
             &["predict", "--checkpoint", text(&run), text(image)],
         );
         expect_error(&output, &[text(image), problem]);
@@ -428,7 +407,7 @@ fn predict_on_an_unreadable_image() {
 /// `eval --checkpoint file --data patterns` must fail naming the file and `problem`.
 fn eval_fails(tmp: &TempDir, file: &Path, problem: &str) {
     let output = ocellus(
-        &tmp.0,
+        tmp.path(),
         &["eval", "--checkpoint", text(file), "--data", "patterns"],
     );
     expect_error(&output, &[text(file), problem]);
@@ -436,30 +415,30 @@ fn eval_fails(tmp: &TempDir, file: &Path, problem: &str) {
 
 #[test]
 fn eval_on_a_corrupt_checkpoint() {
-    let tmp = TempDir::new("eval-corrupt");
-    let garbage = tmp.join("garbage.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let garbage = tmp.path().join("garbage.safetensors");
     std::fs::write(&garbage, "this is not a safetensors file").unwrap();
     eval_fails(&tmp, &garbage, "not a readable safetensors file");
 
     // A real model file cut in half.
     let run = quick_model(&tmp);
     let bytes = std::fs::read(run.join("model.safetensors")).unwrap();
-    let cut = tmp.join("cut.safetensors");
+    let cut = tmp.path().join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     eval_fails(&tmp, &cut, "not a readable safetensors file");
 }
 
 #[test]
 fn eval_on_a_foreign_checkpoint() {
-    let tmp = TempDir::new("eval-foreign");
+    let tmp = tempfile::tempdir().unwrap();
     // Valid safetensors without ocellus's metadata, as another program would write them.
-    let foreign = tmp.join("foreign.safetensors");
+    let foreign = tmp.path().join("foreign.safetensors");
     let tensors = vec![("fc.weight".to_string(), Tensor::zeros(&[3, 4]))];
     checkpoint::save(&foreign, &tensors, HashMap::new()).unwrap();
     eval_fails(&tmp, &foreign, "not an ocellus model file");
 
     // LeNet-5's description with the weights of an MLP.
-    let mismatched = tmp.join("mismatched.safetensors");
+    let mismatched = tmp.path().join("mismatched.safetensors");
     let lenet = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
     let mlp = zoo::model("mlp", [1, 28, 28], 8).unwrap();
     let info = ModelInfo {
@@ -477,8 +456,8 @@ fn eval_on_a_foreign_checkpoint() {
 
 #[test]
 fn eval_on_a_directory_without_a_model() {
-    let tmp = TempDir::new("eval-empty-dir");
-    let dir = tmp.join("empty-run");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("empty-run");
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("model.safetensors");
     eval_fails(&tmp, &dir, text(&model));
@@ -489,7 +468,7 @@ fn eval_on_a_directory_without_a_model() {
 fn report_fails(tmp: &TempDir, args: &[&str], expected: &[&str], run: &Path, out: &Path) {
     let mut all = vec!["report"];
     all.extend(args);
-    let output = ocellus(&tmp.0, &all);
+    let output = ocellus(tmp.path(), &all);
     expect_error(&output, expected);
     assert!(
         !out.exists(),
@@ -506,8 +485,8 @@ fn report_fails(tmp: &TempDir, args: &[&str], expected: &[&str], run: &Path, out
 
 #[test]
 fn report_on_a_missing_or_empty_run_directory() {
-    let tmp = TempDir::new("report-no-run");
-    let missing = tmp.join("no-such-run");
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-run");
     let out = missing.join("report.html");
     report_fails(
         &tmp,
@@ -517,7 +496,7 @@ fn report_on_a_missing_or_empty_run_directory() {
         &out,
     );
     // A directory, but not a run: no config.json.
-    let empty = tmp.join("empty");
+    let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let config = empty.join("config.json");
     report_fails(
@@ -531,7 +510,7 @@ fn report_on_a_missing_or_empty_run_directory() {
 
 #[test]
 fn report_on_an_unreadable_checkpoint() {
-    let tmp = TempDir::new("report-corrupt");
+    let tmp = tempfile::tempdir().unwrap();
     let run = quick_model(&tmp);
     let model = run.join("model.safetensors");
     std::fs::write(&model, "this is not a safetensors file").unwrap();
@@ -546,9 +525,9 @@ fn report_on_an_unreadable_checkpoint() {
 
 #[test]
 fn report_into_a_missing_directory() {
-    let tmp = TempDir::new("report-missing-out-dir");
+    let tmp = tempfile::tempdir().unwrap();
     let run = quick_model(&tmp);
-    let out = tmp.join("no-such-dir").join("report.html");
+    let out = tmp.path().join("no-such-dir").join("report.html");
     report_fails(
         &tmp,
         &[text(&run), "-o", text(&out)],
@@ -557,9 +536,9 @@ fn report_into_a_missing_directory() {
         &out,
     );
     // A directory where the file should go.
-    let out = tmp.join("a-directory");
+    let out = tmp.path().join("a-directory");
     std::fs::create_dir_all(&out).unwrap();
-    let output = ocellus(&tmp.0, &["report", text(&run), "-o", text(&out)]);
+    let output = ocellus(tmp.path(), &["report", text(&run), "-o", text(&out)]);
     expect_error(&output, &[text(&out), "is a directory"]);
 }
 
@@ -567,10 +546,10 @@ fn report_into_a_missing_directory() {
 
 #[test]
 fn train_eval_and_predict_end_to_end() {
-    let tmp = TempDir::new("end-to-end");
-    let run = tmp.join("run");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
     let stdout = assert_success(&ocellus(
-        &tmp.0,
+        tmp.path(),
         &[
             "train",
             "--epochs",
@@ -594,12 +573,12 @@ fn train_eval_and_predict_end_to_end() {
     assert_eq!(metrics.lines().count(), 1, "{metrics}");
     assert!(metrics.contains("\"epoch\":1"), "{metrics}");
 
-    let stdout = assert_success(&ocellus(&tmp.0, &["eval", "--checkpoint", text(&run)]));
+    let stdout = assert_success(&ocellus(tmp.path(), &["eval", "--checkpoint", text(&run)]));
     assert!(stdout.contains("patterns test split: accuracy"), "{stdout}");
 
-    let samples = tmp.join("samples");
+    let samples = tmp.path().join("samples");
     assert_success(&ocellus(
-        &tmp.0,
+        tmp.path(),
         &["patterns", "-o", text(&samples), "--per-class", "1"],
     ));
     let class = std::fs::read_dir(&samples)
@@ -609,7 +588,7 @@ fn train_eval_and_predict_end_to_end() {
         .expect("a class folder");
     let image = class.join("000.png");
     let stdout = assert_success(&ocellus(
-        &tmp.0,
+        tmp.path(),
         &["predict", "--checkpoint", text(&run), text(&image)],
     ));
     assert!(

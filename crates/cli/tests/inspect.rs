@@ -10,6 +10,7 @@ use ocellus::arch::Architecture;
 use ocellus::zoo;
 use ocellus_data::folder::save_png_rgb;
 use ocellus_train::run::{load_model, save_model};
+use tempfile::TempDir;
 
 fn ocellus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ocellus"))
@@ -56,17 +57,17 @@ fn example(name: &str) -> String {
         .to_string()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ocellus-cli-inspect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-/// A LeNet-5 trained briefly on the built-in patterns, once for all tests.
+/// A LeNet-5 trained briefly on the built-in patterns, once for all tests. Its directory
+/// lives in a static, which is never dropped: it is made under Cargo's scratch directory
+/// for tests (`target/tmp`), not the system's.
 fn trained_run() -> &'static Path {
-    static RUN: OnceLock<PathBuf> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let dir = scratch("run");
+    static RUN: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
+    let (_, dir) = RUN.get_or_init(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix("inspect-run-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let dir = tmp.path().join("run");
         let dir_str = dir.display().to_string();
         success(&[
             "train",
@@ -77,8 +78,9 @@ fn trained_run() -> &'static Path {
             "--out",
             &dir_str,
         ]);
-        dir
-    })
+        (tmp, dir)
+    });
+    dir
 }
 
 /// Decodes a PNG: (width, height, RGB or grey bytes, channels).
@@ -136,7 +138,8 @@ fn summary_of_lenet5_counts_61706_parameters() {
 
 #[test]
 fn summary_reproduces_the_notes_numbers() {
-    let dir = scratch("summary");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("summary");
     let conv = "[[layers]]\ntype = \"conv2d\"\nout_channels = 64\nkernel = 3\npadding = 1\n";
     let file = dir.with_extension("conv.toml");
     std::fs::write(&file, format!("input = [3, 32, 32]\n{conv}{conv}{conv}")).unwrap();
@@ -233,8 +236,9 @@ fn gradcheck_passes_on_a_zoo_model_and_an_architecture_file() {
 
 #[test]
 fn filters_are_drawn_for_the_first_and_a_deeper_layer() {
+    let tmp = tempfile::tempdir().unwrap();
     let run = trained_run().display().to_string();
-    let first = scratch("filters.png");
+    let first = tmp.path().join("filters.png");
     success(&[
         "viz",
         "filters",
@@ -244,7 +248,7 @@ fn filters_are_drawn_for_the_first_and_a_deeper_layer() {
         &first.display().to_string(),
     ]);
     assert_picture(&first, 6 * 40, 80, 30);
-    let deeper = scratch("filters3.png");
+    let deeper = tmp.path().join("filters3.png");
     let out = success(&[
         "viz",
         "filters",
@@ -278,8 +282,9 @@ fn filters_are_drawn_for_the_first_and_a_deeper_layer() {
 
 #[test]
 fn feature_maps_and_saliency_of_a_test_image() {
+    let tmp = tempfile::tempdir().unwrap();
     let run = trained_run().display().to_string();
-    let features = scratch("features.png");
+    let features = tmp.path().join("features.png");
     success(&[
         "viz",
         "features",
@@ -291,7 +296,7 @@ fn feature_maps_and_saliency_of_a_test_image() {
         &features.display().to_string(),
     ]);
     assert_picture(&features, 16 * 30, 4 * 60, 200);
-    let saliency = scratch("saliency.png");
+    let saliency = tmp.path().join("saliency.png");
     let out = success(&[
         "viz",
         "saliency",
@@ -321,14 +326,15 @@ fn feature_maps_and_saliency_of_a_test_image() {
 
 #[test]
 fn image_files_are_converted_to_the_models_input() {
+    let tmp = tempfile::tempdir().unwrap();
     let run = trained_run().display().to_string();
     // An RGB picture of another size, for a model of grey 28×28 images.
-    let image = scratch("rgb-40x30.png");
+    let image = tmp.path().join("rgb-40x30.png");
     let planes: Vec<f32> = (0..3 * 30 * 40)
         .map(|i| ((i * 7) % 255) as f32 / 255.0)
         .collect();
     save_png_rgb(&image, &planes, 30, 40).unwrap();
-    let out = scratch("from-file.png");
+    let out = tmp.path().join("from-file.png");
     success(&[
         "viz",
         "saliency",
@@ -356,8 +362,9 @@ fn image_files_are_converted_to_the_models_input() {
 
 #[test]
 fn viz_mistakes_end_with_one_line_naming_the_thing() {
+    let tmp = tempfile::tempdir().unwrap();
     let run = trained_run().display().to_string();
-    let out = scratch("never.png").display().to_string();
+    let out = tmp.path().join("never.png").display().to_string();
     let err = failure(&[
         "viz",
         "saliency",
@@ -397,7 +404,7 @@ fn viz_mistakes_end_with_one_line_naming_the_thing() {
         &out,
     ]);
     assert!(err.contains("--sample") && err.contains("--image"), "{err}");
-    let missing = scratch("missing.png").display().to_string();
+    let missing = tmp.path().join("missing.png").display().to_string();
     let err = failure(&[
         "viz",
         "features",
@@ -409,7 +416,7 @@ fn viz_mistakes_end_with_one_line_naming_the_thing() {
         &out,
     ]);
     assert!(err.contains("missing.png"), "{err}");
-    let not_png = scratch("not-an-image.png");
+    let not_png = tmp.path().join("not-an-image.png");
     std::fs::write(&not_png, b"hello").unwrap();
     let err = failure(&[
         "viz",
@@ -427,6 +434,7 @@ fn viz_mistakes_end_with_one_line_naming_the_thing() {
 
 #[test]
 fn a_checkpoint_that_does_not_fit_its_model_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
     // The weights of LeNet-5 stored under the description of another network.
     let (model, mut info) = load_model(trained_run()).unwrap();
     let mut wider: Architecture = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
@@ -434,10 +442,10 @@ fn a_checkpoint_that_does_not_fit_its_model_is_refused() {
         *out_channels = 8;
     }
     info.architecture = wider;
-    let file = scratch("mismatched.safetensors");
+    let file = tmp.path().join("mismatched.safetensors");
     save_model(&file, &model, &info).unwrap();
     let file = file.display().to_string();
-    let out = scratch("never.png").display().to_string();
+    let out = tmp.path().join("never.png").display().to_string();
     for args in [
         vec!["viz", "filters", "--checkpoint", &file, "-o", &out],
         vec![

@@ -25,13 +25,6 @@ fn success(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("report-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 /// Standard base64 (RFC 4648) back to bytes; `None` on a character outside the alphabet
 /// or a length that is not a multiple of 4.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
@@ -96,7 +89,8 @@ fn chromium_installed() -> bool {
 
 #[test]
 fn report_of_a_trained_run_is_one_self_contained_page() {
-    let dir = scratch("run");
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tmp.path();
     let run = dir.join("lenet5-patterns");
     let run_str = run.to_str().unwrap();
     // Little training leaves mistakes to show.
@@ -208,7 +202,6 @@ fn report_of_a_trained_run_is_one_self_contained_page() {
     } else {
         eprintln!("chromium is not installed: the report was not rendered in a browser");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `1,424`: as the report prints counts.

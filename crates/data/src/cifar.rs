@@ -133,7 +133,6 @@ pub fn read_batch(path: &Path) -> Result<(Vec<u8>, Vec<usize>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TempDir;
 
     /// A record whose pixel p of channel c holds (p + 50·c + seed) mod 256.
     fn record(label: u8, seed: usize) -> Vec<u8> {
@@ -162,7 +161,7 @@ mod tests {
 
     #[test]
     fn loads_batches_in_order_as_rgb_planes() {
-        let tmp = TempDir::new("cifar-ok");
+        let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join(ARCHIVE_FOLDER);
         std::fs::create_dir(&dir).unwrap();
         write_all(&dir);
@@ -181,7 +180,7 @@ mod tests {
 
     #[test]
     fn truncated_record_and_bad_label_are_reported() {
-        let tmp = TempDir::new("cifar-bad");
+        let tmp = tempfile::tempdir().unwrap();
         write_all(tmp.path());
         let path = tmp.path().join(TEST_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -208,7 +207,7 @@ mod tests {
 
     #[test]
     fn missing_file_names_it() {
-        let tmp = TempDir::new("cifar-missing");
+        let tmp = tempfile::tempdir().unwrap();
         write_all(tmp.path());
         std::fs::remove_file(tmp.path().join("data_batch_3.bin")).unwrap();
         let text = load(tmp.path()).unwrap_err().to_string();

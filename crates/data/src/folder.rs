@@ -352,7 +352,6 @@ pub fn encode_png(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TempDir;
 
     /// A 4×2 RGB image: row 0 red, green, blue, white; row 1 black, gray 51, (0,0,255),
     /// (255, 255, 0).
@@ -374,7 +373,7 @@ mod tests {
 
     #[test]
     fn png_round_trip_in_gray_and_rgb() {
-        let tmp = TempDir::new("folder-png");
+        let tmp = tempfile::tempdir().unwrap();
         let gray: Vec<f32> = (0..6).map(|v| v as f32 * 51.0 / 255.0).collect();
         let path = tmp.path().join("gray.png");
         save_png_gray(&path, &gray, 2, 3).unwrap();
@@ -400,7 +399,7 @@ mod tests {
 
     #[test]
     fn jpeg_from_an_independent_encoder_decodes() {
-        let tmp = TempDir::new("folder-jpeg");
+        let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("two_blocks.jpg");
         std::fs::write(
             &path,
@@ -448,7 +447,7 @@ mod tests {
 
     #[test]
     fn folder_classes_are_sorted_subfolders_and_images_are_resized() {
-        let tmp = TempDir::new("folder-ok");
+        let tmp = tempfile::tempdir().unwrap();
         for (class, values) in [("zebra", [0.0, 0.2]), ("ant", [0.6, 1.0])] {
             std::fs::create_dir(tmp.path().join(class)).unwrap();
             for (i, v) in values.iter().enumerate() {
@@ -475,7 +474,7 @@ mod tests {
 
     #[test]
     fn folder_errors_name_the_problem() {
-        let tmp = TempDir::new("folder-bad");
+        let tmp = tempfile::tempdir().unwrap();
         let text = |r: Result<Dataset>| r.unwrap_err().to_string();
         assert!(text(load_folder(&tmp.path().join("absent"), 1, 4, 4)).contains("absent"));
         assert!(text(load_folder(tmp.path(), 1, 4, 4)).contains("empty folder"));

@@ -317,7 +317,6 @@ fn check_body_len(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TempDir;
     use flate2::write::GzEncoder;
     use flate2::Compression;
     use std::io::Write;
@@ -371,7 +370,7 @@ mod tests {
 
     #[test]
     fn loads_raw_and_gzipped_files() {
-        let tmp = TempDir::new("idx-ok");
+        let tmp = tempfile::tempdir().unwrap();
         write_set(tmp.path());
         let splits = load(tmp.path(), IdxKind::FashionMnist).unwrap();
         assert_eq!(splits.train.images().shape(), &[5, 1, 4, 3]);
@@ -391,7 +390,7 @@ mod tests {
 
     #[test]
     fn missing_directory_and_file_say_how_to_install() {
-        let tmp = TempDir::new("idx-missing");
+        let tmp = tempfile::tempdir().unwrap();
         let text = error_of(&tmp.path().join("nowhere"));
         assert!(
             text.contains("nowhere") && text.contains("apt-get install dataset-fashion-mnist"),
@@ -406,7 +405,7 @@ mod tests {
 
     #[test]
     fn truncated_files_are_reported() {
-        let tmp = TempDir::new("idx-truncated");
+        let tmp = tempfile::tempdir().unwrap();
         write_set(tmp.path());
         let raw = images_file(3, 4, 3);
         std::fs::write(
@@ -440,7 +439,7 @@ mod tests {
 
     #[test]
     fn wrong_magic_is_reported() {
-        let tmp = TempDir::new("idx-magic");
+        let tmp = tempfile::tempdir().unwrap();
         write_set(tmp.path());
         // A labels file where the images should be.
         std::fs::write(
@@ -458,7 +457,7 @@ mod tests {
 
     #[test]
     fn count_mismatch_is_reported() {
-        let tmp = TempDir::new("idx-count");
+        let tmp = tempfile::tempdir().unwrap();
         write_set(tmp.path());
         std::fs::write(
             tmp.path().join("t10k-labels-idx1-ubyte"),
@@ -475,7 +474,7 @@ mod tests {
 
     #[test]
     fn labels_out_of_range_are_reported() {
-        let tmp = TempDir::new("idx-range");
+        let tmp = tempfile::tempdir().unwrap();
         write_set(tmp.path());
         std::fs::write(
             tmp.path().join("t10k-labels-idx1-ubyte"),

@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+use base64::engine::{general_purpose, GeneralPurpose};
+use base64::Engine as _;
 use ocellus::error::{Error, Result};
 use ocellus::layers::Mode;
 use ocellus::loss;
@@ -58,36 +60,16 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// Standard base64 (RFC 4648 §4) with `=` padding: every 3 bytes become 4 characters of
-/// 6 bits each, a short last group is padded.
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for group in bytes.chunks(3) {
-        let b = [
-            group[0],
-            *group.get(1).unwrap_or(&0),
-            *group.get(2).unwrap_or(&0),
-        ];
-        let bits = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        // A group of n bytes fills n + 1 characters; the rest is padding.
-        for k in 0..4 {
-            if k <= group.len() {
-                out.push(ALPHABET[(bits >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+/// The base64 of data URIs: the standard alphabet (RFC 4648 §4, with `+` and `/`) and `=`
+/// padding.
+const DATA_URI_BASE64: GeneralPurpose = general_purpose::STANDARD;
 
 /// An `<img>` element showing `canvas`, embedded as a PNG data URI, at its own size (a
 /// narrower page scales it down).
 pub fn img_tag(canvas: &Canvas, alt: &str) -> Result<String> {
     Ok(format!(
         "<img src=\"data:image/png;base64,{}\" width=\"{}\" height=\"{}\" alt=\"{}\">",
-        base64(&canvas.to_png_bytes()?),
+        DATA_URI_BASE64.encode(canvas.to_png_bytes()?),
         canvas.width,
         canvas.height,
         escape_html(alt)
@@ -424,7 +406,7 @@ mod tests {
             ("fooba", "Zm9vYmE="),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
+            assert_eq!(DATA_URI_BASE64.encode(input), expected, "{input:?}");
         }
     }
 
@@ -440,10 +422,10 @@ mod tests {
             .map(|c| c.iter().fold(0, |acc, &b| acc << 1 | b as u8))
             .collect();
         assert_eq!(
-            base64(&bytes),
+            DATA_URI_BASE64.encode(&bytes),
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
         );
-        assert_eq!(base64(&[0xff, 0xff]), "//8=");
+        assert_eq!(DATA_URI_BASE64.encode([0xff, 0xff]), "//8=");
     }
 
     #[test]

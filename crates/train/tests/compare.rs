@@ -208,8 +208,8 @@ fn the_zoo_mlp_for_lenet5_has_lenet5s_parameter_count() {
 
 #[test]
 fn measuring_a_run_reports_its_size_cost_accuracy_and_time() {
-    let dir = std::env::temp_dir().join(format!("ocellus-compare-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
     let config = RunConfig {
         model: "lenet5".into(),
         data: "patterns".into(),
@@ -248,7 +248,6 @@ fn measuring_a_run_reports_its_size_cost_accuracy_and_time() {
     assert_eq!(result.epochs.len(), 1);
     assert_eq!(result.train_seconds, result.epochs[0].seconds);
     assert!(dir.join("confusion.png").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn record(epoch: usize, accuracy: f32) -> EpochRecord {

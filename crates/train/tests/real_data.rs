@@ -41,13 +41,12 @@ fn lenet5_learns_fashion_mnist_in_200_steps() {
         label_smoothing: 0.0,
         limit_train: Some(12_800),
     };
-    let dir = std::env::temp_dir().join(format!("ocellus-real-data-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
     let arch = zoo::model("lenet5", [1, 28, 28], 10).unwrap();
     let mut run = Run::start(&dir, config, arch, splits).unwrap();
     let record = run.train_epoch(&mut |_| {}).unwrap();
     let test = run.finish().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     eprintln!(
         "test accuracy {:.4}, train loss {:.4}",
         test.accuracy, record.train_loss

@@ -1,19 +1,13 @@
 //! Training runs: resuming is exact, divergence keeps the last good checkpoint, and a run
 //! directory never mixes epochs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ocellus::checkpoint::state_dict;
 use ocellus::optim::LrSchedule;
 use ocellus::{zoo, Error};
 use ocellus_data::{patterns, Splits};
 use ocellus_train::run::{load_model, read_metrics, Run, RunConfig};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ocellus-training-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn data() -> Splits {
     patterns::generate(40, 10, 7)
@@ -50,7 +44,8 @@ fn start(dir: &Path) -> Run {
 
 #[test]
 fn two_epochs_equal_one_epoch_then_resume_bit_for_bit() {
-    let (straight, resumed) = (scratch("straight"), scratch("resumed"));
+    let tmp = tempfile::tempdir().unwrap();
+    let (straight, resumed) = (tmp.path().join("straight"), tmp.path().join("resumed"));
     let mut a = start(&straight);
     a.train_epoch(&mut |_| {}).unwrap();
     a.train_epoch(&mut |_| {}).unwrap();
@@ -98,7 +93,8 @@ fn two_epochs_equal_one_epoch_then_resume_bit_for_bit() {
 
 #[test]
 fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
-    let dir = scratch("diverge");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("diverge");
     let mut run = start(&dir);
     run.train_epoch(&mut |_| {}).unwrap();
     let saved = std::fs::read(dir.join("model.safetensors")).unwrap();
@@ -117,7 +113,8 @@ fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn a_run_directory_is_never_overwritten_or_mixed() {
-    let dir = scratch("mixed");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mixed");
     let mut run = start(&dir);
     run.train_epoch(&mut |_| {}).unwrap();
     let arch = zoo::model("smallcnn", [1, 28, 28], 8).unwrap();

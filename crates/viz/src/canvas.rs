@@ -223,13 +223,6 @@ mod tests {
         (info.width as usize, info.height as usize, buf)
     }
 
-    /// A fresh directory for one test.
-    fn scratch_dir(test: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("ocellus-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn set_pixel_clips_silently_and_pixel_reads_back() {
         let mut c = Canvas::new(4, 3, WHITE);
@@ -309,19 +302,18 @@ mod tests {
         c.set_pixel(0, 0, [255, 0, 0]);
         c.set_pixel(6, 4, [0, 255, 0]);
         c.line(0.0, 4.0, 6.0, 0.0, [0, 0, 255], 1.0);
-        let dir = scratch_dir("png-round-trip");
-        let path = dir.join("round_trip.png");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("round_trip.png");
         c.save_png(&path).unwrap();
         let (w, h, pixels) = decode_png(&path);
         assert_eq!((w, h), (7, 5));
         assert_eq!(pixels, c.pixels);
         // No temporary file is left behind.
-        let files: Vec<_> = std::fs::read_dir(&dir)
+        let files: Vec<_> = std::fs::read_dir(tmp.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(files, ["round_trip.png"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -330,22 +322,20 @@ mod tests {
         c.set_pixel(1, 1, [200, 100, 0]);
         let bytes = c.to_png_bytes().unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "the PNG signature");
-        let dir = scratch_dir("png-bytes");
-        let path = dir.join("same.png");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("same.png");
         c.save_png(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
         let (w, h, pixels) = decode_png(&path);
         assert_eq!((w, h, pixels), (3, 2, c.pixels.clone()));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn save_png_into_a_missing_directory_names_the_file() {
-        let dir = scratch_dir("png-missing-dir");
+        let tmp = tempfile::tempdir().unwrap();
         let err = Canvas::new(2, 2, WHITE)
-            .save_png(dir.join("no/such/dir/out.png"))
+            .save_png(tmp.path().join("no/such/dir/out.png"))
             .unwrap_err();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(err, ocellus::Error::Io { .. }), "{err:?}");
         assert!(err.to_string().contains("out.png"), "{err}");
     }

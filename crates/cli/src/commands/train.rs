@@ -112,7 +112,7 @@ pub fn run(args: Args) -> Result<()> {
         match run.train_epoch(&mut |p| progress.batch(p)) {
             Ok(record) => progress.epoch(&record, eval_name),
             Err(e @ Error::Diverged { .. }) => {
-                eprintln!();
+                progress.abandon();
                 let kept = match run.epochs_done() {
                     0 => "no checkpoint was written".to_string(),
                     k => format!(

@@ -19,16 +19,18 @@
 //! padded image.
 //!
 //! Small images are lowered a few at a time: the `cols` of a tile of `T` images sit side
-//! by side in one `(K, T·P)` matrix, so each product has `T·P` columns instead of `P`
-//! (GEMM runs 1.6× faster on LeNet-5's second convolution, P = 100, with T = 4); `y` and
-//! `dY` pass through an `(OC, T·P)` buffer in the same column order.
+//! by side in one `(K, T·P)` matrix, so each product has `T·P` columns instead of `P`,
+//! because GEMM runs well below its speed on products only about a hundred columns wide
+//! (LeNet-5's second convolution has P = 100); `y` and `dY` pass through an `(OC, T·P)`
+//! buffer in the same column order.
 //!
 //! Threads: images are spread over the rayon pool and each image runs single-threaded
-//! GEMMs in its thread's own scratch buffers (on two cores this measured about twice as
-//! fast as one wide im2col matrix handed to a multi-threaded GEMM). The forward pass is
-//! one job per tile; the backward pass cuts the batch into a few contiguous chunks per
-//! thread, each summing its own `dW` and `db`, and the chunk sums are totalled in chunk
-//! order. Tiles always start at multiples of `T` in the batch, so `y` and `dx` do not
+//! GEMMs in its thread's own scratch buffers: images are independent, so threads never
+//! wait for each other inside a product, and each thread's buffers stay in its own core's
+//! cache (one wide im2col matrix handed to a multi-threaded GEMM was slower). The forward
+//! pass is one job per tile; the backward pass cuts the batch into a few contiguous chunks
+//! per thread, each summing its own `dW` and `db`, and the chunk sums are totalled in
+//! chunk order. Tiles always start at multiples of `T` in the batch, so `y` and `dx` do not
 //! depend on the thread count at all; `dW` and `db` depend only on it: the same thread
 //! count gives the same bits on every run.
 
@@ -70,8 +72,9 @@ struct TileScratch {
 /// One chunk's share of the parameter gradients.
 #[derive(Default)]
 struct ChunkGrads {
-    /// dweight transposed group by group: (groups, IC/groups·KH·KW, OC/groups). GEMM runs
-    /// about 15% faster producing `dW_gᵀ = cols_g · dY_gᵀ` than `dW_g = dY_g · cols_gᵀ`.
+    /// dweight transposed group by group: (groups, IC/groups·KH·KW, OC/groups). GEMM
+    /// computes `dW_gᵀ = cols_g · dY_gᵀ` faster than `dW_g = dY_g · cols_gᵀ`, so the sums
+    /// stay transposed and are turned back once, when they are added into dweight.
     dw_t: Vec<f32>,
     /// (OC,), or empty without bias
     db: Vec<f32>,
@@ -131,8 +134,9 @@ struct Lowering {
     direct: Option<Isa>,
 }
 
-/// Columns of a tile's products. GEMM with `P` in the hundreds measured no faster with
-/// more; below, 16×100×150 ran at 86 GFLOP/s on one core and 16×400×150 at 137.
+/// Columns of a tile's products: GEMM reaches its speed once a product has a few hundred
+/// columns; narrower ones (the `P` of a small image) run well below it, and wider tiles
+/// gain nothing but larger buffers.
 const TILE_COLUMNS: usize = 400;
 
 impl Lowering {
@@ -246,8 +250,8 @@ fn copy_pair<const H: usize>(dst: &mut [f32], src: &[f32]) {
 /// starts at `cols[r·ld]` (`ld = T·P` in a tile, the image's columns among the tile's).
 ///
 /// With stride 1 this is `IC·KH·KW·OH` copies of `OW` values, often 10 to 32: the copy
-/// is chosen once for the width ([`copy_pair`]), which made LeNet-5's second lowering
-/// (OW = 10) 2.3× faster than a loop over the values of each row.
+/// is chosen once for the width ([`copy_pair`]), two fixed-size moves in registers per
+/// row, because a loop over so few values spends more on its own control than on copying.
 fn im2col(g: &ConvGeometry, low: &Lowering, padded: &[f32], cols: &mut [f32], ld: usize) {
     match g.ow {
         _ if g.stride.1 != 1 => im2col_with(g, low, padded, cols, ld, |_, _| {}),
@@ -368,8 +372,9 @@ pub fn forward(
         });
 }
 
-/// Images per forward job, whole tiles: one tile, unless images are so small that a job
-/// would be over in a few microseconds, comparable to what rayon spends handing it out.
+/// Images per forward job, whole tiles: one tile, unless images are so small that handing
+/// a job out would cost rayon about as much as the job's own work (a job gets at least
+/// `MIN_JOB_MACS` multiply-adds).
 fn images_per_job(g: &ConvGeometry, tile: usize) -> usize {
     const MIN_JOB_MACS: usize = 1 << 18;
     let macs_per_image = (g.macs() / g.n as u64).max(1) as usize;
@@ -454,8 +459,8 @@ fn forward_tile(
         );
     }
     // The bias is added after the product, while y is still in cache: filling y with it
-    // first meant a pass over memory not yet cached (a quarter of SmallCNN's first
-    // convolution). `b + Σ` and `Σ + b` are the same rounding.
+    // first meant an extra pass over memory not yet cached. `b + Σ` and `Σ + b` are the
+    // same rounding.
     if let Some(b) = b {
         for (row, &bias) in y.chunks_exact_mut(ld).zip(b) {
             for v in row {

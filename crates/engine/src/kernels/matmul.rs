@@ -4,19 +4,18 @@
 use super::dot::dot_rows;
 use rayon::prelude::*;
 
-/// Size (m·n·k) from which [`gemm()`] spreads a product over the rayon pool. On two cores,
-/// products of fully connected layers with 0.6–5 M multiply-adds (batch 32–128, 128–4096
-/// features) mostly ran slower threaded than on one thread (0.35–0.9×, with both cores
-/// idle too); from about 16 M threading mostly paid.
+/// Size (m·n·k) from which [`gemm()`] spreads a product over the rayon pool. Below it, a
+/// thread's part is too small to repay handing it out and joining the threads again: the
+/// fully connected layers of the zoo's models at usual batch sizes ran slower threaded
+/// than on one thread (measurements in `docs/PERFORMANCE.md`).
 pub const PARALLEL_MACS: usize = 1 << 24;
 
 /// Length of the sums from which `A · Bᵀ` with both operands stored row-major (every entry
-/// a dot product of two contiguous rows) goes to [`dot_rows`] instead of the `gemm` crate,
-/// which first copies B into a transposed panel. Measured on one core (AVX-512), in
-/// GFLOP/s, `dot_rows` against `gemm`: 32×27×1024 (a first convolution's weight gradient)
-/// 83 against 25, 128×64×4096 (a fully connected forward) 82 against 32, 64×288×1024 88
-/// against 74; with shorter sums the reduction of each entry's lanes weighs more and
-/// `gemm` wins: 64×288×256 57 against 98, 6×25×784 75 against 100.
+/// a dot product of two contiguous rows) goes to [`dot_rows`] instead of the `gemm` crate.
+/// `gemm` first copies B into a transposed panel; with long sums, whose rows lie far apart
+/// in memory, that copy costs more than the arithmetic, and `dot_rows` copies nothing.
+/// With shorter sums the final reduction of each entry's lanes weighs more and `gemm`
+/// wins (measurements of both sides in `docs/PERFORMANCE.md`).
 const DOT_ROWS_MIN_K: usize = 1024;
 
 /// `C (m×n) = [C +] op(A) (m×k) · op(B) (k×n)`, all row-major, where `op(A) = Aᵀ` when
@@ -26,8 +25,8 @@ const DOT_ROWS_MIN_K: usize = 1024;
 /// Products of at least [`PARALLEL_MACS`] multiply-adds are cut into one block of C's
 /// columns (or rows, if C has more rows) per rayon thread, each a single-threaded product
 /// over the whole of `k`: an output value is computed the same way whatever the thread
-/// count. (The `gemm` crate's own threading measured slower here: 2.0 ms against 0.74 ms
-/// for SmallCNN's 128×128×4096 fully connected forward on two cores.)
+/// count. (The `gemm` crate's own threading, which is not enabled, was slower than this
+/// split on the fully connected products: `docs/PERFORMANCE.md`.)
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
