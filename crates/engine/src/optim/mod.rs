@@ -296,9 +296,8 @@ impl ParamBuffers {
 ///
 /// Where a parameter's gradient stops (a unit whose ReLU is never active), a momentum
 /// buffer or Adam's m shrinks by β every step and, with β = 0.9, spends hundreds of steps
-/// in the subnormal range, where x86 arithmetic is tens of times slower: a Fashion-MNIST
-/// LeNet-5 epoch with AdamW took 3.4 s instead of 2.6 s from the second epoch on. The
-/// average is set to zero instead; the update it would still have made, below 1e-30, is
+/// in the subnormal range, where x86 arithmetic is many times slower and whole epochs
+/// slow down with it. The average is set to zero instead; the update it would still have made, below 1e-30, is
 /// lost in rounding against any weight.
 #[inline(always)]
 fn normal_or_zero(x: f32) -> f32 {
