@@ -6,7 +6,8 @@ use crate::geometry::{conv_output_len, conv_param_count, ReceptiveField};
 use crate::init::{self, Init};
 use crate::kernels::{self, ConvGeometry};
 use crate::layers::{
-    expect_nchw, expect_same_shape, expect_shape, kept, Key, Layer, Mode, Param, Part, PartMut,
+    expect_nchw, expect_same_shape, expect_shape, kept, weight_and_bias, weight_and_bias_mut, Key,
+    Layer, Mode, Param, Part, PartMut,
 };
 use crate::rng::Rng;
 use crate::spec::{LayerSpec, PadSpec, Size2};
@@ -405,19 +406,11 @@ impl Layer for Conv2d {
     }
 
     fn parts(&self) -> Vec<(Key, Part<'_>)> {
-        let mut out = vec![(Key::Name("weight"), Part::Param(&self.weight))];
-        if let Some(b) = &self.bias {
-            out.push((Key::Name("bias"), Part::Param(b)));
-        }
-        out
+        weight_and_bias(&self.weight, self.bias.as_ref())
     }
 
     fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
-        let mut out = vec![(Key::Name("weight"), PartMut::Param(&mut self.weight))];
-        if let Some(b) = &mut self.bias {
-            out.push((Key::Name("bias"), PartMut::Param(b)));
-        }
-        out
+        weight_and_bias_mut(&mut self.weight, self.bias.as_mut())
     }
 
     fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {

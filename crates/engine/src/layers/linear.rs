@@ -5,7 +5,8 @@ use crate::error::{Error, Result};
 use crate::init::{self, Init};
 use crate::kernels::matmul::gemm;
 use crate::layers::{
-    expect_same_shape, expect_shape, kept, Key, Layer, Mode, Param, Part, PartMut,
+    expect_same_shape, expect_shape, kept, weight_and_bias, weight_and_bias_mut, Key, Layer, Mode,
+    Param, Part, PartMut,
 };
 use crate::rng::Rng;
 use crate::spec::LayerSpec;
@@ -170,19 +171,11 @@ impl Layer for Linear {
     }
 
     fn parts(&self) -> Vec<(Key, Part<'_>)> {
-        let mut out = vec![(Key::Name("weight"), Part::Param(&self.weight))];
-        if let Some(b) = &self.bias {
-            out.push((Key::Name("bias"), Part::Param(b)));
-        }
-        out
+        weight_and_bias(&self.weight, self.bias.as_ref())
     }
 
     fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
-        let mut out = vec![(Key::Name("weight"), PartMut::Param(&mut self.weight))];
-        if let Some(b) = &mut self.bias {
-            out.push((Key::Name("bias"), PartMut::Param(b)));
-        }
-        out
+        weight_and_bias_mut(&mut self.weight, self.bias.as_mut())
     }
 
     fn macs(&self, input: &[usize]) -> u64 {

@@ -422,6 +422,26 @@ pub(crate) fn expect_shape(name: &str, expected: &[usize], got: &[usize]) -> Res
     }
 }
 
+/// The parts of a layer with a `weight` and an optional `bias` (convolution, linear).
+pub(crate) fn weight_and_bias<'a>(
+    weight: &'a Param,
+    bias: Option<&'a Param>,
+) -> Vec<(Key, Part<'a>)> {
+    let mut out = vec![(Key::Name("weight"), Part::Param(weight))];
+    out.extend(bias.map(|b| (Key::Name("bias"), Part::Param(b))));
+    out
+}
+
+/// [`weight_and_bias`], mutable.
+pub(crate) fn weight_and_bias_mut<'a>(
+    weight: &'a mut Param,
+    bias: Option<&'a mut Param>,
+) -> Vec<(Key, PartMut<'a>)> {
+    let mut out = vec![(Key::Name("weight"), PartMut::Param(weight))];
+    out.extend(bias.map(|b| (Key::Name("bias"), PartMut::Param(b))));
+    out
+}
+
 /// Checks that `x` is 4-D with `channels` channels (any if `None`).
 pub fn expect_nchw(layer: &str, shape: &[usize], channels: Option<usize>) -> Result<()> {
     let ok = shape.len() == 4 && channels.is_none_or(|c| shape[1] == c);
