@@ -69,6 +69,9 @@ fn exit_quietly_on_closed_pipe() {
     }
 }
 
+/// More worker threads than this is a mistake on any machine ocellus runs on.
+const MAX_THREADS: usize = 1024;
+
 fn main() -> ExitCode {
     exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
@@ -77,10 +80,20 @@ fn main() -> ExitCode {
             eprintln!("error: --threads must be at least 1");
             return ExitCode::from(2);
         }
-        rayon::ThreadPoolBuilder::new()
+        if threads > MAX_THREADS {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            eprintln!(
+                "error: --threads {threads} is more than {MAX_THREADS}; this machine has {cores} cores"
+            );
+            return ExitCode::from(2);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .build_global()
-            .expect("the thread pool is configured once, before any work");
+            .build_global();
+        if let Err(e) = pool {
+            eprintln!("error: cannot start {threads} worker threads: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
@@ -96,6 +109,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `train` has said what was kept and how to continue.
+        Err(Error::Interrupted { .. }) => ExitCode::from(130),
         Err(e) => {
             // The library's advice, in this tool's words.
             let flag = match e {

@@ -597,3 +597,131 @@ fn train_eval_and_predict_end_to_end() {
     );
     assert!(stdout.contains('%'), "{stdout}");
 }
+
+/// A model file whose metadata does not fit its model: too few class names, or a
+/// normalisation for other channels. Every command that loads it refuses it.
+#[test]
+fn checkpoint_metadata_that_does_not_fit_the_model_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lenet = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
+    let model = lenet.build(&mut Rng::new(0)).unwrap();
+    let image = tmp.path().join("x.png");
+    ocellus_data::folder::save_png_gray(&image, &[0.5; 28 * 28], 28, 28).unwrap();
+    let cases = [
+        ("three classes", 3, vec![0.0], vec![1.0], "names 3 classes"),
+        (
+            "two channels",
+            8,
+            vec![0.0, 0.0],
+            vec![1.0, 1.0],
+            "1 finite means",
+        ),
+        (
+            "zero std",
+            8,
+            vec![0.0],
+            vec![0.0],
+            "positive standard deviations",
+        ),
+        ("nan mean", 8, vec![f32::NAN], vec![1.0], "normalization"),
+    ];
+    for (name, classes, mean, std, expected) in cases {
+        let file = tmp.path().join(format!("{name}.safetensors"));
+        let info = ModelInfo {
+            architecture: lenet.clone(),
+            normalization: Normalization { mean, std },
+            classes: (0..classes).map(|k| format!("class {k}")).collect(),
+            epoch: 1,
+        };
+        save_model(&file, &model, &info).unwrap();
+        for args in [
+            vec!["predict", "--checkpoint", text(&file), text(&image)],
+            vec![
+                "viz",
+                "filters",
+                "--checkpoint",
+                text(&file),
+                "--out",
+                "f.png",
+            ],
+            vec!["eval", "--checkpoint", text(&file)],
+        ] {
+            let output = ocellus(tmp.path(), &args);
+            expect_error(&output, &[text(&file), expected]);
+        }
+    }
+}
+
+#[test]
+fn too_many_threads_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = ocellus(tmp.path(), &["--threads", "65536", "summary"]);
+    expect_error(&output, &["--threads 65536", "1024"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// `report -o` onto a device or a symbolic link: refused, and the device or link stays.
+#[test]
+fn output_paths_that_are_not_regular_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = quick_model(&tmp);
+    let output = ocellus(tmp.path(), &["report", text(&run), "-o", "/dev/full"]);
+    expect_error(&output, &["/dev/full", "not a regular file"]);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/full")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    let target = tmp.path().join("target.html");
+    std::fs::write(&target, "kept").unwrap();
+    let link = tmp.path().join("link.html");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let output = ocellus(tmp.path(), &["report", text(&run), "-o", text(&link)]);
+    expect_error(&output, &[text(&link), "symbolic link"]);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept");
+}
+
+/// A damaged run directory: settings `train` would refuse, or an optimiser state holding
+/// NaN, are refused on resume, not trained on.
+#[test]
+fn resume_validates_what_it_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let trained = ocellus(
+        tmp.path(),
+        &[
+            "train",
+            "--epochs",
+            "1",
+            "--limit-train",
+            "300",
+            "--out",
+            text(&run),
+        ],
+    );
+    assert!(trained.status.success());
+    let config = run.join("config.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    for (field, value) in [
+        ("\"lr\": 0.001", "\"lr\": 0.0"),
+        ("\"epochs\": 1", "\"epochs\": 0"),
+    ] {
+        assert!(original.contains(field), "{original}");
+        std::fs::write(&config, original.replace(field, value)).unwrap();
+        let output = ocellus(
+            tmp.path(),
+            &["train", "--resume", text(&run), "--epochs", "2"],
+        );
+        expect_error(&output, &["config.json", "settings a run cannot have"]);
+    }
+    std::fs::write(&config, &original).unwrap();
+    let training = run.join("training.safetensors");
+    let (mut tensors, metadata) = checkpoint::load(&training).unwrap();
+    tensors[0].1.data_mut()[0] = f32::NAN;
+    checkpoint::save(&training, &tensors, metadata.into_iter().collect()).unwrap();
+    let output = ocellus(
+        tmp.path(),
+        &["train", "--resume", text(&run), "--epochs", "2"],
+    );
+    expect_error(&output, &["training.safetensors", "not finite"]);
+}

@@ -23,7 +23,17 @@ fn is_integer_buffer(name: &str) -> bool {
     name.ends_with("num_batches_tracked")
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// The prefix of the temporary files [`write_atomically`] writes next to their target:
+/// `.{name}.tmp-{process id}`. A file of this form left behind by a killed process is
+/// stale and may be removed by whoever owns the directory.
+pub const TEMP_MARK: &str = ".tmp-";
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that `path` holds
+/// either its old contents or all of the new ones, also after a crash: the file is flushed
+/// to disk before the rename, and the directory after it.
+///
+/// Only a regular file is replaced: a `path` that is a directory, a device, a pipe or a
+/// symbolic link is an error, and nothing is written.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -33,17 +43,44 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .ok_or_else(|| Error::format(path, "not a file name"))?
         .to_string_lossy();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            let what = if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file (a device, pipe or socket)"
+            };
+            return Err(Error::format(
+                path,
+                format!("is {what}; ocellus replaces only regular files: choose another path"),
+            ));
+        }
+        _ => {}
+    }
+    let tmp = dir.join(format!(".{file_name}{TEMP_MARK}{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(path, e));
     }
+    Ok(())
+}
+
+/// Flushes a directory's entries (a rename in it) to disk. Where directories cannot be
+/// opened as files (Windows), the rename is as durable as the platform makes it.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }
 

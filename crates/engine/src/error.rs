@@ -29,6 +29,13 @@ pub enum Error {
     /// A file was read but its contents are not what they should be.
     #[error("{path}: {message}")]
     Format { path: String, message: String },
+    /// Training was asked to stop (Ctrl-C) and stopped after a complete step.
+    #[error("training interrupted in epoch {epoch} after batch {batch} of {batches}")]
+    Interrupted {
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+    },
     /// The training loss stopped being a finite number.
     #[error("training diverged: the loss is {loss} at epoch {epoch}, batch {batch}; try a lower learning rate")]
     Diverged {

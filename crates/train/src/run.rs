@@ -5,26 +5,41 @@
 //! | `config.json` | the run's settings, written when it starts |
 //! | `model.safetensors` | weights and buffers under PyTorch's `state_dict` names; metadata: architecture, normalisation, class names, epoch |
 //! | `training.safetensors` | the optimiser's state; metadata: epoch |
+//! | `lock` | held by the process that trains the run, for as long as it does |
 //! | `metrics.jsonl` | one JSON line per finished epoch |
 //! | `curves.png` | loss and accuracy per epoch, training vs evaluation set |
 //! | `confusion.png` | the test set's confusion matrix, written by [`Run::finish`] |
 //!
-//! A checkpoint is written at the end of every epoch: the training state first, then the
-//! model, each atomically, both stamped with the epoch. A run interrupted at any moment
-//! keeps its last complete checkpoint, and [`Run::resume`] refuses a pair whose epochs
-//! differ instead of mixing them.
+//! One process at a time trains a run: [`Run::start`] and [`Run::resume`] take the lock
+//! (an OS file lock on `lock`, released by the OS when the process ends however it ends,
+//! so a crashed run leaves no stale lock), and a second process is refused with the
+//! process id of the first.
+//!
+//! A checkpoint is written at the end of every epoch, the model file being its one commit
+//! point:
+//! 1. the optimiser's state goes to `training.next.safetensors`;
+//! 2. the model goes to `model.safetensors` — from here on, the checkpoint is the new one;
+//! 3. `training.next.safetensors` is renamed to `training.safetensors`.
+//!
+//! Each write is atomic (a temporary file, flushed, renamed, the directory flushed). After
+//! a kill at any moment [`Run::resume`] finds a model and an optimiser state of the same
+//! epoch — in `training.safetensors`, or in `training.next.safetensors` when the kill came
+//! between steps 2 and 3 — and never mixes two epochs. The metrics line of an epoch is
+//! written before its checkpoint, and lines beyond the checkpoint are dropped on resume.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::trainer::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
 use ocellus::arch::Architecture;
-use ocellus::checkpoint::{self, write_atomically};
+use ocellus::checkpoint::{self, write_atomically, NamedTensors};
 use ocellus::error::{Error, Result};
-use ocellus::layers::Layer;
+use ocellus::layers::{Layer, LayerExt};
 use ocellus::network::Sequential;
 use ocellus::optim::{
     Adam, AdamConfig, LrSchedule, OneCycle, Optimizer, OptimizerState, Sgd, SgdConfig,
@@ -193,6 +208,8 @@ pub struct ModelInfo {
 
 const MODEL_FILE: &str = "model.safetensors";
 const TRAINING_FILE: &str = "training.safetensors";
+const TRAINING_NEXT_FILE: &str = "training.next.safetensors";
+const LOCK_FILE: &str = "lock";
 const CONFIG_FILE: &str = "config.json";
 const METRICS_FILE: &str = "metrics.jsonl";
 const CURVES_FILE: &str = "curves.png";
@@ -245,8 +262,42 @@ pub fn load_model(path: &Path) -> Result<(Sequential, ModelInfo)> {
         epoch: metadata_field(&file, &metadata, "epoch")?,
     };
     let mut model = info.architecture.build(&mut Rng::new(0))?;
+    check_model_info(&file, &model, &info)?;
     checkpoint::load_state_dict(&mut model, &tensors, &file)?;
     Ok((model, info))
+}
+
+/// The metadata of a model file must fit the model: one class name per output, one mean
+/// and one positive standard deviation per input channel, all finite.
+fn check_model_info(file: &Path, model: &Sequential, info: &ModelInfo) -> Result<()> {
+    let [c, h, w] = info.architecture.input;
+    let outputs = model.output_shape(&[1, c, h, w])?;
+    let classes = info.classes.len();
+    if outputs != [1, classes] {
+        return Err(Error::format(
+            file,
+            format!(
+                "the model gives {} scores per image but the file names {classes} classes",
+                ocellus::tensor::shape_str(&outputs[1..])
+            ),
+        ));
+    }
+    let Normalization { mean, std } = &info.normalization;
+    let finite =
+        mean.iter().all(|m| m.is_finite()) && std.iter().all(|s| s.is_finite() && *s > 0.0);
+    if mean.len() != c || std.len() != c || !finite {
+        return Err(Error::format(
+            file,
+            format!(
+                "the normalization must give {c} finite means and {c} positive standard deviations \
+                 (one per input channel), but it has {} and {}{}",
+                mean.len(),
+                std.len(),
+                if finite { "" } else { ", not all finite and positive" }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A training run: the model, its optimiser, the data split three ways, and the directory.
@@ -260,6 +311,75 @@ pub struct Run {
     pub val: Dataset,
     pub test: Dataset,
     pub schedule: LrSchedule,
+    /// When set, the epoch under way stops after its current step; see
+    /// [`Run::stop_when`].
+    stop: Option<Arc<AtomicBool>>,
+    /// Held for the life of the run.
+    _lock: RunLock,
+}
+
+/// The lock a process holds on a run directory while it trains the run.
+struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock of `dir`, or fails naming the process that holds it.
+    fn acquire(dir: &Path) -> Result<RunLock> {
+        use std::io::{Read, Seek};
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                // Who holds it, for the message another process would print.
+                let pid = std::process::id().to_string();
+                file.set_len(0)
+                    .and_then(|()| file.write_all(pid.as_bytes()))
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| Error::io(&path, e))?;
+                Ok(RunLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file
+                    .rewind()
+                    .and_then(|_| file.take(32).read_to_string(&mut holder));
+                let holder = match holder.trim() {
+                    "" => "another process".to_string(),
+                    pid => format!("process {pid}"),
+                };
+                Err(Error::format(
+                    dir,
+                    format!(
+                        "this run directory is in use by {holder}, which is training it; \
+                         wait for it to finish, or train into another directory"
+                    ),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+/// Removes the temporary files that a killed process left in `dir` (the caller holds the
+/// run's lock, so no other process is writing them).
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(checkpoint::TEMP_MARK) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl Run {
@@ -272,16 +392,20 @@ impl Run {
         splits: Splits,
     ) -> Result<Run> {
         if dir.join(MODEL_FILE).exists() {
-            return Err(Error::format(
-                dir,
-                "already holds a trained model; choose another --out directory, or --resume it",
-            ));
+            return Err(already_trained(dir));
         }
         // Everything that can be wrong is found before anything is written.
         config.validate()?;
         let model = architecture.build(&mut Rng::new(config.seed))?;
-        let run = Self::assemble(dir, config, architecture, splits, model, 0)?;
         create_run_dir(dir)?;
+        let lock = RunLock::acquire(dir)?;
+        // Checked again with the lock held: another process may have trained it meanwhile.
+        if dir.join(MODEL_FILE).exists() {
+            return Err(already_trained(dir));
+        }
+        remove_stale_temp_files(dir);
+        let _ = std::fs::remove_file(dir.join(TRAINING_NEXT_FILE));
+        let run = Self::assemble(dir, config, architecture, splits, model, 0, lock)?;
         let config_text = serde_json::to_string_pretty(&run.config).expect("serialisable");
         write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
@@ -292,6 +416,21 @@ impl Run {
     /// data the run started with.
     pub fn resume(dir: &Path, splits: Splits) -> Result<Run> {
         let config = read_config(dir)?;
+        let lock = RunLock::acquire(dir)?;
+        remove_stale_temp_files(dir);
+        if !dir.join(MODEL_FILE).exists() {
+            return Err(Error::format(
+                dir,
+                "nothing to resume yet: the run stopped before it completed its first epoch; \
+                 start it again",
+            ));
+        }
+        config.validate().map_err(|e| {
+            Error::format(
+                dir.join(CONFIG_FILE),
+                format!("settings a run cannot have: {e}"),
+            )
+        })?;
         let (model, info) = load_model(dir)?;
         let mut run = Self::assemble(
             dir,
@@ -300,6 +439,7 @@ impl Run {
             splits,
             model,
             info.epoch,
+            lock,
         )?;
         if run.info.normalization != info.normalization || run.info.classes != info.classes {
             return Err(Error::format(
@@ -307,19 +447,26 @@ impl Run {
                 "the data given differs from the data this run was trained on (its classes or pixel statistics differ)",
             ));
         }
-        let training_path = dir.join(TRAINING_FILE);
-        let (tensors, metadata) = checkpoint::load(&training_path)?;
-        let epoch: usize = metadata_field(&training_path, &metadata, "epoch")?;
-        if epoch != info.epoch {
+        expect_finite_model(&run.model).map_err(|name| {
+            Error::format(
+                dir.join(MODEL_FILE),
+                format!(
+                    "{name} holds values that are not finite numbers: the checkpoint is damaged"
+                ),
+            )
+        })?;
+        let (training_path, tensors, metadata) = training_state_of_epoch(dir, info.epoch)?;
+        let epoch = info.epoch;
+        let steps: u64 = metadata_field(&training_path, &metadata, "steps")?;
+        if let Some((name, _)) = tensors
+            .iter()
+            .find(|(_, t)| !t.data().iter().all(|v| v.is_finite()))
+        {
             return Err(Error::format(
                 &training_path,
-                format!(
-                    "holds the optimiser of epoch {epoch} but the model is from epoch {}: the checkpoint is incomplete",
-                    info.epoch
-                ),
+                format!("the optimiser state {name} holds values that are not finite numbers: the checkpoint is damaged"),
             ));
         }
-        let steps: u64 = metadata_field(&training_path, &metadata, "steps")?;
         run.optimizer
             .load_state(OptimizerState { steps, tensors })?;
         // Forget epochs recorded after the checkpoint (the run stopped before saving them).
@@ -333,6 +480,12 @@ impl Run {
             .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
             .collect();
         write_atomically(&dir.join(METRICS_FILE), lines.as_bytes())?;
+        if training_path.ends_with(TRAINING_NEXT_FILE) {
+            // The kill came after the commit point: finish the checkpoint's last step.
+            std::fs::rename(&training_path, dir.join(TRAINING_FILE))
+                .and_then(|()| checkpoint::sync_dir(dir))
+                .map_err(|e| Error::io(&training_path, e))?;
+        }
         Ok(run)
     }
 
@@ -343,6 +496,7 @@ impl Run {
         splits: Splits,
         model: Sequential,
         epoch: usize,
+        lock: RunLock,
     ) -> Result<Run> {
         let Splits {
             mut train,
@@ -380,7 +534,16 @@ impl Run {
             val,
             test,
             schedule,
+            stop: None,
+            _lock: lock,
         })
+    }
+
+    /// Makes [`Run::train_epoch`] stop after the step under way once `flag` is set (by a
+    /// Ctrl-C handler, say), failing with [`Error::Interrupted`]. The last complete
+    /// checkpoint stays as it is.
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
     }
 
     /// Raises the number of epochs to train to `epochs` (the schedule is recomputed over
@@ -407,6 +570,7 @@ impl Run {
             augmentation: Augmentation::new(self.config.augment_pad, self.config.augment_flip),
             label_smoothing: self.config.label_smoothing,
             seed: self.config.seed,
+            stop: self.stop.clone(),
         };
         let stats: EpochStats = trainer::train_epoch(
             &mut self.model,
@@ -416,10 +580,18 @@ impl Run {
             epoch,
             progress,
         )?;
+        // The loss is checked at every step; a weight can still overflow while the loss of
+        // the batch stays finite, and such a model must not become the checkpoint.
+        expect_finite_model(&self.model).map_err(|name| {
+            Error::config(
+                "train",
+                format!(
+                    "{name} is no longer a finite number after epoch {epoch}: training diverged; try a lower learning rate"
+                ),
+            )
+        })?;
         let batch_size = self.eval_batch_size();
         let val = trainer::evaluate(&mut self.model, &self.val, batch_size)?;
-        self.info.epoch = epoch;
-        self.save_checkpoint()?;
         let record = EpochRecord {
             epoch,
             train_loss: stats.loss,
@@ -442,6 +614,9 @@ impl Run {
             serde_json::to_string(&record).expect("serialisable")
         )
         .map_err(|e| Error::io(&path, e))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        self.info.epoch = epoch;
+        self.save_checkpoint()?;
         curves_picture(&self.metrics()?, self.eval_name()).save_png(self.dir.join(CURVES_FILE))?;
         Ok(record)
     }
@@ -469,15 +644,22 @@ impl Run {
         self.config.batch_size.max(256)
     }
 
-    /// Writes the training state, then the model, each atomically.
+    /// Writes the checkpoint in the three steps of the module docs; the model file is the
+    /// commit point.
     fn save_checkpoint(&self) -> Result<()> {
         let state = self.optimizer.state();
         let mut metadata = HashMap::new();
         metadata.insert("epoch".into(), self.info.epoch.to_string());
         metadata.insert("steps".into(), state.steps.to_string());
         metadata.insert("optimizer".into(), format!("\"{}\"", self.optimizer.kind()));
-        checkpoint::save(&self.dir.join(TRAINING_FILE), &state.tensors, metadata)?;
-        save_model(&self.dir.join(MODEL_FILE), &self.model, &self.info)
+        let next = self.dir.join(TRAINING_NEXT_FILE);
+        checkpoint::save(&next, &state.tensors, metadata)?;
+        crash_point("training-next-written");
+        save_model(&self.dir.join(MODEL_FILE), &self.model, &self.info)?;
+        crash_point("model-written");
+        std::fs::rename(&next, self.dir.join(TRAINING_FILE))
+            .and_then(|()| checkpoint::sync_dir(&self.dir))
+            .map_err(|e| Error::io(&next, e))
     }
 
     /// The metrics recorded so far.
@@ -529,6 +711,68 @@ pub fn confusion_picture(result: &Evaluation, classes: &[String]) -> Canvas {
         100.0 * result.accuracy
     );
     heatmap_matrix(&title, &result.confusion, classes, classes, true)
+}
+
+/// The name of the first parameter or buffer of `model` holding a NaN or infinity.
+fn expect_finite_model(model: &Sequential) -> std::result::Result<(), String> {
+    let finite = |t: &ocellus::Tensor| t.data().iter().all(|v| v.is_finite());
+    let params = model
+        .params()
+        .into_iter()
+        .map(|(n, p)| (n, finite(p.value())));
+    let buffers = model.buffers().into_iter().map(|(n, b)| (n, finite(b)));
+    match params.chain(buffers).find(|(_, ok)| !ok) {
+        Some((name, _)) => Err(format!("parameter {name}")),
+        None => Ok(()),
+    }
+}
+
+/// The error for a directory that already holds a trained model.
+fn already_trained(dir: &Path) -> Error {
+    Error::format(
+        dir,
+        "already holds a trained model; choose another --out directory, or --resume it",
+    )
+}
+
+/// The optimiser state saved with the model of `epoch`: `training.safetensors`, or
+/// `training.next.safetensors` when the run was stopped between the model's commit and
+/// the rename that completes a checkpoint.
+fn training_state_of_epoch(
+    dir: &Path,
+    epoch: usize,
+) -> Result<(PathBuf, NamedTensors, HashMap<String, String>)> {
+    let mut found = Vec::new();
+    for name in [TRAINING_FILE, TRAINING_NEXT_FILE] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let (tensors, metadata) = checkpoint::load(&path)?;
+        let saved: usize = metadata_field(&path, &metadata, "epoch")?;
+        if saved == epoch {
+            return Ok((path, tensors, metadata));
+        }
+        found.push(format!("{name} is from epoch {saved}"));
+    }
+    let found = if found.is_empty() {
+        "there is no optimiser state".to_string()
+    } else {
+        found.join(", ")
+    };
+    Err(Error::format(
+        dir,
+        format!("the model is from epoch {epoch} but {found}: the checkpoint is incomplete"),
+    ))
+}
+
+/// A test hook: when the environment variable `OCELLUS_CRASH_AT` names this point, the
+/// process ends here at once, as a kill would end it. The fault tests use it to stop a
+/// run between the writes of a checkpoint.
+fn crash_point(name: &str) {
+    if std::env::var_os("OCELLUS_CRASH_AT").is_some_and(|at| at == name) {
+        std::process::abort();
+    }
 }
 
 /// Creates the directory of a new run (and its parents), naming the usual obstacle: a

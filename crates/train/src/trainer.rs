@@ -7,6 +7,8 @@
 //! checkpoint of epoch `k` continues bit for bit as if it had never stopped (for the same
 //! thread count).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ocellus::error::{Error, Result};
@@ -30,6 +32,9 @@ pub struct EpochSettings {
     /// Label smoothing of the cross-entropy (0 = none).
     pub label_smoothing: f32,
     pub seed: u64,
+    /// When set (from another thread, or a signal handler), the epoch stops after the
+    /// step under way with [`Error::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Where an epoch stands, reported after every batch.
@@ -130,6 +135,17 @@ pub fn train_epoch(
             images_per_second: seen as f64 / elapsed.max(1e-9),
             elapsed,
         });
+        if settings
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            return Err(Error::Interrupted {
+                epoch,
+                batch,
+                batches: num_batches,
+            });
+        }
     }
     Ok(EpochStats {
         loss: (loss_sum / seen.max(1) as f64) as f32,

@@ -128,6 +128,7 @@ fn a_run_directory_is_never_overwritten_or_mixed() {
     let training = dir.join("training.safetensors");
     let epoch_one = std::fs::read(&training).unwrap();
     run.train_epoch(&mut |_| {}).unwrap();
+    drop(run);
     std::fs::write(&training, epoch_one).unwrap();
     let err = Run::resume(&dir, data()).err().unwrap().to_string();
     assert!(err.contains("the checkpoint is incomplete"), "{err}");
@@ -137,6 +138,7 @@ fn a_run_directory_is_never_overwritten_or_mixed() {
     std::fs::remove_dir_all(&dir).unwrap();
     let mut run = start(&dir);
     run.train_epoch(&mut |_| {}).unwrap();
+    drop(run);
     let err = Run::resume(&dir, other).err().unwrap().to_string();
     assert!(
         err.contains("differs from the data this run was trained on"),

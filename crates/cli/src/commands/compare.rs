@@ -85,8 +85,8 @@ pub fn run(args: Args) -> Result<()> {
         let dir = out.join(short_name(model));
         let mut run = Run::start(&dir, config, architecture, splits.clone())?;
         describe(&run);
-        let mut progress = Progress::new(args.training.epochs);
-        while run.epochs_done() < args.training.epochs {
+        let mut progress = Progress::new(args.training.epochs());
+        while run.epochs_done() < args.training.epochs() {
             let record = run.train_epoch(&mut |p| progress.batch(p))?;
             progress.epoch(&record, "test");
         }
@@ -119,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
         data: args.data.data.clone(),
         train_images,
         test_images,
-        epochs: args.training.epochs,
+        epochs: args.training.epochs(),
         batch_size: args.training.batch_size,
         optimizer,
         seed: args.training.seed,

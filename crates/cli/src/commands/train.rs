@@ -1,6 +1,8 @@
 //! `ocellus train`: train a model and keep everything in a run directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use ocellus::arch::Architecture;
 use ocellus::LayerExt;
@@ -43,17 +45,22 @@ pub struct Args {
     /// Run directory (default: runs/<model>-<data>, numbered if taken).
     #[arg(long, short)]
     out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["model", "out"])]
+    /// Continue the run in this directory from its last checkpoint, with the run's own
+    /// settings (only --epochs, the new total, and --threads may be given with it).
+    #[arg(long, conflicts_with_all = [
+        "model", "out", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr",
+        "seed", "limit_train", "weight_decay", "momentum", "schedule", "val_fraction",
+        "augment", "label_smoothing",
+    ])]
     resume: Option<PathBuf>,
 }
 
 /// The training flags `train` and `compare` share.
 #[derive(clap::Args)]
 pub struct TrainingArgs {
-    /// Epochs to train (with --resume: the new total).
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
+    /// Epochs to train [default: 5] (with --resume: the new total; by default the run's own).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[arg(long, default_value = "adamw", value_parser = ["sgd", "adam", "adamw"])]
@@ -69,6 +76,11 @@ pub struct TrainingArgs {
 }
 
 impl TrainingArgs {
+    /// The epochs to train, 5 unless given.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(5)
+    }
+
     /// The settings of a run of `model` on `data` with these flags; the settings they do
     /// not fix take their plain values (SGD momentum 0.9, constant learning rate, no
     /// weight decay override, validation split, augmentation or label smoothing).
@@ -78,7 +90,7 @@ impl TrainingArgs {
             data: data.data.clone(),
             data_dir: data.data_dir.as_ref().map(|d| d.display().to_string()),
             image_size: data.image_size,
-            epochs: self.epochs,
+            epochs: self.epochs(),
             batch_size: self.batch_size,
             optimizer: self.optimizer.clone(),
             lr: self.lr,
@@ -102,6 +114,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let total = run.config.epochs;
     describe(&run);
+    let stop = stop_on_ctrl_c();
+    run.stop_when(stop);
     let eval_name = if run.config.val_fraction > 0.0 {
         "val"
     } else {
@@ -121,6 +135,20 @@ pub fn run(args: Args) -> Result<()> {
                     ),
                 };
                 return Err(Error::config("train", format!("{e}; {kept}")));
+            }
+            Err(e @ Error::Interrupted { .. }) => {
+                progress.abandon();
+                let dir = run.dir.display();
+                match run.epochs_done() {
+                    0 => eprintln!(
+                        "{e}; no epoch was complete, so nothing was kept: start the run again"
+                    ),
+                    k => eprintln!(
+                        "{e}; the checkpoint of epoch {k} in {dir} is intact; continue with:\n  \
+                         ocellus train --resume {dir}"
+                    ),
+                }
+                return Err(e);
             }
             Err(e) => return Err(e),
         }
@@ -165,7 +193,31 @@ fn start(args: &Args) -> Result<Run> {
     Run::start(&dir, config, architecture, splits)
 }
 
-fn resume(dir: &Path, epochs: usize) -> Result<Run> {
+/// A flag that Ctrl-C (SIGINT) or SIGTERM sets, so that training stops after the step
+/// under way and keeps its last checkpoint. A second signal ends the process at once;
+/// checkpoints are written atomically, so that loses nothing either.
+fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let installed = ctrlc::set_handler(move || {
+        if set.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current step (Ctrl-C again to stop at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will end training without a word ({e})");
+    }
+    flag
+}
+
+fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
+    if dir.is_dir() && !dir.join("config.json").exists() {
+        return Err(Error::format(
+            dir,
+            "nothing to resume yet: the run was stopped before it wrote its settings; start it again",
+        ));
+    }
     let config = ocellus_train::run::read_config(dir)?;
     let data = DataArgs {
         data: config.data.clone(),
@@ -173,8 +225,27 @@ fn resume(dir: &Path, epochs: usize) -> Result<Run> {
         image_size: config.image_size,
     };
     let mut run = Run::resume(dir, data.load(config.seed)?)?;
-    if epochs > run.config.epochs {
-        run.extend_to(epochs)?;
+    let done = run.epochs_done();
+    let total = epochs.unwrap_or(run.config.epochs);
+    if total <= done {
+        let hint = match epochs {
+            Some(e) => format!("--epochs {e} leaves nothing to do"),
+            None => format!("it was set to train {} epochs", run.config.epochs),
+        };
+        return Err(Error::config(
+            "train",
+            format!(
+                "{} has already trained {done} epochs and {hint}; give --epochs with a total above {done} to train further",
+                dir.display()
+            ),
+        ));
+    }
+    if total != run.config.epochs {
+        println!(
+            "training to epoch {total} instead of {} (the learning-rate schedule spans the new total)",
+            run.config.epochs
+        );
+        run.extend_to(total)?;
     }
     println!(
         "resuming {} at epoch {} of {}",
