@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
-    Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
+    GlobalAvgPool, Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid,
+    Softmax, Tanh,
 };
 use crate::network::{Residual, Sequential};
 use crate::rng::Rng;
@@ -276,12 +277,29 @@ impl LayerSpec {
             } => Box::new(AvgPool2d::new(pool(kernel, stride, padding))?),
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p, rng)?),
-            LayerSpec::BatchNorm2d { features } => {
+            LayerSpec::BatchNorm2d {
+                features,
+                eps,
+                momentum,
+                affine,
+                track_running_stats,
+            } => {
                 let c = image_channels(kind, shape)?;
                 check_declared(kind, "features", *features, c, format!("{c} channels"))?;
-                Box::new(BatchNorm2d::new(c)?)
+                let config = BatchNormConfig::new(c)
+                    .eps(*eps)
+                    .momentum(*momentum)
+                    .affine(*affine)
+                    .track_running_stats(*track_running_stats);
+                Box::new(BatchNorm2d::with_config(config)?)
             }
-            LayerSpec::BatchNorm1d { features } => {
+            LayerSpec::BatchNorm1d {
+                features,
+                eps,
+                momentum,
+                affine,
+                track_running_stats,
+            } => {
                 let f = flat_features(kind, shape)?;
                 check_declared(
                     kind,
@@ -290,7 +308,12 @@ impl LayerSpec {
                     f,
                     features_origin(f, flattened_from),
                 )?;
-                Box::new(BatchNorm1d::new(f)?)
+                let config = BatchNormConfig::new(f)
+                    .eps(*eps)
+                    .momentum(*momentum)
+                    .affine(*affine)
+                    .track_running_stats(*track_running_stats);
+                Box::new(BatchNorm1d::with_config(config)?)
             }
             LayerSpec::Residual {
                 main,
