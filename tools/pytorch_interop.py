@@ -116,7 +116,7 @@ def pool_args(spec):
     kernel = pair(spec["kernel"])
     stride = pair(spec["stride"]) if spec.get("stride") is not None else kernel
     padding = pair(spec["padding"]) if spec.get("padding") is not None else (0, 0)
-    return dict(kernel_size=kernel, stride=stride, padding=padding)
+    return dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=spec.get("ceil_mode", False))
 
 
 def batchnorm_args(spec):
@@ -173,7 +173,7 @@ def build_layer(spec, shape, notes):
     if kind == "maxpool2d":
         return nn.MaxPool2d(**pool_args(spec))
     if kind == "avgpool2d":
-        return nn.AvgPool2d(**pool_args(spec))  # count_include_pad=True, as ocellus
+        return nn.AvgPool2d(**pool_args(spec), count_include_pad=spec.get("count_include_pad", True))
     if kind == "globalavgpool":
         return nn.AdaptiveAvgPool2d(1)
     if kind == "dropout":

@@ -196,10 +196,17 @@ impl LayerSpec {
         rng: &mut Rng,
     ) -> Result<Box<dyn Layer>> {
         let kind = self.kind();
-        let pool = |kernel: &Size2, stride: &Option<Size2>, padding: &Option<Size2>| Pool2dConfig {
-            kernel: kernel.hw(),
-            stride: stride.map(Size2::hw),
-            padding: padding.map_or((0, 0), Size2::hw),
+        let pool = |kernel: &Size2, stride: &Option<Size2>, padding: &Option<Size2>, ceil_mode| {
+            let (kh, kw) = kernel.hw();
+            let (ph, pw) = padding.map_or((0, 0), Size2::hw);
+            let config = Pool2dConfig::new(1)
+                .kernel(kh, kw)
+                .padding_hw(ph, pw)
+                .ceil_mode(ceil_mode);
+            match stride.map(Size2::hw) {
+                Some((sh, sw)) => config.stride_hw(sh, sw),
+                None => config,
+            }
         };
         Ok(match self {
             LayerSpec::Conv2d {
@@ -269,12 +276,19 @@ impl LayerSpec {
                 kernel,
                 stride,
                 padding,
-            } => Box::new(MaxPool2d::new(pool(kernel, stride, padding))?),
+                ceil_mode,
+            } => Box::new(MaxPool2d::new(pool(kernel, stride, padding, *ceil_mode))?),
             LayerSpec::AvgPool2d {
                 kernel,
                 stride,
                 padding,
-            } => Box::new(AvgPool2d::new(pool(kernel, stride, padding))?),
+                ceil_mode,
+                count_include_pad,
+            } => {
+                let config =
+                    pool(kernel, stride, padding, *ceil_mode).count_include_pad(*count_include_pad);
+                Box::new(AvgPool2d::new(config)?)
+            }
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p, rng)?),
             LayerSpec::BatchNorm2d {

@@ -80,6 +80,9 @@ fn is_zero(p: &PadSpec) -> bool {
 fn is_true(b: &bool) -> bool {
     *b
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 fn is_one_usize(g: &usize) -> bool {
     *g == 1
 }
@@ -120,6 +123,8 @@ pub enum LayerSpec {
     Sigmoid,
     Tanh,
     Softmax,
+    /// PyTorch's `nn.MaxPool2d` ([`crate::layers::Pool2dConfig`] says what each setting
+    /// does); settings at PyTorch's default are not written.
     MaxPool2d {
         kernel: Size2,
         /// Defaults to the kernel size, as in PyTorch.
@@ -127,13 +132,21 @@ pub enum LayerSpec {
         stride: Option<Size2>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         padding: Option<Size2>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil_mode: bool,
     },
+    /// PyTorch's `nn.AvgPool2d`, with the settings of [`LayerSpec::MaxPool2d`] and
+    /// `count_include_pad`.
     AvgPool2d {
         kernel: Size2,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stride: Option<Size2>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         padding: Option<Size2>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil_mode: bool,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        count_include_pad: bool,
     },
     GlobalAvgPool,
     Dropout {

@@ -67,6 +67,7 @@ fn maxpool2() -> LayerSpec {
         kernel: Size2::Square(2),
         stride: None,
         padding: None,
+        ceil_mode: false,
     }
 }
 

@@ -216,3 +216,42 @@ fn impossible_batchnorm_options_name_the_layer() {
     let msg = Architecture::parse(text, false).unwrap_err();
     assert!(msg.contains("momentum") && msg.contains("fast"), "{msg}");
 }
+
+#[test]
+fn pooling_options_are_read_built_and_written_back() {
+    let text = r#"
+input = [1, 7, 7]
+[[layers]]
+type = "maxpool2d"
+kernel = 2
+ceil_mode = true
+[[layers]]
+type = "avgpool2d"
+kernel = 3
+stride = 2
+padding = 1
+ceil_mode = true
+count_include_pad = false
+"#;
+    let arch = Architecture::parse(text, false).unwrap();
+    let net = arch.build(&mut Rng::new(0)).unwrap();
+    // 7 → ⌈5/2⌉ + 1 = 4 → ⌈3/2⌉ + 1 = 3 (floor mode would give 3, then 2).
+    assert_eq!(arch.output_shape().unwrap(), [1, 1, 3, 3]);
+    assert_eq!(
+        net.layers()[0].describe(),
+        "MaxPool2d(2×2, stride 2, ceil mode)"
+    );
+    assert_eq!(
+        net.layers()[1].describe(),
+        "AvgPool2d(3×3, stride 2, pad 1, ceil mode, padding not counted)"
+    );
+    let specs: Vec<_> = net.layers().iter().map(|l| l.spec()).collect();
+    assert_eq!(specs, arch.layers);
+    // The defaults are left out of what is written.
+    let json = serde_json::to_string(&zoo::model("lenet5", [1, 28, 28], 10).unwrap()).unwrap();
+    assert!(!json.contains("ceil_mode") && !json.contains("count_include_pad"));
+    // Max pooling has no count_include_pad.
+    let text = "input = [1, 4, 4]\n[[layers]]\ntype = \"maxpool2d\"\nkernel = 2\ncount_include_pad = false\n";
+    let msg = Architecture::parse(text, false).unwrap_err();
+    assert!(msg.contains("count_include_pad"), "{msg}");
+}

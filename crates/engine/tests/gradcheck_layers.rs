@@ -321,11 +321,11 @@ struct PoolCase {
 
 impl PoolCase {
     fn config(&self) -> Pool2dConfig {
-        Pool2dConfig {
-            kernel: self.kernel,
-            stride: Some(self.stride),
-            padding: self.padding,
-        }
+        let ((kh, kw), (sh, sw), (ph, pw)) = (self.kernel, self.stride, self.padding);
+        Pool2dConfig::new(1)
+            .kernel(kh, kw)
+            .stride_hw(sh, sw)
+            .padding_hw(ph, pw)
     }
 }
 

@@ -133,6 +133,126 @@ mod pooling {
     }
 
     #[test]
+    fn ceil_mode_adds_a_last_partial_window() {
+        // 3×3 input, 2×2 windows, stride 2: floor mode keeps one window per axis, ceil mode
+        // a second one holding the last row or column alone.
+        #[rustfmt::skip]
+        let x = t(&[1, 1, 3, 3], &[
+            1., 5., 2.,
+            4., 3., 9.,
+            8., 6., 7.,
+        ]);
+        let config = Pool2dConfig::new(2).ceil_mode(true);
+        let mut pool = MaxPool2d::new(config).unwrap();
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(y.data(), &[5., 9., 8., 7.]);
+        assert_eq!(pool.argmax().unwrap(), &[1, 5, 6, 8]);
+        let dx = pool
+            .backward_ref(&t(&[1, 1, 2, 2], &[1., 2., 3., 4.]))
+            .unwrap();
+        assert_eq!(dx.data(), &[0., 1., 0., 0., 0., 2., 3., 0., 4.]);
+        // The partial windows of an average count the positions inside the (here
+        // unpadded) image only, even with count_include_pad: PyTorch's divide_factor.
+        let mut avg = AvgPool2d::new(config).unwrap();
+        let y = avg.forward_ref(&x, Mode::Train).unwrap();
+        assert_eq!(y.data(), &[13. / 4., 11. / 2., 14. / 2., 7.]);
+        let dx = avg
+            .backward_ref(&t(&[1, 1, 2, 2], &[4., 2., 6., 1.]))
+            .unwrap();
+        assert_eq!(dx.data(), &[1., 1., 1., 1., 1., 1., 3., 3., 1.]);
+        // Floor mode drops the last row and column.
+        let floor = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+        assert_eq!(floor.output_shape(&[1, 1, 3, 3]).unwrap(), [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn ceil_mode_divisors_with_padding_follow_pytorch() {
+        // nn.AvgPool2d(3, 2, padding=1, ceil_mode=True) on a 6×6 of ones gives, per axis,
+        // windows [-1, 2), [1, 4), [3, 6), [5, 8): the last one is clipped to the padded
+        // image [-1, 7), so it counts 2 positions (one real, one padded) instead of 3.
+        let ones = Tensor::full(&[1, 1, 6, 6], 1.0);
+        let config = Pool2dConfig::new(3).stride(2).padding(1).ceil_mode(true);
+        let mut pool = AvgPool2d::new(config).unwrap();
+        let y = pool.forward_ref(&ones, Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 4, 4]);
+        // Real positions over counted positions, per axis: 2/3, 3/3, 3/3, 1/2.
+        let axis = [2. / 3., 1., 1., 1. / 2.];
+        let want: Vec<f32> = (0..16).map(|k| axis[k / 4] * axis[k % 4]).collect();
+        assert_close("y", y.data(), &want, 0.0, 1e-7);
+        // count_include_pad=False divides by the real positions: an average of ones is 1.
+        let mut pool = AvgPool2d::new(config.count_include_pad(false)).unwrap();
+        let y = pool.forward_ref(&ones, Mode::Train).unwrap();
+        assert_close("y", y.data(), &[1.0; 16], 0.0, 1e-7);
+        let dy = Tensor::full(&[1, 1, 4, 4], 1.0);
+        let dx = pool.backward_ref(&dy).unwrap();
+        // Corner (0, 0) is in windows 0 of both axes only, each of 2×2 real positions.
+        assert_close("dx", &dx.data()[..1], &[0.25], 0.0, 1e-7);
+    }
+
+    #[test]
+    fn in_ceil_mode_a_window_may_be_larger_than_the_image() {
+        // PyTorch: nn.MaxPool2d(3, 2, ceil_mode=True) on 2×2 gives 1×1.
+        let x = t(&[1, 1, 2, 2], &[1., 4., 2., 3.]);
+        let config = Pool2dConfig::new(3).stride(2).ceil_mode(true);
+        let mut pool = MaxPool2d::new(config).unwrap();
+        assert_eq!(pool.forward_ref(&x, Mode::Train).unwrap().data(), &[4.]);
+        let mut avg = AvgPool2d::new(config).unwrap();
+        assert_eq!(avg.forward_ref(&x, Mode::Train).unwrap().data(), &[2.5]);
+        // Without ceil mode it does not fit.
+        assert!(MaxPool2d::new(Pool2dConfig::new(3).stride(2))
+            .unwrap()
+            .output_shape(&[1, 1, 2, 2])
+            .is_err());
+    }
+
+    #[test]
+    fn count_include_pad_off_by_hand() {
+        // 3×3 windows, stride 1, pad 1 over a 2×2 of ones: every window holds the 4 real
+        // values, divided by 4 instead of 9.
+        let config = Pool2dConfig::new(3)
+            .stride(1)
+            .padding(1)
+            .count_include_pad(false);
+        let mut pool = AvgPool2d::new(config).unwrap();
+        let x = t(&[1, 1, 2, 2], &[1., 2., 3., 4.]);
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
+        assert_close("y", y.data(), &[2.5; 4], 0.0, 1e-7);
+        let dx = pool
+            .backward_ref(&Tensor::full(&[1, 1, 2, 2], 1.0))
+            .unwrap();
+        assert_close("dx", dx.data(), &[1.0; 4], 0.0, 1e-7);
+        // Max pooling has no such setting.
+        let err = MaxPool2d::new(config).err().unwrap();
+        assert!(matches!(err, Error::Config { .. }), "{err}");
+        assert!(err.to_string().contains("count_include_pad"), "{err}");
+    }
+
+    #[test]
+    fn per_axis_settings_and_their_description() {
+        let config = Pool2dConfig::new(3)
+            .kernel(3, 2)
+            .stride_hw(2, 1)
+            .padding_hw(1, 0)
+            .ceil_mode(true);
+        assert_eq!(config.kernel, (3, 2));
+        assert_eq!(config.effective_stride(), (2, 1));
+        assert_eq!(config.padding, (1, 0));
+        let pool = MaxPool2d::new(config).unwrap();
+        assert_eq!(
+            pool.describe(),
+            "MaxPool2d(3×2, stride (2, 1), pad (1, 0), ceil mode)"
+        );
+        // (7 + 2 − 3)/2 rounded up + 1 = 4 rows; (5 − 2)/1 + 1 = 4 columns.
+        assert_eq!(pool.output_shape(&[1, 1, 7, 5]).unwrap(), [1, 1, 4, 4]);
+        let avg = AvgPool2d::new(config.count_include_pad(false)).unwrap();
+        assert_eq!(
+            avg.describe(),
+            "AvgPool2d(3×2, stride (2, 1), pad (1, 0), ceil mode, padding not counted)"
+        );
+    }
+
+    #[test]
     fn global_average_pool_keeps_pytorch_shape() {
         let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
         let mut gap = GlobalAvgPool::new();

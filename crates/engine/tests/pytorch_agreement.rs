@@ -97,11 +97,11 @@ fn pooling_matches_pytorch() {
         let mut layer: Box<dyn Layer> = match c["kind"].as_str().unwrap() {
             "gap" => Box::new(GlobalAvgPool::new()),
             kind => {
-                let config = Pool2dConfig {
-                    kernel: pair(&c["k"]),
-                    stride: Some(pair(&c["s"])),
-                    padding: pair(&c["p"]),
-                };
+                let ((kh, kw), (sh, sw), (ph, pw)) = (pair(&c["k"]), pair(&c["s"]), pair(&c["p"]));
+                let config = Pool2dConfig::new(1)
+                    .kernel(kh, kw)
+                    .stride_hw(sh, sw)
+                    .padding_hw(ph, pw);
                 match kind {
                     "max" => Box::new(MaxPool2d::new(config).unwrap()),
                     "avg" => Box::new(AvgPool2d::new(config).unwrap()),

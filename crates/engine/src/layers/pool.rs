@@ -7,14 +7,28 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::geometry::{conv_output_len, ReceptiveField};
+use crate::geometry::{pool_output_len, ReceptiveField};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Layer, Mode};
 use crate::spec::{LayerSpec, Size2};
 use crate::tensor::Tensor;
 
-/// Settings shared by [`MaxPool2d`] and [`AvgPool2d`]: PyTorch's `kernel_size`, `stride`
-/// and `padding`, with its defaults `dilation=1` and `ceil_mode=False` (output sizes are
-/// rounded down). Start from [`Pool2dConfig::new`] and adjust fields.
+/// Settings shared by [`MaxPool2d`] and [`AvgPool2d`]: PyTorch's `kernel_size`, `stride`,
+/// `padding` and `ceil_mode`, and average pooling's `count_include_pad`, with PyTorch's
+/// defaults (and its `dilation=1`). Start from [`Pool2dConfig::new`] and adjust:
+///
+/// ```
+/// use ocellus::layers::{AvgPool2d, Pool2dConfig};
+///
+/// // nn.AvgPool2d(3, stride=(2, 1), padding=1, ceil_mode=True, count_include_pad=False)
+/// let config = Pool2dConfig::new(3)
+///     .stride_hw(2, 1)
+///     .padding(1)
+///     .ceil_mode(true)
+///     .count_include_pad(false);
+/// let pool = AvgPool2d::new(config).unwrap();
+/// assert_eq!(pool.output_shape(&[1, 1, 6, 6]).unwrap(), [1, 1, 4, 6]);
+/// # use ocellus::Layer;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dConfig {
     /// (KH, KW)
@@ -23,6 +37,14 @@ pub struct Pool2dConfig {
     pub stride: Option<(usize, usize)>,
     /// (rows above and below, columns left and right), PyTorch's `padding=(ph, pw)`.
     pub padding: (usize, usize),
+    /// Round output sizes up instead of down, so that a last, partial window covers the
+    /// leftover rows and columns — PyTorch's `ceil_mode` (default false); the formula is
+    /// [`pool_output_len`].
+    pub ceil_mode: bool,
+    /// Average pooling only: whether padded positions count in the divisor (PyTorch's
+    /// `count_include_pad`, default true). Max pooling never counts padding and refuses
+    /// `false` here, as PyTorch's `nn.MaxPool2d` has no such argument.
+    pub count_include_pad: bool,
 }
 
 impl Pool2dConfig {
@@ -32,6 +54,8 @@ impl Pool2dConfig {
             kernel: (k, k),
             stride: None,
             padding: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
         }
     }
 
@@ -42,14 +66,36 @@ impl Pool2dConfig {
     }
 
     /// Sets the same stride on both axes.
-    pub fn stride(mut self, s: usize) -> Self {
-        self.stride = Some((s, s));
+    pub fn stride(self, s: usize) -> Self {
+        self.stride_hw(s, s)
+    }
+
+    /// Sets the vertical and the horizontal stride.
+    pub fn stride_hw(mut self, sh: usize, sw: usize) -> Self {
+        self.stride = Some((sh, sw));
         self
     }
 
     /// Sets the same padding on all four sides.
-    pub fn padding(mut self, p: usize) -> Self {
-        self.padding = (p, p);
+    pub fn padding(self, p: usize) -> Self {
+        self.padding_hw(p, p)
+    }
+
+    /// Sets `ph` rows above and below and `pw` columns left and right.
+    pub fn padding_hw(mut self, ph: usize, pw: usize) -> Self {
+        self.padding = (ph, pw);
+        self
+    }
+
+    /// Rounds output sizes up (`true`) or down (`false`, the default).
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Counts padded positions in an average's divisor (`true`, the default) or not.
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
         self
     }
 
@@ -106,6 +152,12 @@ impl Pool2dConfig {
             (ph, pw) if ph == pw => s += &format!(", pad {ph}"),
             (ph, pw) => s += &format!(", pad ({ph}, {pw})"),
         }
+        if self.ceil_mode {
+            s += ", ceil mode";
+        }
+        if !self.count_include_pad {
+            s += ", padding not counted";
+        }
         s + ")"
     }
 
@@ -129,8 +181,8 @@ impl Pool2dConfig {
             return Err(Error::shape(layer, "(N, C, H, W) with H, W ≥ 1", input));
         }
         let (Some(oh), Some(ow)) = (
-            conv_output_len(h, kh, sh, ph, ph, 1),
-            conv_output_len(w, kw, sw, pw, pw, 1),
+            pool_output_len(h, kh, sh, ph, ph, 1, self.ceil_mode),
+            pool_output_len(w, kw, sw, pw, pw, 1, self.ceil_mode),
         ) else {
             return Err(Error::shape(
                 layer,
@@ -149,6 +201,7 @@ impl Pool2dConfig {
             kernel: (kh, kw),
             stride: (sh, sw),
             padding: (ph, pw),
+            count_include_pad: self.count_include_pad,
         })
     }
 }
@@ -165,6 +218,7 @@ struct PoolGeometry {
     kernel: (usize, usize),
     stride: (usize, usize),
     padding: (usize, usize),
+    count_include_pad: bool,
 }
 
 impl PoolGeometry {
@@ -198,10 +252,36 @@ impl PoolGeometry {
         ((1 << 14) / (self.h * self.w).max(1)).max(1)
     }
 
-    /// The ubiquitous 2×2 windows, stride 2, no padding: they tile the plane, which
-    /// [`max_2x2_plane`] and [`route_2x2_plane`] make use of.
+    /// No padding, and every window inside the image (in ceil mode a last window may hang
+    /// past it): what the unpadded fast paths assume.
+    fn windows_inside(&self) -> bool {
+        let fits = |o: usize, s: usize, k: usize, len: usize| (o - 1) * s + k <= len;
+        self.padding == (0, 0)
+            && fits(self.oh, self.stride.0, self.kernel.0, self.h)
+            && fits(self.ow, self.stride.1, self.kernel.1, self.w)
+    }
+
+    /// The ubiquitous 2×2 windows, stride 2, no padding, none hanging past the image: they
+    /// tile the plane, which [`max_2x2_plane`] and [`route_2x2_plane`] make use of.
     fn is_2x2_tiling(&self) -> bool {
-        self.padding == (0, 0) && self.kernel == (2, 2) && self.stride == (2, 2)
+        self.kernel == (2, 2) && self.stride == (2, 2) && self.windows_inside()
+    }
+
+    /// The divisor of the average over the window of output (oi, oj), PyTorch's
+    /// `divide_factor`: the positions of the window that lie in the padded image when
+    /// padding counts (a window hanging past the padding in ceil mode counts only what
+    /// lies inside it), else the real input positions alone.
+    fn divisor(&self, oi: usize, oj: usize) -> f32 {
+        if self.count_include_pad {
+            let span = |o: usize, s: usize, p: usize, k: usize, len: usize| {
+                (o * s + k).min(len + 2 * p) - o * s
+            };
+            let rows = span(oi, self.stride.0, self.padding.0, self.kernel.0, self.h);
+            let cols = span(oj, self.stride.1, self.padding.1, self.kernel.1, self.w);
+            (rows * cols) as f32
+        } else {
+            (self.rows(oi).len() * self.cols(oj).len()) as f32
+        }
     }
 }
 
@@ -215,8 +295,9 @@ fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<us
     lo..hi
 }
 
-/// Max pooling (PyTorch's `nn.MaxPool2d` with `dilation=1`, `ceil_mode=False`). Padded
-/// positions count as −∞, so they are never chosen.
+/// Max pooling (PyTorch's `nn.MaxPool2d` with `dilation=1`). Padded positions, and in
+/// ceil mode the part of a last window that hangs past the image, count as −∞, so they
+/// are never chosen.
 pub struct MaxPool2d {
     config: Pool2dConfig,
     /// What backward needs of the last forward pass: for each output, (N, C, OH, OW)
@@ -233,9 +314,17 @@ type Tap = u16;
 
 impl MaxPool2d {
     /// A max-pooling layer; fails on a zero kernel or stride, padding above half the
-    /// kernel (PyTorch's rule), or a window of more than 65,535 positions.
+    /// kernel (PyTorch's rule), a window of more than 65,535 positions, or
+    /// `count_include_pad` turned off.
     pub fn new(config: Pool2dConfig) -> Result<Self> {
         config.validate("maxpool2d")?;
+        if !config.count_include_pad {
+            return Err(Error::config(
+                "maxpool2d",
+                "count_include_pad is a setting of average pooling; max pooling never \
+                 counts padding (PyTorch's nn.MaxPool2d has no such argument)",
+            ));
+        }
         let (kh, kw) = config.kernel;
         // Taps are counted up in Tap, whose last value is never passed.
         if kh * kw > usize::from(Tap::MAX) {
@@ -294,6 +383,7 @@ impl Layer for MaxPool2d {
             kernel,
             stride,
             padding,
+            ceil_mode: self.config.ceil_mode,
         }
     }
 
@@ -324,10 +414,10 @@ impl Layer for MaxPool2d {
                     .zip(taps.chunks_exact_mut(out_plane));
                 for (p, (y, taps)) in planes.enumerate() {
                     let x = &x.data()[(j * planes_per_job + p) * in_plane..][..in_plane];
-                    match (g.padding, g.kernel, g.stride) {
+                    match g.stride.1 {
                         _ if g.is_2x2_tiling() => max_2x2_plane(&g, x, y, taps),
-                        ((0, 0), _, (_, 1)) => max_unpadded_plane::<1>(&g, x, y, taps),
-                        ((0, 0), _, (_, 2)) => max_unpadded_plane::<2>(&g, x, y, taps),
+                        1 if g.windows_inside() => max_unpadded_plane::<1>(&g, x, y, taps),
+                        2 if g.windows_inside() => max_unpadded_plane::<2>(&g, x, y, taps),
                         _ => {
                             let outputs = y.iter_mut().zip(taps.iter_mut());
                             for ((r, c), (y, tap)) in every_window(&rows, &cols).zip(outputs) {
@@ -521,8 +611,11 @@ fn max_unpadded_plane<const SW: usize>(
     }
 }
 
-/// Average pooling with PyTorch's defaults (`nn.AvgPool2d`: `count_include_pad=True`,
-/// `ceil_mode=False`): every window is divided by KH·KW, padded zeros included.
+/// Average pooling, PyTorch's `nn.AvgPool2d` (without `divisor_override`): the sum over a
+/// window divided by its size. With `count_include_pad` (the default) padded zeros count:
+/// a window is divided by KH·KW, except that in ceil mode a last window hanging past the
+/// padded image is divided by the part of it inside. Without, a window is divided by
+/// the number of real input positions it holds.
 pub struct AvgPool2d {
     config: Pool2dConfig,
     /// The input shape of the last forward pass, (N, C, H, W): all backward needs.
@@ -561,6 +654,8 @@ impl Layer for AvgPool2d {
             kernel,
             stride,
             padding,
+            ceil_mode: self.config.ceil_mode,
+            count_include_pad: self.config.count_include_pad,
         }
     }
 
@@ -568,12 +663,11 @@ impl Layer for AvgPool2d {
         Ok(self.config.geometry(self.kind(), input)?.output_shape())
     }
 
-    /// x: (N, C, H, W) → y: (N, C, OH, OW), `y[n,c,i,j] = Σ_{window(i,j)} x / (KH·KW)`.
+    /// x: (N, C, H, W) → y: (N, C, OH, OW), `y[n,c,i,j] = Σ_{window(i,j)} x / d(i,j)`,
+    /// with `d(i,j)` the divisor of the window (see the type's docs).
     fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
         let mut y = Tensor::zeros(&g.output_shape());
-        // count_include_pad=True: padded positions are zeros that count in the divisor.
-        let area = (g.kernel.0 * g.kernel.1) as f32;
         y.data_mut()
             .par_chunks_mut(g.oh * g.ow)
             .zip(x.data().par_chunks(g.h * g.w))
@@ -590,7 +684,7 @@ impl Layer for AvgPool2d {
                                     .sum::<f32>()
                             })
                             .sum();
-                        y[oi * g.ow + oj] = sum / area;
+                        y[oi * g.ow + oj] = sum / g.divisor(oi, oj);
                     }
                 }
             });
@@ -600,14 +694,13 @@ impl Layer for AvgPool2d {
 
     /// dy: (N, C, OH, OW) → dx: (N, C, H, W).
     ///
-    /// Each input in the window has `∂y/∂x = 1/(KH·KW)`, so `dy/(KH·KW)` is spread equally
-    /// over the window; overlapping windows add.
+    /// Each input in the window has `∂y/∂x = 1/d`, so `dy/d` is spread equally over the
+    /// window's real positions; overlapping windows add.
     fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let input_shape = kept(&self.input_shape, self.kind())?;
         let g = self.config.geometry(self.kind(), input_shape)?;
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
         let mut dx = Tensor::zeros(input_shape);
-        let area = (g.kernel.0 * g.kernel.1) as f32;
         dx.data_mut()
             .par_chunks_mut(g.h * g.w)
             .zip(dy.data().par_chunks(g.oh * g.ow))
@@ -616,7 +709,7 @@ impl Layer for AvgPool2d {
                     let rows = g.rows(oi);
                     for oj in 0..g.ow {
                         let cols = g.cols(oj);
-                        let d = dy[oi * g.ow + oj] / area;
+                        let d = dy[oi * g.ow + oj] / g.divisor(oi, oj);
                         for r in rows.clone() {
                             for v in &mut dx[r * g.w + cols.start..r * g.w + cols.end] {
                                 *v += d;
@@ -780,8 +873,9 @@ mod tests {
             (k, stride, pad) in (1usize..4, 1usize..4).prop_flat_map(|(k, s)| (Just(k), Just(s), 0..=k / 2)),
             (n, c, h, w) in (1usize..3, 1usize..3, 1usize..8, 1usize..8),
             values in prop::collection::vec(0u8..5, 2 * 2 * 7 * 7),
+            ceil_mode in any::<bool>(),
         ) {
-            let config = Pool2dConfig::new(k).stride(stride).padding(pad);
+            let config = Pool2dConfig::new(k).stride(stride).padding(pad).ceil_mode(ceil_mode);
             let mut pool = MaxPool2d::new(config).unwrap();
             let values = values.iter().map(|&v| if v == 4 { f32::NAN } else { f32::from(v) });
             let x = Tensor::from_vec(&[n, c, h, w], values.take(n * c * h * w).collect()).unwrap();
