@@ -483,6 +483,84 @@ mod tests {
         }
     }
 
+    /// `L = Σ_n g_n·loss_n` in f64 for reduction None (`g` the upstream gradient), the
+    /// loss itself otherwise.
+    fn total(ce: &CrossEntropy, x: &Tensor, targets: &[usize], g: &Tensor) -> f64 {
+        let (loss, _) = ce.loss(x, targets).unwrap();
+        match ce.reduction {
+            Reduction::None => loss
+                .data()
+                .iter()
+                .zip(g.data())
+                .map(|(l, g)| *l as f64 * *g as f64)
+                .sum(),
+            Reduction::Mean | Reduction::Sum => loss.data()[0] as f64,
+        }
+    }
+
+    #[test]
+    fn cross_entropy_options_gradient_matches_finite_differences() {
+        let weight = [0.5, 2.0, 1.0, 1.5, 0.25];
+        let base = CrossEntropy::new();
+        let cases = [
+            base.clone().reduction(Reduction::Sum),
+            base.clone().reduction(Reduction::None),
+            base.clone().weight(&weight),
+            base.clone().weight(&weight).reduction(Reduction::Sum),
+            base.clone().weight(&weight).reduction(Reduction::None),
+            base.clone().ignore_index(2),
+            base.clone().ignore_index(7).weight(&weight),
+            base.clone().label_smoothing(0.2).reduction(Reduction::Sum),
+            base.clone().label_smoothing(0.2).weight(&weight),
+            base.clone()
+                .label_smoothing(0.1)
+                .weight(&weight)
+                .ignore_index(0),
+            base.clone()
+                .label_smoothing(0.3)
+                .weight(&weight)
+                .reduction(Reduction::None),
+        ];
+        let mut rng = crate::rng::Rng::new(11);
+        let (n, k) = (4, 5);
+        // Targets include 2 and 7 (ignored in some cases) and 0.
+        let targets = [2, 0, 4, 2];
+        let targets_with_padding = [7, 0, 4, 2];
+        for (c, ce) in cases.iter().enumerate() {
+            let x = Tensor::randn(&[n, k], 1.0, &mut rng);
+            let targets = if ce.ignore_index == Some(7) {
+                &targets_with_padding
+            } else {
+                &targets
+            };
+            // A random upstream gradient for per-sample losses, L = Σ g·loss.
+            let g = match ce.reduction {
+                Reduction::None => Tensor::randn(&[n], 1.0, &mut rng),
+                Reduction::Mean | Reduction::Sum => Tensor::full(&[], 1.0),
+            };
+            let (_, dlogits) = ce.loss_with_upstream(&x, targets, &g).unwrap();
+            let h = 1e-2f32;
+            let numeric: Vec<f64> = (0..n * k)
+                .map(|i| {
+                    let (mut plus, mut minus) = (x.clone(), x.clone());
+                    plus.data_mut()[i] += h;
+                    minus.data_mut()[i] -= h;
+                    (total(ce, &plus, targets, &g) - total(ce, &minus, targets, &g))
+                        / (2.0 * h as f64)
+                })
+                .collect();
+            // The loss is f32: its rounding over 2h, and the O(h²) error of the central
+            // difference, stay below 5e-5.
+            assert_close(
+                &format!("case {c}: {ce:?}"),
+                dlogits.data(),
+                &numeric,
+                1e-3,
+                5e-5,
+            );
+        }
+    }
+
     #[test]
     fn huge_logits_stay_finite() {
         // Without subtracting the max, exp(1e4) overflows to inf and the loss is NaN.
