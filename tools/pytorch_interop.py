@@ -116,7 +116,19 @@ def pool_args(spec):
     kernel = pair(spec["kernel"])
     stride = pair(spec["stride"]) if spec.get("stride") is not None else kernel
     padding = pair(spec["padding"]) if spec.get("padding") is not None else (0, 0)
-    return dict(kernel_size=kernel, stride=stride, padding=padding)
+    return dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=spec.get("ceil_mode", False))
+
+
+def batchnorm_args(spec):
+    """eps, momentum ("none" is PyTorch's None), affine and track_running_stats, with
+    PyTorch's defaults where the spec leaves them out."""
+    momentum = spec.get("momentum", 0.1)
+    return dict(
+        eps=spec.get("eps", 1e-5),
+        momentum=None if momentum in (None, "none") else momentum,
+        affine=spec.get("affine", True),
+        track_running_stats=spec.get("track_running_stats", True),
+    )
 
 
 def basic_block(channels, out_channels, stride):
@@ -161,15 +173,15 @@ def build_layer(spec, shape, notes):
     if kind == "maxpool2d":
         return nn.MaxPool2d(**pool_args(spec))
     if kind == "avgpool2d":
-        return nn.AvgPool2d(**pool_args(spec))  # count_include_pad=True, as ocellus
+        return nn.AvgPool2d(**pool_args(spec), count_include_pad=spec.get("count_include_pad", True))
     if kind == "globalavgpool":
         return nn.AdaptiveAvgPool2d(1)
     if kind == "dropout":
         return nn.Dropout(spec.get("p", 0.5))
     if kind == "batchnorm2d":
-        return nn.BatchNorm2d(shape[1])
+        return nn.BatchNorm2d(shape[1], **batchnorm_args(spec))
     if kind == "batchnorm1d":
-        return nn.BatchNorm1d(shape[1])
+        return nn.BatchNorm1d(shape[1], **batchnorm_args(spec))
     if kind == "residual":
         main = build_sequential(spec["main"], shape, notes)
         shortcut = spec.get("shortcut")
@@ -262,7 +274,7 @@ def randomize_for_test(model, x):
     num_batches_tracked) from a few training-mode passes over the inputs."""
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0.0, 0.2)
         model.train()

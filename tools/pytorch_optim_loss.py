@@ -5,6 +5,7 @@ by PyTorch. Writes crates/engine/tests/reference/optim_loss.json; tests/pytorch_
 """
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -34,6 +35,78 @@ def cross_entropy_cases():
                 "dlogits": floats(logits.grad),
             }
         )
+    return cases
+
+
+def number(v):
+    """A float for JSON, or the string "nan" (JSON has no NaN)."""
+    return "nan" if math.isnan(v) else v
+
+
+def cross_entropy_option_cases():
+    """F.cross_entropy's reduction, weight, ignore_index and label_smoothing, alone and
+    together. "dloss" is the upstream gradient the loss is multiplied by before backward
+    (one per sample for reduction "none"); "weight" and "ignore_index" are null when not
+    given. NaN (a mean over no counted target) is written "nan".
+
+    The inputs are float32 values, but PyTorch computes these cases in float64: a
+    per-sample loss `logsumexp(x) − x[t]` can be a small difference of large numbers,
+    which float32 rounds to about 1e-5 of itself, while ocellus accumulates in f64 — the
+    comparison is with the exact values, at the tolerances of the float32 cases above."""
+    k = 5
+    # (name, N, reduction, weighted, ignore_index, label_smoothing, targets or None)
+    options = [
+        ("sum", 6, "sum", False, None, 0.0, None),
+        ("none", 6, "none", False, None, 0.0, None),
+        ("weighted_mean", 6, "mean", True, None, 0.0, None),
+        ("weighted_sum", 6, "sum", True, None, 0.0, None),
+        ("weighted_none", 6, "none", True, None, 0.0, None),
+        ("ignore_class_mean", 6, "mean", False, 1, 0.0, [1, 0, 1, 4, 2, 1]),
+        ("ignore_beyond_k_weighted_mean", 6, "mean", True, k, 0.0, [k, 3, 0, k, 2, 4]),
+        ("ignore_none", 6, "none", False, 2, 0.0, [2, 0, 1, 2, 3, 4]),
+        ("smoothing_sum", 6, "sum", False, None, 0.3, None),
+        ("smoothing_none", 6, "none", False, None, 0.2, None),
+        ("weighted_smoothing_mean", 6, "mean", True, None, 0.15, None),
+        ("weighted_smoothing_sum", 6, "sum", True, None, 0.15, None),
+        ("weighted_smoothing_none", 6, "none", True, None, 0.25, None),
+        ("weighted_smoothing_ignore_mean", 6, "mean", True, 3, 0.1, [3, 0, 1, 3, 4, 2]),
+        ("all_ignored_mean", 3, "mean", False, 1, 0.0, [1, 1, 1]),
+        ("all_ignored_smoothing_mean", 3, "mean", True, 1, 0.1, [1, 1, 1]),
+        ("all_ignored_sum", 3, "sum", True, 1, 0.1, [1, 1, 1]),
+    ]
+    cases = []
+    # Their own seed, so that the cases after these draw what they always drew.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        weight = torch.rand(k) * 1.8 + 0.2
+        for name, n, reduction, weighted, ignore_index, smoothing, targets in options:
+            logits = (torch.randn(n, k) * 2).double().requires_grad_()
+            targets = torch.tensor(targets) if targets is not None else torch.randint(0, k, (n,))
+            loss = F.cross_entropy(
+                logits,
+                targets,
+                weight=weight.double() if weighted else None,
+                ignore_index=-100 if ignore_index is None else ignore_index,
+                reduction=reduction,
+                label_smoothing=smoothing,
+            )
+            dloss = (torch.randn(n) if reduction == "none" else torch.tensor(1.0)).double()
+            (loss * dloss).sum().backward()
+            cases.append(
+                {
+                    "name": name,
+                    "shape": [n, k],
+                    "logits": floats(logits),
+                    "targets": targets.tolist(),
+                    "reduction": reduction,
+                    "weight": floats(weight) if weighted else None,
+                    "ignore_index": ignore_index,
+                    "label_smoothing": smoothing,
+                    "dloss": [number(v) for v in floats(dloss)],
+                    "loss": [number(v) for v in floats(loss)],
+                    "dlogits": [number(v) for v in floats(logits.grad)],
+                }
+            )
     return cases
 
 
@@ -179,6 +252,7 @@ def main():
     out = {
         "torch_version": torch.__version__,
         "cross_entropy": cross_entropy_cases(),
+        "cross_entropy_options": cross_entropy_option_cases(),
         "mse": mse_case(),
         "optimizers": optimizer_cases(),
         "schedules": schedule_cases(),

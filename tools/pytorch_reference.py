@@ -3,18 +3,27 @@
 
     pip install torch safetensors
     python3 tools/pytorch_reference.py          # writes crates/engine/tests/reference/*.safetensors
+    python3 tools/pytorch_reference.py pool     # writes pool.safetensors only
 
 Each file holds several cases. Tensors are named "<case>.<tensor>" (e.g. "c3.dweight"); the
 file's metadata maps each case name to a JSON object with its settings. Every layer case stores
 the input x, the parameters, the output y, a random upstream gradient dy, and the gradients
 PyTorch computes for the input and every parameter under the loss sum(y * dy).
 
+Every case is computed on every run, in the same order, so the random draws stay the same;
+naming files on the command line writes only those, leaving the others' bytes as they are
+(PyTorch's CPU kernels can round differently from one machine to the next). Cases added
+after the first ones draw from their own seed (fresh_rng), so adding one does not move
+the draws of those that follow.
+
 Losses, optimisers and schedules have their own generator, tools/pytorch_optim_loss.py.
 The tests never need PyTorch: only these scripts do, and their output is committed.
 """
+import contextlib
 import json
 import math
 import pathlib
+import sys
 
 import torch
 import torch.nn as nn
@@ -22,8 +31,17 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "crates/engine/tests/reference"
+ONLY = set(sys.argv[1:])
 torch.manual_seed(0)
 torch.set_default_dtype(torch.float32)
+
+
+@contextlib.contextmanager
+def fresh_rng(seed):
+    """Draws from their own seed, leaving the global random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class Writer:
@@ -38,6 +56,9 @@ class Writer:
             self.tensors[f"{case}.{key}"] = value.detach().contiguous().clone().float()
 
     def save(self):
+        if ONLY and self.name not in ONLY:
+            print(f"{self.name}: {len(self.meta)} cases, not written")
+            return
         OUT.mkdir(parents=True, exist_ok=True)
         save_file(self.tensors, OUT / f"{self.name}.safetensors", metadata=self.meta)
         size = (OUT / f"{self.name}.safetensors").stat().st_size
@@ -115,6 +136,29 @@ def pool_cases():
         else:
             module = nn.AdaptiveAvgPool2d(1)
         layer_case(w, f"p{i}", dict(kind=kind, k=k, s=s, p=p), module, torch.randn(*shape))
+    # ceil_mode and count_include_pad: (name, kind, kernel, stride, padding, input shape,
+    # ceil_mode, count_include_pad)
+    options = [
+        ("max_ceil_2x2", "max", (2, 2), (2, 2), (0, 0), (2, 3, 7, 7), True, True),
+        ("max_ceil_pad", "max", (3, 3), (2, 2), (1, 1), (2, 2, 8, 8), True, True),
+        ("max_ceil_nonsquare", "max", (3, 2), (2, 3), (1, 0), (1, 3, 6, 8), True, True),
+        ("max_ceil_window_over_image", "max", (3, 3), (2, 2), (0, 0), (1, 2, 2, 2), True, True),
+        ("avg_ceil_2x2", "avg", (2, 2), (2, 2), (0, 0), (2, 3, 7, 7), True, True),
+        ("avg_ceil_pad", "avg", (3, 3), (2, 2), (1, 1), (2, 2, 8, 8), True, True),
+        ("avg_ceil_pad_not_counted", "avg", (3, 3), (2, 2), (1, 1), (2, 2, 8, 8), True, False),
+        ("avg_pad_not_counted", "avg", (3, 3), (2, 2), (1, 1), (2, 3, 9, 9), False, False),
+        ("avg_nonsquare_not_counted", "avg", (2, 3), (1, 2), (0, 1), (2, 2, 6, 7), False, False),
+        ("avg_ceil_nonsquare_pad", "avg", (3, 2), (2, 3), (1, 1), (1, 3, 6, 8), True, True),
+        ("avg_ceil_window_over_image", "avg", (3, 3), (2, 2), (0, 0), (1, 2, 2, 2), True, True),
+    ]
+    with fresh_rng(1):
+        for name, kind, k, s, p, shape, ceil_mode, count_include_pad in options:
+            if kind == "max":
+                module = nn.MaxPool2d(k, s, p, ceil_mode=ceil_mode)
+            else:
+                module = nn.AvgPool2d(k, s, p, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+            config = dict(kind=kind, k=k, s=s, p=p, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+            layer_case(w, name, config, module, torch.randn(*shape))
     w.save()
 
 
@@ -159,7 +203,60 @@ def batchnorm_cases():
                 bn(x * 0.5)
             layer_case(w, case, dict(dims=dims, mode=mode, warmup_passes=passes - 1), bn, x,
                        extra=dict(before, running_mean=bn.running_mean, running_var=bn.running_var))
+    with fresh_rng(2):
+        batchnorm_option_cases(w)
     w.save()
+
+
+def batchnorm_option_cases(w):
+    """eps, momentum (a number or None), affine and track_running_stats, in both modes.
+
+    The settings go into the case's JSON ("momentum": null is PyTorch's None). Running
+    statistics start random, and num_batches_tracked at `batches_before`, so that
+    momentum=None's factor 1/num_batches_tracked is not simply 1; warm-up passes in
+    training mode on x·0.5 come before the compared pass, whose running statistics and
+    count are stored afterwards.
+    """
+    # (name, dims, input shape, mode, settings, batches_before, warm-up passes)
+    options = [
+        ("bn2d_eps_momentum_train", 2, (4, 3, 5, 5), "train", dict(eps=1e-3, momentum=0.3), 0, 1),
+        ("bn2d_eps_eval", 2, (2, 3, 4, 4), "eval", dict(eps=0.5), 0, 0),
+        ("bn2d_momentum_none_train", 2, (3, 4, 3, 3), "train", dict(momentum=None), 4, 2),
+        ("bn1d_momentum_none_fresh_train", 1, (6, 5), "train", dict(momentum=None), 0, 1),
+        ("bn1d_no_affine_train", 1, (6, 4), "train", dict(affine=False), 0, 1),
+        ("bn2d_no_affine_eval", 2, (2, 3, 4, 4), "eval", dict(affine=False), 0, 0),
+        ("bn2d_no_running_stats_train", 2, (4, 3, 5, 5), "train", dict(track_running_stats=False), 0, 1),
+        ("bn2d_no_running_stats_eval", 2, (4, 3, 5, 5), "eval", dict(track_running_stats=False), 0, 0),
+        ("bn1d_no_running_stats_eval_ncl", 1, (4, 3, 5), "eval", dict(track_running_stats=False), 0, 0),
+        ("bn1d_every_option_train", 1, (5, 6), "train",
+         dict(eps=1e-2, momentum=None, affine=False, track_running_stats=False), 0, 1),
+    ]
+    for name, dims, shape, mode, settings, batches_before, warmup in options:
+        features = shape[1]
+        bn = (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(features, **settings)
+        before = {}
+        with torch.no_grad():
+            if bn.affine:
+                bn.weight.copy_(torch.rand(features) + 0.5)
+                bn.bias.copy_(torch.randn(features))
+            if bn.track_running_stats:
+                bn.running_mean.copy_(torch.randn(features) * 0.1)
+                bn.running_var.copy_(torch.rand(features) + 0.5)
+                bn.num_batches_tracked.fill_(batches_before)
+                before = dict(running_mean_before=bn.running_mean.clone(),
+                              running_var_before=bn.running_var.clone())
+        bn.train(mode == "train")
+        x = torch.randn(*shape) * 2 + 1
+        for _ in range(warmup):
+            bn(x * 0.5)
+        config = dict(dims=dims, mode=mode, warmup_passes=warmup, features=features,
+                      batches_before=batches_before, **settings)
+        after = {}
+        layer_case(w, name, config, bn, x, extra=before)
+        if bn.track_running_stats:
+            after = dict(running_mean=bn.running_mean, running_var=bn.running_var,
+                         num_batches_tracked=bn.num_batches_tracked.float())
+        w.case(name, config, **after)
 
 
 def formula_values(shape, seed):

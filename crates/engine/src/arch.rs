@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
-    Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
+    GlobalAvgPool, Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid,
+    Softmax, Tanh,
 };
 use crate::network::{Residual, Sequential};
 use crate::rng::Rng;
@@ -189,10 +190,17 @@ impl LayerSpec {
         rng: &mut Rng,
     ) -> Result<Box<dyn Layer>> {
         let kind = self.kind();
-        let pool = |kernel: &Size2, stride: &Option<Size2>, padding: &Option<Size2>| Pool2dConfig {
-            kernel: kernel.hw(),
-            stride: stride.map(Size2::hw),
-            padding: padding.map_or((0, 0), Size2::hw),
+        let pool = |kernel: &Size2, stride: &Option<Size2>, padding: &Option<Size2>, ceil_mode| {
+            let (kh, kw) = kernel.hw();
+            let (ph, pw) = padding.map_or((0, 0), Size2::hw);
+            let config = Pool2dConfig::new(1)
+                .kernel(kh, kw)
+                .padding_hw(ph, pw)
+                .ceil_mode(ceil_mode);
+            match stride.map(Size2::hw) {
+                Some((sh, sw)) => config.stride_hw(sh, sw),
+                None => config,
+            }
         };
         Ok(match self {
             LayerSpec::Conv2d {
@@ -262,20 +270,44 @@ impl LayerSpec {
                 kernel,
                 stride,
                 padding,
-            } => Box::new(MaxPool2d::new(pool(kernel, stride, padding))?),
+                ceil_mode,
+            } => Box::new(MaxPool2d::new(pool(kernel, stride, padding, *ceil_mode))?),
             LayerSpec::AvgPool2d {
                 kernel,
                 stride,
                 padding,
-            } => Box::new(AvgPool2d::new(pool(kernel, stride, padding))?),
+                ceil_mode,
+                count_include_pad,
+            } => {
+                let config =
+                    pool(kernel, stride, padding, *ceil_mode).count_include_pad(*count_include_pad);
+                Box::new(AvgPool2d::new(config)?)
+            }
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p, rng)?),
-            LayerSpec::BatchNorm2d { features } => {
+            LayerSpec::BatchNorm2d {
+                features,
+                eps,
+                momentum,
+                affine,
+                track_running_stats,
+            } => {
                 let c = image_channels(kind, shape)?;
                 check_declared(kind, "features", *features, c, format!("{c} channels"))?;
-                Box::new(BatchNorm2d::new(c)?)
+                let config = BatchNormConfig::new(c)
+                    .eps(*eps)
+                    .momentum(*momentum)
+                    .affine(*affine)
+                    .track_running_stats(*track_running_stats);
+                Box::new(BatchNorm2d::with_config(config)?)
             }
-            LayerSpec::BatchNorm1d { features } => {
+            LayerSpec::BatchNorm1d {
+                features,
+                eps,
+                momentum,
+                affine,
+                track_running_stats,
+            } => {
                 let f = flat_features(kind, shape)?;
                 check_declared(
                     kind,
@@ -284,7 +316,12 @@ impl LayerSpec {
                     f,
                     features_origin(f, flattened_from),
                 )?;
-                Box::new(BatchNorm1d::new(f)?)
+                let config = BatchNormConfig::new(f)
+                    .eps(*eps)
+                    .momentum(*momentum)
+                    .affine(*affine)
+                    .track_running_stats(*track_running_stats);
+                Box::new(BatchNorm1d::with_config(config)?)
             }
             LayerSpec::Residual {
                 main,

@@ -15,17 +15,43 @@ pub fn conv_output_len(
     pad_hi: usize,
     dilation: usize,
 ) -> Option<usize> {
+    pool_output_len(input, kernel, stride, pad_lo, pad_hi, dilation, false)
+}
+
+/// Output length along one axis of a pooling window, PyTorch's `pooling_output_shape`.
+/// Without `ceil_mode` it is [`conv_output_len`]'s; with it the division rounds up,
+///
+/// `O = ⌈(W + pad_lo + pad_hi − D·(K − 1) − 1) / S⌉ + 1`,
+///
+/// so that a last, partial window covers the leftover positions — but that window must
+/// start inside the input or the left padding: when `(O − 1)·S ≥ W + pad_lo` it would
+/// start in the right padding and is dropped (O is one less). In ceil mode a window may
+/// hang past the padded input, and even be larger than it. Returns `None` when no window
+/// fits (O < 1).
+pub fn pool_output_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad_lo: usize,
+    pad_hi: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
     assert!(
         stride > 0 && kernel > 0 && dilation > 0,
         "kernel, stride and dilation must be positive"
     );
-    let padded = input + pad_lo + pad_hi;
     let span = dilation * (kernel - 1) + 1;
-    if padded < span {
-        None
-    } else {
-        Some((padded - span) / stride + 1)
+    // The room the window has to move in, negative when it does not fit (PyTorch divides
+    // rounding towards −∞, as div_euclid does for a positive stride).
+    let room = (input + pad_lo + pad_hi) as i64 - span as i64;
+    let stride = stride as i64;
+    let rounding = if ceil_mode { stride - 1 } else { 0 };
+    let mut len = (room + rounding).div_euclid(stride) + 1;
+    if ceil_mode && len >= 1 && (len - 1) * stride >= (input + pad_lo) as i64 {
+        len -= 1;
     }
+    (len >= 1).then_some(len as usize)
 }
 
 /// Learnable parameters of a 2-D convolution: `(KH·KW·IC/groups + bias)·OC`.
@@ -80,6 +106,27 @@ mod tests {
         assert_eq!(conv_output_len(2, 3, 1, 0, 0, 1), None);
         // Dilation 2 makes a 3-wide kernel span 5.
         assert_eq!(conv_output_len(9, 3, 1, 0, 0, 2), Some(5));
+    }
+
+    #[test]
+    fn ceil_mode_rounds_up_but_never_starts_a_window_in_the_right_padding() {
+        // 5 positions, k = 2, s = 2: floor gives 2 windows and drops the last position,
+        // ceil gives a third window holding it alone.
+        assert_eq!(pool_output_len(5, 2, 2, 0, 0, 1, false), Some(2));
+        assert_eq!(pool_output_len(5, 2, 2, 0, 0, 1, true), Some(3));
+        // When the division is exact both agree.
+        assert_eq!(pool_output_len(6, 2, 2, 0, 0, 1, true), Some(3));
+        // 6 positions, k = 3, s = 2, pad 1: ⌈5/2⌉ + 1 = 4; the 4th window starts at 6 − 1 = 5,
+        // inside the input.
+        assert_eq!(pool_output_len(6, 3, 2, 1, 1, 1, false), Some(3));
+        assert_eq!(pool_output_len(6, 3, 2, 1, 1, 1, true), Some(4));
+        // 5 positions, k = 2, s = 2, pad 1: ⌈5/2⌉ + 1 = 4 would start the 4th window at
+        // 6 = W + pad, in the right padding: PyTorch drops it.
+        assert_eq!(pool_output_len(5, 2, 2, 1, 1, 1, true), Some(3));
+        // A window larger than the input fits once in ceil mode (PyTorch gives 1×1).
+        assert_eq!(pool_output_len(2, 3, 2, 0, 0, 1, true), Some(1));
+        assert_eq!(pool_output_len(2, 3, 2, 0, 0, 1, false), None);
+        assert_eq!(pool_output_len(1, 3, 1, 0, 0, 1, true), None);
     }
 
     #[test]

@@ -80,6 +80,9 @@ fn is_zero(p: &PadSpec) -> bool {
 fn is_true(b: &bool) -> bool {
     *b
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 fn is_one_usize(g: &usize) -> bool {
     *g == 1
 }
@@ -120,6 +123,8 @@ pub enum LayerSpec {
     Sigmoid,
     Tanh,
     Softmax,
+    /// PyTorch's `nn.MaxPool2d` ([`crate::layers::Pool2dConfig`] says what each setting
+    /// does); settings at PyTorch's default are not written.
     MaxPool2d {
         kernel: Size2,
         /// Defaults to the kernel size, as in PyTorch.
@@ -127,26 +132,63 @@ pub enum LayerSpec {
         stride: Option<Size2>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         padding: Option<Size2>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil_mode: bool,
     },
+    /// PyTorch's `nn.AvgPool2d`, with the settings of [`LayerSpec::MaxPool2d`] and
+    /// `count_include_pad`.
     AvgPool2d {
         kernel: Size2,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stride: Option<Size2>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         padding: Option<Size2>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        ceil_mode: bool,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        count_include_pad: bool,
     },
     GlobalAvgPool,
     Dropout {
         #[serde(default = "half")]
         p: f32,
     },
+    /// PyTorch's `nn.BatchNorm2d`; the settings default to PyTorch's and are written only
+    /// when they differ ([`crate::layers::BatchNormConfig`] says what each does).
     BatchNorm2d {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         features: Option<usize>,
+        #[serde(default = "bn_eps", skip_serializing_if = "is_bn_eps")]
+        eps: f64,
+        /// A number, or `"none"` for PyTorch's `momentum=None` (a cumulative average).
+        #[serde(
+            default = "bn_momentum",
+            skip_serializing_if = "is_bn_momentum",
+            with = "momentum"
+        )]
+        momentum: Option<f64>,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        affine: bool,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        track_running_stats: bool,
     },
+    /// PyTorch's `nn.BatchNorm1d`, with the settings of [`LayerSpec::BatchNorm2d`].
     BatchNorm1d {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         features: Option<usize>,
+        #[serde(default = "bn_eps", skip_serializing_if = "is_bn_eps")]
+        eps: f64,
+        /// A number, or `"none"` for PyTorch's `momentum=None` (a cumulative average).
+        #[serde(
+            default = "bn_momentum",
+            skip_serializing_if = "is_bn_momentum",
+            with = "momentum"
+        )]
+        momentum: Option<f64>,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        affine: bool,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        track_running_stats: bool,
     },
     /// `y = activation(main(x) + shortcut(x))`; no shortcut means the identity.
     Residual {
@@ -177,6 +219,49 @@ pub enum LayerSpec {
 
 fn default_groups() -> usize {
     1
+}
+fn bn_eps() -> f64 {
+    crate::layers::batchnorm::EPS
+}
+fn is_bn_eps(eps: &f64) -> bool {
+    *eps == bn_eps()
+}
+fn bn_momentum() -> Option<f64> {
+    Some(crate::layers::batchnorm::MOMENTUM)
+}
+fn is_bn_momentum(m: &Option<f64>) -> bool {
+    *m == bn_momentum()
+}
+
+/// BatchNorm's momentum as written in an architecture file: a number, or the word
+/// `"none"` for PyTorch's `momentum=None` (TOML has no null; JSON's `null` is read as
+/// `"none"` too).
+mod momentum {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(momentum: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match momentum {
+            Some(m) => s.serialize_f64(*m),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(f64),
+            Word(String),
+        }
+        match Option::<Written>::deserialize(d)? {
+            Some(Written::Number(m)) => Ok(Some(m)),
+            Some(Written::Word(w)) if w.eq_ignore_ascii_case("none") => Ok(None),
+            None => Ok(None),
+            Some(Written::Word(w)) => Err(D::Error::custom(format!(
+                "momentum must be a number in [0, 1] or \"none\" (a cumulative average), got \"{w}\""
+            ))),
+        }
+    }
 }
 fn relu_name() -> String {
     "relu".into()

@@ -67,11 +67,18 @@ fn maxpool2() -> LayerSpec {
         kernel: Size2::Square(2),
         stride: None,
         padding: None,
+        ceil_mode: false,
     }
 }
 
 fn batchnorm2d() -> LayerSpec {
-    LayerSpec::BatchNorm2d { features: None }
+    LayerSpec::BatchNorm2d {
+        features: None,
+        eps: crate::layers::batchnorm::EPS,
+        momentum: Some(crate::layers::batchnorm::MOMENTUM),
+        affine: true,
+        track_running_stats: true,
+    }
 }
 
 /// LeNet-5: conv 6@5×5 – ReLU – pool – conv 16@5×5 – ReLU – pool – fc 120 – fc 84 – fc.

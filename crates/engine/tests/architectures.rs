@@ -122,3 +122,136 @@ fn image_layers_after_flatten_are_refused() {
         .to_string();
     assert_eq!(msg, "layer 1 (conv2d): expects input (N, C, H, W), but got (1, 64) (image layers must come before the Flatten)");
 }
+
+const BATCHNORM_OPTIONS: &str = r#"
+input = [2, 6, 6]
+[[layers]]
+type = "batchnorm2d"
+eps = 0.001
+momentum = "none"
+affine = false
+[[layers]]
+type = "flatten"
+[[layers]]
+type = "batchnorm1d"
+momentum = 0.01
+track_running_stats = false
+"#;
+
+#[test]
+fn batchnorm_options_are_read_built_described_and_written_back() {
+    let arch = Architecture::parse(BATCHNORM_OPTIONS, false).unwrap();
+    let net = arch.build(&mut Rng::new(0)).unwrap();
+    let layers = net.layers();
+    assert_eq!(
+        layers[0].describe(),
+        "BatchNorm2d(2, eps 0.001, momentum None (cumulative average), no affine)"
+    );
+    assert_eq!(
+        layers[2].describe(),
+        "BatchNorm1d(72, momentum 0.01, no running stats)"
+    );
+    // No weight and bias for the first, no buffers for the last.
+    let params: Vec<String> = net.params().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(params, ["2.weight", "2.bias"]);
+    let buffers: Vec<String> = net.buffers().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        buffers,
+        ["0.running_mean", "0.running_var", "0.num_batches_tracked"]
+    );
+    // Each layer writes its settings back; TOML and JSON read them again.
+    let specs: Vec<_> = layers.iter().map(|l| l.spec()).collect();
+    let written = Architecture {
+        name: None,
+        input: arch.input,
+        layers: specs,
+    };
+    let toml = written.to_toml();
+    assert!(toml.contains("momentum = \"none\""), "{toml}");
+    assert_eq!(
+        Architecture::parse(&toml, false).unwrap().layers,
+        written.layers
+    );
+    assert_eq!(
+        Architecture::parse(&written.to_json(), true)
+            .unwrap()
+            .layers,
+        written.layers
+    );
+    // JSON's null is PyTorch's None too.
+    let json = r#"{"input": [1, 2, 2], "layers": [{"type": "batchnorm2d", "momentum": null}]}"#;
+    let net = Architecture::parse(json, true)
+        .unwrap()
+        .build(&mut Rng::new(0))
+        .unwrap();
+    assert!(net.layers()[0].describe().contains("momentum None"));
+}
+
+#[test]
+fn batchnorm_defaults_are_not_written_and_old_files_still_parse() {
+    let old = "input = [3, 4, 4]\n[[layers]]\ntype = \"batchnorm2d\"\nfeatures = 3\n";
+    let arch = Architecture::parse(old, false).unwrap();
+    let net = arch.build(&mut Rng::new(0)).unwrap();
+    assert_eq!(net.layers()[0].describe(), "BatchNorm2d(3)");
+    let written = net.layers()[0].spec();
+    assert_eq!(written, arch.layers[0]);
+    let json = serde_json::to_string(&written).unwrap();
+    assert_eq!(json, r#"{"type":"batchnorm2d","features":3}"#);
+}
+
+#[test]
+fn impossible_batchnorm_options_name_the_layer() {
+    let text = "input = [3, 4, 4]\n[[layers]]\ntype = \"relu\"\n[[layers]]\ntype = \"batchnorm2d\"\nmomentum = 1.5\n";
+    let msg = Architecture::parse(text, false)
+        .unwrap()
+        .build(&mut Rng::new(0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.starts_with("layer 1 (batchnorm2d): momentum must be in [0, 1]"),
+        "{msg}"
+    );
+    let text = "input = [3, 4, 4]\n[[layers]]\ntype = \"batchnorm2d\"\nmomentum = \"fast\"\n";
+    let msg = Architecture::parse(text, false).unwrap_err();
+    assert!(msg.contains("momentum") && msg.contains("fast"), "{msg}");
+}
+
+#[test]
+fn pooling_options_are_read_built_and_written_back() {
+    let text = r#"
+input = [1, 7, 7]
+[[layers]]
+type = "maxpool2d"
+kernel = 2
+ceil_mode = true
+[[layers]]
+type = "avgpool2d"
+kernel = 3
+stride = 2
+padding = 1
+ceil_mode = true
+count_include_pad = false
+"#;
+    let arch = Architecture::parse(text, false).unwrap();
+    let net = arch.build(&mut Rng::new(0)).unwrap();
+    // 7 → ⌈5/2⌉ + 1 = 4 → ⌈3/2⌉ + 1 = 3 (floor mode would give 3, then 2).
+    assert_eq!(arch.output_shape().unwrap(), [1, 1, 3, 3]);
+    assert_eq!(
+        net.layers()[0].describe(),
+        "MaxPool2d(2×2, stride 2, ceil mode)"
+    );
+    assert_eq!(
+        net.layers()[1].describe(),
+        "AvgPool2d(3×3, stride 2, pad 1, ceil mode, padding not counted)"
+    );
+    let specs: Vec<_> = net.layers().iter().map(|l| l.spec()).collect();
+    assert_eq!(specs, arch.layers);
+    // The defaults are left out of what is written.
+    let json = serde_json::to_string(&zoo::model("lenet5", [1, 28, 28], 10).unwrap()).unwrap();
+    assert!(!json.contains("ceil_mode") && !json.contains("count_include_pad"));
+    // Max pooling has no count_include_pad.
+    let text = "input = [1, 4, 4]\n[[layers]]\ntype = \"maxpool2d\"\nkernel = 2\ncount_include_pad = false\n";
+    let msg = Architecture::parse(text, false).unwrap_err();
+    assert!(msg.contains("count_include_pad"), "{msg}");
+}

@@ -3,8 +3,9 @@
 
 use ocellus::gradcheck::{check_gradients, GradCheckConfig};
 use ocellus::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
-    LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
+    GlobalAvgPool, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax,
+    Tanh,
 };
 use ocellus::layers::{Key, Part, PartMut};
 use ocellus::spec::LayerSpec;
@@ -315,30 +316,43 @@ struct PoolCase {
     kernel: (usize, usize),
     stride: (usize, usize),
     padding: (usize, usize),
+    ceil_mode: bool,
     /// (N, C, H, W)
     input: [usize; 4],
 }
 
 impl PoolCase {
     fn config(&self) -> Pool2dConfig {
-        Pool2dConfig {
-            kernel: self.kernel,
-            stride: Some(self.stride),
-            padding: self.padding,
-        }
+        let ((kh, kw), (sh, sw), (ph, pw)) = (self.kernel, self.stride, self.padding);
+        Pool2dConfig::new(1)
+            .kernel(kh, kw)
+            .stride_hw(sh, sw)
+            .padding_hw(ph, pw)
+            .ceil_mode(self.ceil_mode)
     }
 }
 
 /// Kernel ≠ stride both ways, overlapping windows, padding, non-square windows, batch 1
-/// and > 1, channels 1, 3 and 8.
+/// and > 1, channels 1, 3 and 8; in ceil mode, last windows that hang past the image, past
+/// the padding, or are larger than the image.
 fn pool_cases() -> Vec<PoolCase> {
     let case = |kernel, stride, padding, input| PoolCase {
         kernel,
         stride,
         padding,
+        ceil_mode: false,
         input,
     };
+    let ceil = |kernel, stride, padding, input| PoolCase {
+        ceil_mode: true,
+        ..case(kernel, stride, padding, input)
+    };
     vec![
+        ceil((2, 2), (2, 2), (0, 0), [2, 3, 7, 7]), // a last row and column of 1×2, 2×1, 1×1
+        ceil((3, 3), (2, 2), (1, 1), [2, 2, 8, 8]), // last windows past the padding
+        ceil((3, 2), (2, 3), (1, 0), [1, 3, 6, 8]), // non-square, padded rows only
+        ceil((2, 2), (3, 3), (1, 1), [1, 2, 7, 7]), // stride > kernel, padded
+        ceil((3, 3), (2, 2), (0, 0), [1, 2, 2, 2]), // one window larger than the image
         case((2, 2), (2, 2), (0, 0), [2, 3, 8, 8]), // the classic 2×2, stride 2
         case((3, 3), (2, 2), (1, 1), [2, 3, 9, 9]), // overlapping by one, padded
         case((3, 3), (1, 1), (0, 0), [1, 1, 6, 7]), // stride 1: heavy overlap
@@ -365,10 +379,14 @@ fn max_pool_gradients_over_a_table_of_configurations() {
 #[test]
 fn average_pool_gradients_over_a_table_of_configurations() {
     for (k, c) in pool_cases().into_iter().enumerate() {
-        let mut pool = AvgPool2d::new(c.config()).unwrap();
-        let x = input(&c.input, 300 + k as u64);
-        let what = format!("{} on {:?}", pool.describe(), c.input);
-        assert_gradients(&what, &mut pool, &x, &GradCheckConfig::default());
+        // With padding counted in the divisor (PyTorch's default) and without.
+        for count_include_pad in [true, false] {
+            let config = c.config().count_include_pad(count_include_pad);
+            let mut pool = AvgPool2d::new(config).unwrap();
+            let x = input(&c.input, 300 + k as u64);
+            let what = format!("{} on {:?}", pool.describe(), c.input);
+            assert_gradients(&what, &mut pool, &x, &GradCheckConfig::default());
+        }
     }
 }
 
@@ -509,6 +527,46 @@ fn batchnorm1d_gradients_in_train_and_eval() {
         for cfg in [GradCheckConfig::default(), eval()] {
             let what = format!("{} on {shape:?}, {:?}", bn.describe(), cfg.mode);
             assert_gradients(&what, &mut bn, &x, &cfg);
+        }
+    }
+}
+
+/// BatchNorm settings other than PyTorch's defaults, each alone and all together.
+fn batchnorm_configs(features: usize) -> Vec<BatchNormConfig> {
+    let base = BatchNormConfig::new(features);
+    vec![
+        base.eps(1e-3).momentum(0.3),
+        base.eps(0.5),
+        base.momentum(None),
+        base.affine(false),
+        base.track_running_stats(false),
+        base.eps(1e-2)
+            .momentum(None)
+            .affine(false)
+            .track_running_stats(false),
+    ]
+}
+
+#[test]
+fn batchnorm_option_gradients_in_train_and_eval() {
+    // Without running statistics, Eval normalises with the batch statistics too, so its
+    // input gradient goes through μ and σ² as in Train: both are checked.
+    let shapes: [&[usize]; 4] = [&[4, 3, 3, 3], &[2, 2, 3, 4], &[6, 4], &[3, 4, 5]];
+    for (k, shape) in shapes.into_iter().enumerate() {
+        for (j, config) in batchnorm_configs(shape[1]).into_iter().enumerate() {
+            let mut rng = Rng::new(950 + 10 * k as u64 + j as u64);
+            let mut bn: Box<dyn Layer> = if shape.len() == 4 {
+                Box::new(BatchNorm2d::with_config(config).unwrap())
+            } else {
+                Box::new(BatchNorm1d::with_config(config).unwrap())
+            };
+            randomise_batchnorm(bn.as_mut(), &mut rng);
+            let mut x = Tensor::randn(shape, 2.0, &mut rng);
+            x.data_mut().iter_mut().for_each(|v| *v += 1.0);
+            for cfg in [GradCheckConfig::default(), eval()] {
+                let what = format!("{} on {shape:?}, {:?}", bn.describe(), cfg.mode);
+                assert_gradients(&what, bn.as_mut(), &x, &cfg);
+            }
         }
     }
 }

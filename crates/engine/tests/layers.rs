@@ -6,8 +6,8 @@ use ocellus::geometry::ReceptiveField;
 use ocellus::gradcheck::assert_close;
 use ocellus::layers::Randomness;
 use ocellus::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, GlobalAvgPool, LeakyRelu,
-    MaxPool2d, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout,
+    GlobalAvgPool, LeakyRelu, MaxPool2d, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
 };
 use ocellus::LayerExt;
 use ocellus::{Error, Layer, Mode, Residual, Rng, Sequential, Tensor};
@@ -130,6 +130,126 @@ mod pooling {
             .backward_ref(&Tensor::full(&[1, 1, 2, 2], 1.0))
             .unwrap();
         assert_close("dx", dx.data(), &[4.0 / 9.0; 4], 0.0, 1e-7);
+    }
+
+    #[test]
+    fn ceil_mode_adds_a_last_partial_window() {
+        // 3×3 input, 2×2 windows, stride 2: floor mode keeps one window per axis, ceil mode
+        // a second one holding the last row or column alone.
+        #[rustfmt::skip]
+        let x = t(&[1, 1, 3, 3], &[
+            1., 5., 2.,
+            4., 3., 9.,
+            8., 6., 7.,
+        ]);
+        let config = Pool2dConfig::new(2).ceil_mode(true);
+        let mut pool = MaxPool2d::new(config).unwrap();
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(y.data(), &[5., 9., 8., 7.]);
+        assert_eq!(pool.argmax().unwrap(), &[1, 5, 6, 8]);
+        let dx = pool
+            .backward_ref(&t(&[1, 1, 2, 2], &[1., 2., 3., 4.]))
+            .unwrap();
+        assert_eq!(dx.data(), &[0., 1., 0., 0., 0., 2., 3., 0., 4.]);
+        // The partial windows of an average count the positions inside the (here
+        // unpadded) image only, even with count_include_pad: PyTorch's divide_factor.
+        let mut avg = AvgPool2d::new(config).unwrap();
+        let y = avg.forward_ref(&x, Mode::Train).unwrap();
+        assert_eq!(y.data(), &[13. / 4., 11. / 2., 14. / 2., 7.]);
+        let dx = avg
+            .backward_ref(&t(&[1, 1, 2, 2], &[4., 2., 6., 1.]))
+            .unwrap();
+        assert_eq!(dx.data(), &[1., 1., 1., 1., 1., 1., 3., 3., 1.]);
+        // Floor mode drops the last row and column.
+        let floor = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+        assert_eq!(floor.output_shape(&[1, 1, 3, 3]).unwrap(), [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn ceil_mode_divisors_with_padding_follow_pytorch() {
+        // nn.AvgPool2d(3, 2, padding=1, ceil_mode=True) on a 6×6 of ones gives, per axis,
+        // windows [-1, 2), [1, 4), [3, 6), [5, 8): the last one is clipped to the padded
+        // image [-1, 7), so it counts 2 positions (one real, one padded) instead of 3.
+        let ones = Tensor::full(&[1, 1, 6, 6], 1.0);
+        let config = Pool2dConfig::new(3).stride(2).padding(1).ceil_mode(true);
+        let mut pool = AvgPool2d::new(config).unwrap();
+        let y = pool.forward_ref(&ones, Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 4, 4]);
+        // Real positions over counted positions, per axis: 2/3, 3/3, 3/3, 1/2.
+        let axis = [2. / 3., 1., 1., 1. / 2.];
+        let want: Vec<f32> = (0..16).map(|k| axis[k / 4] * axis[k % 4]).collect();
+        assert_close("y", y.data(), &want, 0.0, 1e-7);
+        // count_include_pad=False divides by the real positions: an average of ones is 1.
+        let mut pool = AvgPool2d::new(config.count_include_pad(false)).unwrap();
+        let y = pool.forward_ref(&ones, Mode::Train).unwrap();
+        assert_close("y", y.data(), &[1.0; 16], 0.0, 1e-7);
+        let dy = Tensor::full(&[1, 1, 4, 4], 1.0);
+        let dx = pool.backward_ref(&dy).unwrap();
+        // Corner (0, 0) is in windows 0 of both axes only, each of 2×2 real positions.
+        assert_close("dx", &dx.data()[..1], &[0.25], 0.0, 1e-7);
+    }
+
+    #[test]
+    fn in_ceil_mode_a_window_may_be_larger_than_the_image() {
+        // PyTorch: nn.MaxPool2d(3, 2, ceil_mode=True) on 2×2 gives 1×1.
+        let x = t(&[1, 1, 2, 2], &[1., 4., 2., 3.]);
+        let config = Pool2dConfig::new(3).stride(2).ceil_mode(true);
+        let mut pool = MaxPool2d::new(config).unwrap();
+        assert_eq!(pool.forward_ref(&x, Mode::Train).unwrap().data(), &[4.]);
+        let mut avg = AvgPool2d::new(config).unwrap();
+        assert_eq!(avg.forward_ref(&x, Mode::Train).unwrap().data(), &[2.5]);
+        // Without ceil mode it does not fit.
+        assert!(MaxPool2d::new(Pool2dConfig::new(3).stride(2))
+            .unwrap()
+            .output_shape(&[1, 1, 2, 2])
+            .is_err());
+    }
+
+    #[test]
+    fn count_include_pad_off_by_hand() {
+        // 3×3 windows, stride 1, pad 1 over a 2×2 of ones: every window holds the 4 real
+        // values, divided by 4 instead of 9.
+        let config = Pool2dConfig::new(3)
+            .stride(1)
+            .padding(1)
+            .count_include_pad(false);
+        let mut pool = AvgPool2d::new(config).unwrap();
+        let x = t(&[1, 1, 2, 2], &[1., 2., 3., 4.]);
+        let y = pool.forward_ref(&x, Mode::Train).unwrap();
+        assert_close("y", y.data(), &[2.5; 4], 0.0, 1e-7);
+        let dx = pool
+            .backward_ref(&Tensor::full(&[1, 1, 2, 2], 1.0))
+            .unwrap();
+        assert_close("dx", dx.data(), &[1.0; 4], 0.0, 1e-7);
+        // Max pooling has no such setting.
+        let err = MaxPool2d::new(config).err().unwrap();
+        assert!(matches!(err, Error::Config { .. }), "{err}");
+        assert!(err.to_string().contains("count_include_pad"), "{err}");
+    }
+
+    #[test]
+    fn per_axis_settings_and_their_description() {
+        let config = Pool2dConfig::new(3)
+            .kernel(3, 2)
+            .stride_hw(2, 1)
+            .padding_hw(1, 0)
+            .ceil_mode(true);
+        assert_eq!(config.kernel, (3, 2));
+        assert_eq!(config.effective_stride(), (2, 1));
+        assert_eq!(config.padding, (1, 0));
+        let pool = MaxPool2d::new(config).unwrap();
+        assert_eq!(
+            pool.describe(),
+            "MaxPool2d(3×2, stride (2, 1), pad (1, 0), ceil mode)"
+        );
+        // (7 + 2 − 3)/2 rounded up + 1 = 4 rows; (5 − 2)/1 + 1 = 4 columns.
+        assert_eq!(pool.output_shape(&[1, 1, 7, 5]).unwrap(), [1, 1, 4, 4]);
+        let avg = AvgPool2d::new(config.count_include_pad(false)).unwrap();
+        assert_eq!(
+            avg.describe(),
+            "AvgPool2d(3×2, stride (2, 1), pad (1, 0), ceil mode, padding not counted)"
+        );
     }
 
     #[test]
@@ -417,15 +537,21 @@ mod batchnorm {
             1e-6,
         );
         // running_mean = 0.9·0 + 0.1·2.5; running_var = 0.9·1 + 0.1·(5/3) (unbiased 5/4·4/3).
-        assert_close("running_mean", bn.running_mean().data(), &[0.25], 0.0, 1e-7);
+        assert_close(
+            "running_mean",
+            bn.running_mean().unwrap().data(),
+            &[0.25],
+            0.0,
+            1e-7,
+        );
         assert_close(
             "running_var",
-            bn.running_var().data(),
+            bn.running_var().unwrap().data(),
             &[0.9 + 0.5 / 3.0],
             0.0,
             1e-6,
         );
-        assert_eq!(bn.num_batches_tracked(), 1);
+        assert_eq!(bn.num_batches_tracked(), Some(1));
     }
 
     #[test]
@@ -454,14 +580,14 @@ mod batchnorm {
         );
         assert_close(
             "running_mean",
-            bn.running_mean().data(),
+            bn.running_mean().unwrap().data(),
             &[0.4, 0.1],
             0.0,
             1e-7,
         );
         assert_close(
             "running_var",
-            bn.running_var().data(),
+            bn.running_var().unwrap().data(),
             &[0.9 + 2.0 / 3.0, 0.9 + 0.4 / 3.0],
             0.0,
             1e-6,
@@ -470,12 +596,12 @@ mod batchnorm {
         bn.forward_ref(&x, Mode::Train).unwrap();
         assert_close(
             "running_mean",
-            bn.running_mean().data(),
+            bn.running_mean().unwrap().data(),
             &[0.76, 0.19],
             0.0,
             1e-6,
         );
-        assert_eq!(bn.num_batches_tracked(), 2);
+        assert_eq!(bn.num_batches_tracked(), Some(2));
     }
 
     #[test]
@@ -495,9 +621,9 @@ mod batchnorm {
         let y = bn.forward_ref(&x, Mode::Eval).unwrap();
         let s = (4f32 + 1e-5).sqrt();
         assert_close("y", y.data(), &[0.5, 0.5 + 4. / s, 0.5 + 8. / s], 0.0, 1e-6);
-        assert_eq!(bn.running_mean().data(), &[1.0]);
-        assert_eq!(bn.running_var().data(), &[4.0]);
-        assert_eq!(bn.num_batches_tracked(), 0);
+        assert_eq!(bn.running_mean().unwrap().data(), &[1.0]);
+        assert_eq!(bn.running_var().unwrap().data(), &[4.0]);
+        assert_eq!(bn.num_batches_tracked(), Some(0));
         // Running statistics are constants: dx = dy·γ/√(σ² + eps); dβ = Σ dy; dγ = Σ dy·x̂.
         let dx = bn.backward_ref(&t(&[1, 1, 1, 3], &[1., 1., -1.])).unwrap();
         assert_close("dx", dx.data(), &[2. / s, 2. / s, -2. / s], 0.0, 1e-6);
@@ -566,6 +692,195 @@ mod batchnorm {
         flat.forward_ref(&Tensor::zeros(&[4, 5]), Mode::Train)
             .unwrap();
         assert!(flat.backward_ref(&Tensor::zeros(&[4, 6])).is_err());
+    }
+
+    fn names(list: Vec<(String, impl Sized)>) -> Vec<String> {
+        list.into_iter().map(|(n, _)| n).collect()
+    }
+
+    #[test]
+    fn options_change_the_parts_and_the_description_as_in_pytorch() {
+        let bn = BatchNorm2d::with_config(BatchNormConfig::new(3).affine(false)).unwrap();
+        // affine=False: no weight and bias at all, not even in the state_dict.
+        assert!(bn.params().is_empty());
+        assert_eq!(
+            names(bn.buffers()),
+            ["running_mean", "running_var", "num_batches_tracked"]
+        );
+        assert_eq!(bn.describe(), "BatchNorm2d(3, no affine)");
+
+        let bn =
+            BatchNorm1d::with_config(BatchNormConfig::new(4).track_running_stats(false)).unwrap();
+        // track_running_stats=False: no buffers.
+        assert_eq!(names(bn.params()), ["weight", "bias"]);
+        assert!(bn.buffers().is_empty());
+        assert!(bn.running_mean().is_none() && bn.running_var().is_none());
+        assert_eq!(bn.num_batches_tracked(), None);
+        assert_eq!(bn.describe(), "BatchNorm1d(4, no running stats)");
+
+        let config = BatchNormConfig::new(4)
+            .eps(1e-3)
+            .momentum(None)
+            .affine(false)
+            .track_running_stats(false);
+        let bn = BatchNorm1d::with_config(config).unwrap();
+        assert_eq!(bn.config(), &config);
+        assert_eq!(bn.param_count(), 0);
+        assert_eq!(
+            bn.describe(),
+            "BatchNorm1d(4, eps 0.001, momentum None (cumulative average), no affine, no running stats)"
+        );
+        let bn = BatchNorm2d::with_config(BatchNormConfig::new(2).momentum(0.01)).unwrap();
+        assert_eq!(bn.describe(), "BatchNorm2d(2, momentum 0.01)");
+        // The defaults are PyTorch's and leave the description as it was.
+        assert_eq!(
+            BatchNormConfig::new(2),
+            *BatchNorm2d::new(2).unwrap().config()
+        );
+        assert_eq!(BatchNorm2d::new(2).unwrap().describe(), "BatchNorm2d(2)");
+    }
+
+    #[test]
+    fn impossible_options_are_config_errors() {
+        for eps in [0.0, -1e-5, f64::NAN, f64::INFINITY] {
+            let err = BatchNorm2d::with_config(BatchNormConfig::new(2).eps(eps))
+                .err()
+                .unwrap();
+            assert!(matches!(err, Error::Config { .. }), "{err}");
+            assert!(err.to_string().contains("eps"), "{err}");
+        }
+        for momentum in [-0.1, 1.5, f64::NAN] {
+            let err = BatchNorm1d::with_config(BatchNormConfig::new(2).momentum(momentum))
+                .err()
+                .unwrap();
+            assert!(matches!(err, Error::Config { .. }), "{err}");
+            assert!(err.to_string().contains("momentum"), "{err}");
+        }
+        assert!(BatchNorm1d::with_config(BatchNormConfig::new(0)).is_err());
+        // The ends of [0, 1] are allowed: 0 freezes the running statistics, 1 keeps the
+        // last batch's.
+        for momentum in [0.0, 1.0] {
+            assert!(BatchNorm1d::with_config(BatchNormConfig::new(2).momentum(momentum)).is_ok());
+        }
+    }
+
+    #[test]
+    fn eps_and_momentum_by_hand() {
+        // eps = 0.5: x = [1, 2, 3, 4], μ = 2.5, σ² = 1.25 → y = (x − 2.5)/√1.75.
+        let x = t(&[4, 1], &[1., 2., 3., 4.]);
+        let config = BatchNormConfig::new(1).eps(0.5).momentum(0.5);
+        let mut bn = BatchNorm1d::with_config(config).unwrap();
+        let y = bn.forward_ref(&x, Mode::Train).unwrap();
+        let s = 1.75f32.sqrt();
+        assert_close(
+            "y",
+            y.data(),
+            &[-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s],
+            0.0,
+            1e-6,
+        );
+        // momentum 0.5: running_mean = 0.5·0 + 0.5·2.5, running_var = 0.5·1 + 0.5·5/3.
+        assert_close(
+            "running_mean",
+            bn.running_mean().unwrap().data(),
+            &[1.25],
+            0.0,
+            1e-7,
+        );
+        let want = 0.5 + 0.5 * 5.0 / 3.0;
+        assert_close(
+            "running_var",
+            bn.running_var().unwrap().data(),
+            &[want],
+            0.0,
+            1e-6,
+        );
+        // momentum 0: the running statistics never move, but the batches are counted.
+        let mut frozen = BatchNorm1d::with_config(BatchNormConfig::new(1).momentum(0.0)).unwrap();
+        frozen.forward_ref(&x, Mode::Train).unwrap();
+        assert_eq!(frozen.running_mean().unwrap().data(), &[0.0]);
+        assert_eq!(frozen.running_var().unwrap().data(), &[1.0]);
+        assert_eq!(frozen.num_batches_tracked(), Some(1));
+    }
+
+    #[test]
+    fn momentum_none_averages_every_batch_seen() {
+        let mut bn = BatchNorm1d::with_config(BatchNormConfig::new(1).momentum(None)).unwrap();
+        // Batch means 2.5, 6.5, 0.75; unbiased variances 5/3, 5/3, 6.75/3 = 2.25.
+        let batches = [[1., 2., 3., 4.], [5., 6., 7., 8.], [0., 0., 0., 3.]];
+        let (means, vars) = ([2.5, 6.5, 0.75], [5.0 / 3.0, 5.0 / 3.0, 2.25]);
+        for (k, batch) in batches.iter().enumerate() {
+            bn.forward_ref(&t(&[4, 1], batch), Mode::Train).unwrap();
+            // a = 1/t makes the running statistics the plain average of the t batches
+            // (the first batch replaces the initial 0 and 1 entirely).
+            let count = (k + 1) as f64;
+            let mean: f64 = means[..=k].iter().sum::<f64>() / count;
+            let var: f64 = vars[..=k].iter().sum::<f64>() / count;
+            assert_close(
+                "running_mean",
+                bn.running_mean().unwrap().data(),
+                &[mean],
+                0.0,
+                1e-6,
+            );
+            assert_close(
+                "running_var",
+                bn.running_var().unwrap().data(),
+                &[var],
+                0.0,
+                1e-6,
+            );
+            assert_eq!(bn.num_batches_tracked(), Some(k + 1));
+        }
+    }
+
+    #[test]
+    fn without_running_stats_eval_normalises_with_the_batch() {
+        let x = t(&[2, 2, 1, 2], &[1., 3., 0., 0., 5., 7., 2., 2.]);
+        let dy = t(&[2, 2, 1, 2], &[1., -2., 0.5, 3., 0., 1., -1., 2.]);
+        let config = BatchNormConfig::new(2).track_running_stats(false);
+        let mut results = Vec::new();
+        for mode in [Mode::Train, Mode::Eval] {
+            let mut bn = BatchNorm2d::with_config(config).unwrap();
+            let y = bn.forward_ref(&x, mode).unwrap();
+            let dx = bn.backward_ref(&dy).unwrap();
+            let dweight = param(&bn, "weight").grad().clone();
+            results.push((y, dx, dweight));
+        }
+        let (train, eval) = (&results[0], &results[1]);
+        assert_eq!(train.0.data(), eval.0.data(), "y");
+        assert_eq!(train.1.data(), eval.1.data(), "dx");
+        assert_eq!(train.2.data(), eval.2.data(), "dweight");
+        // Channel 0 holds 1, 3, 5, 7: μ = 4, σ² = 5.
+        let s0 = (5f32 + 1e-5).sqrt();
+        assert_close("y", &eval.0.data()[..2], &[-3. / s0, -1. / s0], 0.0, 1e-6);
+        // In Eval, as PyTorch, a single value per channel has no batch variance.
+        let mut bn = BatchNorm2d::with_config(config).unwrap();
+        let msg = bn
+            .forward_ref(&Tensor::zeros(&[1, 2, 1, 1]), Mode::Eval)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("track_running_stats"), "{msg}");
+    }
+
+    #[test]
+    fn without_affine_the_output_is_x_hat() {
+        let x = t(&[3, 2], &[1., -1., 2., 0.5, 6., 4.]);
+        let dy = t(&[3, 2], &[0.5, 1., -1., 2., 0.25, -0.5]);
+        let mut plain = BatchNorm1d::with_config(BatchNormConfig::new(2).affine(false)).unwrap();
+        // An affine layer at its initial γ = 1, β = 0 computes the same x̂ and dx.
+        let mut affine = BatchNorm1d::new(2).unwrap();
+        for mode in [Mode::Train, Mode::Eval] {
+            let y = plain.forward_ref(&x, mode).unwrap();
+            assert_eq!(y.data(), affine.forward_ref(&x, mode).unwrap().data());
+            let dx = plain.backward_ref(&dy).unwrap();
+            assert_eq!(dx.data(), affine.backward_ref(&dy).unwrap().data());
+        }
+        let (_, mean) = plain.buffers()[0].clone();
+        assert!(
+            mean.data().iter().any(|v| *v != 0.0),
+            "running stats still move"
+        );
     }
 
     #[test]

@@ -6,8 +6,9 @@ mod common;
 use common::{int, pair, Reference};
 use ocellus::gradcheck::assert_close;
 use ocellus::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, GlobalAvgPool, LeakyRelu,
-    Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout,
+    GlobalAvgPool, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax,
+    Tanh,
 };
 use ocellus::loss::cross_entropy;
 use ocellus::optim::{Adam, AdamConfig};
@@ -97,11 +98,16 @@ fn pooling_matches_pytorch() {
         let mut layer: Box<dyn Layer> = match c["kind"].as_str().unwrap() {
             "gap" => Box::new(GlobalAvgPool::new()),
             kind => {
-                let config = Pool2dConfig {
-                    kernel: pair(&c["k"]),
-                    stride: Some(pair(&c["s"])),
-                    padding: pair(&c["p"]),
-                };
+                let ((kh, kw), (sh, sw), (ph, pw)) = (pair(&c["k"]), pair(&c["s"]), pair(&c["p"]));
+                // The first cases were written before these settings, at PyTorch's defaults.
+                let flag =
+                    |key: &str, default: bool| c.get(key).map_or(default, |v| v.as_bool().unwrap());
+                let config = Pool2dConfig::new(1)
+                    .kernel(kh, kw)
+                    .stride_hw(sh, sw)
+                    .padding_hw(ph, pw)
+                    .ceil_mode(flag("ceil_mode", false))
+                    .count_include_pad(flag("count_include_pad", true));
                 match kind {
                     "max" => Box::new(MaxPool2d::new(config).unwrap()),
                     "avg" => Box::new(AvgPool2d::new(config).unwrap()),
@@ -112,7 +118,8 @@ fn pooling_matches_pytorch() {
         compare_layer(layer.as_mut(), &reference, case, Mode::Train);
         count += 1;
     }
-    assert_eq!(count, 8);
+    // 8 cases at PyTorch's defaults, 11 with ceil_mode or count_include_pad.
+    assert_eq!(count, 19);
 }
 
 #[test]
@@ -153,21 +160,61 @@ fn buffer(layer: &dyn Layer, name: &str) -> Tensor {
     b.clone()
 }
 
+/// The case's BatchNorm settings: those the file names (`"momentum": null` is PyTorch's
+/// None), PyTorch's defaults for the others and for the first cases, written before the
+/// settings were.
+fn batchnorm_config(reference: &Reference, case: &str, c: &serde_json::Value) -> BatchNormConfig {
+    let features = match c.get("features") {
+        Some(f) => int(f),
+        None => reference.tensor(case, "weight").len(),
+    };
+    let mut config = BatchNormConfig::new(features);
+    if let Some(eps) = c.get("eps") {
+        config = config.eps(eps.as_f64().unwrap());
+    }
+    if let Some(momentum) = c.get("momentum") {
+        config = config.momentum(momentum.as_f64());
+    }
+    if let Some(affine) = c.get("affine") {
+        config = config.affine(affine.as_bool().unwrap());
+    }
+    if let Some(track) = c.get("track_running_stats") {
+        config = config.track_running_stats(track.as_bool().unwrap());
+    }
+    config
+}
+
 #[test]
 fn batchnorm_matches_pytorch_in_train_and_eval() {
     let reference = Reference::open("batchnorm");
     let mut count = 0;
     for (case, c) in reference.cases() {
-        let features = reference.tensor(case, "weight").len();
+        let config = batchnorm_config(&reference, case, c);
         let mut bn: Box<dyn Layer> = match int(&c["dims"]) {
-            1 => Box::new(BatchNorm1d::new(features).unwrap()),
-            2 => Box::new(BatchNorm2d::new(features).unwrap()),
+            1 => Box::new(BatchNorm1d::with_config(config).unwrap()),
+            2 => Box::new(BatchNorm2d::with_config(config).unwrap()),
             other => panic!("{case}: BatchNorm{other}d"),
         };
+        // Without affine, neither PyTorch nor ocellus has a weight and a bias.
+        assert_eq!(
+            reference.try_tensor(case, "weight").is_some(),
+            config.affine,
+            "{case}"
+        );
+        assert_eq!(
+            bn.params().len(),
+            if config.affine { 2 } else { 0 },
+            "{case}"
+        );
         load_params(bn.as_mut(), &reference, case);
+        let batches_before = c.get("batches_before").map_or(0, int);
         for (name, b) in bn.buffers_mut() {
-            if name == "running_mean" || name == "running_var" {
-                *b = reference.tensor(case, &format!("{name}_before"));
+            match name.as_str() {
+                "running_mean" | "running_var" => {
+                    *b = reference.tensor(case, &format!("{name}_before"));
+                }
+                "num_batches_tracked" => b.data_mut()[0] = batches_before as f32,
+                other => panic!("{case}: unexpected buffer {other}"),
             }
         }
         let mode = match c["mode"].as_str().unwrap() {
@@ -184,6 +231,15 @@ fn batchnorm_matches_pytorch_in_train_and_eval() {
             bn.forward_ref(&half, mode).unwrap();
         }
         compare_layer(bn.as_mut(), &reference, case, mode);
+        if !config.track_running_stats {
+            assert!(bn.buffers().is_empty(), "{case}: buffers without tracking");
+            assert!(
+                reference.try_tensor(case, "running_mean").is_none(),
+                "{case}"
+            );
+            count += 1;
+            continue;
+        }
         for name in ["running_mean", "running_var"] {
             assert_close(
                 &format!("{case}: {name}"),
@@ -193,15 +249,19 @@ fn batchnorm_matches_pytorch_in_train_and_eval() {
                 ATOL,
             );
         }
-        let batches = if mode == Mode::Train { warmup + 1 } else { 0 };
+        let batches = batches_before + if mode == Mode::Train { warmup + 1 } else { 0 };
         assert_eq!(
             buffer(bn.as_ref(), "num_batches_tracked").data(),
             &[batches as f32],
             "{case}"
         );
+        if let Some(want) = reference.try_tensor(case, "num_batches_tracked") {
+            assert_eq!(want.data(), &[batches as f32], "{case}: PyTorch's count");
+        }
         count += 1;
     }
-    assert_eq!(count, 6);
+    // 6 cases at PyTorch's defaults, 10 with other settings.
+    assert_eq!(count, 16);
 }
 
 /// The script's `formula_values`: `0.5·sin(0.37·i + seed)` for the flat index i, computed

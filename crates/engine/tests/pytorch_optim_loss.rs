@@ -8,7 +8,7 @@
 use ocellus::gradcheck::assert_close;
 use ocellus::init::Init;
 use ocellus::layers::Linear;
-use ocellus::loss::{cross_entropy, mse_loss};
+use ocellus::loss::{cross_entropy, mse_loss, CrossEntropy, Reduction};
 use ocellus::optim::{Adam, AdamConfig, LrSchedule, OneCycle, Sgd, SgdConfig};
 use ocellus::LayerExt;
 use ocellus::{Optimizer, Rng, Tensor};
@@ -23,12 +23,38 @@ fn reference() -> Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
+/// An array of numbers, "nan" standing for NaN (which JSON cannot write).
 fn f32s(v: &Value) -> Vec<f32> {
     v.as_array()
         .expect("an array")
         .iter()
-        .map(|x| x.as_f64().expect("a number") as f32)
+        .map(|x| match x.as_str() {
+            Some("nan") => f32::NAN,
+            _ => x.as_f64().expect("a number") as f32,
+        })
         .collect()
+}
+
+/// [`assert_close`], with a NaN expected exactly where PyTorch has one.
+fn assert_close_or_nan(what: &str, actual: &[f32], expected: &[f32], rtol: f64, atol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert_eq!(
+            a.is_nan(),
+            e.is_nan(),
+            "{what}: index {i}: got {a}, expected {e}"
+        );
+    }
+    let finite = |values: &[f32]| -> Vec<f32> {
+        let keep = expected.iter().map(|e| !e.is_nan());
+        values
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(v, _)| *v)
+            .collect()
+    };
+    assert_close(what, &finite(actual), &finite(expected), rtol, atol);
 }
 
 fn usizes(v: &Value) -> Vec<usize> {
@@ -87,6 +113,54 @@ fn cross_entropy_and_mse_match_pytorch() {
         1e-6,
         1e-6 * 1e-3,
     );
+}
+
+#[test]
+fn cross_entropy_options_match_pytorch() {
+    let r = reference();
+    let mut names = Vec::new();
+    for case in r["cross_entropy_options"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let shape = usizes(&case["shape"]);
+        let logits = Tensor::from_vec(&shape, f32s(&case["logits"])).unwrap();
+        let targets = usizes(&case["targets"]);
+        let reduction = match case["reduction"].as_str().unwrap() {
+            "mean" => Reduction::Mean,
+            "sum" => Reduction::Sum,
+            "none" => Reduction::None,
+            other => panic!("{name}: reduction {other}"),
+        };
+        let mut ce = CrossEntropy::new()
+            .reduction(reduction)
+            .label_smoothing(num(case, "label_smoothing") as f32);
+        if !case["weight"].is_null() {
+            ce = ce.weight(&f32s(&case["weight"]));
+        }
+        if let Some(index) = case["ignore_index"].as_u64() {
+            ce = ce.ignore_index(index as usize);
+        }
+        let dloss = f32s(&case["dloss"]);
+        let dloss_shape: &[usize] = if reduction == Reduction::None {
+            &[shape[0]]
+        } else {
+            &[]
+        };
+        let dloss = Tensor::from_vec(dloss_shape, dloss).unwrap();
+        let (loss, dlogits) = ce.loss_with_upstream(&logits, &targets, &dloss).unwrap();
+        assert_eq!(loss.shape(), dloss_shape, "{name}");
+        let what = format!("cross_entropy {name}");
+        // The tolerances of the plain cases above.
+        assert_close_or_nan(&what, loss.data(), &f32s(&case["loss"]), 1e-6, 1e-6 * 1e-3);
+        assert_close_or_nan(
+            &what,
+            dlogits.data(),
+            &f32s(&case["dlogits"]),
+            1e-5,
+            1e-5 * 1e-3,
+        );
+        names.push(name);
+    }
+    assert_eq!(names.len(), 17, "{names:?}");
 }
 
 fn optimizer(kind: &str, s: &Value) -> Box<dyn Optimizer> {

@@ -1,11 +1,13 @@
 //! Compute kernels behind the layers: the plain reference loops that define what a
-//! convolution is, and the fast paths that must agree with them (im2col + GEMM, a direct
-//! convolution for few input channels, dot products of rows).
+//! convolution and pooling are, and the fast paths that must agree with them (im2col +
+//! GEMM, a direct convolution for few input channels, dot products of rows, pooling
+//! plane by plane).
 
 pub mod conv;
 pub mod direct;
 pub mod dot;
 pub mod matmul;
+pub mod pool;
 pub mod reference;
 
 /// `Σ_i f(v[i])`, accumulated in f64: see [`lane_sum_pairs`].

@@ -20,6 +20,126 @@ pub const EPS: f64 = 1e-5;
 /// PyTorch's default `momentum`: `running = (1 − momentum)·running + momentum·batch`.
 pub const MOMENTUM: f64 = 0.1;
 
+/// The settings of a batch-norm layer, PyTorch's arguments of `nn.BatchNorm{1,2}d` with
+/// its defaults. Start from [`BatchNormConfig::new`] and adjust:
+///
+/// ```
+/// use ocellus::layers::{BatchNorm2d, BatchNormConfig};
+///
+/// // nn.BatchNorm2d(16, eps=1e-3, momentum=None, affine=False)
+/// let config = BatchNormConfig::new(16).eps(1e-3).momentum(None).affine(false);
+/// let bn = BatchNorm2d::with_config(config).unwrap();
+/// assert!(bn.running_mean().is_some());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    /// C of an image, F of flat features: PyTorch's `num_features`.
+    pub num_features: usize,
+    /// Added to the variance before the square root: `x̂ = (x − μ)/√(σ² + eps)`. PyTorch's
+    /// default is [`EPS`] = 1e-5; must be positive and finite.
+    pub eps: f64,
+    /// The weight `a` of a training batch in the running statistics,
+    /// `running = (1 − a)·running + a·batch`, in `[0, 1]`; PyTorch's default is
+    /// [`MOMENTUM`] = 0.1. `None` is PyTorch's `momentum=None`: `a = 1/t` at the t-th
+    /// training batch (t = `num_batches_tracked`), which makes the running statistics the
+    /// plain average of every batch seen — a cumulative moving average.
+    pub momentum: Option<f64>,
+    /// Learnable `weight` γ and `bias` β (the default). Without them `y = x̂`, and the layer
+    /// has no parameters at all, as PyTorch's `affine=False` (they are not in its
+    /// `state_dict` either).
+    pub affine: bool,
+    /// Keep `running_mean`, `running_var` and `num_batches_tracked` (the default). Without
+    /// them the layer has no buffers and normalises with the batch statistics in
+    /// evaluation too, as PyTorch's `track_running_stats=False`.
+    pub track_running_stats: bool,
+}
+
+impl BatchNormConfig {
+    /// PyTorch's defaults for `num_features` channels: eps 1e-5, momentum 0.1, affine,
+    /// tracking running statistics.
+    pub fn new(num_features: usize) -> Self {
+        BatchNormConfig {
+            num_features,
+            eps: EPS,
+            momentum: Some(MOMENTUM),
+            affine: true,
+            track_running_stats: true,
+        }
+    }
+
+    /// Sets `eps`.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Sets the momentum: a number in `[0, 1]`, or `None` for the cumulative average.
+    pub fn momentum(mut self, momentum: impl Into<Option<f64>>) -> Self {
+        self.momentum = momentum.into();
+        self
+    }
+
+    /// With (`true`, the default) or without learnable γ and β.
+    pub fn affine(mut self, affine: bool) -> Self {
+        self.affine = affine;
+        self
+    }
+
+    /// With (`true`, the default) or without running statistics.
+    pub fn track_running_stats(mut self, track: bool) -> Self {
+        self.track_running_stats = track;
+        self
+    }
+
+    /// Positive `num_features`, `eps` positive and finite, momentum in `[0, 1]`.
+    fn validate(&self, layer: &str) -> Result<()> {
+        if self.num_features == 0 {
+            return Err(Error::config(layer, "num_features must be positive"));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::config(
+                layer,
+                format!(
+                    "eps must be positive and finite (PyTorch's default is 1e-5), got {}",
+                    self.eps
+                ),
+            ));
+        }
+        if let Some(m) = self.momentum {
+            if !(0.0..=1.0).contains(&m) {
+                return Err(Error::config(
+                    layer,
+                    format!(
+                        "momentum must be in [0, 1] (PyTorch's default is 0.1), or None for \
+                         a cumulative average; got {m}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings that differ from PyTorch's defaults, as `describe` lists them.
+    fn non_defaults(&self) -> String {
+        let mut s = String::new();
+        if self.eps != EPS {
+            s += &format!(", eps {}", self.eps);
+        }
+        match self.momentum {
+            Some(m) if m == MOMENTUM => {}
+            Some(m) => s += &format!(", momentum {m}"),
+            None => s += ", momentum None (cumulative average)",
+        }
+        if !self.affine {
+            s += ", no affine";
+        }
+        if !self.track_running_stats {
+            s += ", no running stats";
+        }
+        s
+    }
+}
+
 /// How a batch-norm layer reads its input as (N, C, S). Implemented by [`Image`] and
 /// [`Flat`]; it only names the layer and checks shapes, the maths is shared.
 pub trait Layout: Send + 'static {
@@ -28,7 +148,7 @@ pub trait Layout: Send + 'static {
     /// The PyTorch class name, for descriptions.
     const NAME: &'static str;
     /// The layer as an architecture entry.
-    fn spec(channels: usize) -> LayerSpec;
+    fn spec(config: &BatchNormConfig) -> LayerSpec;
     /// `(N, C, S)` of an input shape, or a shape error.
     fn split(shape: &[usize], channels: usize) -> Result<(usize, usize, usize)>;
 }
@@ -43,9 +163,13 @@ impl Layout for Image {
     const KIND: &'static str = "batchnorm2d";
     const NAME: &'static str = "BatchNorm2d";
 
-    fn spec(channels: usize) -> LayerSpec {
+    fn spec(c: &BatchNormConfig) -> LayerSpec {
         LayerSpec::BatchNorm2d {
-            features: Some(channels),
+            features: Some(c.num_features),
+            eps: c.eps,
+            momentum: c.momentum,
+            affine: c.affine,
+            track_running_stats: c.track_running_stats,
         }
     }
 
@@ -61,9 +185,13 @@ impl Layout for Flat {
     const KIND: &'static str = "batchnorm1d";
     const NAME: &'static str = "BatchNorm1d";
 
-    fn spec(channels: usize) -> LayerSpec {
+    fn spec(c: &BatchNormConfig) -> LayerSpec {
         LayerSpec::BatchNorm1d {
-            features: Some(channels),
+            features: Some(c.num_features),
+            eps: c.eps,
+            momentum: c.momentum,
+            affine: c.affine,
+            track_running_stats: c.track_running_stats,
         }
     }
 
@@ -87,29 +215,65 @@ impl Layout for Flat {
     }
 }
 
+/// γ and β, PyTorch's `weight` and `bias`, (C,) each.
+struct Affine {
+    /// γ, (C,), initially 1.
+    weight: Param,
+    /// β, (C,), initially 0.
+    bias: Param,
+}
+
+/// The running statistics and the count of batches they have seen.
+struct RunningStats {
+    /// (C,), initially 0.
+    mean: Tensor,
+    /// (C,), the unbiased variance, initially 1.
+    var: Tensor,
+    /// (), the number of training batches seen, stored as f32.
+    num_batches_tracked: Tensor,
+}
+
+impl RunningStats {
+    /// PyTorch's update after a training batch with statistics `stats` (μ, biased σ²) over
+    /// m values per channel: `num_batches_tracked += 1`, then with `a = momentum`, or
+    /// `a = 1/num_batches_tracked` for `momentum=None`,
+    /// `running_mean = (1 − a)·running_mean + a·μ` and
+    /// `running_var = (1 − a)·running_var + a·σ²·m/(m − 1)`.
+    fn update(&mut self, stats: &[(f64, f64)], m: usize, momentum: Option<f64>) {
+        let count = &mut self.num_batches_tracked.data_mut()[0];
+        *count += 1.0;
+        let a = momentum.unwrap_or(1.0 / *count as f64);
+        // Bessel's correction m/(m − 1) turns the biased variance into the unbiased one
+        // PyTorch keeps in running_var.
+        let unbiased = m as f64 / (m as f64 - 1.0);
+        let (mean, var) = (self.mean.data_mut(), self.var.data_mut());
+        for (ch, (mu, sigma2)) in stats.iter().enumerate() {
+            let (rm, rv) = (mean[ch] as f64, var[ch] as f64);
+            mean[ch] = ((1.0 - a) * rm + a * mu) as f32;
+            var[ch] = ((1.0 - a) * rv + a * sigma2 * unbiased) as f32;
+        }
+    }
+}
+
 /// Batch normalisation, `y = γ·x̂ + β` with `x̂ = (x − μ)/√(σ² + eps)` per channel.
 ///
 /// - [`Mode::Train`]: μ and σ² are the batch mean and the **biased** variance (divided by
-///   m = N·S) of each channel; the running statistics are then updated with momentum 0.1
+///   m = N·S) of each channel; the running statistics are then updated with the momentum
 ///   using the **unbiased** variance (divided by m − 1), and `num_batches_tracked` grows
-///   by one — all as PyTorch's `nn.BatchNorm{1,2}d` defaults.
-/// - [`Mode::Eval`]: μ and σ² are the running statistics, constants for backward.
+///   by one — all as PyTorch's `nn.BatchNorm{1,2}d`.
+/// - [`Mode::Eval`]: μ and σ² are the running statistics, constants for backward; without
+///   running statistics (`track_running_stats=False`) the batch statistics, as in Train.
 ///
-/// Parameters `weight` (γ, initially 1) and `bias` (β, initially 0); buffers
-/// `running_mean` (initially 0), `running_var` (initially 1) and `num_batches_tracked`
-/// (a 0-d tensor) — PyTorch's `state_dict` names and initial values.
+/// Parameters `weight` (γ, initially 1) and `bias` (β, initially 0), unless not affine;
+/// buffers `running_mean` (initially 0), `running_var` (initially 1) and
+/// `num_batches_tracked` (a 0-d tensor), unless not tracking — PyTorch's `state_dict`
+/// names and initial values. The settings are a [`BatchNormConfig`].
 pub struct BatchNorm<L: Layout> {
-    channels: usize,
-    /// γ, (C,)
-    weight: Param,
-    /// β, (C,)
-    bias: Param,
-    /// (C,)
-    running_mean: Tensor,
-    /// (C,)
-    running_var: Tensor,
-    /// (), the number of training batches seen, stored as f32.
-    num_batches_tracked: Tensor,
+    config: BatchNormConfig,
+    /// γ and β; `None` without `affine` (then γ = 1, β = 0).
+    affine: Option<Affine>,
+    /// `None` without `track_running_stats`.
+    running: Option<RunningStats>,
     /// The last input; backward recomputes the normalised input `x̂ = (x − μ)·inv_std`
     /// from it, which costs less than writing x̂ out and reading it back.
     input: Option<Tensor>,
@@ -117,8 +281,10 @@ pub struct BatchNorm<L: Layout> {
     mean: Vec<f32>,
     /// (C,): `1/√(σ² + eps)` of the last forward pass.
     inv_std: Vec<f32>,
-    /// The mode of the last forward pass: in Train μ and σ² depend on x, in Eval not.
-    last_mode: Mode,
+    /// Whether the last forward pass normalised with the batch statistics (training, or
+    /// no running statistics): then μ and σ² depend on x, and backward differentiates
+    /// through them.
+    batch_statistics: bool,
     layout: PhantomData<L>,
 }
 
@@ -129,45 +295,75 @@ pub type BatchNorm2d = BatchNorm<Image>;
 pub type BatchNorm1d = BatchNorm<Flat>;
 
 impl<L: Layout> BatchNorm<L> {
-    /// Batch normalisation of `num_features` channels (C of an image, F of flat features).
+    /// Batch normalisation of `num_features` channels (C of an image, F of flat features)
+    /// with PyTorch's defaults.
     pub fn new(num_features: usize) -> Result<Self> {
-        if num_features == 0 {
-            return Err(Error::config(L::KIND, "num_features must be positive"));
-        }
-        let c = num_features;
+        Self::with_config(BatchNormConfig::new(num_features))
+    }
+
+    /// Batch normalisation with these settings; fails on zero features, an `eps` that is
+    /// not positive and finite, or a momentum outside `[0, 1]`.
+    pub fn with_config(config: BatchNormConfig) -> Result<Self> {
+        config.validate(L::KIND)?;
+        let c = config.num_features;
         Ok(BatchNorm {
-            channels: c,
-            weight: Param::new(Tensor::full(&[c], 1.0)),
-            bias: Param::new(Tensor::zeros(&[c])),
-            running_mean: Tensor::zeros(&[c]),
-            running_var: Tensor::full(&[c], 1.0),
-            num_batches_tracked: Tensor::zeros(&[]),
+            config,
+            affine: config.affine.then(|| Affine {
+                weight: Param::new(Tensor::full(&[c], 1.0)),
+                bias: Param::new(Tensor::zeros(&[c])),
+            }),
+            running: config.track_running_stats.then(|| RunningStats {
+                mean: Tensor::zeros(&[c]),
+                var: Tensor::full(&[c], 1.0),
+                num_batches_tracked: Tensor::zeros(&[]),
+            }),
             input: None,
             mean: Vec::new(),
             inv_std: Vec::new(),
-            last_mode: Mode::Eval,
+            batch_statistics: false,
             layout: PhantomData,
         })
     }
 
+    /// The settings.
+    pub fn config(&self) -> &BatchNormConfig {
+        &self.config
+    }
+
     /// Number of channels (features) normalised.
     pub fn num_features(&self) -> usize {
-        self.channels
+        self.config.num_features
     }
 
-    /// The running mean, (C,).
-    pub fn running_mean(&self) -> &Tensor {
-        &self.running_mean
+    /// The running mean, (C,); `None` without running statistics.
+    pub fn running_mean(&self) -> Option<&Tensor> {
+        self.running.as_ref().map(|r| &r.mean)
     }
 
-    /// The running (unbiased) variance, (C,).
-    pub fn running_var(&self) -> &Tensor {
-        &self.running_var
+    /// The running (unbiased) variance, (C,); `None` without running statistics.
+    pub fn running_var(&self) -> Option<&Tensor> {
+        self.running.as_ref().map(|r| &r.var)
     }
 
-    /// Training batches seen so far.
-    pub fn num_batches_tracked(&self) -> usize {
-        self.num_batches_tracked.data()[0] as usize
+    /// Training batches seen so far; `None` without running statistics.
+    pub fn num_batches_tracked(&self) -> Option<usize> {
+        self.running
+            .as_ref()
+            .map(|r| r.num_batches_tracked.data()[0] as usize)
+    }
+
+    /// γ and β as slices, (C,) each: ones and zeros when not affine.
+    fn gamma_beta(&self) -> (Vec<f32>, Vec<f32>) {
+        match &self.affine {
+            Some(a) => (
+                a.weight.value().data().to_vec(),
+                a.bias.value().data().to_vec(),
+            ),
+            None => (
+                vec![1.0; self.config.num_features],
+                vec![0.0; self.config.num_features],
+            ),
+        }
     }
 }
 
@@ -200,74 +396,77 @@ impl<L: Layout> Layer for BatchNorm<L> {
     }
 
     fn describe(&self) -> String {
-        format!("{}({})", L::NAME, self.channels)
+        format!(
+            "{}({}{})",
+            L::NAME,
+            self.config.num_features,
+            self.config.non_defaults()
+        )
     }
 
     fn spec(&self) -> LayerSpec {
-        L::spec(self.channels)
+        L::spec(&self.config)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        L::split(input, self.channels)?;
+        L::split(input, self.config.num_features)?;
         Ok(input.to_vec())
     }
 
     /// x: (N, C, H, W) or (N, F) → y: same shape, `y = γ·(x − μ)/√(σ² + eps) + β`.
     fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
-        let (n, c, s) = L::split(x.shape(), self.channels)?;
+        let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
         let m = n * s;
+        // PyTorch normalises with the batch statistics in training, and in evaluation too
+        // when it keeps no running statistics (`bn_training` in `_BatchNorm.forward`).
+        let batch_statistics = mode == Mode::Train || self.running.is_none();
         // (μ, σ²) per channel.
-        let stats: Vec<(f64, f64)> = match mode {
-            Mode::Train => {
+        let stats: Vec<(f64, f64)> = match (&mut self.running, batch_statistics) {
+            (running, true) => {
                 if m < 2 {
+                    let hint = if mode == Mode::Train {
+                        "the batch variance of a single value is undefined and PyTorch \
+                         refuses it too: use a larger batch, or Mode::Eval"
+                    } else {
+                        "without running statistics (track_running_stats = false) evaluation \
+                         normalises with the batch variance too, which a single value does \
+                         not have: use a larger batch"
+                    };
                     return Err(Error::shape(
                         L::KIND,
-                        "more than one value per channel in training",
+                        "more than one value per channel with batch statistics",
                         x.shape(),
                     )
-                    .with_hint(
-                        "the batch variance of a single value is undefined and PyTorch \
-                         refuses it too: use a larger batch, or Mode::Eval",
-                    ));
+                    .with_hint(hint));
                 }
                 let stats = batch_stats(x.data(), n, c, s);
-                // Bessel's correction m/(m − 1) turns the biased variance into the
-                // unbiased one PyTorch keeps in running_var.
-                let unbiased = m as f64 / (m as f64 - 1.0);
-                let running_mean = self.running_mean.data_mut();
-                let running_var = self.running_var.data_mut();
-                for (ch, (mu, sigma2)) in stats.iter().enumerate() {
-                    let (rm, rv) = (running_mean[ch] as f64, running_var[ch] as f64);
-                    running_mean[ch] = ((1.0 - MOMENTUM) * rm + MOMENTUM * mu) as f32;
-                    running_var[ch] = ((1.0 - MOMENTUM) * rv + MOMENTUM * sigma2 * unbiased) as f32;
+                if let (Mode::Train, Some(running)) = (mode, running) {
+                    running.update(&stats, m, self.config.momentum);
                 }
-                self.num_batches_tracked.data_mut()[0] += 1.0;
                 stats
             }
-            Mode::Eval => self
-                .running_mean
+            (Some(running), false) => running
+                .mean
                 .data()
                 .iter()
-                .zip(self.running_var.data())
+                .zip(running.var.data())
                 .map(|(&mu, &sigma2)| (mu as f64, sigma2 as f64))
                 .collect(),
+            (None, false) => unreachable!("without running statistics every pass uses the batch's"),
         };
+        let eps = self.config.eps;
         self.inv_std.clear();
         self.inv_std.extend(
             stats
                 .iter()
-                .map(|(_, sigma2)| (1.0 / (sigma2 + EPS).sqrt()) as f32),
+                .map(|(_, sigma2)| (1.0 / (sigma2 + eps).sqrt()) as f32),
         );
         self.mean.clear();
         self.mean.extend(stats.iter().map(|(mu, _)| *mu as f32));
 
         let mut y = Tensor::for_overwrite(x.shape());
-        let (gamma, beta, mean, inv_std) = (
-            self.weight.value().data(),
-            self.bias.value().data(),
-            &self.mean,
-            &self.inv_std,
-        );
+        let (gamma, beta) = self.gamma_beta();
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
         y.data_mut()
             .par_chunks_mut(s.max(1))
             .zip(x.data().par_chunks(s.max(1)))
@@ -281,24 +480,25 @@ impl<L: Layout> Layer for BatchNorm<L> {
                 }
             });
         self.input = Some(x);
-        self.last_mode = mode;
+        self.batch_statistics = batch_statistics;
         Ok(y)
     }
 
     /// dy: same shape as x → dx: same shape as x; adds into dγ (`weight`) and dβ (`bias`).
     ///
     /// From `y = γ·x̂ + β`: `dβ += Σ dy`, `dγ += Σ dy·x̂` (sums over the m = N·S values of a
-    /// channel). For dx:
-    /// - Train: μ and σ² depend on x; differentiating `x̂ = (x − μ)·inv_std` through them
-    ///   gives `dx = (1/m)·inv_std·γ·(m·dy − Σ dy − x̂·Σ(dy·x̂))`.
-    /// - Eval: μ and σ² are constants, so `dx = dy·γ·inv_std`.
+    /// channel; not affine: γ = 1 and nothing to add into). For dx:
+    /// - batch statistics (Train, or no running statistics): μ and σ² depend on x;
+    ///   differentiating `x̂ = (x − μ)·inv_std` through them gives
+    ///   `dx = (1/m)·inv_std·γ·(m·dy − Σ dy − x̂·Σ(dy·x̂))`.
+    /// - running statistics (Eval): μ and σ² are constants, so `dx = dy·γ·inv_std`.
     ///
     /// dx is written over dy in dy's memory when nothing else holds it: each value of dx
     /// needs only the value of dy at the same place, once the per-channel sums are known.
     fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let x = kept(&self.input, L::KIND)?;
         expect_same_shape(L::KIND, x.shape(), dy.shape())?;
-        let (n, c, s) = L::split(x.shape(), self.channels)?;
+        let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
         let m = (n * s) as f64;
         // (Σ dy, Σ dy·x̂) per channel, accumulated in f64.
@@ -317,13 +517,16 @@ impl<L: Layout> Layer for BatchNorm<L> {
                     .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))
             })
             .collect();
-        for (ch, (sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
-            self.bias.grad_mut()[ch] += *sum_dy as f32;
-            self.weight.grad_mut()[ch] += *sum_dy_xhat as f32;
+        if let Some(affine) = &mut self.affine {
+            for (ch, (sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
+                affine.bias.grad_mut()[ch] += *sum_dy as f32;
+                affine.weight.grad_mut()[ch] += *sum_dy_xhat as f32;
+            }
         }
 
-        let gamma = self.weight.value().data();
-        let train = self.last_mode == Mode::Train;
+        let (gamma, _) = self.gamma_beta();
+        let batch_statistics = self.batch_statistics;
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
         // dx of one value from its dy and x, for the channel `ch` (constants read once
         // per plane).
         let input_grad = |ch: usize| {
@@ -331,7 +534,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
             let (mean_dy, mean_dy_xhat) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
             let (mean, inv_std) = (mean[ch], inv_std[ch]);
             move |dy: f32, x: f32| {
-                if train {
+                if batch_statistics {
                     let x_hat = (x - mean) * inv_std;
                     scale * (dy - mean_dy - x_hat * mean_dy_xhat)
                 } else {
@@ -377,40 +580,42 @@ impl<L: Layout> Layer for BatchNorm<L> {
     }
 
     fn parts(&self) -> Vec<(Key, Part<'_>)> {
-        vec![
-            (Key::Name("weight"), Part::Param(&self.weight)),
-            (Key::Name("bias"), Part::Param(&self.bias)),
-            (Key::Name("running_mean"), Part::Buffer(&self.running_mean)),
-            (Key::Name("running_var"), Part::Buffer(&self.running_var)),
-            (
+        let mut parts = Vec::new();
+        if let Some(a) = &self.affine {
+            parts.push((Key::Name("weight"), Part::Param(&a.weight)));
+            parts.push((Key::Name("bias"), Part::Param(&a.bias)));
+        }
+        if let Some(r) = &self.running {
+            parts.push((Key::Name("running_mean"), Part::Buffer(&r.mean)));
+            parts.push((Key::Name("running_var"), Part::Buffer(&r.var)));
+            parts.push((
                 Key::Name("num_batches_tracked"),
-                Part::Buffer(&self.num_batches_tracked),
-            ),
-        ]
+                Part::Buffer(&r.num_batches_tracked),
+            ));
+        }
+        parts
     }
 
     fn parts_mut(&mut self) -> Vec<(Key, PartMut<'_>)> {
-        vec![
-            (Key::Name("weight"), PartMut::Param(&mut self.weight)),
-            (Key::Name("bias"), PartMut::Param(&mut self.bias)),
-            (
-                Key::Name("running_mean"),
-                PartMut::Buffer(&mut self.running_mean),
-            ),
-            (
-                Key::Name("running_var"),
-                PartMut::Buffer(&mut self.running_var),
-            ),
-            (
+        let mut parts = Vec::new();
+        if let Some(a) = &mut self.affine {
+            parts.push((Key::Name("weight"), PartMut::Param(&mut a.weight)));
+            parts.push((Key::Name("bias"), PartMut::Param(&mut a.bias)));
+        }
+        if let Some(r) = &mut self.running {
+            parts.push((Key::Name("running_mean"), PartMut::Buffer(&mut r.mean)));
+            parts.push((Key::Name("running_var"), PartMut::Buffer(&mut r.var)));
+            parts.push((
                 Key::Name("num_batches_tracked"),
-                PartMut::Buffer(&mut self.num_batches_tracked),
-            ),
-        ]
+                PartMut::Buffer(&mut r.num_batches_tracked),
+            ));
+        }
+        parts
     }
 
     /// One multiply-add per value: once μ and σ² are known, `y = x·(γ·inv_std) +
     /// (β − μ·γ·inv_std)`.
     fn macs(&self, input: &[usize]) -> u64 {
-        L::split(input, self.channels).map_or(0, |(n, c, s)| (n * c * s) as u64)
+        L::split(input, self.config.num_features).map_or(0, |(n, c, s)| (n * c * s) as u64)
     }
 }

@@ -25,7 +25,7 @@ pub mod linear;
 pub mod pool;
 
 pub use activation::{Activation, Elementwise, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
-pub use batchnorm::{BatchNorm1d, BatchNorm2d};
+pub use batchnorm::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv2d, Conv2dConfig, Padding};
 pub use dropout::Dropout;
 pub use linear::{Flatten, Linear};
@@ -40,8 +40,9 @@ use crate::tensor::{shape_str, Tensor};
 ///
 /// `Train`: Dropout drops, BatchNorm normalises with the batch statistics and updates its
 /// running statistics. `Eval`: Dropout is the identity, BatchNorm uses its running
-/// statistics. Both modes keep what `backward` needs, so gradients with respect to the
-/// input (saliency, gradient checks) work in either.
+/// statistics (the batch's when it keeps none, PyTorch's `track_running_stats=False`).
+/// Both modes keep what `backward` needs, so gradients with respect to the input
+/// (saliency, gradient checks) work in either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Train,

@@ -1,20 +1,36 @@
 //! Pooling: max and average over sliding windows ([`MaxPool2d`], [`AvgPool2d`]) and global
 //! average pooling ([`GlobalAvgPool`]). None of them has parameters (notes §2.3).
-
-use std::hint::select_unpredictable;
-use std::ops::Range;
-
-use rayon::prelude::*;
+//!
+//! Output (i, j) of a plane looks at `window(i, j)`: input rows `i·SH − PH .. i·SH − PH + KH`
+//! and columns `j·SW − PW .. j·SW − PW + KW`, where positions outside the image are padding.
+//! OH and OW come from [`crate::geometry::pool_output_len`] (rounded down, or up in ceil
+//! mode). The loops over windows live in [`crate::kernels::pool`], and are tested against
+//! the plain definitions in [`crate::kernels::reference`].
 
 use crate::error::{Error, Result};
-use crate::geometry::{conv_output_len, ReceptiveField};
+use crate::geometry::ReceptiveField;
+use crate::kernels::pool::{self as kernels, PoolGeometry, Tap, MAX_WINDOW};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Layer, Mode};
 use crate::spec::{LayerSpec, Size2};
 use crate::tensor::Tensor;
 
-/// Settings shared by [`MaxPool2d`] and [`AvgPool2d`]: PyTorch's `kernel_size`, `stride`
-/// and `padding`, with its defaults `dilation=1` and `ceil_mode=False` (output sizes are
-/// rounded down). Start from [`Pool2dConfig::new`] and adjust fields.
+/// Settings shared by [`MaxPool2d`] and [`AvgPool2d`]: PyTorch's `kernel_size`, `stride`,
+/// `padding` and `ceil_mode`, and average pooling's `count_include_pad`, with PyTorch's
+/// defaults (and its `dilation=1`). Start from [`Pool2dConfig::new`] and adjust:
+///
+/// ```
+/// use ocellus::layers::{AvgPool2d, Pool2dConfig};
+///
+/// // nn.AvgPool2d(3, stride=(2, 1), padding=1, ceil_mode=True, count_include_pad=False)
+/// let config = Pool2dConfig::new(3)
+///     .stride_hw(2, 1)
+///     .padding(1)
+///     .ceil_mode(true)
+///     .count_include_pad(false);
+/// let pool = AvgPool2d::new(config).unwrap();
+/// assert_eq!(pool.output_shape(&[1, 1, 6, 6]).unwrap(), [1, 1, 4, 6]);
+/// # use ocellus::Layer;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dConfig {
     /// (KH, KW)
@@ -23,6 +39,14 @@ pub struct Pool2dConfig {
     pub stride: Option<(usize, usize)>,
     /// (rows above and below, columns left and right), PyTorch's `padding=(ph, pw)`.
     pub padding: (usize, usize),
+    /// Round output sizes up instead of down, so that a last, partial window covers the
+    /// leftover rows and columns — PyTorch's `ceil_mode` (default false); the formula is
+    /// [`pool_output_len`](crate::geometry::pool_output_len).
+    pub ceil_mode: bool,
+    /// Average pooling only: whether padded positions count in the divisor (PyTorch's
+    /// `count_include_pad`, default true). Max pooling never counts padding and refuses
+    /// `false` here, as PyTorch's `nn.MaxPool2d` has no such argument.
+    pub count_include_pad: bool,
 }
 
 impl Pool2dConfig {
@@ -32,6 +56,8 @@ impl Pool2dConfig {
             kernel: (k, k),
             stride: None,
             padding: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
         }
     }
 
@@ -42,14 +68,36 @@ impl Pool2dConfig {
     }
 
     /// Sets the same stride on both axes.
-    pub fn stride(mut self, s: usize) -> Self {
-        self.stride = Some((s, s));
+    pub fn stride(self, s: usize) -> Self {
+        self.stride_hw(s, s)
+    }
+
+    /// Sets the vertical and the horizontal stride.
+    pub fn stride_hw(mut self, sh: usize, sw: usize) -> Self {
+        self.stride = Some((sh, sw));
         self
     }
 
     /// Sets the same padding on all four sides.
-    pub fn padding(mut self, p: usize) -> Self {
-        self.padding = (p, p);
+    pub fn padding(self, p: usize) -> Self {
+        self.padding_hw(p, p)
+    }
+
+    /// Sets `ph` rows above and below and `pw` columns left and right.
+    pub fn padding_hw(mut self, ph: usize, pw: usize) -> Self {
+        self.padding = (ph, pw);
+        self
+    }
+
+    /// Rounds output sizes up (`true`) or down (`false`, the default).
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Counts padded positions in an average's divisor (`true`, the default) or not.
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
         self
     }
 
@@ -106,6 +154,12 @@ impl Pool2dConfig {
             (ph, pw) if ph == pw => s += &format!(", pad {ph}"),
             (ph, pw) => s += &format!(", pad ({ph}, {pw})"),
         }
+        if self.ceil_mode {
+            s += ", ceil mode";
+        }
+        if !self.count_include_pad {
+            s += ", padding not counted";
+        }
         s + ")"
     }
 
@@ -121,102 +175,33 @@ impl Pool2dConfig {
     /// Sizes of one pooling pass over an input of shape (N, C, H, W).
     fn geometry(&self, layer: &str, input: &[usize]) -> Result<PoolGeometry> {
         expect_nchw(layer, input, None)?;
-        let (kh, kw) = self.kernel;
-        let (sh, sw) = self.effective_stride();
-        let (ph, pw) = self.padding;
-        let (h, w) = (input[2], input[3]);
-        if h == 0 || w == 0 {
+        if input[2] == 0 || input[3] == 0 {
             return Err(Error::shape(layer, "(N, C, H, W) with H, W ≥ 1", input));
         }
-        let (Some(oh), Some(ow)) = (
-            conv_output_len(h, kh, sh, ph, ph, 1),
-            conv_output_len(w, kw, sw, pw, pw, 1),
-        ) else {
-            return Err(Error::shape(
+        let shape = [input[0], input[1], input[2], input[3]];
+        PoolGeometry::new(
+            shape,
+            self.kernel,
+            self.effective_stride(),
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+        )
+        .ok_or_else(|| {
+            let (kh, kw) = self.kernel;
+            Error::shape(
                 layer,
                 format!("an image at least as large as the {kh}×{kw} window (after padding)"),
                 input,
             )
-            .with_hint("too many poolings for this image size? remove one or use a larger input"));
-        };
-        Ok(PoolGeometry {
-            n: input[0],
-            c: input[1],
-            h,
-            w,
-            oh,
-            ow,
-            kernel: (kh, kw),
-            stride: (sh, sw),
-            padding: (ph, pw),
+            .with_hint("too many poolings for this image size? remove one or use a larger input")
         })
     }
 }
 
-/// Everything that fixes the arithmetic of one pooling pass. The passes run plane by
-/// plane, a plane being one channel of one image: an H×W input map, an OH×OW output map.
-struct PoolGeometry {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
-}
-
-impl PoolGeometry {
-    fn output_shape(&self) -> Vec<usize> {
-        vec![self.n, self.c, self.oh, self.ow]
-    }
-
-    /// Input rows covered by output row `oi`: the window `oi·S − P .. oi·S − P + K`, clipped
-    /// to the image (padded positions hold no value).
-    fn rows(&self, oi: usize) -> Range<usize> {
-        window(oi, self.stride.0, self.padding.0, self.kernel.0, self.h)
-    }
-
-    /// Input columns covered by output column `oj`, clipped like [`Self::rows`].
-    fn cols(&self, oj: usize) -> Range<usize> {
-        window(oj, self.stride.1, self.padding.1, self.kernel.1, self.w)
-    }
-
-    /// [`Self::rows`] of every output row and [`Self::cols`] of every output column,
-    /// computed once per pass.
-    fn windows(&self) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
-        (
-            (0..self.oh).map(|oi| self.rows(oi)).collect(),
-            (0..self.ow).map(|oj| self.cols(oj)).collect(),
-        )
-    }
-
-    /// Planes per parallel job: enough that a job reads about 16 K values, since a
-    /// single small plane is over before rayon has handed out the next.
-    fn planes_per_job(&self) -> usize {
-        ((1 << 14) / (self.h * self.w).max(1)).max(1)
-    }
-
-    /// The ubiquitous 2×2 windows, stride 2, no padding: they tile the plane, which
-    /// [`max_2x2_plane`] and [`route_2x2_plane`] make use of.
-    fn is_2x2_tiling(&self) -> bool {
-        self.padding == (0, 0) && self.kernel == (2, 2) && self.stride == (2, 2)
-    }
-}
-
-/// The input positions `[o·s − pad, o·s − pad + k)` that lie inside `0..len`. Computed in
-/// padded coordinates so that no index goes negative.
-fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> Range<usize> {
-    let start = o * stride;
-    let lo = start.max(pad) - pad;
-    let hi = (start + k).min(pad + len) - pad;
-    assert!(lo < hi, "a pooling window lies entirely in the padding");
-    lo..hi
-}
-
-/// Max pooling (PyTorch's `nn.MaxPool2d` with `dilation=1`, `ceil_mode=False`). Padded
-/// positions count as −∞, so they are never chosen.
+/// Max pooling (PyTorch's `nn.MaxPool2d` with `dilation=1`). Padded positions, and in
+/// ceil mode the part of a last window that hangs past the image, count as −∞, so they
+/// are never chosen.
 pub struct MaxPool2d {
     config: Pool2dConfig,
     /// What backward needs of the last forward pass: for each output, (N, C, OH, OW)
@@ -228,17 +213,21 @@ pub struct MaxPool2d {
     input_shape: Option<Vec<usize>>,
 }
 
-/// A position within one pooling window, row-major.
-type Tap = u16;
-
 impl MaxPool2d {
     /// A max-pooling layer; fails on a zero kernel or stride, padding above half the
-    /// kernel (PyTorch's rule), or a window of more than 65,535 positions.
+    /// kernel (PyTorch's rule), a window of more than 65,535 positions, or
+    /// `count_include_pad` turned off.
     pub fn new(config: Pool2dConfig) -> Result<Self> {
         config.validate("maxpool2d")?;
+        if !config.count_include_pad {
+            return Err(Error::config(
+                "maxpool2d",
+                "count_include_pad is a setting of average pooling; max pooling never \
+                 counts padding (PyTorch's nn.MaxPool2d has no such argument)",
+            ));
+        }
         let (kh, kw) = config.kernel;
-        // Taps are counted up in Tap, whose last value is never passed.
-        if kh * kw > usize::from(Tap::MAX) {
+        if kh * kw > MAX_WINDOW {
             return Err(Error::config(
                 "maxpool2d",
                 format!("a {kh}×{kw} window has more than 65,535 positions"),
@@ -259,23 +248,9 @@ impl MaxPool2d {
     /// For each output of the last forward pass, (N, C, OH, OW) row-major, the flat index
     /// of the input value it took; `None` before any forward.
     pub fn argmax(&self) -> Option<Vec<usize>> {
-        let g = self
-            .config
-            .geometry(self.kind(), self.input_shape.as_ref()?)
-            .ok()?;
-        let (rows, cols) = g.windows();
-        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let argmax = self
-            .taps
-            .chunks_exact(out_plane)
-            .enumerate()
-            .flat_map(|(p, taps)| {
-                let windows = every_window(&rows, &cols);
-                windows
-                    .zip(taps)
-                    .map(move |((r, c), &tap)| p * in_plane + tap_position(g.w, r, c, tap))
-            });
-        Some(argmax.collect())
+        let shape = self.input_shape.as_ref()?;
+        let g = self.config.geometry(self.kind(), shape).ok()?;
+        Some(kernels::max_pool2d_argmax(&g, &self.taps))
     }
 }
 
@@ -294,6 +269,7 @@ impl Layer for MaxPool2d {
             kernel,
             stride,
             padding,
+            ceil_mode: self.config.ceil_mode,
         }
     }
 
@@ -305,42 +281,13 @@ impl Layer for MaxPool2d {
     ///
     /// A NaN in a window wins, as in PyTorch's CPU kernel
     /// (`if (val > maxval || isnan(val))`); of several NaNs the last one. Ties go to the
-    /// first maximum in row-major order, the one PyTorch keeps.
+    /// first maximum in row-major order, the one PyTorch keeps. The position of each
+    /// maximum within its window (its tap) is kept for backward.
     fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
         let mut y = Tensor::for_overwrite(&g.output_shape());
         self.taps.resize(y.len(), 0);
-        let (rows, cols) = g.windows();
-        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let planes_per_job = g.planes_per_job();
-        let job = planes_per_job * out_plane;
-        y.data_mut()
-            .par_chunks_mut(job)
-            .zip(self.taps.par_chunks_mut(job))
-            .enumerate()
-            .for_each(|(j, (y, taps))| {
-                let planes = y
-                    .chunks_exact_mut(out_plane)
-                    .zip(taps.chunks_exact_mut(out_plane));
-                for (p, (y, taps)) in planes.enumerate() {
-                    let x = &x.data()[(j * planes_per_job + p) * in_plane..][..in_plane];
-                    match (g.padding, g.kernel, g.stride) {
-                        _ if g.is_2x2_tiling() => max_2x2_plane(&g, x, y, taps),
-                        ((0, 0), _, (_, 1)) => max_unpadded_plane::<1>(&g, x, y, taps),
-                        ((0, 0), _, (_, 2)) => max_unpadded_plane::<2>(&g, x, y, taps),
-                        _ => {
-                            let outputs = y.iter_mut().zip(taps.iter_mut());
-                            for ((r, c), (y, tap)) in every_window(&rows, &cols).zip(outputs) {
-                                let window = r.clone().flat_map(|row| &x[row * g.w..][c.clone()]);
-                                (*y, *tap) = (f32::NEG_INFINITY, 0);
-                                for (&v, t) in window.zip(0..) {
-                                    offer(y, tap, v, t);
-                                }
-                            }
-                        }
-                    }
-                }
-            });
+        kernels::max_pool2d_forward(&g, x.data(), y.data_mut(), &mut self.taps);
         self.input_shape = Some(x.shape().to_vec());
         Ok(y)
     }
@@ -355,31 +302,8 @@ impl Layer for MaxPool2d {
         let shape = kept(&self.input_shape, self.kind())?;
         let g = self.config.geometry(self.kind(), shape)?;
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
-        let (rows, cols) = g.windows();
-        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-        let mut dx = if g.is_2x2_tiling() {
-            Tensor::for_overwrite(shape)
-        } else {
-            Tensor::zeros(shape)
-        };
-        dx.data_mut()
-            .par_chunks_mut(in_plane.max(1))
-            .zip(
-                self.taps
-                    .par_chunks(out_plane)
-                    .zip(dy.data().par_chunks(out_plane)),
-            )
-            .with_min_len(g.planes_per_job())
-            .for_each(|(dx, (taps, dy))| {
-                if g.is_2x2_tiling() {
-                    route_2x2_plane(&g, taps, dy, dx);
-                } else {
-                    for ((r, c), (&tap, &d)) in every_window(&rows, &cols).zip(taps.iter().zip(dy))
-                    {
-                        dx[tap_position(g.w, r, c, tap)] += d;
-                    }
-                }
-            });
+        let mut dx = Tensor::for_overwrite(shape);
+        kernels::max_pool2d_backward(&g, &self.taps, dy.data(), dx.data_mut());
         Ok(dx)
     }
 
@@ -388,141 +312,11 @@ impl Layer for MaxPool2d {
     }
 }
 
-/// The (rows, columns) of every window of a plane, in the row-major order of the outputs.
-fn every_window<'a>(
-    rows: &'a [Range<usize>],
-    cols: &'a [Range<usize>],
-) -> impl Iterator<Item = (&'a Range<usize>, &'a Range<usize>)> + 'a {
-    rows.iter()
-        .flat_map(move |r| cols.iter().map(move |c| (r, c)))
-}
-
-/// Offers the value `v` at position `tap` to a window whose maximum so far is `best`, at
-/// `at`: PyTorch's max-pooling rule takes it if it is larger, or NaN. Random data makes
-/// this a coin flip, so the choice is a select, not a branch the CPU would mispredict.
-#[inline(always)]
-fn offer(best: &mut f32, at: &mut Tap, v: f32, tap: Tap) {
-    let take = (v > *best) | v.is_nan();
-    *best = select_unpredictable(take, v, *best);
-    *at = select_unpredictable(take, tap, *at);
-}
-
-/// The index in a plane of row length `w` of position `tap` of the window `rows × cols`.
-fn tap_position(w: usize, rows: &Range<usize>, cols: &Range<usize>, tap: Tap) -> usize {
-    let (i, j) = (usize::from(tap) / cols.len(), usize::from(tap) % cols.len());
-    (rows.start + i) * w + cols.start + j
-}
-
-/// One plane of the ubiquitous 2×2, stride 2, unpadded max pooling: x (H, W) → y (OH, OW)
-/// and the taps. Each window is two neighbours on two rows. A row's windows go through
-/// [`max_2x2_block`] eight at a time; a last short block (a whole row, in small planes)
-/// is copied into a full one first, so no output is computed by slower scalar code.
-fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
-    const B: usize = MAX_2X2_BLOCK;
-    let rows = x.chunks_exact(2 * g.w);
-    for ((y, taps), rows) in y
-        .chunks_exact_mut(g.ow)
-        .zip(taps.chunks_exact_mut(g.ow))
-        .zip(rows)
-    {
-        let (top, bottom) = rows.split_at(g.w);
-        let (top, bottom) = (&top[..2 * g.ow], &bottom[..2 * g.ow]);
-        let (mut y8, mut taps8) = (y.chunks_exact_mut(B), taps.chunks_exact_mut(B));
-        let (mut top16, mut bottom16) = (top.chunks_exact(2 * B), bottom.chunks_exact(2 * B));
-        for (((y, taps), top), bottom) in
-            (&mut y8).zip(&mut taps8).zip(&mut top16).zip(&mut bottom16)
-        {
-            let (best, at) = max_2x2_block(top.try_into().unwrap(), bottom.try_into().unwrap());
-            y.copy_from_slice(&best);
-            taps.copy_from_slice(&at);
-        }
-        let (y, taps) = (y8.into_remainder(), taps8.into_remainder());
-        if !y.is_empty() {
-            let (mut top, mut bottom) = ([0.0; 2 * B], [0.0; 2 * B]);
-            top[..2 * y.len()].copy_from_slice(top16.remainder());
-            bottom[..2 * y.len()].copy_from_slice(bottom16.remainder());
-            let (best, at) = max_2x2_block(&top, &bottom);
-            y.copy_from_slice(&best[..y.len()]);
-            taps.copy_from_slice(&at[..taps.len()]);
-        }
-    }
-}
-
-/// Windows handled side by side by [`max_2x2_block`].
-const MAX_2X2_BLOCK: usize = 8;
-
-/// The maxima and taps of eight neighbouring 2×2 windows, given their two rows. Selects
-/// instead of branches, and fixed sizes, so the eight are computed in vector registers.
-#[inline(always)]
-fn max_2x2_block(
-    top: &[f32; 2 * MAX_2X2_BLOCK],
-    bottom: &[f32; 2 * MAX_2X2_BLOCK],
-) -> ([f32; MAX_2X2_BLOCK], [Tap; MAX_2X2_BLOCK]) {
-    let (mut best, mut at) = ([0.0; MAX_2X2_BLOCK], [0; MAX_2X2_BLOCK]);
-    for k in 0..MAX_2X2_BLOCK {
-        (best[k], at[k]) = (top[2 * k], 0);
-        for (v, t) in [
-            (top[2 * k + 1], 1),
-            (bottom[2 * k], 2),
-            (bottom[2 * k + 1], 3),
-        ] {
-            offer(&mut best[k], &mut at[k], v, t);
-        }
-    }
-    (best, at)
-}
-
-/// Backward of [`max_2x2_plane`]: the windows tile the plane, so every value of dx is
-/// written once, `dy` at the recorded tap and 0 at the other three (and 0 in a last row
-/// or column no window covers). No zeroing pass, no scatter.
-fn route_2x2_plane(g: &PoolGeometry, taps: &[Tap], dy: &[f32], dx: &mut [f32]) {
-    let (covered, below) = dx.split_at_mut(g.oh * 2 * g.w);
-    below.fill(0.0);
-    let rows = covered.chunks_exact_mut(2 * g.w);
-    for ((taps, dy), rows) in taps.chunks_exact(g.ow).zip(dy.chunks_exact(g.ow)).zip(rows) {
-        let (top, bottom) = rows.split_at_mut(g.w);
-        top[2 * g.ow..].fill(0.0);
-        bottom[2 * g.ow..].fill(0.0);
-        let windows = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
-        for ((&tap, &d), (top, bottom)) in taps.iter().zip(dy).zip(windows) {
-            top[0] = if tap == 0 { d } else { 0.0 };
-            top[1] = if tap == 1 { d } else { 0.0 };
-            bottom[0] = if tap == 2 { d } else { 0.0 };
-            bottom[1] = if tap == 3 { d } else { 0.0 };
-        }
-    }
-}
-
-/// One plane of max pooling without padding and horizontal stride `SW`: x (H, W) → y
-/// (OH, OW) and the taps. Computed tap by tap along an output row, so that the outputs
-/// of the row, which are independent, are computed side by side (vector instructions).
-fn max_unpadded_plane<const SW: usize>(
-    g: &PoolGeometry,
-    x: &[f32],
-    y: &mut [f32],
-    taps: &mut [Tap],
-) {
-    let (kh, kw) = g.kernel;
-    let rows = y.chunks_exact_mut(g.ow).zip(taps.chunks_exact_mut(g.ow));
-    for (oi, (best, at)) in rows.enumerate() {
-        let top = oi * g.stride.0 * g.w;
-        best.fill(f32::NEG_INFINITY);
-        at.fill(0);
-        for (tap, (i, j)) in (0..).zip((0..kh).flat_map(|i| (0..kw).map(move |j| (i, j)))) {
-            let line = &x[top + i * g.w + j..][..(g.ow - 1) * SW + 1];
-            for ((b, a), &v) in best
-                .iter_mut()
-                .zip(at.iter_mut())
-                .zip(line.iter().step_by(SW))
-            {
-                offer(b, a, v, tap);
-            }
-        }
-    }
-}
-
-/// Average pooling with PyTorch's defaults (`nn.AvgPool2d`: `count_include_pad=True`,
-/// `ceil_mode=False`): every window is divided by KH·KW, padded zeros included.
+/// Average pooling, PyTorch's `nn.AvgPool2d` (without `divisor_override`): the sum over a
+/// window divided by its size. With `count_include_pad` (the default) padded zeros count:
+/// a window is divided by KH·KW, except that in ceil mode a last window hanging past the
+/// padded image is divided by the part of it inside. Without, a window is divided by
+/// the number of real input positions it holds.
 pub struct AvgPool2d {
     config: Pool2dConfig,
     /// The input shape of the last forward pass, (N, C, H, W): all backward needs.
@@ -561,6 +355,8 @@ impl Layer for AvgPool2d {
             kernel,
             stride,
             padding,
+            ceil_mode: self.config.ceil_mode,
+            count_include_pad: self.config.count_include_pad,
         }
     }
 
@@ -568,63 +364,26 @@ impl Layer for AvgPool2d {
         Ok(self.config.geometry(self.kind(), input)?.output_shape())
     }
 
-    /// x: (N, C, H, W) → y: (N, C, OH, OW), `y[n,c,i,j] = Σ_{window(i,j)} x / (KH·KW)`.
+    /// x: (N, C, H, W) → y: (N, C, OH, OW), `y[n,c,i,j] = Σ_{window(i,j)} x / d(i,j)`,
+    /// with `d(i,j)` the divisor of the window (see the type's docs).
     fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
-        let mut y = Tensor::zeros(&g.output_shape());
-        // count_include_pad=True: padded positions are zeros that count in the divisor.
-        let area = (g.kernel.0 * g.kernel.1) as f32;
-        y.data_mut()
-            .par_chunks_mut(g.oh * g.ow)
-            .zip(x.data().par_chunks(g.h * g.w))
-            .for_each(|(y, x)| {
-                for oi in 0..g.oh {
-                    let rows = g.rows(oi);
-                    for oj in 0..g.ow {
-                        let cols = g.cols(oj);
-                        let sum: f32 = rows
-                            .clone()
-                            .map(|r| {
-                                x[r * g.w + cols.start..r * g.w + cols.end]
-                                    .iter()
-                                    .sum::<f32>()
-                            })
-                            .sum();
-                        y[oi * g.ow + oj] = sum / area;
-                    }
-                }
-            });
+        let mut y = Tensor::for_overwrite(&g.output_shape());
+        kernels::avg_pool2d_forward(&g, x.data(), y.data_mut());
         self.input_shape = Some(x.shape().to_vec());
         Ok(y)
     }
 
     /// dy: (N, C, OH, OW) → dx: (N, C, H, W).
     ///
-    /// Each input in the window has `∂y/∂x = 1/(KH·KW)`, so `dy/(KH·KW)` is spread equally
-    /// over the window; overlapping windows add.
+    /// Each input in the window has `∂y/∂x = 1/d`, so `dy/d` is spread equally over the
+    /// window's real positions; overlapping windows add.
     fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         let input_shape = kept(&self.input_shape, self.kind())?;
         let g = self.config.geometry(self.kind(), input_shape)?;
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
-        let mut dx = Tensor::zeros(input_shape);
-        let area = (g.kernel.0 * g.kernel.1) as f32;
-        dx.data_mut()
-            .par_chunks_mut(g.h * g.w)
-            .zip(dy.data().par_chunks(g.oh * g.ow))
-            .for_each(|(dx, dy)| {
-                for oi in 0..g.oh {
-                    let rows = g.rows(oi);
-                    for oj in 0..g.ow {
-                        let cols = g.cols(oj);
-                        let d = dy[oi * g.ow + oj] / area;
-                        for r in rows.clone() {
-                            for v in &mut dx[r * g.w + cols.start..r * g.w + cols.end] {
-                                *v += d;
-                            }
-                        }
-                    }
-                }
-            });
+        let mut dx = Tensor::for_overwrite(input_shape);
+        kernels::avg_pool2d_backward(&g, dy.data(), dx.data_mut());
         Ok(dx)
     }
 
@@ -738,69 +497,108 @@ mod tests {
         assert_eq!(dx.data(), &expected);
     }
 
-    /// PyTorch's max pooling written out window by window: scan the window row-major,
-    /// take a value that is larger than the best so far or NaN; route `dy` to the taken
-    /// position. Returns (y, dx).
-    fn max_pool_by_definition(
-        config: Pool2dConfig,
-        x: &Tensor,
-        dy: impl Fn(usize) -> f32,
-    ) -> (Vec<f32>, Vec<f32>) {
-        let g = config.geometry("maxpool2d", x.shape()).unwrap();
-        let (mut y, mut dx) = (Vec::new(), vec![0.0; x.len()]);
-        for plane in 0..g.n * g.c {
-            for oi in 0..g.oh {
-                for oj in 0..g.ow {
-                    let (mut best, mut at) = (f32::NEG_INFINITY, None);
-                    for r in g.rows(oi) {
-                        for c in g.cols(oj) {
-                            let i = (plane * g.h + r) * g.w + c;
-                            if x.data()[i] > best || x.data()[i].is_nan() {
-                                (best, at) = (x.data()[i], Some(i));
-                            }
-                        }
-                    }
-                    dx[at.unwrap()] += dy(y.len());
-                    y.push(best);
-                }
-            }
-        }
-        (y, dx)
-    }
-
+    use crate::gradcheck::assert_close;
+    use crate::kernels::reference;
     use proptest::prelude::*;
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
-
-        /// Every forward and backward path (2×2 tiles, unpadded strides 1 and 2, the
-        /// general windows) against the definition, on values with many ties and NaNs.
-        #[test]
-        fn max_pool_matches_its_definition(
-            (k, stride, pad) in (1usize..4, 1usize..4).prop_flat_map(|(k, s)| (Just(k), Just(s), 0..=k / 2)),
-            (n, c, h, w) in (1usize..3, 1usize..3, 1usize..8, 1usize..8),
-            values in prop::collection::vec(0u8..5, 2 * 2 * 7 * 7),
-        ) {
-            let config = Pool2dConfig::new(k).stride(stride).padding(pad);
-            let mut pool = MaxPool2d::new(config).unwrap();
-            let values = values.iter().map(|&v| if v == 4 { f32::NAN } else { f32::from(v) });
-            let x = Tensor::from_vec(&[n, c, h, w], values.take(n * c * h * w).collect()).unwrap();
-            prop_assume!(config.geometry("maxpool2d", x.shape()).is_ok());
-            let (y, dx) = max_pool_by_definition(config, &x, |i| 1.0 + i as f32);
-            let fast_y = pool.forward_ref(&x, Mode::Train).unwrap();
-            let same = |a: &f32, b: &f32| a == b || a.is_nan() && b.is_nan();
-            prop_assert!(fast_y.data().iter().zip(&y).all(|(a, b)| same(a, b)));
-            let dy = Tensor::from_vec(fast_y.shape(), (0..y.len()).map(|i| 1.0 + i as f32).collect()).unwrap();
-            let fast_dx = pool.backward_ref(&dy).unwrap();
-            prop_assert_eq!(fast_dx.data(), &dx[..]);
-        }
+    /// Pooling settings with the shapes that reach every path: square 2×2 windows with
+    /// stride 2 (the tiling) often, otherwise any window of up to 4×4 and strides up to 4
+    /// per axis; no padding half of the time (the unpadded paths), else any padding
+    /// PyTorch allows; ceil mode on or off.
+    fn pool_settings() -> impl Strategy<Value = Pool2dConfig> {
+        let sizes = prop_oneof![
+            Just(((2, 2), (2, 2))),
+            ((1usize..5, 1usize..5), (1usize..5, 1usize..5)),
+        ];
+        (sizes, any::<bool>(), any::<bool>(), 0usize..3, 0usize..3).prop_map(
+            |(((kh, kw), (sh, sw)), padded, ceil_mode, ph, pw)| {
+                let (ph, pw) = if padded {
+                    (ph.min(kh / 2), pw.min(kw / 2))
+                } else {
+                    (0, 0)
+                };
+                Pool2dConfig::new(1)
+                    .kernel(kh, kw)
+                    .stride_hw(sh, sw)
+                    .padding_hw(ph, pw)
+                    .ceil_mode(ceil_mode)
+            },
+        )
     }
 
-    #[test]
-    fn window_is_clipped_to_the_image() {
-        // k = 3, pad 1, stride 2 over 5 positions: windows [-1,2), [1,4), [3,6) → clipped.
-        assert_eq!(window(0, 2, 1, 3, 5), 0..2);
-        assert_eq!(window(1, 2, 1, 3, 5), 1..4);
-        assert_eq!(window(2, 2, 1, 3, 5), 3..5);
+    /// (N, C, H, W) with planes wide enough for full eight-window blocks of the 2×2 path
+    /// and its short remainders, and the values of the largest such input.
+    fn input_and_values() -> impl Strategy<Value = ([usize; 4], Vec<u8>)> {
+        (
+            (1usize..3, 1usize..3, 1usize..10, 1usize..21),
+            prop::collection::vec(0u8..6, 2 * 2 * 9 * 20),
+        )
+            .prop_map(|((n, c, h, w), v)| ([n, c, h, w], v))
+    }
+
+    /// The values as f32: small integers, with many ties, NaNs (4) and −∞ (5).
+    fn tensor(shape: [usize; 4], values: &[u8]) -> Tensor {
+        let len = shape.iter().product();
+        let values = values[..len].iter().map(|&v| match v {
+            4 => f32::NAN,
+            5 => f32::NEG_INFINITY,
+            v => f32::from(v),
+        });
+        Tensor::from_vec(&shape, values.collect()).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+
+        /// Every forward and backward path (2×2 tiles, unpadded strides 1 and 2, the
+        /// clipped windows of padding and ceil mode) against the definition in
+        /// `kernels::reference`, on values with many ties, NaNs and −∞: the same outputs,
+        /// the same argmax, the same routing of the gradient.
+        #[test]
+        fn max_pool_matches_its_definition(
+            config in pool_settings(),
+            (shape, values) in input_and_values(),
+        ) {
+            let mut pool = MaxPool2d::new(config).unwrap();
+            let x = tensor(shape, &values);
+            let Ok(g) = config.geometry("maxpool2d", x.shape()) else {
+                return Err(TestCaseError::reject("no window fits"));
+            };
+            let (y, argmax) = reference::max_pool2d_forward(&g, x.data());
+            let fast_y = pool.forward_ref(&x, Mode::Train).unwrap();
+            let same = |a: &f32, b: &f32| a == b || a.is_nan() && b.is_nan();
+            prop_assert!(fast_y.data().iter().zip(&y).all(|(a, b)| same(a, b)), "{:?}", g);
+            prop_assert_eq!(pool.argmax().unwrap(), argmax.clone(), "{:?}", g);
+            let dy: Vec<f32> = (0..y.len()).map(|i| 1.0 + i as f32).collect();
+            let dx = reference::max_pool2d_backward(&g, &argmax, &dy);
+            let fast_dx = pool.backward_ref(&Tensor::from_vec(fast_y.shape(), dy).unwrap()).unwrap();
+            prop_assert_eq!(fast_dx.data(), &dx[..], "{:?}", g);
+        }
+
+        /// Average pooling, forward and backward, against the definition, with and without
+        /// count_include_pad, in both rounding modes.
+        #[test]
+        fn avg_pool_matches_its_definition(
+            config in pool_settings(),
+            count_include_pad in any::<bool>(),
+            (shape, values) in input_and_values(),
+        ) {
+            let config = config.count_include_pad(count_include_pad);
+            let mut pool = AvgPool2d::new(config).unwrap();
+            // Finite values only: an average has no NaN rule to check.
+            let values: Vec<u8> = values.iter().map(|v| v % 4).collect();
+            let x = tensor(shape, &values);
+            let Ok(g) = config.geometry("avgpool2d", x.shape()) else {
+                return Err(TestCaseError::reject("no window fits"));
+            };
+            let what = format!("{g:?}");
+            let y = reference::avg_pool2d_forward(&g, x.data());
+            let fast_y = pool.forward_ref(&x, Mode::Train).unwrap();
+            assert_close(&what, fast_y.data(), &y, 1e-6, 1e-6);
+            let dy: Vec<f32> = (0..y.len()).map(|i| 1.0 + (i % 7) as f32).collect();
+            let dx = reference::avg_pool2d_backward(&g, &dy);
+            let fast_dx = pool.backward_ref(&Tensor::from_vec(fast_y.shape(), dy).unwrap()).unwrap();
+            assert_close(&what, fast_dx.data(), &dx, 1e-6, 1e-6);
+        }
     }
 }
