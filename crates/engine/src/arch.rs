@@ -31,7 +31,7 @@ use crate::layers::{
 };
 use crate::network::{Residual, Sequential};
 use crate::rng::Rng;
-pub use crate::spec::{LayerSpec, PadSpec, Size2};
+pub use crate::spec::{BatchNormSpec, LayerSpec, PadSpec, Size2};
 use crate::tensor::shape_str;
 
 /// A whole network: the shape of one input image and the layers in order.
@@ -285,43 +285,16 @@ impl LayerSpec {
             }
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p, rng)?),
-            LayerSpec::BatchNorm2d {
-                features,
-                eps,
-                momentum,
-                affine,
-                track_running_stats,
-            } => {
+            LayerSpec::BatchNorm2d(bn) => {
                 let c = image_channels(kind, shape)?;
-                check_declared(kind, "features", *features, c, format!("{c} channels"))?;
-                let config = BatchNormConfig::new(c)
-                    .eps(*eps)
-                    .momentum(*momentum)
-                    .affine(*affine)
-                    .track_running_stats(*track_running_stats);
-                Box::new(BatchNorm2d::with_config(config)?)
+                check_declared(kind, "features", bn.features, c, format!("{c} channels"))?;
+                Box::new(BatchNorm2d::with_config(BatchNormConfig::from_spec(bn, c))?)
             }
-            LayerSpec::BatchNorm1d {
-                features,
-                eps,
-                momentum,
-                affine,
-                track_running_stats,
-            } => {
+            LayerSpec::BatchNorm1d(bn) => {
                 let f = flat_features(kind, shape)?;
-                check_declared(
-                    kind,
-                    "features",
-                    *features,
-                    f,
-                    features_origin(f, flattened_from),
-                )?;
-                let config = BatchNormConfig::new(f)
-                    .eps(*eps)
-                    .momentum(*momentum)
-                    .affine(*affine)
-                    .track_running_stats(*track_running_stats);
-                Box::new(BatchNorm1d::with_config(config)?)
+                let origin = features_origin(f, flattened_from);
+                check_declared(kind, "features", bn.features, f, origin)?;
+                Box::new(BatchNorm1d::with_config(BatchNormConfig::from_spec(bn, f))?)
             }
             LayerSpec::Residual {
                 main,

@@ -153,43 +153,10 @@ pub enum LayerSpec {
         #[serde(default = "half")]
         p: f32,
     },
-    /// PyTorch's `nn.BatchNorm2d`; the settings default to PyTorch's and are written only
-    /// when they differ ([`crate::layers::BatchNormConfig`] says what each does).
-    BatchNorm2d {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        features: Option<usize>,
-        #[serde(default = "bn_eps", skip_serializing_if = "is_bn_eps")]
-        eps: f64,
-        /// A number, or `"none"` for PyTorch's `momentum=None` (a cumulative average).
-        #[serde(
-            default = "bn_momentum",
-            skip_serializing_if = "is_bn_momentum",
-            with = "momentum"
-        )]
-        momentum: Option<f64>,
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
-        affine: bool,
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
-        track_running_stats: bool,
-    },
-    /// PyTorch's `nn.BatchNorm1d`, with the settings of [`LayerSpec::BatchNorm2d`].
-    BatchNorm1d {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        features: Option<usize>,
-        #[serde(default = "bn_eps", skip_serializing_if = "is_bn_eps")]
-        eps: f64,
-        /// A number, or `"none"` for PyTorch's `momentum=None` (a cumulative average).
-        #[serde(
-            default = "bn_momentum",
-            skip_serializing_if = "is_bn_momentum",
-            with = "momentum"
-        )]
-        momentum: Option<f64>,
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
-        affine: bool,
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
-        track_running_stats: bool,
-    },
+    /// PyTorch's `nn.BatchNorm2d`.
+    BatchNorm2d(BatchNormSpec),
+    /// PyTorch's `nn.BatchNorm1d`.
+    BatchNorm1d(BatchNormSpec),
     /// `y = activation(main(x) + shortcut(x))`; no shortcut means the identity.
     Residual {
         main: Vec<LayerSpec>,
@@ -220,14 +187,57 @@ pub enum LayerSpec {
 fn default_groups() -> usize {
     1
 }
+/// PyTorch's default BatchNorm `eps`, added to the variance before the square root.
+pub const BATCHNORM_EPS: f64 = 1e-5;
+
+/// PyTorch's default BatchNorm `momentum`:
+/// `running = (1 − momentum)·running + momentum·batch`.
+pub const BATCHNORM_MOMENTUM: f64 = 0.1;
+
+/// The settings of a BatchNorm entry; they default to PyTorch's and are written only when
+/// they differ ([`crate::layers::BatchNormConfig`] says what each does).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormSpec {
+    /// Channels (features); follows from the previous layer when not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<usize>,
+    #[serde(default = "bn_eps", skip_serializing_if = "is_bn_eps")]
+    pub eps: f64,
+    /// A number, or `"none"` for PyTorch's `momentum=None` (a cumulative average).
+    #[serde(
+        default = "bn_momentum",
+        skip_serializing_if = "is_bn_momentum",
+        with = "momentum"
+    )]
+    pub momentum: Option<f64>,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub affine: bool,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub track_running_stats: bool,
+}
+
+impl Default for BatchNormSpec {
+    /// PyTorch's `nn.BatchNorm2d(C)`, C following from the previous layer.
+    fn default() -> Self {
+        BatchNormSpec {
+            features: None,
+            eps: BATCHNORM_EPS,
+            momentum: bn_momentum(),
+            affine: true,
+            track_running_stats: true,
+        }
+    }
+}
+
 fn bn_eps() -> f64 {
-    crate::layers::batchnorm::EPS
+    BATCHNORM_EPS
 }
 fn is_bn_eps(eps: &f64) -> bool {
-    *eps == bn_eps()
+    *eps == BATCHNORM_EPS
 }
 fn bn_momentum() -> Option<f64> {
-    Some(crate::layers::batchnorm::MOMENTUM)
+    Some(BATCHNORM_MOMENTUM)
 }
 fn is_bn_momentum(m: &Option<f64>) -> bool {
     *m == bn_momentum()
@@ -283,8 +293,8 @@ impl LayerSpec {
             LayerSpec::AvgPool2d { .. } => "avgpool2d",
             LayerSpec::GlobalAvgPool => "globalavgpool",
             LayerSpec::Dropout { .. } => "dropout",
-            LayerSpec::BatchNorm2d { .. } => "batchnorm2d",
-            LayerSpec::BatchNorm1d { .. } => "batchnorm1d",
+            LayerSpec::BatchNorm2d(_) => "batchnorm2d",
+            LayerSpec::BatchNorm1d(_) => "batchnorm1d",
             LayerSpec::Residual { .. } => "residual",
             LayerSpec::Custom { .. } => "custom",
             LayerSpec::Sequential { .. } => "sequential",
@@ -308,8 +318,8 @@ impl LayerSpec {
             | LayerSpec::AvgPool2d { .. }
             | LayerSpec::GlobalAvgPool
             | LayerSpec::Dropout { .. }
-            | LayerSpec::BatchNorm2d { .. }
-            | LayerSpec::BatchNorm1d { .. }
+            | LayerSpec::BatchNorm2d(_)
+            | LayerSpec::BatchNorm1d(_)
             | LayerSpec::Custom { .. } => Composition::Leaf,
             LayerSpec::Sequential { .. } => Composition::Chain,
             LayerSpec::Residual { .. } | LayerSpec::BasicBlock { .. } => Composition::Residual,

@@ -10,7 +10,7 @@
 //! | `mlp` | a fully connected baseline: flatten, 256-ReLU-128-ReLU-classes (784-256-128-10 = 235,146 parameters on 1×28×28) |
 //! | `mlp-lenet5` | a fully connected network with LeNet-5's parameter budget: flatten, H-ReLU-classes, with the hidden width H chosen so the parameter count is the closest to `lenet5`'s for the same images and classes (784-78-10 = 62,020 parameters on 1×28×28, against LeNet-5's 61,706): the fair partner for comparing a CNN with a traditional network |
 
-use crate::arch::{Architecture, LayerSpec, PadSpec, Size2};
+use crate::arch::{Architecture, BatchNormSpec, LayerSpec, PadSpec, Size2};
 use crate::error::{Error, Result};
 use crate::layers::LayerExt;
 use crate::rng::Rng;
@@ -72,13 +72,7 @@ fn maxpool2() -> LayerSpec {
 }
 
 fn batchnorm2d() -> LayerSpec {
-    LayerSpec::BatchNorm2d {
-        features: None,
-        eps: crate::layers::batchnorm::EPS,
-        momentum: Some(crate::layers::batchnorm::MOMENTUM),
-        affine: true,
-        track_running_stats: true,
-    }
+    LayerSpec::BatchNorm2d(BatchNormSpec::default())
 }
 
 /// LeNet-5: conv 6@5×5 – ReLU – pool – conv 16@5×5 – ReLU – pool – fc 120 – fc 84 – fc.

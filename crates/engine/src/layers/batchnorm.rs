@@ -11,14 +11,14 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::kernels::{lane_sum, lane_sum_pairs};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
-use crate::spec::LayerSpec;
+use crate::spec::{BatchNormSpec, LayerSpec};
 use crate::tensor::Tensor;
 
 /// PyTorch's default `eps`, added to the variance before the square root.
-pub const EPS: f64 = 1e-5;
+pub use crate::spec::BATCHNORM_EPS as EPS;
 
 /// PyTorch's default `momentum`: `running = (1 − momentum)·running + momentum·batch`.
-pub const MOMENTUM: f64 = 0.1;
+pub use crate::spec::BATCHNORM_MOMENTUM as MOMENTUM;
 
 /// The settings of a batch-norm layer, PyTorch's arguments of `nn.BatchNorm{1,2}d` with
 /// its defaults. Start from [`BatchNormConfig::new`] and adjust:
@@ -58,12 +58,29 @@ impl BatchNormConfig {
     /// PyTorch's defaults for `num_features` channels: eps 1e-5, momentum 0.1, affine,
     /// tracking running statistics.
     pub fn new(num_features: usize) -> Self {
+        Self::from_spec(&BatchNormSpec::default(), num_features)
+    }
+
+    /// The settings an architecture entry writes, for `num_features` channels (the entry's
+    /// own `features`, when written, is checked against them by the caller).
+    pub fn from_spec(spec: &BatchNormSpec, num_features: usize) -> Self {
         BatchNormConfig {
             num_features,
-            eps: EPS,
-            momentum: Some(MOMENTUM),
-            affine: true,
-            track_running_stats: true,
+            eps: spec.eps,
+            momentum: spec.momentum,
+            affine: spec.affine,
+            track_running_stats: spec.track_running_stats,
+        }
+    }
+
+    /// The settings as an architecture entry, every size written out.
+    pub fn spec(&self) -> BatchNormSpec {
+        BatchNormSpec {
+            features: Some(self.num_features),
+            eps: self.eps,
+            momentum: self.momentum,
+            affine: self.affine,
+            track_running_stats: self.track_running_stats,
         }
     }
 
@@ -164,13 +181,7 @@ impl Layout for Image {
     const NAME: &'static str = "BatchNorm2d";
 
     fn spec(c: &BatchNormConfig) -> LayerSpec {
-        LayerSpec::BatchNorm2d {
-            features: Some(c.num_features),
-            eps: c.eps,
-            momentum: c.momentum,
-            affine: c.affine,
-            track_running_stats: c.track_running_stats,
-        }
+        LayerSpec::BatchNorm2d(c.spec())
     }
 
     fn split(shape: &[usize], channels: usize) -> Result<(usize, usize, usize)> {
@@ -186,13 +197,7 @@ impl Layout for Flat {
     const NAME: &'static str = "BatchNorm1d";
 
     fn spec(c: &BatchNormConfig) -> LayerSpec {
-        LayerSpec::BatchNorm1d {
-            features: Some(c.num_features),
-            eps: c.eps,
-            momentum: c.momentum,
-            affine: c.affine,
-            track_running_stats: c.track_running_stats,
-        }
+        LayerSpec::BatchNorm1d(c.spec())
     }
 
     fn split(shape: &[usize], channels: usize) -> Result<(usize, usize, usize)> {
