@@ -109,11 +109,25 @@ impl Tensor {
 
     /// A tensor whose values are unspecified (what a recycled buffer held, zeros beyond),
     /// for a caller that overwrites every one of them: it saves writing zeros first.
+    ///
+    /// In builds with debug assertions (the tests) every value starts as NaN instead, so
+    /// a kernel that misses one makes its result NaN rather than silently reusing a value
+    /// of another tensor.
     pub fn for_overwrite(shape: &[usize]) -> Self {
         let len = numel(shape);
         let mut data = recycled_buffer(len);
         data.truncate(len);
-        data.resize(len, 0.0);
+        if cfg!(debug_assertions) {
+            data.fill(f32::NAN);
+        }
+        data.resize(
+            len,
+            if cfg!(debug_assertions) {
+                f32::NAN
+            } else {
+                0.0
+            },
+        );
         Tensor {
             shape: shape.to_vec(),
             data: Arc::new(data),

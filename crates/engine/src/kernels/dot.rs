@@ -9,8 +9,10 @@
 //! side by side in vector registers (lanes along `k`), each reduced to one number at the
 //! end: every loaded vector serves `R` or `S` multiply-adds, and nothing is copied.
 
-/// `C (m×n) [+]= A (m×k) · Bᵀ` where B is stored `n×k`, all row-major and C's rows `ldc`
-/// apart: `C[i, j] [+]= Σ_p A[i, p]·B[j, p]`. With `accumulate` the products are added to
+use super::RowsMut;
+
+/// `C (m×n) [+]= A (m×k) · Bᵀ` where B is stored `n×k`, all row-major, C given as its
+/// rows: `C[i, j] [+]= Σ_p A[i, p]·B[j, p]`. With `accumulate` the products are added to
 /// C; otherwise C is overwritten. Compiled for AVX-512 or AVX2/FMA where the CPU has them.
 ///
 /// Each entry is summed the same way whatever `m`, `n` and the blocks around it, so a
@@ -22,8 +24,7 @@ pub fn dot_rows(
     k: usize,
     a: &[f32],
     b: &[f32],
-    c: &mut [f32],
-    ldc: usize,
+    mut c: RowsMut,
     accumulate: bool,
 ) {
     assert_eq!(
@@ -39,30 +40,30 @@ pub fn dot_rows(
         b.len()
     );
     assert!(
-        ldc >= n && c.len() == if m == 0 { 0 } else { (m - 1) * ldc + n },
-        "dot_rows: C holds {} values, not {m} rows of {n}, {ldc} apart",
-        c.len()
+        c.rows() == m && c.cols() == n,
+        "dot_rows: C is {} rows of {}, not {m} of {n}",
+        c.rows(),
+        c.cols()
     );
     let product = Product {
         m,
         n,
         k,
-        ldc,
         accumulate,
     };
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { dot_rows_avx512(&product, a, b, c) };
+            return unsafe { dot_rows_avx512(&product, a, b, &mut c) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: as above.
-            return unsafe { dot_rows_avx2(&product, a, b, c) };
+            return unsafe { dot_rows_avx2(&product, a, b, &mut c) };
         }
     }
-    blocks::<4, 4, 3, false>(&product, a, b, c);
+    blocks::<4, 4, 3, false>(&product, a, b, &mut c);
 }
 
 /// The sizes of one [`dot_rows`] product.
@@ -70,21 +71,20 @@ struct Product {
     m: usize,
     n: usize,
     k: usize,
-    ldc: usize,
     accumulate: bool,
 }
 
 /// 16 lanes in one register; 4×4 running sums and 8 loaded rows fit the 32 registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn dot_rows_avx512(product: &Product, a: &[f32], b: &[f32], c: &mut [f32]) {
+fn dot_rows_avx512(product: &Product, a: &[f32], b: &[f32], c: &mut RowsMut) {
     blocks::<16, 4, 4, true>(product, a, b, c);
 }
 
 /// 8 lanes in one register; 4×3 running sums and the rows they read fit the 16 registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn dot_rows_avx2(product: &Product, a: &[f32], b: &[f32], c: &mut [f32]) {
+fn dot_rows_avx2(product: &Product, a: &[f32], b: &[f32], c: &mut RowsMut) {
     blocks::<8, 4, 3, true>(product, a, b, c);
 }
 
@@ -95,19 +95,18 @@ fn blocks<const L: usize, const R: usize, const S: usize, const FMA: bool>(
     product: &Product,
     a: &[f32],
     b: &[f32],
-    c: &mut [f32],
+    c: &mut RowsMut,
 ) {
     let &Product {
         m,
         n,
         k,
-        ldc,
         accumulate,
     } = product;
     if k == 0 {
         if !accumulate {
-            for row in c.chunks_mut(ldc) {
-                row[..n].fill(0.0);
+            for i in 0..m {
+                c.row(i).fill(0.0);
             }
         }
         return;
@@ -117,7 +116,7 @@ fn blocks<const L: usize, const R: usize, const S: usize, const FMA: bool>(
         for j0 in (0..n).step_by(S) {
             let b_rows = &b[j0 * k..(j0 + S).min(n) * k];
             let mut store = |r: usize, s: usize, v: f32| {
-                let dst = &mut c[(i0 + r) * ldc + j0 + s];
+                let dst = &mut c.row(i0 + r)[j0 + s];
                 *dst = if accumulate { *dst + v } else { v };
             };
             // The edges of C take smaller blocks: as many sums as there are entries left.
@@ -242,18 +241,18 @@ mod tests {
                     let b: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
                     let want = naive(m, n, k, &a, &b);
                     let mut c = vec![f32::NAN; m * n];
-                    dot_rows(m, n, k, &a, &b, &mut c, n, false);
+                    dot_rows(m, n, k, &a, &b, RowsMut::new(&mut c, m, n, n), false);
                     let mut c_plus = vec![0.5; m * n];
-                    dot_rows(m, n, k, &a, &b, &mut c_plus, n, true);
+                    dot_rows(m, n, k, &a, &b, RowsMut::new(&mut c_plus, m, n, n), true);
                     let mut portable = vec![0.5; m * n];
                     let product = Product {
                         m,
                         n,
                         k,
-                        ldc: n,
                         accumulate: true,
                     };
-                    blocks::<4, 4, 3, false>(&product, &a, &b, &mut portable);
+                    let mut rows = RowsMut::new(&mut portable, m, n, n);
+                    blocks::<4, 4, 3, false>(&product, &a, &b, &mut rows);
                     for i in 0..m * n {
                         let tol = 1e-5 * (1.0 + k as f64);
                         let at = format!("{m}×{n}×{k}, entry {i}: want {}", want[i]);
@@ -281,9 +280,9 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
         let b: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
         let mut whole = vec![0.0; m * n];
-        dot_rows(m, n, k, &a, &b, &mut whole, n, false);
+        dot_rows(m, n, k, &a, &b, RowsMut::new(&mut whole, m, n, n), false);
         let mut wide = vec![7.0; m * ldc];
-        dot_rows(m, n, k, &a, &b, &mut wide[..(m - 1) * ldc + n], ldc, false);
+        dot_rows(m, n, k, &a, &b, RowsMut::new(&mut wide, m, n, ldc), false);
         for (i, row) in wide.chunks(ldc).enumerate() {
             assert_eq!(row[..n], whole[i * n..][..n], "row {i}");
             assert!(row[n..].iter().all(|&v| v == 7.0), "row {i} beyond n");

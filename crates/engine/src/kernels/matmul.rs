@@ -2,6 +2,7 @@
 //! AVX2/FMA or portable, chosen at run time for the CPU).
 
 use super::dot::dot_rows;
+use super::RowsMut;
 use rayon::prelude::*;
 
 /// Size (m·n·k) from which [`gemm()`] spreads a product over the rayon pool. Below it, a
@@ -187,16 +188,18 @@ impl Layout {
             return;
         }
         if self.a_cs == 1 && self.b_rs == 1 && k >= DOT_ROWS_MIN_K {
-            // SAFETY: the caller's contract: A's m rows of k values, B's n rows of k values
-            // (B is stored transposed) and C's m rows of n values are in bounds.
+            // SAFETY: the caller's contract: A's m rows of k values and B's n rows of k
+            // values (B is stored transposed) are in bounds, and C's m rows of n values,
+            // `c_rs` apart, are in bounds and this call's alone — the values between
+            // them may be another thread's, which is why C is handed on row by row.
             let (a, b, c) = unsafe {
                 (
                     std::slice::from_raw_parts(a, m * k),
                     std::slice::from_raw_parts(b, n * k),
-                    std::slice::from_raw_parts_mut(c, (m - 1) * self.c_rs + n),
+                    RowsMut::from_raw(c, m, n, self.c_rs),
                 )
             };
-            return dot_rows(m, n, k, a, b, c, self.c_rs, accumulate);
+            return dot_rows(m, n, k, a, b, c, accumulate);
         }
         // SAFETY: the caller's contract.
         unsafe {

@@ -10,6 +10,76 @@ pub mod matmul;
 pub mod pool;
 pub mod reference;
 
+/// Rows of a block of a row-major matrix whose rows lie `stride` apart: row `i` is the
+/// `cols` values at `ptr + i·stride`. Between a block's rows lie values that are not its
+/// own — the columns of other threads' blocks — so the block is never borrowed whole:
+/// [`RowsMut::row`] lends one row at a time.
+pub struct RowsMut<'a> {
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> RowsMut<'a> {
+    /// All of `values` as `rows` rows of `cols` values, `stride` apart (the last row may
+    /// end the slice). Panics if they do not fit.
+    pub fn new(values: &'a mut [f32], rows: usize, cols: usize, stride: usize) -> Self {
+        assert!(
+            stride >= cols && (rows == 0 || (rows - 1) * stride + cols <= values.len()),
+            "{rows} rows of {cols} values, {stride} apart, do not fit in {} values",
+            values.len()
+        );
+        RowsMut {
+            ptr: values.as_mut_ptr(),
+            rows,
+            cols,
+            stride,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// The block of `rows` rows of `cols` values, `stride` apart, at `ptr`.
+    ///
+    /// # Safety
+    /// Every row must be valid for writes for `'a`, and no other reference may reach
+    /// these rows' values while the block lives (the values between the rows may be
+    /// anyone's).
+    pub unsafe fn from_raw(ptr: *mut f32, rows: usize, cols: usize, stride: usize) -> Self {
+        RowsMut {
+            ptr,
+            rows,
+            cols,
+            stride,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row `i`, its `cols` values. Panics if there is no such row.
+    #[inline(always)]
+    pub fn row(&mut self, i: usize) -> &mut [f32] {
+        assert!(i < self.rows, "row {i} of a block of {} rows", self.rows);
+        // SAFETY: row i is inside the block (checked above), the block's rows are valid
+        // and unshared (the contract of `new` or `from_raw`), and the `&mut self` borrow
+        // keeps this the only reference to them.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.stride), self.cols) }
+    }
+}
+
+// SAFETY: a block is a unique borrow of its rows, like `&mut [f32]`, which is `Send`.
+unsafe impl Send for RowsMut<'_> {}
+
 /// `Σ_i f(v[i])`, accumulated in f64: see [`lane_sum_pairs`].
 #[inline(always)]
 pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
