@@ -36,9 +36,14 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && (1..=MAX_WIDTH).contains(&g.ow)
 }
 
-/// The vector instructions the kernels are compiled for, and lanes per vector.
-#[derive(Clone, Copy, Debug)]
-pub enum Isa {
+/// An instruction set the kernels are compiled for, found on this CPU: a value of this
+/// type can only be made by asking the CPU ([`Isa::detect`], [`Isa::available`]), so a
+/// kernel dispatched on it runs only where its instructions exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Isa(Kind);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
     Avx512,
     Avx2,
     Portable,
@@ -47,37 +52,57 @@ pub enum Isa {
 impl Isa {
     /// The widest the CPU has.
     pub fn detect() -> Isa {
+        *Self::available()
+            .last()
+            .expect("the portable code runs anywhere")
+    }
+
+    /// Every instruction set this CPU runs the kernels with, narrowest first: the
+    /// portable code always.
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut isas = vec![Isa(Kind::Portable)];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                isas.push(Isa(Kind::Avx2));
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
+            if has!("avx512f") {
+                isas.push(Isa(Kind::Avx512));
             }
         }
-        Isa::Portable
+        isas
     }
 
     /// f32 lanes of one vector (8 for the portable code too: two SSE registers each).
     pub fn lanes(self) -> usize {
-        match self {
-            Isa::Avx512 => 16,
-            Isa::Avx2 | Isa::Portable => 8,
+        match self.0 {
+            Kind::Avx512 => 16,
+            Kind::Avx2 | Kind::Portable => 8,
         }
     }
 }
 
 /// A vector of `L` f32 lanes: what the kernels are written in, once for every
 /// instruction set.
+///
+/// A vector can only be made by the `unsafe` constructors, whose caller promises that the
+/// CPU has the vector's instructions; a vector that exists is that promise, so its methods
+/// are safe.
 trait Lanes: Copy {
     const L: usize;
-    fn zero() -> Self;
-    fn splat(v: f32) -> Self;
+    /// # Safety
+    /// The CPU has the instruction set of `Self`.
+    unsafe fn zero() -> Self;
+    /// # Safety
+    /// As [`Lanes::zero`].
+    unsafe fn splat(v: f32) -> Self;
     /// The first `L` values of `src` (which must hold that many).
-    fn load(src: &[f32]) -> Self;
+    ///
+    /// # Safety
+    /// As [`Lanes::zero`].
+    unsafe fn load(src: &[f32]) -> Self;
     /// Into the first `L` values of `dst`.
     fn store(self, dst: &mut [f32]);
     /// `self·b + c`, lane by lane.
@@ -91,15 +116,15 @@ struct Portable([f32; 8]);
 impl Lanes for Portable {
     const L: usize = 8;
     #[inline(always)]
-    fn zero() -> Self {
+    unsafe fn zero() -> Self {
         Portable([0.0; 8])
     }
     #[inline(always)]
-    fn splat(v: f32) -> Self {
+    unsafe fn splat(v: f32) -> Self {
         Portable([v; 8])
     }
     #[inline(always)]
-    fn load(src: &[f32]) -> Self {
+    unsafe fn load(src: &[f32]) -> Self {
         Portable(src[..8].try_into().expect("8 values"))
     }
     #[inline(always)]
@@ -125,25 +150,30 @@ mod simd {
     impl Lanes for Avx512 {
         const L: usize = 16;
         #[inline(always)]
-        fn zero() -> Self {
-            // SAFETY (here and below): called only where AVX-512F is enabled and present;
-            // loads and stores stay within the slices, whose lengths are checked.
+        unsafe fn zero() -> Self {
+            // SAFETY: the CPU has AVX-512F (the caller's contract).
             Avx512(unsafe { _mm512_setzero_ps() })
         }
         #[inline(always)]
-        fn splat(v: f32) -> Self {
+        unsafe fn splat(v: f32) -> Self {
+            // SAFETY: the CPU has AVX-512F (the caller's contract).
             Avx512(unsafe { _mm512_set1_ps(v) })
         }
         #[inline(always)]
-        fn load(src: &[f32]) -> Self {
+        unsafe fn load(src: &[f32]) -> Self {
+            // SAFETY: the CPU has AVX-512F (the caller's contract); `src[..16]` checks
+            // that the 16 values read exist.
             Avx512(unsafe { _mm512_loadu_ps(src[..16].as_ptr()) })
         }
         #[inline(always)]
         fn store(self, dst: &mut [f32]) {
+            // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`); `dst[..16]`
+            // checks that the 16 values written exist.
             unsafe { _mm512_storeu_ps(dst[..16].as_mut_ptr(), self.0) }
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
+            // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`).
             Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
         }
     }
@@ -154,25 +184,30 @@ mod simd {
     impl Lanes for Avx2 {
         const L: usize = 8;
         #[inline(always)]
-        fn zero() -> Self {
-            // SAFETY (here and below): called only where AVX2 and FMA are enabled and
-            // present; loads and stores stay within the slices, whose lengths are checked.
+        unsafe fn zero() -> Self {
+            // SAFETY: the CPU has AVX2 and FMA (the caller's contract).
             Avx2(unsafe { _mm256_setzero_ps() })
         }
         #[inline(always)]
-        fn splat(v: f32) -> Self {
+        unsafe fn splat(v: f32) -> Self {
+            // SAFETY: the CPU has AVX2 and FMA (the caller's contract).
             Avx2(unsafe { _mm256_set1_ps(v) })
         }
         #[inline(always)]
-        fn load(src: &[f32]) -> Self {
+        unsafe fn load(src: &[f32]) -> Self {
+            // SAFETY: the CPU has AVX2 and FMA (the caller's contract); `src[..8]` checks
+            // that the 8 values read exist.
             Avx2(unsafe { _mm256_loadu_ps(src[..8].as_ptr()) })
         }
         #[inline(always)]
         fn store(self, dst: &mut [f32]) {
+            // SAFETY: `self` exists, so the CPU has AVX2 (see `Lanes`); `dst[..8]` checks
+            // that the 8 values written exist.
             unsafe { _mm256_storeu_ps(dst[..8].as_mut_ptr(), self.0) }
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
+            // SAFETY: `self` exists, so the CPU has AVX2 and FMA (see `Lanes`).
             Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
         }
     }
@@ -253,13 +288,15 @@ pub fn forward_image(
     let rows = PaddedRows::new(g, isa);
     let x = rows.fill(g, x_img, padded);
     let args = (g, &rows, x, weights, bias, y_img);
-    match isa {
-        // SAFETY: the CPU has the features the functions are compiled for.
+    match isa.0 {
+        // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { forward_avx512(args) },
+        Kind::Avx512 => unsafe { forward_avx512(args) },
+        // SAFETY: as above, AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { forward_avx2(args) },
-        _ => forward_with::<Portable>(args),
+        Kind::Avx2 => unsafe { forward_avx2(args) },
+        // SAFETY: the portable vectors need no particular instructions.
+        _ => unsafe { forward_with::<Portable>(args) },
     }
 }
 
@@ -275,31 +312,42 @@ type ForwardArgs<'a> = (
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn forward_avx512(args: ForwardArgs) {
-    forward_with::<simd::Avx512>(args);
+    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
+    // called after detection).
+    unsafe { forward_with::<simd::Avx512>(args) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn forward_avx2(args: ForwardArgs) {
-    forward_with::<simd::Avx2>(args);
+    // SAFETY: this function runs only on a CPU with AVX2 and FMA (it is compiled for them
+    // and called after detection).
+    unsafe { forward_with::<simd::Avx2>(args) }
 }
 
 /// [`forward_rows`] for the number of vectors per row.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
 #[inline(always)]
-fn forward_with<S: Lanes>(args: ForwardArgs) {
+unsafe fn forward_with<S: Lanes>(args: ForwardArgs) {
+    // SAFETY (each arm): the caller's contract, passed on.
     match args.1.vectors {
-        1 => forward_rows::<S, 1, { SUMS }>(args),
-        2 => forward_rows::<S, 2, { SUMS / 2 }>(args),
-        3 => forward_rows::<S, 3, { SUMS / 3 }>(args),
-        4 => forward_rows::<S, 4, { SUMS / 4 }>(args),
+        1 => unsafe { forward_rows::<S, 1, { SUMS }>(args) },
+        2 => unsafe { forward_rows::<S, 2, { SUMS / 2 }>(args) },
+        3 => unsafe { forward_rows::<S, 3, { SUMS / 3 }>(args) },
+        4 => unsafe { forward_rows::<S, 4, { SUMS / 4 }>(args) },
         v => unreachable!("{v} vectors of {} for rows of at most {MAX_WIDTH}", S::L),
     }
 }
 
 /// The forward pass of one padded image in blocks of `B` output channels, rows of `V`
 /// vectors: `B·V` running sums.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
 #[inline(always)]
-fn forward_rows<S: Lanes, const V: usize, const B: usize>(
+unsafe fn forward_rows<S: Lanes, const V: usize, const B: usize>(
     (g, rows, x, weights, bias, y): ForwardArgs,
 ) {
     let taps = g.ic * g.kh * g.kw;
@@ -313,12 +361,15 @@ fn forward_rows<S: Lanes, const V: usize, const B: usize>(
     for (block, w_block) in weights.chunks_exact(taps * B).enumerate() {
         let oc0 = block * B;
         for oy in 0..g.oh {
-            let mut sums = [[S::zero(); V]; B];
+            // SAFETY: the CPU has S's instructions (the caller's contract).
+            let mut sums = [[unsafe { S::zero() }; V]; B];
             for (&offset, w) in offsets.iter().zip(w_block.as_chunks::<B>().0) {
                 let x_row = &x[offset + oy * rows.width..][..row_len];
-                let xv: [S; V] = std::array::from_fn(|v| S::load(&x_row[v * S::L..]));
+                // SAFETY: as above.
+                let xv: [S; V] = std::array::from_fn(|v| unsafe { S::load(&x_row[v * S::L..]) });
                 for r in 0..B {
-                    let wr = S::splat(w[r]);
+                    // SAFETY: as above.
+                    let wr = unsafe { S::splat(w[r]) };
                     for v in 0..V {
                         sums[r][v] = wr.mul_add(xv[v], sums[r][v]);
                     }
@@ -351,19 +402,7 @@ mod tests {
 
     /// Every kernel variant this CPU can run: the portable one always.
     fn variants() -> Vec<Isa> {
-        #[allow(unused_mut)]
-        let mut isas = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") {
-                isas.push(Isa::Avx2);
-            }
-            if has!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-        }
-        isas
+        Isa::available()
     }
 
     fn geometry(ic: usize, oc: usize, hw: (usize, usize), k: usize, pad: usize) -> ConvGeometry {
