@@ -725,3 +725,60 @@ fn resume_validates_what_it_loads() {
     );
     expect_error(&output, &["training.safetensors", "not finite"]);
 }
+
+/// Sizes that overflow or cannot fit: an error saying so, never a wrapped shape, a panic
+/// or an aborted allocation.
+#[test]
+fn architectures_too_large_for_arithmetic_or_memory_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = |settings: &str| {
+        format!("input = [1, 28, 28]\n\n[[layers]]\ntype = \"conv2d\"\n{settings}\n")
+    };
+    let cases = [
+        (
+            "channels",
+            layer("out_channels = 100000000000\nkernel = 3"),
+            "for its weights; the machine has",
+        ),
+        (
+            "padding",
+            layer("out_channels = 4\nkernel = 3\npadding = 18446744073709551615"),
+            "at least as large as the 3×3 kernel",
+        ),
+        (
+            "dilation",
+            layer("out_channels = 4\nkernel = 3\ndilation = 9223372036854775807"),
+            "at least as large as the 3×3 kernel",
+        ),
+        (
+            "kernel",
+            layer("out_channels = 4\nkernel = 100000"),
+            "for its weights; the machine has",
+        ),
+    ];
+    for (name, contents, expected) in cases {
+        let file = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&file, contents).unwrap();
+        for command in ["summary", "gradcheck"] {
+            let output = ocellus(tmp.path(), &[command, "--model", text(&file)]);
+            expect_error(&output, &[expected]);
+        }
+        let out = tmp.path().join(format!("run-{name}"));
+        let output = ocellus(
+            tmp.path(),
+            &["train", "--model", text(&file), "--out", text(&out)],
+        );
+        expect_error(&output, &[expected]);
+        assert!(!out.join("model.safetensors").exists());
+    }
+    let output = ocellus(
+        tmp.path(),
+        &["summary", "--model", "mlp", "--classes", "10000000000"],
+    );
+    expect_error(&output, &["linear", "for its weights"]);
+    let output = ocellus(tmp.path(), &["bench", "--conv", "1000000,3,1"]);
+    expect_error(
+        &output,
+        &["for a training step at batch 64", "the machine has"],
+    );
+}

@@ -24,6 +24,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::layers::LayerExt;
 use crate::layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
     GlobalAvgPool, Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid,
@@ -114,6 +115,8 @@ fn build_sequence(specs: &[LayerSpec], shape: &[usize], rng: &mut Rng) -> Result
     let mut shape = shape.to_vec();
     // The image shape a Flatten turned into the current features, for messages.
     let mut flattened_from: Option<Vec<usize>> = None;
+    // Each layer checks its own size before allocating; this checks their sum.
+    let mut params: u128 = 0;
     for (i, spec) in specs.iter().enumerate() {
         let position = format!("layer {i}");
         let layer = spec
@@ -128,6 +131,8 @@ fn build_sequence(specs: &[LayerSpec], shape: &[usize], rng: &mut Rng) -> Result
             _ => None,
         };
         shape = next;
+        params += layer.param_count() as u128;
+        crate::memory::expect_fits(&position, "the parameters up to here", Some(params))?;
         net.push(layer);
     }
     Ok(net)

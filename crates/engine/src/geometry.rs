@@ -27,7 +27,7 @@ pub fn conv_output_len(
 /// start inside the input or the left padding: when `(O − 1)·S ≥ W + pad_lo` it would
 /// start in the right padding and is dropped (O is one less). In ceil mode a window may
 /// hang past the padded input, and even be larger than it. Returns `None` when no window
-/// fits (O < 1).
+/// fits (O < 1), and also when the sizes are too large to compute with (beyond 2⁶³).
 pub fn pool_output_len(
     input: usize,
     kernel: usize,
@@ -41,20 +41,25 @@ pub fn pool_output_len(
         stride > 0 && kernel > 0 && dilation > 0,
         "kernel, stride and dilation must be positive"
     );
+    // In i128 every sum and product of two sizes fits; sizes that do not fit an i64 are
+    // refused rather than wrapped.
+    let size = |v: usize| i64::try_from(v).ok().map(i128::from);
+    let (input, pad_lo, pad_hi) = (size(input)?, size(pad_lo)?, size(pad_hi)?);
+    let (kernel, stride, dilation) = (size(kernel)?, size(stride)?, size(dilation)?);
     let span = dilation * (kernel - 1) + 1;
     // The room the window has to move in, negative when it does not fit (PyTorch divides
     // rounding towards −∞, as div_euclid does for a positive stride).
-    let room = (input + pad_lo + pad_hi) as i64 - span as i64;
-    let stride = stride as i64;
+    let room = input + pad_lo + pad_hi - span;
     let rounding = if ceil_mode { stride - 1 } else { 0 };
     let mut len = (room + rounding).div_euclid(stride) + 1;
-    if ceil_mode && len >= 1 && (len - 1) * stride >= (input + pad_lo) as i64 {
+    if ceil_mode && len >= 1 && (len - 1) * stride >= input + pad_lo {
         len -= 1;
     }
-    (len >= 1).then_some(len as usize)
+    (len >= 1).then(|| usize::try_from(len).ok()).flatten()
 }
 
-/// Learnable parameters of a 2-D convolution: `(KH·KW·IC/groups + bias)·OC`.
+/// Learnable parameters of a 2-D convolution: `(KH·KW·IC/groups + bias)·OC`, or `None`
+/// when the count does not fit a `usize`.
 ///
 /// The notes' example, a 3×3 convolution from 3 to 64 channels, has (27 + 1)·64 = 1,792.
 pub fn conv_param_count(
@@ -63,8 +68,13 @@ pub fn conv_param_count(
     kernel: (usize, usize),
     groups: usize,
     bias: bool,
-) -> usize {
-    (kernel.0 * kernel.1 * in_channels / groups + usize::from(bias)) * out_channels
+) -> Option<usize> {
+    kernel
+        .0
+        .checked_mul(kernel.1)?
+        .checked_mul(in_channels / groups.max(1))?
+        .checked_add(usize::from(bias))?
+        .checked_mul(out_channels)
 }
 
 /// Receptive field of one unit, along one axis, and the distance (in input pixels)
@@ -83,10 +93,14 @@ impl ReceptiveField {
 
     /// The recurrence `RF_l = RF_{l−1} + (K_l − 1)·∏_{i<l} S_i`, with a dilated kernel
     /// counting as `D·(K − 1) + 1` wide; the jump is multiplied by the stride.
+    /// Sizes beyond `usize` saturate at its largest value.
     pub fn through(self, kernel: usize, stride: usize, dilation: usize) -> ReceptiveField {
+        let reach = dilation
+            .saturating_mul(kernel.saturating_sub(1))
+            .saturating_mul(self.jump);
         ReceptiveField {
-            size: self.size + dilation * (kernel - 1) * self.jump,
-            jump: self.jump * stride,
+            size: self.size.saturating_add(reach),
+            jump: self.jump.saturating_mul(stride),
         }
     }
 }
@@ -131,7 +145,19 @@ mod tests {
 
     #[test]
     fn parameter_count_matches_the_notes() {
-        assert_eq!(conv_param_count(3, 64, (3, 3), 1, true), 1_792);
+        assert_eq!(conv_param_count(3, 64, (3, 3), 1, true), Some(1_792));
+    }
+
+    #[test]
+    fn sizes_beyond_the_arithmetic_are_refused_not_wrapped() {
+        let huge = usize::MAX;
+        assert_eq!(conv_output_len(28, 3, 1, huge, huge, 1), None);
+        assert_eq!(conv_output_len(28, 3, 1, 1, 1, huge), None);
+        assert_eq!(conv_output_len(huge, 3, 1, 0, 0, 1), None);
+        assert_eq!(pool_output_len(28, huge, 1, 0, 0, 1, true), None);
+        assert_eq!(conv_param_count(huge, huge, (3, 3), 1, true), None);
+        let rf = ReceptiveField::INPUT.through(huge, huge, huge).through(3, 2, 1);
+        assert_eq!((rf.size, rf.jump), (usize::MAX, usize::MAX));
     }
 
     #[test]

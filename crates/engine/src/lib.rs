@@ -44,6 +44,7 @@ pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod loss;
+pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod rng;

@@ -136,6 +136,22 @@ impl Summary {
         })
     }
 
+    /// Bytes a training step needs at the summary's batch, roughly: every layer's output
+    /// kept for backward and a gradient of the same size, and per parameter its value, its
+    /// gradient and two optimiser moments.
+    pub fn training_bytes(&self) -> u128 {
+        let activations = (self.input_bytes as u128 + self.total_activation_bytes as u128) * 2;
+        activations + self.total_params as u128 * 4 * crate::memory::BYTES_PER_VALUE
+    }
+
+    /// Checks that a training step at the summary's batch fits in the machine's memory;
+    /// the error says how much it needs.
+    pub fn expect_trainable(&self) -> Result<()> {
+        let values = self.training_bytes() / crate::memory::BYTES_PER_VALUE;
+        let what = format!("a training step at batch {}", self.batch());
+        crate::memory::expect_fits("network", &what, Some(values))
+    }
+
     /// The batch size the MACs and memory are counted for.
     pub fn batch(&self) -> usize {
         self.input.first().copied().unwrap_or(1)
@@ -151,7 +167,7 @@ impl Summary {
 }
 
 fn activation_bytes(shape: &[usize]) -> u64 {
-    numel(shape) as u64 * BYTES_PER_VALUE
+    (numel(shape) as u64).saturating_mul(BYTES_PER_VALUE)
 }
 
 /// Appends the row(s) of `layer`, which receives `input` with receptive field `rf`, and

@@ -86,8 +86,9 @@ fn recycled_buffer(len: usize) -> Vec<f32> {
 }
 
 /// Number of elements of a tensor of this shape.
+/// A count beyond `usize` saturates at its largest value (which no allocation reaches).
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
 }
 
 impl Tensor {

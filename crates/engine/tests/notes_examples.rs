@@ -47,7 +47,7 @@ fn section_2_6_gradients_of_kernel_bias_and_input() {
 #[test]
 fn section_2_2_output_size_and_parameter_count() {
     assert_eq!(conv_output_len(32, 3, 1, 1, 1, 1), Some(32));
-    assert_eq!(conv_param_count(3, 64, (3, 3), 1, true), 1_792);
+    assert_eq!(conv_param_count(3, 64, (3, 3), 1, true), Some(1_792));
     let conv = Conv2d::new(Conv2dConfig::new(3, 64, 3), &mut Rng::new(0)).unwrap();
     assert_eq!(conv.param_count(), 1_792);
 }

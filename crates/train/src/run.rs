@@ -511,6 +511,9 @@ impl Run {
         } else {
             test.clone()
         };
+        let [c, h, w] = architecture.input;
+        ocellus::summary::Summary::of(&model, &[config.batch_size.max(1), c, h, w])?
+            .expect_trainable()?;
         let normalization = Normalization::fit(&train);
         for set in [&mut train, &mut val, &mut test] {
             normalization.apply(set)?;

@@ -120,6 +120,8 @@ pub fn run(args: Args) -> Result<()> {
     for &n in &args.batch_size {
         let mut rng = Rng::new(0);
         let mut model = build(&args, input, &mut rng)?;
+        let [c, h, w] = input;
+        ocellus::summary::Summary::of(&model, &[n, c, h, w])?.expect_trainable()?;
         let (x, labels) = bench::random_batch(input, n, args.classes, &mut rng);
         let shape = x.shape().to_vec();
         let forward_flops = 2.0 * model.macs(&shape) as f64;

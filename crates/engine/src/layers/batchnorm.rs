@@ -311,6 +311,8 @@ impl<L: Layout> BatchNorm<L> {
     pub fn with_config(config: BatchNormConfig) -> Result<Self> {
         config.validate(L::KIND)?;
         let c = config.num_features;
+        let values = crate::memory::product(&[c, 4]);
+        crate::memory::expect_fits(L::KIND, "its parameters and statistics", values)?;
         Ok(BatchNorm {
             config,
             affine: config.affine.then(|| Affine {

@@ -238,7 +238,8 @@ impl Conv2d {
                 ),
             ));
         }
-        Ok(())
+        let values = c.param_count().map(|n| n as u128);
+        crate::memory::expect_fits(name, "its weights", values)
     }
 
     /// The settings.
@@ -428,7 +429,8 @@ impl Layer for Conv2d {
 
 /// Parameters of this convolution, by the one formula in [`crate::geometry`].
 impl Conv2dConfig {
-    pub fn param_count(&self) -> usize {
+    /// `None` when the count does not fit a `usize`.
+    pub fn param_count(&self) -> Option<usize> {
         conv_param_count(
             self.in_channels,
             self.out_channels,

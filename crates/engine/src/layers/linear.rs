@@ -41,6 +41,8 @@ impl Linear {
         if in_features == 0 || out_features == 0 {
             return Err(Error::config("linear", "features must be positive"));
         }
+        let values = crate::memory::product(&[out_features, in_features + 1]);
+        crate::memory::expect_fits("linear", "its weights", values)?;
         let weight = init::weight(&[out_features, in_features], init, rng);
         let bias = bias.then(|| init::bias(out_features, in_features, rng));
         Self::from_weights(weight, bias)
