@@ -19,10 +19,15 @@ pub struct DataArgs {
     /// Directory of the dataset's files (fashion-mnist defaults to /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Image size for --data folder, as CxHxW (images are converted and resized to it).
-    #[arg(long, default_value = "3x32x32", value_parser = parse_chw)]
-    pub image_size: [usize; 3],
+    /// Image size for --data folder, as CxHxW (images are converted and resized to it)
+    /// [default: an architecture file's input, else 3x32x32].
+    #[arg(long, value_parser = parse_chw)]
+    pub image_size: Option<[usize; 3]>,
 }
+
+/// The image size of `--data folder` when neither `--image-size` nor an architecture file
+/// gives one.
+pub const FOLDER_IMAGE_SIZE: [usize; 3] = [3, 32, 32];
 
 /// Parses `CxHxW`, e.g. `3x32x32`.
 pub fn parse_chw(text: &str) -> std::result::Result<[usize; 3], String> {
@@ -64,8 +69,18 @@ impl DataArgs {
             "cifar10" => cifar::load(&dir(None)?),
             "folder" => {
                 let root = dir(None)?;
-                let [c, h, w] = self.image_size;
+                let [c, h, w] = self.image_size.unwrap_or(FOLDER_IMAGE_SIZE);
                 let all = folder::load_folder(&root, c, h, w)?;
+                if all.num_classes() < 2 {
+                    let only = all.classes().first().map_or("", String::as_str);
+                    return Err(Error::format(
+                        &root,
+                        format!(
+                            "holds one class folder ('{only}'): a classifier needs at least two \
+                             classes, one subfolder of images each"
+                        ),
+                    ));
+                }
                 let mut train = all;
                 let test = train.split_off_validation(0.2, seed)?;
                 Ok(Splits { train, test })
@@ -84,7 +99,7 @@ pub fn run_test_set(config: &RunConfig, info: &ModelInfo, what: &str) -> Result<
     let data = DataArgs {
         data: config.data.clone(),
         data_dir: config.data_dir.as_ref().map(PathBuf::from),
-        image_size: config.image_size,
+        image_size: Some(config.image_size),
     };
     let test = data.load(config.seed)?.test;
     let (c, h, w) = test.image_shape();

@@ -18,7 +18,7 @@ pub const ZOO_CLASSES: usize = 10;
 
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp) or an architecture file (.toml or .json).
+    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp), an architecture file (.toml or .json), or a model file or run directory.
     #[arg(long, default_value = "lenet5")]
     pub model: String,
     /// Input image as CxHxW (default: the file's input; 1x28x28 for zoo models).
@@ -38,7 +38,7 @@ impl ModelArgs {
             return zoo::model(&self.model, input, self.classes.unwrap_or(ZOO_CLASSES));
         }
         let path = Path::new(&self.model);
-        let mut arch = Architecture::from_file(path)?;
+        let mut arch = crate::commands::train::architecture_file(path)?;
         if let Some(input) = self.input {
             arch.input = input;
         }

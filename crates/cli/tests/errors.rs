@@ -782,3 +782,80 @@ fn architectures_too_large_for_arithmetic_or_memory_are_refused() {
         &["for a training step at batch 64", "the machine has"],
     );
 }
+
+/// A folder of images per class: one class is refused (it would train to "100%"); an
+/// architecture file's input sets the image size unless `--image-size` says otherwise,
+/// and a mismatch suggests the flag.
+#[test]
+fn folder_data_and_architecture_files_agree_or_say_how() {
+    let tmp = tempfile::tempdir().unwrap();
+    let make = |root: &Path, classes: &[&str]| {
+        for class in classes {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            for i in 0..3 {
+                let value = if *class == "a" { 0.2 } else { 0.8 } + i as f32 * 0.05;
+                let path = root.join(class).join(format!("{i}.png"));
+                ocellus_data::folder::save_png_gray(&path, &[value; 36], 6, 6).unwrap();
+            }
+        }
+    };
+    let one = tmp.path().join("one");
+    make(&one, &["a"]);
+    let output = ocellus(
+        tmp.path(),
+        &["train", "--data", "folder", "--data-dir", text(&one)],
+    );
+    expect_error(
+        &output,
+        &[text(&one), "one class folder ('a')", "at least two classes"],
+    );
+
+    let two = tmp.path().join("two");
+    make(&two, &["a", "b"]);
+    let arch = tmp.path().join("net.toml");
+    std::fs::write(
+        &arch,
+        "input = [3, 20, 20]\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\nout_features = 2\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let trained = ocellus(
+        tmp.path(),
+        &[
+            "train",
+            "--model",
+            text(&arch),
+            "--data",
+            "folder",
+            "--data-dir",
+            text(&two),
+            "--epochs",
+            "1",
+            "--out",
+            text(&out),
+        ],
+    );
+    assert_success(&trained);
+    let output = ocellus(
+        tmp.path(),
+        &[
+            "train",
+            "--model",
+            text(&arch),
+            "--data",
+            "folder",
+            "--data-dir",
+            text(&two),
+            "--image-size",
+            "1x8x8",
+        ],
+    );
+    expect_error(&output, &["input = [3, 20, 20]", "--image-size 3x20x20"]);
+
+    // A model file or run directory stands for its architecture.
+    for model in [out.clone(), out.join("model.safetensors")] {
+        let output = ocellus(tmp.path(), &["summary", "--model", text(&model)]);
+        let table = assert_success(&output);
+        assert!(table.contains("Linear(1200→2)"), "{table}");
+    }
+}

@@ -156,7 +156,9 @@ mod tests {
         assert_eq!(conv_output_len(huge, 3, 1, 0, 0, 1), None);
         assert_eq!(pool_output_len(28, huge, 1, 0, 0, 1, true), None);
         assert_eq!(conv_param_count(huge, huge, (3, 3), 1, true), None);
-        let rf = ReceptiveField::INPUT.through(huge, huge, huge).through(3, 2, 1);
+        let rf = ReceptiveField::INPUT
+            .through(huge, huge, huge)
+            .through(3, 2, 1);
         assert_eq!((rf.size, rf.jump), (usize::MAX, usize::MAX));
     }
 

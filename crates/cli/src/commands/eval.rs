@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
                 .filter(|_| args.data.is_none())
                 .and_then(|c| c.data_dir.as_ref().map(PathBuf::from))
         }),
-        image_size: args.image_size.unwrap_or(info.architecture.input),
+        image_size: Some(args.image_size.unwrap_or(info.architecture.input)),
     };
     let seed = run_config.as_ref().map_or(0, |c| c.seed);
     let splits = data.load(seed)?;
@@ -96,7 +96,31 @@ pub fn run(args: Args) -> Result<()> {
 /// The confusion matrix as text: rows are true classes, columns predictions, with each
 /// class's recall at the end of its row.
 pub fn confusion_table(confusion: &[Vec<usize>], classes: &[String]) -> String {
-    let label = |name: &str| name.chars().take(11).collect::<String>();
+    // Class names up to 20 characters, cut with … beyond; the column is as wide as the
+    // longest, counted in characters (not bytes).
+    const MAX_LABEL: usize = 20;
+    let label = |name: &str| {
+        if name.chars().count() > MAX_LABEL {
+            name.chars()
+                .take(MAX_LABEL - 1)
+                .chain(['…'])
+                .collect::<String>()
+        } else {
+            name.to_string()
+        }
+    };
+    let label_width = classes
+        .iter()
+        .map(|c| label(c).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("true ↓".chars().count());
+    let pad = |text: &str, width: usize| {
+        format!(
+            "{}{text}",
+            " ".repeat(width.saturating_sub(text.chars().count()))
+        )
+    };
     let width = confusion
         .iter()
         .flatten()
@@ -104,13 +128,15 @@ pub fn confusion_table(confusion: &[Vec<usize>], classes: &[String]) -> String {
         .max()
         .unwrap_or(1)
         .max(3);
-    let mut out = format!("{:>12} predicted →\n{:>12}", "true ↓", "");
+    // A row starts with the label, a space and the class index (2 wide).
+    let lead = label_width + 3;
+    let mut out = format!("{} predicted →\n{}", pad("true ↓", lead), pad("", lead));
     for k in 0..classes.len() {
         out += &format!(" {:>width$}", k);
     }
     out += "   recall\n";
     for (i, row) in confusion.iter().enumerate() {
-        out += &format!("{:>9} {:>2}", label(&classes[i]), i);
+        out += &format!("{} {:>2}", pad(&label(&classes[i]), label_width), i);
         for v in row {
             out += &format!(" {:>width$}", v);
         }
@@ -118,4 +144,31 @@ pub fn confusion_table(confusion: &[Vec<usize>], classes: &[String]) -> String {
         out += &format!("   {:5.1}%\n", 100.0 * row[i] as f64 / total.max(1) as f64);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confusion_table_stays_aligned_with_long_class_names() {
+        let classes: Vec<String> = ["cat", "a rather long class name indeed", "Ünïcödé"]
+            .map(String::from)
+            .to_vec();
+        let confusion = vec![vec![5, 0, 1000], vec![0, 7, 0], vec![1, 2, 3]];
+        let table = confusion_table(&confusion, &classes);
+        let lines: Vec<&str> = table.lines().collect();
+        // Every row of counts ends its columns at the same character.
+        let ends: Vec<usize> = lines[1..]
+            .iter()
+            .map(|l| l.find("   ").map_or(0, |_| l.chars().count()))
+            .collect();
+        assert!(ends.windows(2).all(|w| w[0] == w[1]), "{table}");
+        assert!(table.contains("a rather long class…"), "{table}");
+        let starts: Vec<usize> = lines[2..]
+            .iter()
+            .map(|l| l.chars().position(|c| c.is_ascii_digit()).unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{table}");
+    }
 }

@@ -9,17 +9,17 @@ use ocellus::LayerExt;
 use ocellus::{zoo, Error, Result};
 use ocellus_train::run::{Run, RunConfig};
 
-use crate::dataset::{short_name, DataArgs};
+use crate::dataset::{short_name, DataArgs, FOLDER_IMAGE_SIZE};
 use crate::progress::{thousands, Progress};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 #[command(after_help = "Examples:
   ocellus train                                   LeNet-5 on the built-in patterns
   ocellus train --model smallcnn --data fashion-mnist --epochs 5
   ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
   ocellus train --resume runs/lenet5-patterns --epochs 6")]
 pub struct Args {
-    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp, mlp-lenet5) or an architecture file (.toml or .json).
+    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
     #[arg(long, default_value = "lenet5")]
     model: String,
     #[command(flatten)]
@@ -56,7 +56,7 @@ pub struct Args {
 }
 
 /// The training flags `train` and `compare` share.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct TrainingArgs {
     /// Epochs to train [default: 5] (with --resume: the new total; by default the run's own).
     #[arg(long)]
@@ -89,7 +89,7 @@ impl TrainingArgs {
             model: model.to_string(),
             data: data.data.clone(),
             data_dir: data.data_dir.as_ref().map(|d| d.display().to_string()),
-            image_size: data.image_size,
+            image_size: data.image_size.unwrap_or(FOLDER_IMAGE_SIZE),
             epochs: self.epochs(),
             batch_size: self.batch_size,
             optimizer: self.optimizer.clone(),
@@ -172,6 +172,15 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn start(args: &Args) -> Result<Run> {
+    let mut data = args.data.clone();
+    if data.data == "folder" && data.image_size.is_none() && is_file(&args.model) {
+        // The folder's images are resized to what the architecture file takes.
+        data.image_size = Some(architecture_file(Path::new(&args.model))?.input);
+    }
+    let args = &Args {
+        data,
+        ..args.clone()
+    };
     let splits = args.data.load(args.training.seed)?;
     let (c, h, w) = splits.train.image_shape();
     let classes = splits.train.num_classes();
@@ -222,7 +231,7 @@ fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
     let data = DataArgs {
         data: config.data.clone(),
         data_dir: config.data_dir.as_ref().map(PathBuf::from),
-        image_size: config.image_size,
+        image_size: Some(config.image_size),
     };
     let mut run = Run::resume(dir, data.load(config.seed)?)?;
     let done = run.epochs_done();
@@ -260,7 +269,7 @@ fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
 /// and give `classes` scores.
 pub(crate) fn architecture(model: &str, image: [usize; 3], classes: usize) -> Result<Architecture> {
     if is_file(model) {
-        let arch = Architecture::from_file(Path::new(model))?;
+        let arch = architecture_file(Path::new(model))?;
         check_fits(&arch, model, image, classes)?;
         Ok(arch)
     } else {
@@ -268,9 +277,26 @@ pub(crate) fn architecture(model: &str, image: [usize; 3], classes: usize) -> Re
     }
 }
 
-/// True when `model` names a file rather than a zoo model.
+/// The architecture in a file: an architecture file (TOML or JSON), or the one stored in a
+/// model file or run directory (its weights are not used).
+pub fn architecture_file(path: &Path) -> Result<Architecture> {
+    let is_model = path.is_dir()
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if is_model {
+        Ok(ocellus_train::run::load_model(path)?.1.architecture)
+    } else {
+        Architecture::from_file(path)
+    }
+}
+
+/// True when `model` names a file (or a run directory) rather than a zoo model.
 pub fn is_file(model: &str) -> bool {
-    model.ends_with(".toml") || model.ends_with(".json") || Path::new(model).is_file()
+    model.ends_with(".toml")
+        || model.ends_with(".json")
+        || model.ends_with(".safetensors")
+        || Path::new(model).exists()
 }
 
 /// An architecture file must take the dataset's images and give one score per class.
@@ -279,8 +305,15 @@ fn check_fits(arch: &Architecture, file: &str, image: [usize; 3], classes: usize
         return Err(Error::Format {
             path: file.into(),
             message: format!(
-                "input = {:?} but the dataset's images are {}×{}×{} (C×H×W)",
-                arch.input, image[0], image[1], image[2]
+                "input = {:?} but the dataset's images are {}×{}×{} (C×H×W); for --data folder, \
+                 --image-size {}x{}x{} resizes the images to fit",
+                arch.input,
+                image[0],
+                image[1],
+                image[2],
+                arch.input[0],
+                arch.input[1],
+                arch.input[2]
             ),
         });
     }
