@@ -118,7 +118,7 @@ pub fn parse_batch(bytes: &[u8], source: &Path) -> Result<(Vec<u8>, Vec<usize>)>
     if bytes.is_empty() {
         return Err(format_err("empty file, expected 3073-byte records".into()));
     }
-    if bytes.len() % RECORD_LEN != 0 {
+    if !bytes.len().is_multiple_of(RECORD_LEN) {
         let whole = bytes.len() / RECORD_LEN;
         return Err(format_err(format!(
             "truncated: {} bytes is not a whole number of {RECORD_LEN}-byte records \

@@ -238,7 +238,7 @@ fn open(path: &Path) -> Result<(BufReader<File>, Option<u64>)> {
     let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
     Ok((
         BufReader::new(file),
-        metadata.is_file().then(|| metadata.len()),
+        metadata.is_file().then_some(metadata.len()),
     ))
 }
 

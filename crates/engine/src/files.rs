@@ -24,7 +24,7 @@ pub struct Limited {
 pub fn open(path: &Path, limit: u64, what: &str) -> Result<Limited> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
-    let len = metadata.is_file().then(|| metadata.len());
+    let len = metadata.is_file().then_some(metadata.len());
     if let Some(len) = len.filter(|&len| len > limit) {
         return Err(Error::format(
             path,
@@ -107,7 +107,7 @@ pub fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usiz
 pub fn bytes_str(n: u64) -> String {
     let unit = [(30, "GiB"), (20, "MiB"), (10, "KiB")]
         .into_iter()
-        .find(|&(shift, _)| n >= 1 << shift && n % (1 << shift) == 0);
+        .find(|&(shift, _)| n >= 1 << shift && n.is_multiple_of(1 << shift));
     match unit {
         Some((shift, name)) => format!("{n} bytes ({} {name})", n >> shift),
         None => format!("{n} bytes"),
