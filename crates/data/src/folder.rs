@@ -251,6 +251,17 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Decoded> {
             let header = decoder.read_header_info().map_err(|e| fail("PNG", &e))?;
             check_image_size(path, "PNG", header.width, header.height)?;
             let mut reader = decoder.read_info().map_err(|e| fail("PNG", &e))?;
+            // The PNG specification (11.2.3) makes a palette whole RGB entries; png 0.18.1
+            // accepts any length from 3 to 768 bytes and then panics expanding the rest.
+            if let Some(palette) = reader.info().palette.as_deref() {
+                if !palette.len().is_multiple_of(3) {
+                    let message = format!(
+                        "its palette (PLTE) has {} bytes, not whole 3-byte RGB entries",
+                        palette.len()
+                    );
+                    return Err(fail("PNG", &message));
+                }
+            }
             let size = reader
                 .output_buffer_size()
                 .ok_or_else(|| fail("PNG", &"too large"))?;
@@ -786,5 +797,37 @@ mod tests {
             text.contains("anim.gif") && text.contains("not a PNG or JPEG"),
             "{text}"
         );
+    }
+
+    /// Found by fuzzing: a PLTE chunk of 8 bytes (two RGB entries and two bytes) made the
+    /// png crate panic while expanding the palette.
+    #[test]
+    fn a_png_palette_of_partial_entries_is_an_error() {
+        use std::io::Write;
+        let mut ihdr = 4u32.to_be_bytes().to_vec();
+        ihdr.extend(2u32.to_be_bytes());
+        ihdr.extend([8, 3, 0, 0, 0]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&[0, 0, 1, 0, 1, 0, 1, 1, 0, 1]).unwrap();
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"PLTE", &[0, 0, 0, 255, 255, 255, 200, 30]));
+        png.extend(chunk(b"IDAT", &z.finish().unwrap()));
+        png.extend(chunk(b"IEND", &[]));
+        let text = image_error(&png, "palette.png");
+        assert!(
+            text.contains("cannot decode this PNG image")
+                && text.contains("palette (PLTE) has 8 bytes"),
+            "{text}"
+        );
+        // The fuzzer's own input (its chunks given valid CRCs, which fuzzing builds of
+        // the png crate do not check): 134×2, 2-bit, interlaced, a palette of 8 bytes,
+        // cut short after its image data.
+        let mut found = b"\x89PNG\r\n\x1a\n".to_vec();
+        found.extend(chunk(b"IHDR", &[0, 0, 0, 0x86, 0, 0, 0, 2, 2, 3, 0, 0, 1]));
+        found.extend(chunk(b"PLTE", b"\0\0\0\xff\xff\xff\xc8\x1e"));
+        found.extend(chunk(b"IDAT", b"x\xdac \0\0\0\x90f\x90\x06\0"));
+        let text = image_error(&found, "found.png");
+        assert!(text.contains("palette (PLTE) has 8 bytes"), "{text}");
     }
 }
