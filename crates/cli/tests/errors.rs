@@ -404,6 +404,133 @@ fn predict_on_an_unreadable_image() {
     }
 }
 
+/// CRC-32 of PNG chunks (ISO 3309, the polynomial 0xedb88320 reflected).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                0xedb8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The signature and header of a PNG (8-bit RGB, valid CRC) declaring `width × height`,
+/// and its end: a few dozen bytes that promise any size.
+fn png_header_declaring(width: u32, height: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8; 4], data: &[u8]| {
+        let mut typed = kind.to_vec();
+        typed.extend(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend(&typed);
+        out.extend(crc32(&typed).to_be_bytes());
+        out
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn images_and_checkpoints_beyond_the_limits_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = quick_model(&tmp);
+    // Decoding 4000 × 4 000 000 RGB pixels would take 48 GB.
+    let tall = tmp.path().join("tall.png");
+    std::fs::write(&tall, png_header_declaring(4000, 4_000_000)).unwrap();
+    // A valid PNG one pixel wider than the limit.
+    let wide = tmp.path().join("wide.png");
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, 16_385, 1);
+        encoder.set_color(png::ColorType::Grayscale);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[90; 16_385]).unwrap();
+    }
+    std::fs::write(&wide, bytes).unwrap();
+    // two_blocks.jpg cut in its scan data.
+    let cut_jpeg = tmp.path().join("cut-scan.jpg");
+    let jpeg = include_bytes!("../../data/testdata/two_blocks.jpg");
+    std::fs::write(&cut_jpeg, &jpeg[..288]).unwrap();
+    let predict = |image: &Path| {
+        ocellus(
+            tmp.path(),
+            &["predict", "--checkpoint", text(&run), text(image)],
+        )
+    };
+    expect_error(
+        &predict(&tall),
+        &[text(&tall), "4000×4000000 pixels", "MAX_IMAGE_SIDE"],
+    );
+    expect_error(
+        &predict(&cut_jpeg),
+        &[
+            text(&cut_jpeg),
+            "cannot decode this JPEG image",
+            "truncated",
+        ],
+    );
+    let features = tmp.path().join("features.png");
+    let output = ocellus(
+        tmp.path(),
+        &[
+            "viz",
+            "features",
+            "--checkpoint",
+            text(&run),
+            "--image",
+            text(&wide),
+            "-o",
+            text(&features),
+        ],
+    );
+    expect_error(&output, &[text(&wide), "16385×1 pixels", "resize it first"]);
+    assert!(!features.exists());
+
+    // The same limits for an image folder.
+    let set = tmp.path().join("set");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(set.join(class)).unwrap();
+        std::fs::copy(&tall, set.join(class).join("tall.png")).unwrap();
+    }
+    let out = tmp.path().join("folder-run");
+    let output = train(
+        tmp.path(),
+        &[
+            "--data",
+            "folder",
+            "--data-dir",
+            text(&set),
+            "--image-size",
+            "1x28x28",
+        ],
+        &out,
+    );
+    expect_error(&output, &["tall.png", "MAX_IMAGE_SIDE"]);
+    assert_no_checkpoint(&out);
+
+    #[cfg(unix)]
+    {
+        let zero = Path::new("/dev/zero");
+        expect_error(&predict(zero), &["/dev/zero", "not a PNG or JPEG image"]);
+        let output = ocellus(
+            tmp.path(),
+            &["predict", "--checkpoint", "/dev/zero", text(&tall)],
+        );
+        expect_error(&output, &["/dev/zero", "not a regular file"]);
+        eval_fails(&tmp, zero, "not a regular file");
+    }
+}
+
 /// `eval --checkpoint file --data patterns` must fail naming the file and `problem`.
 fn eval_fails(tmp: &TempDir, file: &Path, problem: &str) {
     let output = ocellus(

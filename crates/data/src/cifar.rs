@@ -97,15 +97,28 @@ pub fn read_batches(paths: &[PathBuf]) -> Result<Dataset> {
     )
 }
 
+/// The most records a batch file may hold: 100 000, ten times an official batch. A larger
+/// file is refused from its size before it is read.
+pub const MAX_BATCH_RECORDS: usize = 100_000;
+
 /// One batch file: the pixels of all records one after another `(n, 3, 32, 32)`, and the
 /// labels.
 pub fn read_batch(path: &Path) -> Result<(Vec<u8>, Vec<usize>)> {
+    let limit = (MAX_BATCH_RECORDS * RECORD_LEN) as u64;
+    let what = format!("CIFAR-10 batches ({MAX_BATCH_RECORDS} records, MAX_BATCH_RECORDS)");
+    let bytes = ocellus::files::read(path, limit, &what)?;
+    parse_batch(&bytes, path)
+}
+
+/// [`read_batch`] for the bytes of a batch file already in memory; `source` names it in
+/// errors.
+pub fn parse_batch(bytes: &[u8], source: &Path) -> Result<(Vec<u8>, Vec<usize>)> {
+    let path = source;
     let format_err = |message: String| Error::format(path, message);
-    let bytes = std::fs::read(path).map_err(|source| Error::io(path, source))?;
     if bytes.is_empty() {
         return Err(format_err("empty file, expected 3073-byte records".into()));
     }
-    if bytes.len() % RECORD_LEN != 0 {
+    if !bytes.len().is_multiple_of(RECORD_LEN) {
         let whole = bytes.len() / RECORD_LEN;
         return Err(format_err(format!(
             "truncated: {} bytes is not a whole number of {RECORD_LEN}-byte records \
@@ -213,6 +226,43 @@ mod tests {
         let text = load(tmp.path()).unwrap_err().to_string();
         assert!(
             text.contains("data_batch_3.bin") && text.contains("--data-dir"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_limit_is_refused_from_its_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("data_batch_9.bin");
+        // A sparse file: its size says it all, nothing of it is read.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len((MAX_BATCH_RECORDS as u64 + 1) * RECORD_LEN as u64)
+            .unwrap();
+        let text = read_batch(&path).unwrap_err().to_string();
+        assert!(text.contains("data_batch_9.bin"), "{text}");
+        assert!(
+            text.contains("307303073 bytes")
+                && text.contains("limit of 307300000 bytes")
+                && text.contains("100000 records"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn batch_bytes_parse_like_the_file() {
+        let bytes: Vec<u8> = [2u8, 7]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &l)| record(l, i))
+            .collect();
+        let (pixels, labels) = parse_batch(&bytes, Path::new("in memory")).unwrap();
+        assert_eq!(labels, [2, 7]);
+        assert_eq!(pixels.len(), 2 * (RECORD_LEN - 1));
+        let text = parse_batch(&bytes[..10], Path::new("in memory"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("in memory") && text.contains("truncated"),
             "{text}"
         );
     }

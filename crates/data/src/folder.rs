@@ -19,6 +19,24 @@ use ocellus::tensor::Tensor;
 /// File extensions read as images (compared without case).
 pub const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
+/// The largest width or height of an image read: 16 384 pixels (zune-jpeg's own default).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// The most pixels an image read may have, the decode budget: 2^26 = 67 108 864 (8192×8192,
+/// a 67-megapixel photo). Decoding holds at most 4 bytes a pixel (8-bit RGBA) and
+/// converting it one `f32` plane more, 512 MiB in all. Larger images are refused from the
+/// size their header declares, before anything is decoded: resize them first.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 26;
+
+/// The largest image file read: 512 MiB, more than an uncompressed PNG of
+/// [`MAX_IMAGE_PIXELS`] in 8-bit RGBA.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 1 << 29;
+
+/// What the PNG decoder may allocate besides the image (the `Limits` of the png crate):
+/// metadata chunks such as Exif and its row buffers, 16 MiB. Text and ICC chunks are
+/// skipped unread.
+pub const MAX_PNG_DECODER_BYTES: usize = 16 << 20;
+
 /// Loads every image of `dir/<class>/` as `(N, channels, height, width)` in [0, 1].
 /// Classes are the subfolder names in sorted order (label k = k-th name); files are taken
 /// in sorted order within a class; hidden entries and other extensions are skipped.
@@ -47,7 +65,7 @@ pub fn load_folder(dir: &Path, channels: usize, height: usize, width: usize) -> 
         .par_chunks_mut(per)
         .zip(&files)
         .map(|(out, (path, _))| {
-            let image = decode(path)?;
+            let image = decode(&read_image_file(path)?, path)?;
             image.to_planes(channels, height, width, out);
             Ok(())
         })
@@ -64,7 +82,20 @@ pub fn load_folder(dir: &Path, channels: usize, height: usize, width: usize) -> 
 /// Loads one image as a batch of one, `(1, channels, height, width)` in [0, 1].
 pub fn load_image(path: &Path, channels: usize, height: usize, width: usize) -> Result<Tensor> {
     check_target(channels, height, width)?;
-    let image = decode(path)?;
+    decode_image(&read_image_file(path)?, path, channels, height, width)
+}
+
+/// [`load_image`] for the bytes of an image file already in memory (PNG or JPEG, told by
+/// the first bytes); `source` names the image in errors.
+pub fn decode_image(
+    bytes: &[u8],
+    source: &Path,
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<Tensor> {
+    check_target(channels, height, width)?;
+    let image = decode(bytes, source)?;
     let mut data = vec![0.0; channels * height * width];
     image.to_planes(channels, height, width, &mut data);
     Tensor::from_vec(&[1, channels, height, width], data)
@@ -110,26 +141,23 @@ struct Decoded {
 impl Decoded {
     /// Writes the image as `channels` planes of `height × width` into `out`: converted to
     /// gray or RGB (alpha dropped, as PIL's `convert` does), scaled to [0, 1], resized.
+    /// One plane at full size is held at a time.
     fn to_planes(&self, channels: usize, height: usize, width: usize, out: &mut [f32]) {
         let n = self.width * self.height;
         let k = self.components;
         let px = |i: usize, c: usize| to_unit(self.bytes[i * k + c]);
-        let mut planes = vec![0.0f32; channels * n];
-        for i in 0..n {
-            match (channels, k) {
-                (1, 1 | 2) => planes[i] = px(i, 0),
-                (1, _) => planes[i] = luminance(px(i, 0), px(i, 1), px(i, 2)),
-                (_, 1 | 2) => {
-                    let v = px(i, 0);
-                    (0..3).for_each(|c| planes[c * n + i] = v);
-                }
-                _ => (0..3).for_each(|c| planes[c * n + i] = px(i, c)),
-            }
-        }
+        let mut plane = vec![0.0f32; n];
         let out_plane = height * width;
         for c in 0..channels {
+            for (i, v) in plane.iter_mut().enumerate() {
+                *v = match (channels, k) {
+                    (_, 1 | 2) => px(i, 0),
+                    (1, _) => luminance(px(i, 0), px(i, 1), px(i, 2)),
+                    _ => px(i, c),
+                };
+            }
             resize_plane(
-                &planes[c * n..(c + 1) * n],
+                &plane,
                 self.height,
                 self.width,
                 &mut out[c * out_plane..(c + 1) * out_plane],
@@ -140,9 +168,66 @@ impl Decoded {
     }
 }
 
-/// Decodes a PNG or a JPEG, recognised by its first bytes, not by its name.
-fn decode(path: &Path) -> Result<Decoded> {
-    let bytes = std::fs::read(path).map_err(|source| Error::io(path, source))?;
+/// The bytes of an image file, of at most [`MAX_IMAGE_FILE_BYTES`]. The first bytes are
+/// checked before the rest is read, so a device such as `/dev/zero` fails at once.
+fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    let what = "images (MAX_IMAGE_FILE_BYTES)";
+    let mut file = ocellus::files::open(path, MAX_IMAGE_FILE_BYTES, what)?;
+    let mut start = vec![0u8; 8];
+    let got = ocellus::files::read_full(&mut file.reader, &mut start)
+        .map_err(|source| Error::io(path, source))?;
+    start.truncate(got);
+    image_kind(&start, path)?;
+    ocellus::files::read_rest(path, file, start, what)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ImageKind {
+    Png,
+    Jpeg,
+}
+
+/// PNG or JPEG, told by the first bytes of a file, not by its name.
+fn image_kind(bytes: &[u8], path: &Path) -> Result<ImageKind> {
+    if bytes.starts_with(b"\x89PNG") {
+        Ok(ImageKind::Png)
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Ok(ImageKind::Jpeg)
+    } else {
+        let start: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Err(Error::format(
+            path,
+            format!(
+                "not a PNG or JPEG image (it starts with [{}]; PNG starts with 89 50 4e 47, JPEG with ff d8 ff)",
+                start.join(" ")
+            ),
+        ))
+    }
+}
+
+/// Refuses an image whose declared size is beyond [`MAX_IMAGE_SIDE`] or
+/// [`MAX_IMAGE_PIXELS`], before it is decoded.
+fn check_image_size(path: &Path, what: &str, width: u32, height: u32) -> Result<()> {
+    let pixels = u64::from(width) * u64::from(height);
+    let problem = if width == 0 || height == 0 {
+        "no pixels".to_string()
+    } else if width.max(height) > MAX_IMAGE_SIDE {
+        format!("a side of more than {MAX_IMAGE_SIDE} pixels (MAX_IMAGE_SIDE)")
+    } else if pixels > MAX_IMAGE_PIXELS {
+        format!("{pixels} pixels, more than the limit of {MAX_IMAGE_PIXELS} (MAX_IMAGE_PIXELS)")
+    } else {
+        return Ok(());
+    };
+    let hint = if pixels == 0 { "" } else { "; resize it first" };
+    Err(Error::format(
+        path,
+        format!("this {what} image declares {width}×{height} pixels: {problem}{hint}"),
+    ))
+}
+
+/// Decodes a PNG or a JPEG, recognised by its first bytes, not by its name. The size the
+/// header declares is checked before any pixel is decoded.
+fn decode(bytes: &[u8], path: &Path) -> Result<Decoded> {
     // Decoders' messages may span lines; errors are one line.
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         let detail = e
@@ -152,42 +237,108 @@ fn decode(path: &Path) -> Result<Decoded> {
             .join(" ");
         Error::format(path, format!("cannot decode this {what} image ({detail})"))
     };
-    if bytes.starts_with(b"\x89PNG") {
-        let mut decoder = png::Decoder::new(Cursor::new(&bytes[..]));
-        // Palette, low bit depths and tRNS to 8-bit gray/RGB(A); 16 bits to 8.
-        decoder.set_transformations(png::Transformations::normalize_to_color8());
-        let mut reader = decoder.read_info().map_err(|e| fail("PNG", &e))?;
-        let size = reader
-            .output_buffer_size()
-            .ok_or_else(|| fail("PNG", &"too large"))?;
-        let mut buf = vec![0; size];
-        let info = reader.next_frame(&mut buf).map_err(|e| fail("PNG", &e))?;
-        buf.truncate(info.buffer_size());
-        let components = info.color_type.samples();
-        Ok(Decoded {
-            width: info.width as usize,
-            height: info.height as usize,
-            components,
-            bytes: buf,
-        })
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
-        let mut decoder = JpegDecoder::new_with_options(ZCursor::new(&bytes[..]), options);
-        let pixels = decoder.decode().map_err(|e| fail("JPEG", &e))?;
-        let info = decoder.info().ok_or_else(|| fail("JPEG", &"no header"))?;
-        let (width, height) = (usize::from(info.width), usize::from(info.height));
-        if pixels.len() != width * height * 3 {
-            return Err(fail("JPEG", &"unexpected decoded size"));
+    let kind = image_kind(bytes, path)?;
+    let image = match kind {
+        ImageKind::Png => {
+            let limits = png::Limits {
+                bytes: MAX_PNG_DECODER_BYTES,
+            };
+            let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+            decoder.set_ignore_text_chunk(true);
+            decoder.set_ignore_iccp_chunk(true);
+            // Palette, low bit depths and tRNS to 8-bit gray/RGB(A); 16 bits to 8.
+            decoder.set_transformations(png::Transformations::normalize_to_color8());
+            let header = decoder.read_header_info().map_err(|e| fail("PNG", &e))?;
+            check_image_size(path, "PNG", header.width, header.height)?;
+            let mut reader = decoder.read_info().map_err(|e| fail("PNG", &e))?;
+            // The PNG specification (11.2.3) makes a palette whole RGB entries; png 0.18.1
+            // accepts any length from 3 to 768 bytes and then panics expanding the rest.
+            if let Some(palette) = reader.info().palette.as_deref() {
+                if !palette.len().is_multiple_of(3) {
+                    let message = format!(
+                        "its palette (PLTE) has {} bytes, not whole 3-byte RGB entries",
+                        palette.len()
+                    );
+                    return Err(fail("PNG", &message));
+                }
+            }
+            let size = reader
+                .output_buffer_size()
+                .ok_or_else(|| fail("PNG", &"too large"))?;
+            let mut buf = vec![0; size];
+            let info = reader.next_frame(&mut buf).map_err(|e| fail("PNG", &e))?;
+            buf.truncate(info.buffer_size());
+            Decoded {
+                width: info.width as usize,
+                height: info.height as usize,
+                components: info.color_type.samples(),
+                bytes: buf,
+            }
         }
-        Ok(Decoded {
-            width,
-            height,
-            components: 3,
-            bytes: pixels,
-        })
-    } else {
-        Err(Error::format(path, "not a PNG or JPEG image"))
+        ImageKind::Jpeg => {
+            // Strict: a truncated or damaged scan is an error, not a gray-filled picture.
+            // The size limits are ours, checked below with a message that names them.
+            let options = DecoderOptions::default()
+                .jpeg_set_out_colorspace(ColorSpace::RGB)
+                .set_strict_mode(true)
+                .set_max_width(usize::from(u16::MAX))
+                .set_max_height(usize::from(u16::MAX));
+            let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+            decoder.decode_headers().map_err(|e| fail("JPEG", &e))?;
+            let info = decoder.info().ok_or_else(|| fail("JPEG", &"no header"))?;
+            check_image_size(path, "JPEG", info.width.into(), info.height.into())?;
+            let pixels = decoder.decode().map_err(|e| fail("JPEG", &e))?;
+            if !reaches_end_of_image(bytes) {
+                return Err(fail(
+                    "JPEG",
+                    &"truncated: the data ends before the end-of-image marker ff d9",
+                ));
+            }
+            Decoded {
+                width: usize::from(info.width),
+                height: usize::from(info.height),
+                components: 3,
+                bytes: pixels,
+            }
+        }
+    };
+    if image.bytes.len() != image.width * image.height * image.components {
+        let name = if kind == ImageKind::Png {
+            "PNG"
+        } else {
+            "JPEG"
+        };
+        return Err(fail(name, &"unexpected decoded size"));
     }
+    Ok(image)
+}
+
+/// Whether a JPEG's segments run to its end-of-image marker (`ff d9`). A file cut short
+/// ends before it, and decoders, zune-jpeg's strict mode included, fill the scan data
+/// they miss with gray when the cut falls in the last row of blocks. Segments with a
+/// length (headers, metadata that may embed a thumbnail with its own markers) are
+/// skipped whole; in entropy-coded data a `ff` byte is always followed by `00` (a
+/// stuffed byte) or a restart marker, so a scan is skipped byte by byte.
+fn reaches_end_of_image(bytes: &[u8]) -> bool {
+    let mut i = 2; // after the start-of-image marker
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xff {
+            i += 1;
+            continue;
+        }
+        match bytes[i + 1] {
+            0xd9 => return true,
+            // A fill byte before a marker.
+            0xff => i += 1,
+            // A stuffed byte, TEM, restart markers: no length follows.
+            0x00 | 0x01 | 0xd0..=0xd7 => i += 2,
+            _ => match bytes.get(i + 2..i + 4) {
+                Some(len) => i += 2 + usize::from(u16::from_be_bytes([len[0], len[1]])),
+                None => return false,
+            },
+        }
+    }
+    false
 }
 
 /// Resizes one plane with a triangle (bilinear) filter whose support widens with the
@@ -500,5 +651,183 @@ mod tests {
         std::fs::remove_file(tmp.path().join("cats/b.jpg")).unwrap();
         assert_eq!(load_folder(tmp.path(), 1, 4, 4).unwrap().len(), 1);
         assert!(load_folder(tmp.path(), 2, 4, 4).is_err());
+    }
+
+    const TWO_BLOCKS: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/two_blocks.jpg"
+    ));
+
+    /// A PNG chunk: length, type, data and the CRC of type and data.
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend(kind);
+        out.extend(data);
+        out.extend(crc.sum().to_be_bytes());
+        out
+    }
+
+    /// A PNG of a few hundred bytes whose header (with a valid CRC) declares an 8-bit RGB
+    /// image of `width × height`, followed by the pixels of one row only.
+    fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+        use std::io::Write;
+        let mut ihdr = width.to_be_bytes().to_vec();
+        ihdr.extend(height.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&vec![0; 1 + 3 * width as usize]).unwrap();
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"IDAT", &z.finish().unwrap()));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    fn image_error(bytes: &[u8], name: &str) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let text = load_image(&path, 3, 8, 8).unwrap_err().to_string();
+        assert!(text.contains(name), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        // The folder loader meets the same check.
+        let class = tmp.path().join("set").join("class");
+        std::fs::create_dir_all(&class).unwrap();
+        std::fs::write(class.join(name), bytes).unwrap();
+        let folder = load_folder(&tmp.path().join("set"), 1, 8, 8).unwrap_err();
+        assert!(folder.to_string().contains(name), "{folder}");
+        text
+    }
+
+    #[test]
+    fn a_png_header_declaring_a_huge_height_is_refused_before_decoding() {
+        // 4000 × 4 000 000 RGB would need 48 GB.
+        let png = png_declaring(4000, 4_000_000);
+        assert!(png.len() < 400, "{} bytes", png.len());
+        let text = image_error(&png, "tall.png");
+        assert!(
+            text.contains("4000×4000000 pixels")
+                && text.contains("more than 16384 pixels (MAX_IMAGE_SIDE)")
+                && text.contains("resize it first"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_image_beyond_the_pixel_budget_is_refused_before_decoding() {
+        let text = image_error(&png_declaring(9000, 9000), "big.png");
+        assert!(
+            text.contains("9000×9000 pixels")
+                && text.contains("81000000 pixels, more than the limit of 67108864")
+                && text.contains("MAX_IMAGE_PIXELS"),
+            "{text}"
+        );
+        // The same size in a JPEG's frame header (SOF0 at byte 158: its height at +5, its
+        // width at +7).
+        let mut jpeg = TWO_BLOCKS.to_vec();
+        assert_eq!(jpeg[158..160], [0xff, 0xc0]);
+        jpeg[163..165].copy_from_slice(&9000u16.to_be_bytes());
+        jpeg[165..167].copy_from_slice(&9000u16.to_be_bytes());
+        let text = image_error(&jpeg, "big.jpg");
+        assert!(
+            text.contains("JPEG image declares 9000×9000 pixels")
+                && text.contains("MAX_IMAGE_PIXELS"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_valid_png_wider_than_the_limit_is_refused_with_a_hint_to_resize() {
+        let wide = encode_png(&[128; 16_385], 1, 16_385, png::ColorType::Grayscale).unwrap();
+        let text = image_error(&wide, "wide.png");
+        assert!(
+            text.contains("16385×1 pixels") && text.contains("resize it first"),
+            "{text}"
+        );
+        // At the limit it loads.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("limit.png");
+        let edge = encode_png(&[128; 16_384], 1, 16_384, png::ColorType::Grayscale).unwrap();
+        std::fs::write(&path, edge).unwrap();
+        assert_eq!(load_image(&path, 1, 1, 4).unwrap().shape(), &[1, 1, 1, 4]);
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_an_error() {
+        // The scan data of two_blocks.jpg runs from byte 281 to the end-of-image marker at
+        // 290; a cut anywhere in it loses pixels.
+        assert_eq!(TWO_BLOCKS[267..269], [0xff, 0xda]);
+        for cut in [282, 285, 288, 290] {
+            let text = image_error(&TWO_BLOCKS[..cut], "cut.jpg");
+            assert!(
+                text.contains("cannot decode this JPEG image"),
+                "cut at {cut}: {text}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_not_read_as_an_image() {
+        let text = load_image(Path::new("/dev/zero"), 1, 4, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("/dev/zero")
+                && text.contains("not a PNG or JPEG image (it starts with [00 00 00 00"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn image_bytes_decode_as_the_file_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("two_blocks.jpg");
+        std::fs::write(&path, TWO_BLOCKS).unwrap();
+        let from_file = load_image(&path, 3, 8, 16).unwrap();
+        let from_bytes = decode_image(TWO_BLOCKS, &path, 3, 8, 16).unwrap();
+        assert_eq!(from_file, from_bytes);
+        let text = decode_image(b"GIF89a", Path::new("anim.gif"), 1, 2, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("anim.gif") && text.contains("not a PNG or JPEG"),
+            "{text}"
+        );
+    }
+
+    /// Found by fuzzing: a PLTE chunk of 8 bytes (two RGB entries and two bytes) made the
+    /// png crate panic while expanding the palette.
+    #[test]
+    fn a_png_palette_of_partial_entries_is_an_error() {
+        use std::io::Write;
+        let mut ihdr = 4u32.to_be_bytes().to_vec();
+        ihdr.extend(2u32.to_be_bytes());
+        ihdr.extend([8, 3, 0, 0, 0]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&[0, 0, 1, 0, 1, 0, 1, 1, 0, 1]).unwrap();
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"PLTE", &[0, 0, 0, 255, 255, 255, 200, 30]));
+        png.extend(chunk(b"IDAT", &z.finish().unwrap()));
+        png.extend(chunk(b"IEND", &[]));
+        let text = image_error(&png, "palette.png");
+        assert!(
+            text.contains("cannot decode this PNG image")
+                && text.contains("palette (PLTE) has 8 bytes"),
+            "{text}"
+        );
+        // The fuzzer's own input (its chunks given valid CRCs, which fuzzing builds of
+        // the png crate do not check): 134×2, 2-bit, interlaced, a palette of 8 bytes,
+        // cut short after its image data.
+        let mut found = b"\x89PNG\r\n\x1a\n".to_vec();
+        found.extend(chunk(b"IHDR", &[0, 0, 0, 0x86, 0, 0, 0, 2, 2, 3, 0, 0, 1]));
+        found.extend(chunk(b"PLTE", b"\0\0\0\xff\xff\xff\xc8\x1e"));
+        found.extend(chunk(b"IDAT", b"x\xdac \0\0\0\x90f\x90\x06\0"));
+        let text = image_error(&found, "found.png");
+        assert!(text.contains("palette (PLTE) has 8 bytes"), "{text}");
     }
 }

@@ -3,13 +3,15 @@
 //! Files may be raw or gzipped; gzip is recognised by its magic bytes `1f 8b`, not by the
 //! file name.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
 use super::{Dataset, Splits};
 use ocellus::error::{Error, Result};
+use ocellus::files::read_full;
 
 /// Magic number of an IDX file of `u8` images: type `0x08` (unsigned byte), 3 dimensions.
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -141,13 +143,16 @@ fn not_found(path: &Path, message: String) -> Error {
     )
 }
 
+/// The most values an IDX file may declare after its header: 2^28 = 268 435 456, over
+/// five times the 47 million bytes of MNIST's 60 000 training images (as `f32` such a data
+/// set takes 1 GiB). A header that declares more is refused before anything is allocated.
+pub const MAX_IDX_VALUES: u64 = 1 << 28;
+
 /// One images file and its labels file as a data set, checked against each other.
 fn load_pair(images_path: &Path, labels_path: &Path, kind: IdxKind) -> Result<Dataset> {
-    let (images, labels) = rayon::join(
-        || read_images_file(images_path),
-        || read_labels(labels_path),
-    );
-    let ((file, [n, rows, cols]), labels) = (images?, labels?);
+    let (images, labels) = rayon::join(|| read_images(images_path), || read_labels(labels_path));
+    let (images, labels) = (images?, labels?);
+    let IdxImages { n, rows, cols, .. } = images;
     if n != labels.len() {
         return Err(Error::Format {
             path: labels_path.display().to_string(),
@@ -176,7 +181,7 @@ fn load_pair(images_path: &Path, labels_path: &Path, kind: IdxKind) -> Result<Da
     }
     Dataset::from_u8(
         [n, 1, rows, cols],
-        &file[IMAGES_HEADER_LEN..],
+        &images.pixels,
         labels.into_iter().map(usize::from).collect(),
         classes.iter().map(|c| c.to_string()).collect(),
     )
@@ -184,8 +189,35 @@ fn load_pair(images_path: &Path, labels_path: &Path, kind: IdxKind) -> Result<Da
 
 /// Reads an IDX images file (magic `0x00000803`), raw or gzipped.
 pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let (mut pixels, [n, rows, cols]) = read_images_file(path)?;
-    pixels.drain(..IMAGES_HEADER_LEN);
+    let (file, len) = open(path)?;
+    images_from(file, len, path)
+}
+
+/// Reads an IDX labels file (magic `0x00000801`), raw or gzipped.
+pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
+    let (file, len) = open(path)?;
+    labels_from(file, len, path)
+}
+
+/// [`read_images`] from the bytes of a file, raw or gzipped, as `reader` gives them;
+/// `source` names the file in errors. The header is read first, then exactly the bytes
+/// it promises (at most [`MAX_IDX_VALUES`]): a stream that is shorter or longer is an
+/// error, found without reading past the promised end.
+pub fn read_images_from(reader: impl Read, source: &Path) -> Result<IdxImages> {
+    images_from(reader, None, source)
+}
+
+/// [`read_labels`] from the bytes of a file, raw or gzipped, as [`read_images_from`] reads
+/// them.
+pub fn read_labels_from(reader: impl Read, source: &Path) -> Result<Vec<u8>> {
+    labels_from(reader, None, source)
+}
+
+fn images_from(reader: impl Read, file_len: Option<u64>, path: &Path) -> Result<IdxImages> {
+    let describe = |d: &[u64]| format!("{} images of {}×{}", d[0], d[1], d[2]);
+    let (dims, pixels) = read_idx(reader, file_len, path, IMAGES_MAGIC, describe)?;
+    // Each dimension is at most MAX_IDX_VALUES, checked in read_idx_stream.
+    let [n, rows, cols] = [dims[0], dims[1], dims[2]].map(|d| d as usize);
     Ok(IdxImages {
         n,
         rows,
@@ -194,64 +226,124 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
     })
 }
 
-/// Bytes of an IDX images header: magic and three dimensions.
-const IMAGES_HEADER_LEN: usize = 16;
-
-/// The checked, decompressed file (header included, so the pixels are not moved) and
-/// `[n, rows, cols]`.
-fn read_images_file(path: &Path) -> Result<(Vec<u8>, [usize; 3])> {
-    let bytes = read_maybe_gzipped(path)?;
-    let (dims, body) = parse_header(path, &bytes, IMAGES_MAGIC, 3)?;
-    let (n, rows, cols) = (dims[0], dims[1], dims[2]);
-    // Checked: a damaged header can promise more than fits in memory.
-    let expected = n
-        .checked_mul(rows)
-        .and_then(|v| v.checked_mul(cols))
-        .unwrap_or(usize::MAX);
-    check_body_len(path, body.len(), expected, || {
-        format!("{n} images of {rows}×{cols}")
-    })?;
-    Ok((bytes, [n, rows, cols]))
+fn labels_from(reader: impl Read, file_len: Option<u64>, path: &Path) -> Result<Vec<u8>> {
+    let describe = |d: &[u64]| format!("{} labels", d[0]);
+    let (_, labels) = read_idx(reader, file_len, path, LABELS_MAGIC, describe)?;
+    Ok(labels)
 }
 
-/// Reads an IDX labels file (magic `0x00000801`), raw or gzipped.
-pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gzipped(path)?;
-    let (dims, body) = parse_header(path, &bytes, LABELS_MAGIC, 1)?;
-    check_body_len(path, body.len(), dims[0], || format!("{} labels", dims[0]))?;
-    Ok(body.to_vec())
+/// The file and, for a regular file, its size.
+fn open(path: &Path) -> Result<(BufReader<File>, Option<u64>)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
+    Ok((
+        BufReader::new(file),
+        metadata.is_file().then_some(metadata.len()),
+    ))
 }
 
-/// The whole file, decompressed if it starts with the gzip magic bytes `1f 8b`.
-fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>> {
-    let io_err = |source| Error::io(path, source);
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok(bytes);
-    }
-    // The gzip trailer ends with the uncompressed size modulo 2^32 (RFC 1952, ISIZE):
-    // a good capacity hint, capped in case the trailer is damaged.
-    let hint = bytes
-        .len()
-        .checked_sub(4)
-        .map(|at| u32::from_le_bytes(bytes[at..].try_into().unwrap()) as usize)
-        .unwrap_or(0)
-        .min(64 * bytes.len() + 1024);
-    let mut out = Vec::with_capacity(hint);
-    MultiGzDecoder::new(&bytes[..])
-        .read_to_end(&mut out)
-        .map_err(|e| Error::format(path, format!("truncated or corrupt gzip data ({e})")))?;
-    Ok(out)
-}
-
-/// Checks the magic number and reads `ndims` big-endian dimensions; returns them and the
-/// bytes after the header.
-fn parse_header<'a>(
+/// Reads an IDX file of `magic` from `reader`, gunzipping it if it starts with the gzip
+/// magic bytes `1f 8b`: its dimensions and the values after the header. `file_len` is
+/// the size of a raw regular file, checked against the header before the values are read.
+fn read_idx(
+    mut reader: impl Read,
+    file_len: Option<u64>,
     path: &Path,
-    bytes: &'a [u8],
     magic: u32,
-    ndims: usize,
-) -> Result<(Vec<usize>, &'a [u8])> {
+    describe: impl Fn(&[u64]) -> String,
+) -> Result<(Vec<u64>, Vec<u8>)> {
+    let mut start = [0u8; 2];
+    let got = read_full(&mut reader, &mut start).map_err(|e| Error::io(path, e))?;
+    let stream = (&start[..got]).chain(reader);
+    if start[..got] == [0x1f, 0x8b] {
+        let gzip_err = |e: std::io::Error| {
+            Error::format(path, format!("truncated or corrupt gzip data ({e})"))
+        };
+        read_idx_stream(
+            MultiGzDecoder::new(stream),
+            None,
+            path,
+            magic,
+            describe,
+            gzip_err,
+        )
+    } else {
+        let io_err = |e| Error::io(path, e);
+        read_idx_stream(stream, file_len, path, magic, describe, io_err)
+    }
+}
+
+/// [`read_idx`] once the stream is raw IDX bytes; `read_err` turns a failed read into an
+/// error.
+fn read_idx_stream(
+    mut stream: impl Read,
+    file_len: Option<u64>,
+    path: &Path,
+    magic: u32,
+    describe: impl Fn(&[u64]) -> String,
+    read_err: impl Fn(std::io::Error) -> Error,
+) -> Result<(Vec<u64>, Vec<u8>)> {
+    let ndims = if magic == IMAGES_MAGIC { 3 } else { 1 };
+    let header_len = 4 + 4 * ndims;
+    let mut header = [0u8; 16];
+    let got = read_full(&mut stream, &mut header[..header_len]).map_err(&read_err)?;
+    let dims = parse_header(path, &header[..got], magic, ndims)?;
+    // In u128 no product of three u32 dimensions overflows.
+    let expected: u128 = dims.iter().map(|&d| u128::from(d)).product();
+    let what = || describe(&dims);
+    if let Some(len) = file_len {
+        check_body_len(
+            path,
+            u128::from(len.saturating_sub(header_len as u64)),
+            expected,
+            what,
+        )?;
+    }
+    // Zero dimensions count as one, so that every dimension and every product of them
+    // (the size of one image) is bounded too, even in a file of no images.
+    let bounded: u128 = dims.iter().map(|&d| u128::from(d.max(1))).product();
+    if bounded > u128::from(MAX_IDX_VALUES) {
+        return Err(Error::format(
+            path,
+            format!(
+                "the header declares {}, more than the limit of {MAX_IDX_VALUES} bytes of \
+                 values (MAX_IDX_VALUES)",
+                what()
+            ),
+        ));
+    }
+    let expected = expected as usize;
+    // A raw file's size was checked: one allocation. A stream's is grown as the bytes
+    // arrive, since a header can promise more than the stream holds.
+    let capacity = if file_len.is_some() {
+        expected
+    } else {
+        expected.min(1 << 20)
+    };
+    let mut body = Vec::with_capacity(capacity);
+    (&mut stream)
+        .take(expected as u64)
+        .read_to_end(&mut body)
+        .map_err(&read_err)?;
+    check_body_len(path, body.len() as u128, expected as u128, what)?;
+    // One byte more tells whether the stream goes on, without reading (or inflating) the
+    // rest of it.
+    if read_full(&mut stream, &mut [0u8; 1]).map_err(&read_err)? > 0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "trailing bytes: the header promises {} ({expected} bytes) but more follow \
+                 them (reading stopped there)",
+                what()
+            ),
+        ));
+    }
+    Ok((dims, body))
+}
+
+/// Checks the magic number and reads `ndims` big-endian dimensions from the bytes of a
+/// header (fewer bytes than a whole header means the file is truncated).
+fn parse_header(path: &Path, bytes: &[u8], magic: u32, ndims: usize) -> Result<Vec<u64>> {
     let format_err = |message: String| Error::format(path, message);
     let what = if magic == IMAGES_MAGIC {
         "IDX images"
@@ -282,21 +374,15 @@ fn parse_header<'a>(
             bytes.len()
         )));
     }
-    let dims = (0..ndims)
+    Ok((0..ndims)
         .map(|d| {
             let at = 4 + 4 * d;
-            u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
+            u64::from(u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()))
         })
-        .collect();
-    Ok((dims, &bytes[header_len..]))
+        .collect())
 }
 
-fn check_body_len(
-    path: &Path,
-    got: usize,
-    expected: usize,
-    what: impl Fn() -> String,
-) -> Result<()> {
+fn check_body_len(path: &Path, got: u128, expected: u128, what: impl Fn() -> String) -> Result<()> {
     if got == expected {
         return Ok(());
     }
@@ -484,5 +570,102 @@ mod tests {
         let text = error_of(tmp.path());
         assert!(text.contains("label 10 at index 1"), "{text}");
         assert!(text.contains("10 classes of fashion-mnist"), "{text}");
+    }
+
+    /// A gzip stream whose header promises 1 image of 2×2 but which inflates to 4 MiB more,
+    /// then ends in a corrupt trailer: only a reader that inflates everything meets the
+    /// corruption; one that stops after the promised bytes reports the trailing bytes.
+    #[test]
+    fn a_gzip_bomb_is_not_inflated_past_the_promised_bytes() {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        enc.write_all(&images_file(1, 2, 2)).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..4 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let mut bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 16 << 10, "{} bytes", bomb.len());
+        let end = bomb.len();
+        bomb[end - 8..].copy_from_slice(&[0xff; 8]);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("bomb-idx3-ubyte.gz");
+        std::fs::write(&path, &bomb).unwrap();
+        let text = read_images(&path).unwrap_err().to_string();
+        assert!(text.contains("bomb-idx3-ubyte.gz"), "{text}");
+        assert!(
+            text.contains("trailing bytes")
+                && text.contains("1 images of 2×2 (4 bytes)")
+                && text.contains("reading stopped there"),
+            "{text}"
+        );
+    }
+
+    /// Reads from `bytes`, counting how many were taken.
+    struct Counting<'a> {
+        bytes: &'a [u8],
+        taken: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (&self.bytes[self.taken..]).read(buf)?;
+            self.taken += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_endless_stream_is_read_only_one_byte_past_the_promised_ones() {
+        let mut file = images_file(2, 3, 3);
+        file.extend(std::iter::repeat_n(5u8, 1 << 20));
+        let mut reader = Counting {
+            bytes: &file,
+            taken: 0,
+        };
+        let text = read_images_from(&mut reader, Path::new("stream"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("stream") && text.contains("2 images of 3×3 (18 bytes)"),
+            "{text}"
+        );
+        assert_eq!(reader.taken, 16 + 18 + 1);
+        let images = read_images_from(&images_file(2, 3, 3)[..], Path::new("stream")).unwrap();
+        assert_eq!((images.n, images.rows, images.cols), (2, 3, 3));
+        assert_eq!(images.pixels, images_file(2, 3, 3)[16..]);
+        let labels = read_labels_from(&gzip(&labels_file(&[4, 2]))[..], Path::new("l")).unwrap();
+        assert_eq!(labels, [4, 2]);
+    }
+
+    #[test]
+    fn a_header_declaring_more_than_the_limit_is_refused_before_reading_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("huge-idx3-ubyte.gz");
+        // 70 000 images of 4000×4000: 1.12 × 10^12 bytes promised by a 16-byte header.
+        let mut header = IMAGES_MAGIC.to_be_bytes().to_vec();
+        for d in [70_000u32, 4000, 4000] {
+            header.extend(d.to_be_bytes());
+        }
+        std::fs::write(&path, gzip(&header)).unwrap();
+        let text = read_images(&path).unwrap_err().to_string();
+        assert!(text.contains("huge-idx3-ubyte.gz"), "{text}");
+        assert!(
+            text.contains("70000 images of 4000×4000")
+                && text.contains("limit of 268435456")
+                && text.contains("MAX_IDX_VALUES"),
+            "{text}"
+        );
+        // No images, but each of them would be 2^32 − 1 squared bytes.
+        let mut header = IMAGES_MAGIC.to_be_bytes().to_vec();
+        for d in [0, u32::MAX, u32::MAX] {
+            header.extend(d.to_be_bytes());
+        }
+        let text = read_images_from(&header[..], Path::new("empty"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("0 images of 4294967295×4294967295") && text.contains("limit"),
+            "{text}"
+        );
     }
 }

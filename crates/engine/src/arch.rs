@@ -35,6 +35,9 @@ use crate::rng::Rng;
 pub use crate::spec::{BatchNormSpec, LayerSpec, PadSpec, Size2};
 use crate::tensor::shape_str;
 
+/// The largest architecture file read: 1 MiB, hundreds of times a ResNet's description.
+pub const MAX_ARCHITECTURE_BYTES: u64 = 1 << 20;
+
 /// A whole network: the shape of one input image and the layers in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,9 +51,16 @@ pub struct Architecture {
 }
 
 impl Architecture {
-    /// Reads a TOML file, or JSON when the name ends in `.json`. Errors name the file.
+    /// Reads a TOML file, or JSON when the name ends in `.json`, of at most
+    /// [`MAX_ARCHITECTURE_BYTES`]. Errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::io(path, source))?;
+        let bytes = crate::files::read(path, MAX_ARCHITECTURE_BYTES, "architecture files")?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::format(
+                path,
+                format!("not UTF-8 text ({e}); architecture files are TOML or JSON"),
+            )
+        })?;
         let is_json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));

@@ -12,6 +12,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::files;
 use crate::layers::{Layer, LayerExt};
 use crate::tensor::{numel, shape_str, Tensor};
 
@@ -124,15 +125,45 @@ pub fn save(
     write_atomically(path, &bytes)
 }
 
+/// The largest checkpoint file read: 4 GiB, a thousand times a ResNet-20's 1 MiB and far
+/// above any network ocellus builds; larger files are refused from their size alone.
+pub const MAX_CHECKPOINT_BYTES: u64 = 4 << 30;
+
+/// The largest safetensors header read (the JSON that lists the tensors and holds the
+/// metadata, such as the architecture): 16 MiB. ocellus writes a few KiB.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
+
 /// Loads every tensor (f32; int64 and other float types converted to f32) and the metadata.
+/// The file must be a regular file of at most [`MAX_CHECKPOINT_BYTES`].
 pub fn load(path: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = files::read_regular(path, MAX_CHECKPOINT_BYTES, "checkpoints")?;
+    from_bytes(&bytes, path)
+}
+
+/// [`load`] for the bytes of a checkpoint already in memory; `source` names it in errors.
+pub fn from_bytes(bytes: &[u8], source: &Path) -> Result<(NamedTensors, HashMap<String, String>)> {
+    let path = source;
+    // The first 8 bytes are the header's length (little-endian u64); checked before the
+    // header is parsed.
+    if let Some(len) = bytes.get(..8) {
+        let len = u64::from_le_bytes(len.try_into().unwrap());
+        if len > MAX_HEADER_BYTES {
+            return Err(Error::format(
+                path,
+                format!(
+                    "not a readable safetensors file (its header declares {}, more than the limit of {})",
+                    files::bytes_str(len),
+                    files::bytes_str(MAX_HEADER_BYTES)
+                ),
+            ));
+        }
+    }
     let not_safetensors = |e: safetensors::SafeTensorError| {
         Error::format(path, format!("not a readable safetensors file ({e})"))
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let file = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+    let file = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
     let mut tensors = Vec::new();
     for (name, view) in file.tensors() {
         let data = view.data();
@@ -243,4 +274,59 @@ pub fn load_state_dict(
         b.data_mut().copy_from_slice(by_name[name.as_str()].data());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_not_read_as_a_checkpoint() {
+        let text = load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(
+            text.contains("/dev/zero") && text.contains("not a regular file"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_header_declared_larger_than_the_limit_is_refused_before_parsing() {
+        // A header length of 2^40 bytes, followed by the start of a JSON header.
+        let mut bytes = (1u64 << 40).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{\"__metadata__\":{}}");
+        let text = from_bytes(&bytes, Path::new("huge-header.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("huge-header.safetensors"), "{text}");
+        assert!(
+            text.contains("1099511627776 bytes (1024 GiB)")
+                && text.contains("16777216 bytes (16 MiB)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn saved_tensors_and_metadata_load_back_from_bytes() {
+        let dir = std::env::temp_dir().join(format!("ocellus-checkpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("two.safetensors");
+        let tensors = vec![
+            (
+                "a".to_string(),
+                Tensor::from_vec(&[2], vec![1.5, -2.0]).unwrap(),
+            ),
+            (
+                "bn.num_batches_tracked".to_string(),
+                Tensor::from_vec(&[1], vec![7.0]).unwrap(),
+            ),
+        ];
+        let metadata = HashMap::from([("epoch".to_string(), "3".to_string())]);
+        save(&path, &tensors, metadata.clone()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (loaded, meta) = from_bytes(&bytes, &path).unwrap();
+        assert_eq!(loaded, tensors);
+        assert_eq!(meta, metadata);
+    }
 }

@@ -27,7 +27,8 @@
 //!
 //! [`tensor`] → [`kernels`] (GEMM, im2col, reference loops) → [`layers`] → [`network`] →
 //! [`loss`] / [`optim`]; [`arch`] writes a network down as data and [`zoo`] holds the
-//! classic ones; [`checkpoint`] saves and loads named tensors (safetensors);
+//! classic ones; [`checkpoint`] saves and loads named tensors (safetensors); [`files`]
+//! reads the files a user names within stated limits;
 //! [`gradcheck`] verifies every gradient; [`summary`] tabulates a network's shapes,
 //! parameters, multiply-adds and receptive fields.
 //!
@@ -38,6 +39,7 @@
 pub mod arch;
 pub mod checkpoint;
 pub mod error;
+pub mod files;
 pub mod geometry;
 pub mod gradcheck;
 pub mod init;

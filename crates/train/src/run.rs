@@ -215,6 +215,11 @@ const METRICS_FILE: &str = "metrics.jsonl";
 const CURVES_FILE: &str = "curves.png";
 const CONFUSION_FILE: &str = "confusion.png";
 
+/// The largest `config.json` read: 1 MiB (ocellus writes under 1 KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The largest `metrics.jsonl` read: 64 MiB, some hundred thousand epochs of records.
+pub const MAX_METRICS_BYTES: u64 = 64 << 20;
+
 /// Saves the model (state_dict and metadata) to `path`, atomically.
 pub fn save_model(path: &Path, model: &dyn Layer, info: &ModelInfo) -> Result<()> {
     let mut metadata = HashMap::new();
@@ -255,15 +260,31 @@ pub fn load_model(path: &Path) -> Result<(Sequential, ModelInfo)> {
         path.to_path_buf()
     };
     let (tensors, metadata) = checkpoint::load(&file)?;
+    model_from_checkpoint(&tensors, &metadata, &file)
+}
+
+/// [`load_model`] for the bytes of a model file already in memory; `source` names it in
+/// errors.
+pub fn model_from_bytes(bytes: &[u8], source: &Path) -> Result<(Sequential, ModelInfo)> {
+    let (tensors, metadata) = checkpoint::from_bytes(bytes, source)?;
+    model_from_checkpoint(&tensors, &metadata, source)
+}
+
+/// The model a checkpoint's metadata describes, with its tensors loaded strictly.
+fn model_from_checkpoint(
+    tensors: &[(String, ocellus::Tensor)],
+    metadata: &HashMap<String, String>,
+    file: &Path,
+) -> Result<(Sequential, ModelInfo)> {
     let info = ModelInfo {
-        architecture: metadata_field(&file, &metadata, "architecture")?,
-        normalization: metadata_field(&file, &metadata, "normalization")?,
-        classes: metadata_field(&file, &metadata, "classes")?,
-        epoch: metadata_field(&file, &metadata, "epoch")?,
+        architecture: metadata_field(file, metadata, "architecture")?,
+        normalization: metadata_field(file, metadata, "normalization")?,
+        classes: metadata_field(file, metadata, "classes")?,
+        epoch: metadata_field(file, metadata, "epoch")?,
     };
     let mut model = info.architecture.build(&mut Rng::new(0))?;
-    check_model_info(&file, &model, &info)?;
-    checkpoint::load_state_dict(&mut model, &tensors, &file)?;
+    check_model_info(file, &model, &info)?;
+    checkpoint::load_state_dict(&mut model, tensors, file)?;
     Ok((model, info))
 }
 
@@ -800,18 +821,22 @@ pub fn read_config(dir: &Path) -> Result<RunConfig> {
     if !dir.is_dir() {
         return Err(Error::format(dir, "no such run directory"));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))
+    let bytes = ocellus::files::read(&path, MAX_CONFIG_BYTES, "run configurations")?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, e.to_string()))
 }
 
 /// Reads `metrics.jsonl` of a run directory (empty if there is none yet).
 pub fn read_metrics(dir: &Path) -> Result<Vec<EpochRecord>> {
     let path = dir.join(METRICS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&path, e)),
+    let bytes = match ocellus::files::read(&path, MAX_METRICS_BYTES, "metrics files") {
+        Ok(bytes) => bytes,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(e),
     };
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Error::format(&path, format!("not UTF-8 text ({e})")))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
