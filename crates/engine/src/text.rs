@@ -13,9 +13,9 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
-/// Bytes in B, KiB, MiB or GiB (powers of 1024), three significant digits.
+/// Bytes in B, KiB, MiB, GiB, TiB or PiB (powers of 1024), three significant digits.
 pub fn bytes_str(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
     while value >= 1024.0 && unit + 1 < UNITS.len() {
