@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ocellus::error::{Error, Result};
-use ocellus::layers::Randomness;
-use ocellus::layers::{Layer, Mode};
+use ocellus::layers::{Layer, Mode, Randomness};
 use ocellus::loss;
 use ocellus::optim::{LrSchedule, Optimizer, ScheduleUnit};
 use ocellus::rng::Rng;
