@@ -188,7 +188,10 @@ impl Layout for Image {
         expect_nchw(Self::KIND, shape, Some(channels)).map_err(|e| {
             e.with_hint(format!("BatchNorm2d({channels}) needs {channels} channels"))
         })?;
-        Ok((shape[0], shape[1], shape[2] * shape[3]))
+        let plane = shape[2].checked_mul(shape[3]).ok_or_else(|| {
+            Error::shape(Self::KIND, "(N, C, H, W) with H·W below 2⁶⁴", shape)
+        })?;
+        Ok((shape[0], shape[1], plane))
     }
 }
 
@@ -623,6 +626,8 @@ impl<L: Layout> Layer for BatchNorm<L> {
     /// One multiply-add per value: once μ and σ² are known, `y = x·(γ·inv_std) +
     /// (β − μ·γ·inv_std)`.
     fn macs(&self, input: &[usize]) -> u64 {
-        L::split(input, self.config.num_features).map_or(0, |(n, c, s)| (n * c * s) as u64)
+        L::split(input, self.config.num_features).map_or(0, |(n, c, s)| {
+            (n as u64).saturating_mul(c as u64).saturating_mul(s as u64)
+        })
     }
 }

@@ -87,7 +87,7 @@ impl Linear {
             )),
             4 => err.with_hint(format!(
                 "an image tensor needs a Flatten first; it would give {} = {}×{}×{} features",
-                shape[1] * shape[2] * shape[3],
+                crate::tensor::numel(&shape[1..]),
                 shape[1],
                 shape[2],
                 shape[3]
@@ -181,7 +181,9 @@ impl Layer for Linear {
     }
 
     fn macs(&self, input: &[usize]) -> u64 {
-        (input.first().copied().unwrap_or(0) * self.in_features * self.out_features) as u64
+        let n = input.first().copied().unwrap_or(0) as u64;
+        n.saturating_mul(self.in_features as u64)
+            .saturating_mul(self.out_features as u64)
     }
 }
 
@@ -244,7 +246,15 @@ impl Layer for Flatten {
         if input.is_empty() {
             return Err(Error::shape(self.kind(), "(N, …)", input));
         }
-        Ok(vec![input[0], input[1..].iter().product()])
+        let features = input[1..].iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        match features {
+            Some(f) => Ok(vec![input[0], f]),
+            None => Err(Error::shape(
+                self.kind(),
+                "(N, …) with fewer than 2⁶⁴ values per image",
+                input,
+            )),
+        }
     }
 
     /// x: (N, C, H, W) → y: (N, C·H·W)
