@@ -830,4 +830,25 @@ mod tests {
         let text = image_error(&found, "found.png");
         assert!(text.contains("palette (PLTE) has 8 bytes"), "{text}");
     }
+
+    /// Found by fuzzing: a damaged JPEG whose DC prediction times its quantisation value
+    /// overflows `i32` inside zune-jpeg 0.5.15, a panic wherever overflow checks are on
+    /// (the workspace builds zune-jpeg without them, as its release builds and its next
+    /// version's wrapping multiplication behave). Decoding it is an error or a picture.
+    #[test]
+    fn a_jpeg_whose_coefficients_overflow_does_not_panic() {
+        let bytes = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/overflowing_dc.jpg"
+        ));
+        for channels in [1, 3] {
+            if let Err(e) = decode_image(bytes, Path::new("overflowing_dc.jpg"), channels, 6, 20) {
+                let text = e.to_string();
+                assert!(
+                    text.contains("overflowing_dc.jpg") && text.contains("JPEG"),
+                    "{text}"
+                );
+            }
+        }
+    }
 }
