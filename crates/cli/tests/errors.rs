@@ -986,3 +986,21 @@ fn folder_data_and_architecture_files_agree_or_say_how() {
         assert!(table.contains("Linear(1200→2)"), "{table}");
     }
 }
+
+/// Every architecture the fuzzer once crashed on (`fuzz/regressions/arch/`) is an error.
+#[test]
+fn architectures_found_by_fuzzing_end_in_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/arch");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let output = ocellus(tmp.path(), &["summary", "--model", text(&path)]);
+        expect_error(&output, &[text(&path), "layer "]);
+        seen += 1;
+    }
+    assert_eq!(seen, 4, "the four architectures of {}", dir.display());
+}

@@ -178,8 +178,15 @@ impl ConvGeometry {
     /// Multiply-adds of the forward pass over the whole batch.
     /// Multiply-adds of the whole convolution; a count beyond `u64` saturates.
     pub fn macs(&self) -> u64 {
-        [self.oc, self.oh, self.ow, self.ic_per_group(), self.kh, self.kw]
-            .iter()
-            .fold(self.n as u64, |m, &d| m.saturating_mul(d as u64))
+        [
+            self.oc,
+            self.oh,
+            self.ow,
+            self.ic_per_group(),
+            self.kh,
+            self.kw,
+        ]
+        .iter()
+        .fold(self.n as u64, |m, &d| m.saturating_mul(d as u64))
     }
 }

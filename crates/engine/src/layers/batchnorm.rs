@@ -188,9 +188,9 @@ impl Layout for Image {
         expect_nchw(Self::KIND, shape, Some(channels)).map_err(|e| {
             e.with_hint(format!("BatchNorm2d({channels}) needs {channels} channels"))
         })?;
-        let plane = shape[2].checked_mul(shape[3]).ok_or_else(|| {
-            Error::shape(Self::KIND, "(N, C, H, W) with H·W below 2⁶⁴", shape)
-        })?;
+        let plane = shape[2]
+            .checked_mul(shape[3])
+            .ok_or_else(|| Error::shape(Self::KIND, "(N, C, H, W) with H·W below 2⁶⁴", shape))?;
         Ok((shape[0], shape[1], plane))
     }
 }
