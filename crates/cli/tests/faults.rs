@@ -336,23 +336,30 @@ impl Drop for Mount {
     }
 }
 
+/// Trains into `run` on `disk`; the run must fail without a panic. Returns the run
+/// directory and stderr.
+fn train_fails_on(tmp: &TempDir, disk: &Mount) -> (PathBuf, String) {
+    let out = disk.0.join("run");
+    let output = run(tmp.path(), &[TRAIN, &["--out", text(&out)]].concat());
+    assert_no_panic(&output);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: ") && l.contains(text(&out))),
+        "{err}"
+    );
+    (out, err)
+}
+
 #[test]
 fn a_full_disk_ends_the_run_with_a_clear_error_and_no_half_written_files() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(disk) = Mount::tmpfs(tmp.path().join("full"), "size=96k") else {
         return;
     };
-    let out = disk.0.join("run");
-    let output = run(tmp.path(), &[TRAIN, &["--out", text(&out)]].concat());
-    assert_no_panic(&output);
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let (out, err) = train_fails_on(&tmp, &disk);
     assert!(err.contains("No space left on device"), "{err}");
-    assert!(
-        err.lines()
-            .any(|l| l.starts_with("error: ") && l.contains(text(&out))),
-        "{err}"
-    );
     assert_no_temp_files(&out);
     // What is there is whole: a model file, if any, loads.
     if out.join("model.safetensors").exists() {
@@ -367,14 +374,7 @@ fn a_read_only_directory_is_an_error_naming_it() {
     let Some(disk) = Mount::tmpfs(tmp.path().join("ro"), "ro,size=64k") else {
         return;
     };
-    let out = disk.0.join("run");
-    let output = run(tmp.path(), &[TRAIN, &["--out", text(&out)]].concat());
-    assert_no_panic(&output);
-    assert!(!output.status.success());
-    let err = stderr(&output);
-    assert!(
-        err.starts_with("error: ") && err.contains(text(&out)),
-        "{err}"
-    );
+    let (_, err) = train_fails_on(&tmp, &disk);
+    assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains("Read-only file system"), "{err}");
 }
