@@ -30,7 +30,7 @@ use crate::layers::{
     GlobalAvgPool, Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid,
     Softmax, Tanh,
 };
-use crate::network::{Residual, Sequential};
+use crate::network::{dense, Concat, Dense, Residual, Scale, Sequential};
 use crate::rng::Rng;
 pub use crate::spec::{BatchNormSpec, LayerSpec, PadSpec, Size2};
 use crate::tensor::shape_str;
@@ -242,16 +242,7 @@ impl LayerSpec {
                 config.dilation = dilation.hw();
                 config.groups = *groups;
                 config.bias = *bias;
-                config.padding = match *padding {
-                    PadSpec::Uniform(p) => Padding::uniform(p),
-                    PadSpec::Symmetric([ph, pw]) => Padding::symmetric(ph, pw),
-                    PadSpec::PerSide([top, bottom, left, right]) => Padding {
-                        top,
-                        bottom,
-                        left,
-                        right,
-                    },
-                };
+                config.padding = padding_sides(*padding);
                 Box::new(Conv2d::new(config, rng)?)
             }
             LayerSpec::Linear {
@@ -323,19 +314,7 @@ impl LayerSpec {
                     ),
                     None => None,
                 };
-                let act: Option<Box<dyn Layer>> = match activation.as_str() {
-                    "relu" => Some(Box::new(Relu::new())),
-                    "sigmoid" => Some(Box::new(Sigmoid::new())),
-                    "tanh" => Some(Box::new(Tanh::new())),
-                    "none" => None,
-                    other => {
-                        return Err(Error::config(
-                            kind,
-                            format!("activation '{other}' is not one of relu, sigmoid, tanh, none"),
-                        ))
-                    }
-                };
-                Box::new(Residual::new(main, shortcut, act))
+                Box::new(Residual::new(main, shortcut, activation_layer(kind, activation)?))
             }
             LayerSpec::Sequential { layers } => Box::new(build_sequence(layers, shape, rng)?),
             LayerSpec::Custom { kind } => {
@@ -351,8 +330,125 @@ impl LayerSpec {
                 let ic = image_channels(kind, shape)?;
                 Box::new(Residual::basic_block(ic, *out_channels, *stride, rng)?)
             }
+            LayerSpec::Bottleneck {
+                out_channels,
+                stride,
+                expansion,
+            } => {
+                let ic = image_channels(kind, shape)?;
+                Box::new(Residual::bottleneck(
+                    ic,
+                    *out_channels,
+                    *stride,
+                    *expansion,
+                    rng,
+                )?)
+            }
+            LayerSpec::Concat { branches } => {
+                let mut built = Vec::with_capacity(branches.len());
+                for (i, specs) in branches.iter().enumerate() {
+                    let branch = build_sequence(specs, shape, rng)
+                        .map_err(|e| e.in_layer(&format!("branch {i}")))?;
+                    built.push(branch);
+                }
+                Box::new(Concat::new(built)?)
+            }
+            LayerSpec::Dense { layers } => {
+                image_channels(kind, shape)?;
+                let mut built = Vec::with_capacity(layers.len());
+                let mut features = shape.to_vec();
+                for (i, specs) in layers.iter().enumerate() {
+                    let position = format!("layer {i}");
+                    let layer = build_sequence(specs, &features, rng)
+                        .map_err(|e| e.in_layer(&position))?;
+                    let h = layer
+                        .output_shape(&features)
+                        .map_err(|e| e.in_layer(&position))?;
+                    // The next layer reads everything so far.
+                    features = dense::joined(shape, &features, &h, i)?;
+                    built.push(layer);
+                }
+                Box::new(Dense::new(built)?)
+            }
+            LayerSpec::DenseBlock { layers, growth } => {
+                let ic = image_channels(kind, shape)?;
+                Box::new(Dense::bottleneck_layers(ic, *layers, *growth, rng)?)
+            }
+            LayerSpec::Scale { gate } => {
+                image_channels(kind, shape)?;
+                let gate = build_sequence(gate, shape, rng).map_err(|e| e.in_layer("gate"))?;
+                Box::new(Scale::new(gate))
+            }
+            LayerSpec::SqueezeExcite {
+                squeeze_channels,
+                reduction,
+                activation,
+            } => {
+                let c = image_channels(kind, shape)?;
+                if *reduction == 0 {
+                    return Err(Error::config(kind, "reduction must be positive"));
+                }
+                let squeeze = squeeze_channels.unwrap_or((c / reduction).max(1));
+                let Some(act) = activation_layer(kind, activation)? else {
+                    return Err(Error::config(kind, "the gate needs an activation, not none"));
+                };
+                Box::new(Scale::squeeze_excitation(c, squeeze, act, rng)?)
+            }
+            LayerSpec::SeparableConv2d {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => {
+                let c = image_channels(kind, shape)?;
+                let (kh, kw) = kernel.hw();
+                let (sh, sw) = stride.hw();
+                let depthwise = Conv2dConfig::new(c, c, 1)
+                    .kernel(kh, kw)
+                    .stride_hw(sh, sw)
+                    .padding_sides(padding_sides(*padding))
+                    .groups(c)
+                    .bias(*bias);
+                let pointwise = Conv2dConfig::new(c, *out_channels, 1).bias(*bias);
+                Box::new(
+                    Sequential::new()
+                        .with(Conv2d::new(depthwise, rng)?)
+                        .with(Conv2d::new(pointwise, rng)?),
+                )
+            }
         })
     }
+}
+
+/// The padding of each side a [`PadSpec`] writes.
+fn padding_sides(padding: PadSpec) -> Padding {
+    match padding {
+        PadSpec::Uniform(p) => Padding::uniform(p),
+        PadSpec::Symmetric([ph, pw]) => Padding::symmetric(ph, pw),
+        PadSpec::PerSide([top, bottom, left, right]) => Padding {
+            top,
+            bottom,
+            left,
+            right,
+        },
+    }
+}
+
+/// The activation a block's `activation` setting names (`"none"`: no layer).
+fn activation_layer(kind: &str, name: &str) -> Result<Option<Box<dyn Layer>>> {
+    Ok(Some(match name {
+        "relu" => Box::new(Relu::new()),
+        "sigmoid" => Box::new(Sigmoid::new()),
+        "tanh" => Box::new(Tanh::new()),
+        "none" => return Ok(None),
+        other => {
+            return Err(Error::config(
+                kind,
+                format!("activation '{other}' is not one of relu, sigmoid, tanh, none"),
+            ))
+        }
+    }))
 }
 
 /// Describes a shape for messages (re-exported for callers that print architectures).

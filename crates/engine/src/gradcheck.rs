@@ -452,8 +452,10 @@ pub fn keep_off_kinks(x: &Tensor, epsilon: f32, rng: &mut Rng) -> Tensor {
 /// it: `x` goes forward (in `cfg.mode`) through the layers before it, then through
 /// [`keep_off_kinks`], and [`check_gradients`] compares the layer's input and parameter
 /// gradients with finite differences there (a tensor that fails is checked again at the
-/// [`RETRY_STEPS`]). Nested networks and residual blocks are opened: the layers of a block's main path and shortcut are checked one by one, and its
-/// activation at the sum of the two paths.
+/// [`RETRY_STEPS`]). Nested networks and blocks are opened: the layers of a residual
+/// block's main path and shortcut, of each branch of a concatenation, of a dense block and
+/// of a gate are checked one by one, at the activations the block gives them. (How a
+/// block joins its paths is checked end to end by [`check_gradients`] on the block.)
 ///
 /// Why layer by layer: a step in a shared weight moves every position of a channel, so in
 /// a deep ReLU network some of the thousands of kinks it crosses sit too close to the
@@ -499,8 +501,8 @@ fn check_layer(
     let mut check = |(_, child_name, child): (Key, String, &mut dyn Layer), x: &Tensor| {
         check_layer(child, &child_name, x, cfg, rng, out)
     };
-    match composition {
-        Composition::Leaf if children.is_empty() => {}
+    let output = match composition {
+        Composition::Leaf if children.is_empty() => None,
         Composition::Leaf => {
             return Err(Error::config(
                 name,
@@ -512,6 +514,7 @@ fn check_layer(
             for child in children {
                 activation = check(child, &activation)?;
             }
+            // A chain adds nothing of its own to check.
             return Ok(activation);
         }
         Composition::Residual => {
@@ -541,12 +544,59 @@ fn check_layer(
                 ));
             }
             sum.add_assign(&skip)?;
-            return match act {
-                Some(act) => check(act, &sum),
-                None => Ok(sum),
-            };
+            Some(match act {
+                Some(act) => check(act, &sum)?,
+                None => sum,
+            })
         }
+        Composition::Concat => {
+            // y = [B₀(x), B₁(x), …]
+            let mut outputs = Vec::with_capacity(children.len());
+            for child in children {
+                outputs.push(check(child, x)?);
+            }
+            Some(Tensor::concat(&outputs.iter().collect::<Vec<_>>())?)
+        }
+        Composition::Dense => {
+            // y = [x, h₁, …], each layer reading everything before it.
+            let mut features = x.clone();
+            for child in children {
+                let h = check(child, &features)?;
+                features = Tensor::concat(&[&features, &h])?;
+            }
+            Some(features)
+        }
+        Composition::Scale => {
+            // y = x · gate(x)
+            let gate = children
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::config(name, "a scale block without a gate"))?;
+            let g = check(gate, x)?;
+            Some(crate::network::scale::scale_channels(x, &g)?)
+        }
+    };
+    if let Some(output) = output {
+        // A block's own backward (how it joins its paths) is not checked here: a step in
+        // one input value moves every layer inside, and the kinks crossed on the way make
+        // the finite difference of a whole ReLU block unreliable. `check_gradients` on the
+        // block, at a small input, checks it end to end.
+        return Ok(output);
     }
+    let (check, y) = check_here(layer, name, x, cfg, rng)?;
+    out.push(check);
+    Ok(y)
+}
+
+/// Checks the leaf `layer` at (a copy of `x` kept off kinks), retrying a failing tensor at
+/// the [`RETRY_STEPS`]; returns the check and the layer's output there.
+fn check_here(
+    layer: &mut dyn Layer,
+    name: &str,
+    x: &Tensor,
+    cfg: &GradCheckConfig,
+    rng: &mut Rng,
+) -> Result<(LayerCheck, Tensor)> {
     let position = format!("layer {name}");
     let x = &keep_off_kinks(x, cfg.epsilon, rng);
     let mut report = check_gradients(layer, x, cfg).map_err(|e| e.in_layer(&position))?;
@@ -572,13 +622,13 @@ fn check_layer(
     let y = layer
         .forward_ref(x, cfg.mode)
         .map_err(|e| e.in_layer(&position))?;
-    out.push(LayerCheck {
+    let check = LayerCheck {
         name: name.to_string(),
         description: layer.describe(),
         report,
         steps,
-    });
-    Ok(y)
+    };
+    Ok((check, y))
 }
 
 /// Asserts that `actual` and `expected` agree element-wise within

@@ -58,7 +58,7 @@ pub mod zoo;
 
 pub use error::{Error, Result};
 pub use layers::{Layer, LayerExt, Mode, Param};
-pub use network::{Residual, Sequential};
+pub use network::{Concat, Dense, Residual, Scale, Sequential};
 pub use optim::Optimizer;
 pub use rng::Rng;
 pub use tensor::Tensor;
@@ -67,7 +67,7 @@ pub use tensor::Tensor;
 pub mod prelude {
     pub use crate::error::Error;
     pub use crate::layers::{Layer, LayerExt, Mode, Param};
-    pub use crate::network::{Residual, Sequential};
+    pub use crate::network::{Concat, Dense, Residual, Scale, Sequential};
     pub use crate::optim::Optimizer;
     pub use crate::rng::Rng;
     pub use crate::tensor::Tensor;

@@ -182,6 +182,70 @@ pub enum LayerSpec {
         #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
         stride: usize,
     },
+    /// Parallel branches applied to the same input, joined along channels (Inception):
+    /// each branch is a list of layers.
+    Concat {
+        branches: Vec<Vec<LayerSpec>>,
+    },
+    /// A dense block (DenseNet): each list of layers is applied to the concatenation of
+    /// the input and all earlier outputs; the block gives all of them joined.
+    Dense {
+        layers: Vec<Vec<LayerSpec>>,
+    },
+    /// `y = x · gate(x)` per channel; the gate maps (N, C, H, W) to (N, C).
+    Scale {
+        gate: Vec<LayerSpec>,
+    },
+    /// ResNet's bottleneck block (He et al. 2015, torchvision's `Bottleneck`):
+    /// 1×1 conv to `out_channels / expansion` – BN – ReLU – 3×3 conv (stride) – BN – ReLU –
+    /// 1×1 conv to `out_channels` – BN, plus the identity or a 1×1 conv (stride) – BN
+    /// shortcut; then ReLU.
+    Bottleneck {
+        out_channels: usize,
+        #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
+        stride: usize,
+        #[serde(default = "four", skip_serializing_if = "is_four")]
+        expansion: usize,
+    },
+    /// A depthwise-separable convolution (MobileNet, EfficientNet): a `kernel` depthwise
+    /// convolution (`groups` = channels) then a 1×1 pointwise one to `out_channels`.
+    SeparableConv2d {
+        out_channels: usize,
+        kernel: Size2,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        stride: Size2,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        padding: PadSpec,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias: bool,
+    },
+    /// Squeeze-and-excitation (Hu et al. 2018): a [`LayerSpec::Scale`] whose gate is
+    /// global average pooling – 1×1 conv to `squeeze_channels` – `activation` – 1×1 conv
+    /// back – sigmoid. `squeeze_channels` defaults to `channels / reduction` (at least 1).
+    SqueezeExcite {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        squeeze_channels: Option<usize>,
+        #[serde(default = "sixteen")]
+        reduction: usize,
+        #[serde(default = "relu_name")]
+        activation: String,
+    },
+    /// DenseNet-BC's dense block: `layers` layers of BN – ReLU – 1×1 conv to
+    /// 4·`growth` – BN – ReLU – 3×3 conv to `growth`, as a [`LayerSpec::Dense`].
+    DenseBlock {
+        layers: usize,
+        growth: usize,
+    },
+}
+
+fn four() -> usize {
+    4
+}
+fn is_four(n: &usize) -> bool {
+    *n == 4
+}
+fn sixteen() -> usize {
+    16
 }
 
 fn default_groups() -> usize {
@@ -299,6 +363,13 @@ impl LayerSpec {
             LayerSpec::Custom { .. } => "custom",
             LayerSpec::Sequential { .. } => "sequential",
             LayerSpec::BasicBlock { .. } => "basicblock",
+            LayerSpec::Concat { .. } => "concat",
+            LayerSpec::Dense { .. } => "dense",
+            LayerSpec::Scale { .. } => "scale",
+            LayerSpec::Bottleneck { .. } => "bottleneck",
+            LayerSpec::SeparableConv2d { .. } => "separableconv2d",
+            LayerSpec::SqueezeExcite { .. } => "squeezeexcite",
+            LayerSpec::DenseBlock { .. } => "denseblock",
         }
     }
 
@@ -321,8 +392,13 @@ impl LayerSpec {
             | LayerSpec::BatchNorm2d(_)
             | LayerSpec::BatchNorm1d(_)
             | LayerSpec::Custom { .. } => Composition::Leaf,
-            LayerSpec::Sequential { .. } => Composition::Chain,
-            LayerSpec::Residual { .. } | LayerSpec::BasicBlock { .. } => Composition::Residual,
+            LayerSpec::Sequential { .. } | LayerSpec::SeparableConv2d { .. } => Composition::Chain,
+            LayerSpec::Residual { .. }
+            | LayerSpec::BasicBlock { .. }
+            | LayerSpec::Bottleneck { .. } => Composition::Residual,
+            LayerSpec::Concat { .. } => Composition::Concat,
+            LayerSpec::Dense { .. } | LayerSpec::DenseBlock { .. } => Composition::Dense,
+            LayerSpec::Scale { .. } | LayerSpec::SqueezeExcite { .. } => Composition::Scale,
         }
     }
 }
@@ -338,4 +414,11 @@ pub enum Composition {
     /// `y = act(main(x) + shortcut(x))`: children `main`, `shortcut` (absent: the
     /// identity) and `act` (absent: none).
     Residual,
+    /// `y = [B₀(x), B₁(x), …]` joined along channels: children `0, 1, …` are the branches.
+    Concat,
+    /// `y = [x, h₁, …, h_L]`, `h_l = H_l([x, h₁, …, h_{l−1}])`: children `0, 1, …` are the
+    /// layers `H_l`.
+    Dense,
+    /// `y = x · gate(x)` per channel: child `gate`.
+    Scale,
 }

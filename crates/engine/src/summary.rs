@@ -246,18 +246,14 @@ fn push_rows(
             }
             // The sum is a tensor of its own; the block's receptive field (its own rule for
             // combining the paths) applies from here on.
-            rows.push(SummaryRow {
-                name: format!("{name}.add"),
-                depth: depth + 1,
-                kind: "add".into(),
-                description: format!("main + {skip}"),
-                output_shape: sum_shape.clone(),
-                params: 0,
-                macs: 0,
+            rows.push(join_row(
+                name,
+                depth,
+                "add",
+                format!("main + {skip}"),
+                &sum_shape,
                 receptive_field,
-                activation_bytes: activation_bytes(&sum_shape),
-                is_block: false,
-            });
+            ));
             if let Some((_, act)) = child("act") {
                 push_rows(
                     rows,
@@ -270,8 +266,120 @@ fn push_rows(
             }
             rows[at].activation_bytes = inner_bytes(rows, at);
         }
+        Composition::Concat => {
+            let at = rows.len();
+            row.is_block = true;
+            row.description = format!("Concat of {} branches", children.len());
+            rows.push(row);
+            let mut widths = Vec::with_capacity(children.len());
+            for (key, branch) in &children {
+                let (shape, _) = push_chain(
+                    rows,
+                    &format!("{name}.{key}"),
+                    depth + 1,
+                    &self::children(*branch),
+                    input,
+                    rf,
+                    &format!("branch {key} layer"),
+                )?;
+                widths.push(shape[1].to_string());
+            }
+            rows.push(join_row(
+                name,
+                depth,
+                "concat",
+                format!("join channels {}", widths.join(" + ")),
+                &output_shape,
+                receptive_field,
+            ));
+            rows[at].activation_bytes = inner_bytes(rows, at);
+        }
+        Composition::Dense => {
+            let at = rows.len();
+            row.is_block = true;
+            row.description = format!("Dense block of {} layers", children.len());
+            rows.push(row);
+            let (mut features, mut seen) = (input.to_vec(), rf);
+            let mut widths = vec![input[1].to_string()];
+            for (key, layer) in &children {
+                let (h, h_rf) = push_chain(
+                    rows,
+                    &format!("{name}.{key}"),
+                    depth + 1,
+                    &self::children(*layer),
+                    &features,
+                    seen,
+                    &format!("layer {key} part"),
+                )?;
+                widths.push(h[1].to_string());
+                features[1] += h[1];
+                seen = [0, 1].map(|axis| ReceptiveField {
+                    size: seen[axis].size.max(h_rf[axis].size),
+                    jump: seen[axis].jump,
+                });
+            }
+            rows.push(join_row(
+                name,
+                depth,
+                "concat",
+                format!("join channels {}", widths.join(" + ")),
+                &output_shape,
+                receptive_field,
+            ));
+            rows[at].activation_bytes = inner_bytes(rows, at);
+        }
+        Composition::Scale => {
+            let at = rows.len();
+            row.is_block = true;
+            row.description = "Scale: x · gate(x) per channel".into();
+            rows.push(row);
+            for (key, gate) in &children {
+                push_chain(
+                    rows,
+                    &format!("{name}.{key}"),
+                    depth + 1,
+                    &self::children(*gate),
+                    input,
+                    rf,
+                    &format!("{key} layer"),
+                )?;
+            }
+            rows.push(join_row(
+                name,
+                depth,
+                "mul",
+                "x · gate, per channel".into(),
+                &output_shape,
+                receptive_field,
+            ));
+            rows[at].activation_bytes = inner_bytes(rows, at);
+        }
     }
     Ok((output_shape, receptive_field))
+}
+
+/// The row of the tensor where a block joins its paths (`{name}.{kind}`): no parameters,
+/// no multiply-adds, the block's receptive field.
+fn join_row(
+    name: &str,
+    depth: usize,
+    kind: &str,
+    description: String,
+    shape: &[usize],
+    receptive_field: [ReceptiveField; 2],
+) -> SummaryRow {
+    SummaryRow {
+        name: format!("{name}.{kind}"),
+        depth: depth + 1,
+        kind: kind.into(),
+        description,
+        output_shape: shape.to_vec(),
+        params: 0,
+        macs: 0,
+        receptive_field,
+        activation_bytes: activation_bytes(shape),
+        is_block: false,
+    }
 }
 
 /// The child layers of `layer` with their keys.

@@ -91,6 +91,24 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
 }
 
+/// The shape of tensors of `shapes` joined along axis 1 ([`Tensor::concat`]), or `None`
+/// when there are none, one is not at least 2-D, or they differ in another axis.
+pub fn concat_shape(shapes: &[&[usize]]) -> Option<Vec<usize>> {
+    let (first, rest) = shapes.split_first()?;
+    if first.len() < 2 {
+        return None;
+    }
+    let mut out = first.to_vec();
+    for shape in rest {
+        let agree = shape.len() == first.len() && shape[0] == first[0] && shape[2..] == first[2..];
+        if !agree {
+            return None;
+        }
+        out[1] = out[1].checked_add(shape[1])?;
+    }
+    Some(out)
+}
+
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
@@ -371,6 +389,75 @@ impl Tensor {
         Some(&self.data[n * per..(n + 1) * per])
     }
 
+    /// `parts` joined along axis 1 — the channels of NCHW tensors, the features of (N, F)
+    /// ones: image `n` of the result is image `n` of each part in turn. The parts must
+    /// agree in every other axis ([`concat_shape`]), or it is a shape error.
+    pub fn concat(parts: &[&Tensor]) -> Result<Tensor> {
+        let shapes: Vec<&[usize]> = parts.iter().map(|t| t.shape()).collect();
+        let Some(shape) = concat_shape(&shapes) else {
+            let got = shapes.first().copied().unwrap_or(&[]);
+            let all: Vec<String> = shapes.iter().map(|s| shape_str(s)).collect();
+            return Err(
+                Error::shape("concat", "tensors that agree in every axis but axis 1", got)
+                    .with_hint(format!("the tensors are {}", all.join(", "))),
+            );
+        };
+        let mut out = Tensor::for_overwrite(&shape);
+        let n = shape[0];
+        let mut offset = 0;
+        let per_image = out.len().checked_div(n).unwrap_or(0);
+        let data = out.data_mut();
+        for part in parts {
+            let width = part.len().checked_div(n).unwrap_or(0);
+            if width == 0 {
+                continue;
+            }
+            for (dst, src) in data
+                .chunks_exact_mut(per_image)
+                .zip(part.data().chunks_exact(width))
+            {
+                dst[offset..offset + width].copy_from_slice(src);
+            }
+            offset += width;
+        }
+        Ok(out)
+    }
+
+    /// `self` cut along axis 1 into pieces of `sizes[k]` channels (features), the inverse
+    /// of [`Tensor::concat`]; a shape error unless the sizes add up to axis 1.
+    pub fn split(&self, sizes: &[usize]) -> Result<Vec<Tensor>> {
+        let total = sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s));
+        if self.shape.len() < 2 || total != Some(self.shape[1]) {
+            return Err(Error::shape(
+                "split",
+                format!("(N, {}, …)", total.map_or("?".into(), |t| t.to_string())),
+                &self.shape,
+            ));
+        }
+        let n = self.shape[0];
+        let rest: usize = self.shape[2..].iter().product();
+        let per_image = self.shape[1] * rest;
+        let mut offset = 0;
+        let mut out = Vec::with_capacity(sizes.len());
+        for &size in sizes {
+            let mut shape = self.shape.clone();
+            shape[1] = size;
+            let width = size * rest;
+            let mut values = buffer_for(n * width);
+            if width > 0 {
+                for image in self.data.chunks_exact(per_image) {
+                    values.extend_from_slice(&image[offset..offset + width]);
+                }
+            }
+            out.push(Tensor {
+                shape,
+                data: Arc::new(values),
+            });
+            offset += width;
+        }
+        Ok(out)
+    }
+
     /// Largest absolute value (0 for an empty tensor).
     pub fn max_abs(&self) -> f32 {
         self.data.iter().fold(0.0f32, |m, v| m.max(v.abs()))
@@ -438,6 +525,26 @@ mod tests {
         drop(Tensor::full(&[RECYCLE_MIN_LEN], 2.0));
         let again = Tensor::zeros(&[RECYCLE_MIN_LEN]);
         assert!(again.data().iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn concat_joins_channels_image_by_image_and_split_undoes_it() {
+        let a = Tensor::from_vec(&[2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let b = Tensor::from_vec(&[2, 2, 2], (10..18).map(|v| v as f32).collect()).unwrap();
+        let joined = Tensor::concat(&[&a, &b]).unwrap();
+        assert_eq!(joined.shape(), &[2, 3, 2]);
+        let expected = [
+            1.0, 2.0, 10.0, 11.0, 12.0, 13.0, 3.0, 4.0, 14.0, 15.0, 16.0, 17.0,
+        ];
+        assert_eq!(joined.data(), &expected);
+        let parts = joined.split(&[1, 2]).unwrap();
+        assert_eq!((&parts[0], &parts[1]), (&a, &b));
+        assert!(joined.split(&[1, 1]).is_err());
+        let c = Tensor::zeros(&[2, 1, 3]);
+        assert!(Tensor::concat(&[&a, &c]).is_err());
+        assert_eq!(concat_shape(&[&[2, 3], &[2, 4]]), Some(vec![2, 7]));
+        assert_eq!(concat_shape(&[&[2, 3], &[1, 4]]), None);
+        assert_eq!(concat_shape(&[]), None);
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! Containers: layers made of layers. [`Sequential`] (the lecture's
 //! *LayeredNeuralNetwork*) chains layers in forward order and sends gradients back through
-//! them in reverse; [`Residual`] adds a shortcut around a main path.
+//! them in reverse; [`Residual`] adds a shortcut around a main path (ResNet); [`Concat`]
+//! joins parallel branches along channels (Inception); [`Dense`] feeds each layer all
+//! earlier outputs (DenseNet); [`Scale`] rescales channels by a gate computed from the
+//! input (squeeze-and-excitation).
 
+pub mod concat;
+pub mod dense;
 pub mod residual;
+pub mod scale;
 
+pub use concat::Concat;
+pub use dense::Dense;
 pub use residual::Residual;
+pub use scale::Scale;
 
 use crate::error::Result;
 use crate::geometry::ReceptiveField;
@@ -47,6 +56,11 @@ impl Sequential {
     /// The layers in forward order, mutable.
     pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer>] {
         &mut self.layers
+    }
+
+    /// Every layer as an architecture entry, in order.
+    pub fn layer_specs(&self) -> Vec<LayerSpec> {
+        self.layers.iter().map(|l| l.spec()).collect()
     }
 
     /// Number of layers.
@@ -98,7 +112,7 @@ impl Layer for Sequential {
 
     fn spec(&self) -> LayerSpec {
         LayerSpec::Sequential {
-            layers: self.layers.iter().map(|l| l.spec()).collect(),
+            layers: self.layer_specs(),
         }
     }
 

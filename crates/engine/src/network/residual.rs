@@ -1,4 +1,4 @@
-//! The residual block of ResNet (notes §2.7): `y = act(F(x) + shortcut(x))`, the sum giving
+//! The residual blocks of ResNet (notes §2.7), basic and bottleneck: `y = act(F(x) + shortcut(x))`, the sum giving
 //! the gradient an identity path, `∂L/∂x = ∂L/∂y·(1 + ∂F/∂x)`.
 
 use crate::error::{Error, Result};
@@ -60,28 +60,51 @@ impl Residual {
         stride: usize,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let conv = |ic, oc, k, stride, pad, rng: &mut Rng| {
-            let config = Conv2dConfig {
-                bias: false,
-                ..Conv2dConfig::new(ic, oc, k).stride(stride).padding(pad)
-            };
-            Conv2d::new(config, rng)
-        };
         let main = Sequential::new()
-            .with(conv(in_channels, out_channels, 3, stride, 1, rng)?)
+            .with(plain_conv(in_channels, out_channels, 3, stride, 1, rng)?)
             .with(BatchNorm2d::new(out_channels)?)
             .with(Relu::new())
-            .with(conv(out_channels, out_channels, 3, 1, 1, rng)?)
+            .with(plain_conv(out_channels, out_channels, 3, 1, 1, rng)?)
             .with(BatchNorm2d::new(out_channels)?);
-        let shortcut = if in_channels == out_channels && stride == 1 {
-            None
-        } else {
-            Some(
-                Sequential::new()
-                    .with(conv(in_channels, out_channels, 1, stride, 0, rng)?)
-                    .with(BatchNorm2d::new(out_channels)?),
-            )
-        };
+        let shortcut = projection(in_channels, out_channels, stride, rng)?;
+        Ok(Residual::new(main, shortcut, Some(Box::new(Relu::new()))))
+    }
+
+    /// ResNet's bottleneck block (He et al. 2015, for ResNet-50 and deeper), as
+    /// torchvision builds it: a 1×1 convolution narrows to `width = out_channels /
+    /// expansion` channels, a 3×3 one works at that width, a 1×1 one widens again — the
+    /// notes' "1×1 convolutions to reduce channels" around the expensive 3×3.
+    ///
+    /// - main: conv 1×1 → BN → ReLU → conv 3×3 (stride, pad 1) → BN → ReLU → conv 1×1 →
+    ///   BN, no biases;
+    /// - shortcut: the identity when the shape is kept, else conv 1×1 (stride) → BN;
+    /// - act: ReLU.
+    pub fn bottleneck(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        expansion: usize,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        if expansion == 0 || !out_channels.is_multiple_of(expansion) {
+            return Err(Error::config(
+                "bottleneck",
+                format!(
+                    "expansion = {expansion} must be positive and divide out_channels = {out_channels}"
+                ),
+            ));
+        }
+        let width = out_channels / expansion;
+        let main = Sequential::new()
+            .with(plain_conv(in_channels, width, 1, 1, 0, rng)?)
+            .with(BatchNorm2d::new(width)?)
+            .with(Relu::new())
+            .with(plain_conv(width, width, 3, stride, 1, rng)?)
+            .with(BatchNorm2d::new(width)?)
+            .with(Relu::new())
+            .with(plain_conv(width, out_channels, 1, 1, 0, rng)?)
+            .with(BatchNorm2d::new(out_channels)?);
+        let shortcut = projection(in_channels, out_channels, stride, rng)?;
         Ok(Residual::new(main, shortcut, Some(Box::new(Relu::new()))))
     }
 
@@ -148,6 +171,40 @@ impl Residual {
     }
 }
 
+/// A `k×k` convolution without bias (a BatchNorm follows), PyTorch's default init.
+fn plain_conv(
+    ic: usize,
+    oc: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    rng: &mut Rng,
+) -> Result<Conv2d> {
+    let config = Conv2dConfig::new(ic, oc, k)
+        .stride(stride)
+        .padding(pad)
+        .bias(false);
+    Conv2d::new(config, rng)
+}
+
+/// The shortcut of a ResNet block: the identity (`None`) when the shape is kept, else a
+/// 1×1 convolution with the block's stride and a BatchNorm.
+fn projection(
+    in_channels: usize,
+    out_channels: usize,
+    stride: usize,
+    rng: &mut Rng,
+) -> Result<Option<Sequential>> {
+    if in_channels == out_channels && stride == 1 {
+        return Ok(None);
+    }
+    Ok(Some(
+        Sequential::new()
+            .with(plain_conv(in_channels, out_channels, 1, stride, 0, rng)?)
+            .with(BatchNorm2d::new(out_channels)?),
+    ))
+}
+
 impl Layer for Residual {
     fn kind(&self) -> &'static str {
         "residual"
@@ -166,10 +223,9 @@ impl Layer for Residual {
     }
 
     fn spec(&self) -> LayerSpec {
-        let specs = |net: &Sequential| net.layers().iter().map(|l| l.spec()).collect();
         LayerSpec::Residual {
-            main: specs(&self.main),
-            shortcut: self.shortcut.as_ref().map(specs),
+            main: self.main.layer_specs(),
+            shortcut: self.shortcut.as_ref().map(Sequential::layer_specs),
             activation: self.act.as_ref().map_or("none", |a| a.kind()).to_string(),
         }
     }
