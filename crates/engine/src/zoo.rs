@@ -7,6 +7,10 @@
 //! | `smallcnn` | the notes' PyTorch model (§2.8): conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128-ReLU-dropout-fc |
 //! | `vgg` | a small VGG: three stages of two 3×3 conv-BN-ReLU and a max-pool (32, 64, 128 channels), then fc256-ReLU-dropout-fc |
 //! | `resnet20` | He et al. 2015's CIFAR ResNet-20: a 3×3 stem, three stages of three basic blocks (16, 32, 64 channels), global average pooling, fc |
+//! | `alexnet` | Krizhevsky et al. 2012, small: a large first kernel (5×5), ReLU, overlapping 3×3 max-pools of stride 2, five convolutions (32-96-128-128-64), dropout before each fully connected layer (512-512-classes) — the table's "ReLU + dropout" row |
+//! | `inception` | Szegedy et al. 2014, a mini-GoogLeNet: a 3×3 stem, three Inception blocks (parallel 1×1, 1×1→3×3, 1×1→5×5 and pool→1×1 branches joined along channels, 1×1 convolutions reducing channels first), global average pooling — "parallel multi-scale blocks" |
+//! | `resnet-bottleneck` | He et al. 2015's deeper ResNets' bottleneck blocks (1×1 → 3×3 → 1×1), three stages of two blocks (64, 128, 256 output channels), global average pooling — "skip connections", at ResNet-50's block |
+//! | `densenet` | Huang et al. 2017, a small DenseNet-BC: three dense blocks of four layers (growth 12), transitions halving channels and image size, global average pooling — "each layer connected to all later ones" |
 //! | `mlp` | a fully connected baseline: flatten, 256-ReLU-128-ReLU-classes (784-256-128-10 = 235,146 parameters on 1×28×28) |
 //! | `mlp-lenet5` | a fully connected network with LeNet-5's parameter budget: flatten, H-ReLU-classes, with the hidden width H chosen so the parameter count is the closest to `lenet5`'s for the same images and classes (784-78-10 = 62,020 parameters on 1×28×28, against LeNet-5's 61,706): the fair partner for comparing a CNN with a traditional network |
 
@@ -16,7 +20,18 @@ use crate::layers::LayerExt;
 use crate::rng::Rng;
 
 /// The names [`model`] knows.
-pub const MODELS: [&str; 6] = ["lenet5", "smallcnn", "vgg", "resnet20", "mlp", "mlp-lenet5"];
+pub const MODELS: [&str; 10] = [
+    "lenet5",
+    "smallcnn",
+    "alexnet",
+    "vgg",
+    "inception",
+    "resnet20",
+    "resnet-bottleneck",
+    "densenet",
+    "mlp",
+    "mlp-lenet5",
+];
 
 /// The zoo model `name` for images of shape `input` = (C, H, W) and `classes` classes.
 pub fn model(name: &str, input: [usize; 3], classes: usize) -> Result<Architecture> {
@@ -25,6 +40,10 @@ pub fn model(name: &str, input: [usize; 3], classes: usize) -> Result<Architectu
         "smallcnn" => smallcnn(input, classes),
         "vgg" => vgg(classes),
         "resnet20" => resnet20(classes),
+        "alexnet" => alexnet(classes),
+        "inception" => inception(classes),
+        "resnet-bottleneck" => resnet_bottleneck(classes),
+        "densenet" => densenet(classes),
         "mlp" => mlp(classes),
         "mlp-lenet5" => mlp_lenet5(input, classes)?,
         _ => {
@@ -162,6 +181,150 @@ fn resnet20(classes: usize) -> Vec<LayerSpec> {
         LayerSpec::Flatten,
         linear(classes),
     ]);
+    layers
+}
+
+/// A `k×k` convolution (padding keeping the size) without bias, BatchNorm, ReLU: the
+/// unit of the newer architectures (torchvision's `BasicConv2d`).
+fn conv_bn_relu(out_channels: usize, kernel: usize, stride: usize) -> [LayerSpec; 3] {
+    [
+        LayerSpec::Conv2d {
+            in_channels: None,
+            out_channels,
+            kernel: Size2::Square(kernel),
+            stride: Size2::Square(stride),
+            padding: PadSpec::Uniform(kernel / 2),
+            dilation: Size2::Square(1),
+            groups: 1,
+            bias: false,
+        },
+        batchnorm2d(),
+        LayerSpec::Relu,
+    ]
+}
+
+fn pool(kind: &str, kernel: usize, stride: usize, padding: usize) -> LayerSpec {
+    let (kernel, stride) = (Size2::Square(kernel), Some(Size2::Square(stride)));
+    let padding = (padding > 0).then_some(Size2::Square(padding));
+    match kind {
+        "max" => LayerSpec::MaxPool2d {
+            kernel,
+            stride,
+            padding,
+            ceil_mode: false,
+        },
+        _ => LayerSpec::AvgPool2d {
+            kernel,
+            stride,
+            padding,
+            ceil_mode: false,
+            count_include_pad: true,
+        },
+    }
+}
+
+/// Global average pooling, flatten, the classifier.
+fn head(classes: usize) -> [LayerSpec; 3] {
+    [
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Flatten,
+        linear(classes),
+    ]
+}
+
+fn alexnet(classes: usize) -> Vec<LayerSpec> {
+    let overlapping = || pool("max", 3, 2, 0);
+    vec![
+        conv(32, 5, 2),
+        LayerSpec::Relu,
+        overlapping(),
+        conv(96, 3, 1),
+        LayerSpec::Relu,
+        overlapping(),
+        conv(128, 3, 1),
+        LayerSpec::Relu,
+        conv(128, 3, 1),
+        LayerSpec::Relu,
+        conv(64, 3, 1),
+        LayerSpec::Relu,
+        overlapping(),
+        LayerSpec::Flatten,
+        LayerSpec::Dropout { p: 0.5 },
+        linear(512),
+        LayerSpec::Relu,
+        LayerSpec::Dropout { p: 0.5 },
+        linear(512),
+        LayerSpec::Relu,
+        linear(classes),
+    ]
+}
+
+/// An Inception block: `ones` 1×1; `reduce3` 1×1 → `threes` 3×3; `reduce5` 1×1 →
+/// `fives` 5×5; 3×3 max-pool (stride 1) → `pool_proj` 1×1 — joined along channels.
+fn inception_block(
+    ones: usize,
+    (reduce3, threes): (usize, usize),
+    (reduce5, fives): (usize, usize),
+    pool_proj: usize,
+) -> LayerSpec {
+    let unit = |c, k| conv_bn_relu(c, k, 1).to_vec();
+    LayerSpec::Concat {
+        branches: vec![
+            unit(ones, 1),
+            [unit(reduce3, 1), unit(threes, 3)].concat(),
+            [unit(reduce5, 1), unit(fives, 5)].concat(),
+            [vec![pool("max", 3, 1, 1)], unit(pool_proj, 1)].concat(),
+        ],
+    }
+}
+
+fn inception(classes: usize) -> Vec<LayerSpec> {
+    let mut layers = conv_bn_relu(32, 3, 1).to_vec();
+    layers.push(maxpool2());
+    layers.push(inception_block(16, (24, 32), (4, 8), 8)); // 64 channels
+    layers.push(inception_block(32, (32, 48), (8, 24), 16)); // 120 channels
+    layers.push(maxpool2());
+    layers.push(inception_block(48, (32, 64), (8, 16), 16)); // 144 channels
+    layers.extend(head(classes));
+    layers
+}
+
+fn resnet_bottleneck(classes: usize) -> Vec<LayerSpec> {
+    let mut layers = conv_bn_relu(32, 3, 1).to_vec();
+    for (stage, out_channels) in [64, 128, 256].into_iter().enumerate() {
+        for block in 0..2 {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            layers.push(LayerSpec::Bottleneck {
+                out_channels,
+                stride,
+                expansion: 4,
+            });
+        }
+    }
+    layers.extend(head(classes));
+    layers
+}
+
+/// DenseNet-BC with growth 12: each transition halves the channels (compression 0.5)
+/// with BN – ReLU – 1×1 conv, and the image size with a 2×2 average pool.
+fn densenet(classes: usize) -> Vec<LayerSpec> {
+    let (growth, per_block) = (12, 4);
+    let mut channels = 2 * growth;
+    let mut layers = vec![conv(channels, 3, 1)];
+    for block in 0..3 {
+        layers.push(LayerSpec::DenseBlock {
+            layers: per_block,
+            growth,
+        });
+        channels += per_block * growth;
+        if block < 2 {
+            channels /= 2;
+            let [conv1, ..] = conv_bn_relu(channels, 1, 1);
+            layers.extend([batchnorm2d(), LayerSpec::Relu, conv1, pool("avg", 2, 2, 0)]);
+        }
+    }
+    layers.extend([batchnorm2d(), LayerSpec::Relu]);
+    layers.extend(head(classes));
     layers
 }
 

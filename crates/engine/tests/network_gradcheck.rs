@@ -186,6 +186,10 @@ fn every_zoo_model_passes() {
         ("vgg", [3, 16, 16]),
         ("resnet20", [3, 16, 16]),
         ("mlp", [1, 28, 28]),
+        ("alexnet", [1, 16, 16]),
+        ("inception", [3, 16, 16]),
+        ("resnet-bottleneck", [3, 16, 16]),
+        ("densenet", [1, 16, 16]),
     ] {
         let arch = zoo::model(name, input, 10).unwrap();
         for seed in 0..2 {
