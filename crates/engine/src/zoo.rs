@@ -33,6 +33,31 @@ pub const MODELS: [&str; 10] = [
     "mlp-lenet5",
 ];
 
+/// A row of the lecture's table of architectures (notes §2.7): when a zoo model's design
+/// appeared and the idea it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Milestone {
+    pub year: u16,
+    pub idea: &'static str,
+}
+
+/// The row of the architecture timeline that zoo model `name` stands for, if any (the
+/// fully connected baselines stand for none).
+pub fn milestone(name: &str) -> Option<Milestone> {
+    let (year, idea) = match name {
+        "lenet5" => (1998, "conv → pool → FC"),
+        "alexnet" => (2012, "ReLU + dropout, large first kernel"),
+        "vgg" => (2014, "stacks of 3×3 convolutions"),
+        "inception" => (2014, "parallel multi-scale branches, 1×1 reductions"),
+        "resnet20" => (2015, "skip connections"),
+        "resnet-bottleneck" => (2015, "skip connections around 1×1 → 3×3 → 1×1"),
+        "densenet" => (2017, "each layer connected to all later ones"),
+        "efficientnet" => (2019, "depthwise-separable MBConv + squeeze-excitation"),
+        _ => return None,
+    };
+    Some(Milestone { year, idea })
+}
+
 /// The zoo model `name` for images of shape `input` = (C, H, W) and `classes` classes.
 pub fn model(name: &str, input: [usize; 3], classes: usize) -> Result<Architecture> {
     let layers = match name {

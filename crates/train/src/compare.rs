@@ -97,6 +97,12 @@ pub fn evaluate_shifted(
 pub struct ModelResult {
     /// The model as given (zoo name or architecture file).
     pub model: String,
+    /// The year of the design a zoo model follows, if it stands for one (zoo::milestone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub year: Option<u16>,
+    /// The idea of the architecture timeline the model carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idea: Option<String>,
     pub parameters: usize,
     /// Multiply-adds of one forward pass for one image ([`Layer::macs`] on a batch of 1).
     pub macs_per_image: u64,
@@ -130,8 +136,11 @@ pub fn measure(run: &mut Run, shifts: &[usize]) -> Result<ModelResult> {
         )?);
     }
     let epochs = run.metrics()?;
+    let milestone = ocellus::zoo::milestone(&run.config.model);
     Ok(ModelResult {
         model: run.config.model.clone(),
+        year: milestone.map(|m| m.year),
+        idea: milestone.map(|m| m.idea.to_string()),
         parameters: run.model.param_count(),
         macs_per_image: run.model.macs(&[1, c, h, w]),
         test_accuracy: test.accuracy,
@@ -165,31 +174,41 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// The table as Markdown, columns padded so it also reads as plain text: model,
+    /// The table as Markdown, columns padded so it also reads as plain text: model (with
+    /// its year and idea when models of the architecture timeline are compared),
     /// parameters, multiply-adds per image, test accuracy, training time, and the accuracy
     /// at every shift.
     pub fn table(&self) -> String {
-        let mut header: Vec<String> = [
-            "model",
-            "parameters",
-            "multiply-adds / image",
-            "test accuracy",
-            "train time (s)",
-        ]
-        .map(String::from)
-        .to_vec();
+        let timeline = self.models.iter().any(|m| m.year.is_some());
+        let mut header: Vec<String> = vec!["model".into()];
+        if timeline {
+            header.extend(["year".into(), "idea".into()]);
+        }
+        header.extend(
+            [
+                "parameters",
+                "multiply-adds / image",
+                "test accuracy",
+                "train time (s)",
+            ]
+            .map(String::from),
+        );
         header.extend(self.shifts.iter().map(|k| format!("shift {k} px")));
         let rows: Vec<Vec<String>> = self
             .models
             .iter()
             .map(|m| {
-                let mut row = vec![
-                    m.model.clone(),
+                let mut row = vec![m.model.clone()];
+                if timeline {
+                    row.push(m.year.map_or("—".into(), |y| y.to_string()));
+                    row.push(m.idea.clone().unwrap_or_else(|| "—".into()));
+                }
+                row.extend([
                     grouped(m.parameters as u64),
                     grouped(m.macs_per_image),
                     percent(m.test_accuracy),
                     format!("{:.1}", m.train_seconds),
-                ];
+                ]);
                 row.extend(m.shifted_accuracy.iter().map(|&a| percent(a)));
                 row
             })
@@ -203,14 +222,15 @@ impl Comparison {
                     .unwrap_or(0)
             })
             .collect();
-        // The model name is left-aligned, numbers right-aligned.
+        // Words (model, idea) are left-aligned, numbers right-aligned.
+        let text_column = |j: usize| j == 0 || (timeline && j == 2);
         let line = |cells: &[String]| {
             let padded: Vec<String> = cells
                 .iter()
                 .zip(&widths)
                 .enumerate()
                 .map(|(j, (cell, &w))| {
-                    if j == 0 {
+                    if text_column(j) {
                         format!("{cell:<w$}")
                     } else {
                         format!("{cell:>w$}")
@@ -223,7 +243,7 @@ impl Comparison {
             .iter()
             .enumerate()
             .map(|(j, &w)| {
-                if j == 0 {
+                if text_column(j) {
                     "-".repeat(w)
                 } else {
                     format!("{}:", "-".repeat(w - 1))

@@ -266,6 +266,8 @@ fn record(epoch: usize, accuracy: f32) -> EpochRecord {
 fn example() -> Comparison {
     let result = |model: &str, parameters, macs, accuracy, shifted: Vec<f32>| ModelResult {
         model: model.into(),
+        year: None,
+        idea: None,
         parameters,
         macs_per_image: macs,
         test_accuracy: accuracy,
@@ -347,6 +349,37 @@ fn the_table_is_aligned_markdown_with_every_measurement() {
     assert!(markdown.contains(&table));
     assert!(markdown.contains("60,000 training images, 10,000 test images"));
     assert!(markdown.contains("down-left, up-right and up-left"));
+}
+
+#[test]
+fn models_of_the_architecture_timeline_get_their_year_and_idea() {
+    let mut comparison = example();
+    let lenet = ocellus::zoo::milestone("lenet5").unwrap();
+    comparison.models[0].year = Some(lenet.year);
+    comparison.models[0].idea = Some(lenet.idea.into());
+    let table = comparison.table();
+    let lines: Vec<&str> = table.lines().collect();
+    let cells = |line: &str| -> Vec<String> {
+        line.trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        cells(lines[0])[..4],
+        ["model", "year", "idea", "parameters"]
+    );
+    assert_eq!(
+        cells(lines[2])[..4],
+        ["lenet5", "1998", "conv → pool → FC", "61,706"]
+    );
+    // The baseline stands for no row of the timeline.
+    assert_eq!(cells(lines[3])[..3], ["mlp-lenet5", "—", "—"]);
+    assert!(ocellus::zoo::milestone("mlp-lenet5").is_none());
+    // The idea is text: left-aligned.
+    assert!(lines[3].contains("| —                |"), "{table}");
+    let back: Comparison = serde_json::from_str(&comparison.to_json()).unwrap();
+    assert_eq!(back, comparison);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use crate::progress::{thousands, Progress};
   ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
   ocellus train --resume runs/lenet5-patterns --epochs 6")]
 pub struct Args {
-    /// A zoo model (lenet5, smallcnn, vgg, resnet20, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
+    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
     #[arg(long, default_value = "lenet5")]
     model: String,
     #[command(flatten)]
