@@ -13,11 +13,11 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
-use crate::layers::{Key, Layer, LayerExt, Mode, PartMut, Randomness};
+use crate::error::Result;
+use crate::layers::{Layer, LayerExt, Mode, Randomness};
+use crate::network::walk::{forward_through_leaves, LeafVisitor};
 use crate::network::Sequential;
 use crate::rng::Rng;
-use crate::spec::Composition;
 use crate::tensor::{shape_str, Tensor};
 
 /// Settings of a gradient check.
@@ -471,121 +471,31 @@ pub fn check_network_layers(
 ) -> Result<NetworkCheck> {
     // The check's own seed draws `r` and positions; this one moves inputs off kinks.
     let mut rng = Rng::new(cfg.seed ^ 0xC0FF_EE00_D15E_A5E5);
-    let mut layers = Vec::new();
-    check_layer(net, "", x, cfg, &mut rng, &mut layers)?;
-    Ok(NetworkCheck { layers })
+    let mut walk = LayerByLayer {
+        cfg,
+        rng: &mut rng,
+        checks: Vec::new(),
+    };
+    forward_through_leaves(net, "", x, &mut walk)?;
+    Ok(NetworkCheck {
+        layers: walk.checks,
+    })
 }
 
-/// Checks `layer` at input `x` — a container by checking its children one by one, as its
-/// [`Composition`] combines them — and returns its output.
-fn check_layer(
-    layer: &mut dyn Layer,
-    name: &str,
-    x: &Tensor,
-    cfg: &GradCheckConfig,
-    rng: &mut Rng,
-    out: &mut Vec<LayerCheck>,
-) -> Result<Tensor> {
-    let composition = layer.spec().composition();
-    let mut children = Vec::new();
-    for (key, part) in layer.parts_mut() {
-        if let PartMut::Layer(child) = part {
-            let child_name = if name.is_empty() {
-                key.to_string()
-            } else {
-                format!("{name}.{key}")
-            };
-            children.push((key, child_name, child));
-        }
+/// The layer-by-layer check as a walk through the network: each leaf is checked at the
+/// activation that reaches it.
+struct LayerByLayer<'a> {
+    cfg: &'a GradCheckConfig,
+    rng: &'a mut Rng,
+    checks: Vec<LayerCheck>,
+}
+
+impl LeafVisitor for LayerByLayer<'_> {
+    fn leaf(&mut self, name: &str, layer: &mut dyn Layer, x: &Tensor) -> Result<Tensor> {
+        let (check, y) = check_here(layer, name, x, self.cfg, self.rng)?;
+        self.checks.push(check);
+        Ok(y)
     }
-    let mut check = |(_, child_name, child): (Key, String, &mut dyn Layer), x: &Tensor| {
-        check_layer(child, &child_name, x, cfg, rng, out)
-    };
-    let output = match composition {
-        Composition::Leaf if children.is_empty() => None,
-        Composition::Leaf => {
-            return Err(Error::config(
-                name,
-                "lists child layers but its spec does not say how it combines them",
-            ))
-        }
-        Composition::Chain => {
-            let mut activation = x.clone();
-            for child in children {
-                activation = check(child, &activation)?;
-            }
-            // A chain adds nothing of its own to check.
-            return Ok(activation);
-        }
-        Composition::Residual => {
-            // y = act(main(x) + shortcut(x)), the shortcut being the identity if absent.
-            let mut main = None;
-            let mut skip = None;
-            let mut act = None;
-            for child in children {
-                match child.0 {
-                    Key::Name("main") => main = Some(child),
-                    Key::Name("shortcut") => skip = Some(child),
-                    _ => act = Some(child),
-                }
-            }
-            let main =
-                main.ok_or_else(|| Error::config(name, "a residual block without a main path"))?;
-            let mut sum = check(main, x)?;
-            let skip = match skip {
-                Some(s) => check(s, x)?,
-                None => x.clone(),
-            };
-            if sum.shape() != skip.shape() {
-                return Err(Error::shape(
-                    name,
-                    "an input for which the main path and the shortcut give the same shape",
-                    x.shape(),
-                ));
-            }
-            sum.add_assign(&skip)?;
-            Some(match act {
-                Some(act) => check(act, &sum)?,
-                None => sum,
-            })
-        }
-        Composition::Concat => {
-            // y = [B₀(x), B₁(x), …]
-            let mut outputs = Vec::with_capacity(children.len());
-            for child in children {
-                outputs.push(check(child, x)?);
-            }
-            Some(Tensor::concat(&outputs.iter().collect::<Vec<_>>())?)
-        }
-        Composition::Dense => {
-            // y = [x, h₁, …], each layer reading everything before it.
-            let mut features = x.clone();
-            for child in children {
-                let h = check(child, &features)?;
-                features = Tensor::concat(&[&features, &h])?;
-            }
-            Some(features)
-        }
-        Composition::Scale => {
-            // y = x · gate(x)
-            let gate = children
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::config(name, "a scale block without a gate"))?;
-            let g = check(gate, x)?;
-            Some(crate::network::scale::scale_channels(x, &g)?)
-        }
-    };
-    if let Some(output) = output {
-        // A block's own backward (how it joins its paths) is not checked here: a step in
-        // one input value moves every layer inside, and the kinks crossed on the way make
-        // the finite difference of a whole ReLU block unreliable. `check_gradients` on the
-        // block, at a small input, checks it end to end.
-        return Ok(output);
-    }
-    let (check, y) = check_here(layer, name, x, cfg, rng)?;
-    out.push(check);
-    Ok(y)
 }
 
 /// Checks the leaf `layer` at (a copy of `x` kept off kinks), retrying a failing tensor at

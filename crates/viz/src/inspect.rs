@@ -14,6 +14,7 @@ use crate::{
 use ocellus::error::{Error, Result};
 use ocellus::layers::{expect_nchw, Layer, Mode};
 use ocellus::loss;
+use ocellus::network::walk::{forward_through_leaves, LeafVisitor};
 use ocellus::network::Sequential;
 use ocellus::tensor::{shape_str, Tensor};
 use ocellus::LayerExt;
@@ -215,30 +216,68 @@ pub fn filters_picture(
 /// What one layer made of the input: its output for the one image.
 #[derive(Clone, Debug)]
 pub struct FeatureMaps {
-    /// Position of the layer in the network.
-    pub index: usize,
+    /// The layer's position, named as its parameters are: `3`, or inside blocks
+    /// `4.main.0` (a residual block's main path), `5.1.2` (branch 1 of a concatenation).
+    pub name: String,
     /// The layer's [`Layer::describe`].
     pub description: String,
-    /// The layer's kind (`"conv2d"`, `"maxpool2d"`, `"relu"`, `"residual"`…).
+    /// The layer's kind (`"conv2d"`, `"maxpool2d"`, `"relu"`, `"residual"`, `"concat"`…).
     pub kind: &'static str,
     /// The output for the image, (C, H, W).
     pub maps: Tensor,
 }
 
-/// Layers whose output is worth a picture: convolutions, pooling and residual blocks, and
-/// with `activations`, the element-wise layers after them.
+/// Layers whose output is worth a picture: convolutions, pooling and blocks (their
+/// joined output), and with `activations`, the element-wise layers after them.
 fn shows_maps(kind: &str, activations: bool) -> bool {
     match kind {
-        "conv2d" | "maxpool2d" | "avgpool2d" | "residual" => true,
+        "conv2d" | "maxpool2d" | "avgpool2d" | "residual" | "concat" | "dense" | "scale" => true,
         "relu" | "leakyrelu" | "sigmoid" | "tanh" | "batchnorm2d" => activations,
         _ => false,
     }
 }
 
+/// Collects the maps worth a picture during a forward pass through every block.
+struct Collect {
+    activations: bool,
+    maps: Vec<FeatureMaps>,
+}
+
+impl Collect {
+    fn keep(&mut self, name: &str, layer: &dyn Layer, y: &Tensor) -> Result<()> {
+        let shape = y.shape();
+        let is_map = shape.len() == 4 && shape[2] * shape[3] > 1;
+        if is_map && shows_maps(layer.kind(), self.activations) {
+            self.maps.push(FeatureMaps {
+                name: name.to_string(),
+                description: layer.describe(),
+                kind: layer.kind(),
+                maps: y.clone().reshape(&shape[1..])?,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl LeafVisitor for Collect {
+    fn leaf(&mut self, name: &str, layer: &mut dyn Layer, x: &Tensor) -> Result<Tensor> {
+        let y = layer
+            .forward_ref(x, Mode::Eval)
+            .map_err(|e| e.in_layer(&format!("layer {name}")))?;
+        self.keep(name, layer, &y)?;
+        Ok(y)
+    }
+
+    fn joined(&mut self, name: &str, block: &dyn Layer, y: &Tensor) -> Result<()> {
+        self.keep(name, block, y)
+    }
+}
+
 /// Runs one image `x` (1, C, H, W), already normalised, through `model` in
-/// [`Mode::Eval`] and keeps the output of every convolution, pooling layer and residual
-/// block (and, with `activations`, every activation and BatchNorm after them) that is
-/// still an image larger than 1×1.
+/// [`Mode::Eval`] and keeps the output of every convolution, pooling layer and block —
+/// inside blocks too: each path's layers, then the block's joined output — (and, with
+/// `activations`, every activation and BatchNorm after them) that is still an image
+/// larger than 1×1.
 pub fn feature_maps(
     model: &mut Sequential,
     x: &Tensor,
@@ -253,24 +292,12 @@ pub fn feature_maps(
         ));
     }
     model.shapes(x.shape())?;
-    let mut y = x.clone();
-    let mut out = Vec::new();
-    for (index, layer) in model.layers_mut().iter_mut().enumerate() {
-        y = layer
-            .forward_ref(&y, Mode::Eval)
-            .map_err(|e| e.in_layer(&format!("layer {index}")))?;
-        let shape = y.shape();
-        let is_map = shape.len() == 4 && shape[2] * shape[3] > 1;
-        if is_map && shows_maps(layer.kind(), activations) {
-            out.push(FeatureMaps {
-                index,
-                description: layer.describe(),
-                kind: layer.kind(),
-                maps: y.clone().reshape(&shape[1..])?,
-            });
-        }
-    }
-    Ok(out)
+    let mut collect = Collect {
+        activations,
+        maps: Vec::new(),
+    };
+    forward_through_leaves(model, "", x, &mut collect)?;
+    Ok(collect.maps)
 }
 
 /// The input and the feature maps as one picture under `title`: a labelled grid per
@@ -324,7 +351,7 @@ pub fn feature_maps_picture(
         };
         labels.push(format!(
             "layer {}: {} → {}{subset}, values {lo:.2} … {hi:.2}",
-            layer.index,
+            layer.name,
             layer.description,
             dims(&[c, h, w])
         ));

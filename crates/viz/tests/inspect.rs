@@ -121,21 +121,47 @@ fn deeper_filters_are_a_signed_table_limited_in_size() {
 }
 
 #[test]
+fn feature_maps_open_branches_and_show_each_blocks_joined_output() {
+    let arch = zoo::model("inception", [1, 16, 16], 10).unwrap();
+    let mut net = arch.build(&mut Rng::new(2)).unwrap();
+    let x = Tensor::randn(&[1, 1, 16, 16], 1.0, &mut Rng::new(3));
+    let maps = feature_maps(&mut net, &x, false).unwrap();
+    let names: Vec<&str> = maps.iter().map(|m| m.name.as_str()).collect();
+    // The stem, its pool, then block 4: each branch's convolutions (branch 3 starts with
+    // its pool), and the joined channels.
+    assert_eq!(
+        names[..10],
+        ["0", "3", "4.0.0", "4.1.0", "4.1.3", "4.2.0", "4.2.3", "4.3.0", "4.3.1", "4"]
+    );
+    let joined = &maps[9];
+    assert_eq!(
+        (joined.kind, joined.maps.shape()),
+        ("concat", &[64, 8, 8][..])
+    );
+    // The joined maps are the branches' outputs, stacked: branch 0's 16 channels (after
+    // its BatchNorm and ReLU) first.
+    let all = feature_maps(&mut net, &x, true).unwrap();
+    let branch0 = all.iter().find(|m| m.name == "4.0.2").unwrap();
+    assert_eq!(branch0.kind, "relu");
+    assert_eq!(&joined.maps.data()[..16 * 64], branch0.maps.data());
+}
+
+#[test]
 fn feature_maps_are_the_outputs_of_convolutions_and_pools() {
     let mut net = lenet([1, 28, 28]);
     let x = Tensor::randn(&[1, 1, 28, 28], 1.0, &mut Rng::new(1));
     let maps = feature_maps(&mut net, &x, false).unwrap();
-    let seen: Vec<(usize, &str, Vec<usize>)> = maps
+    let seen: Vec<(&str, &str, Vec<usize>)> = maps
         .iter()
-        .map(|m| (m.index, m.kind, m.maps.shape().to_vec()))
+        .map(|m| (m.name.as_str(), m.kind, m.maps.shape().to_vec()))
         .collect();
     assert_eq!(
         seen,
         [
-            (0, "conv2d", vec![6, 28, 28]),
-            (2, "maxpool2d", vec![6, 14, 14]),
-            (3, "conv2d", vec![16, 10, 10]),
-            (5, "maxpool2d", vec![16, 5, 5]),
+            ("0", "conv2d", vec![6, 28, 28]),
+            ("2", "maxpool2d", vec![6, 14, 14]),
+            ("3", "conv2d", vec![16, 10, 10]),
+            ("5", "maxpool2d", vec![16, 5, 5]),
         ]
     );
     // The maps are the layers' outputs: the first is the convolution of x.
@@ -143,8 +169,8 @@ fn feature_maps_are_the_outputs_of_convolutions_and_pools() {
     let y = first.forward_ref(&x, Mode::Eval).unwrap();
     assert_eq!(maps[0].maps.data(), y.data());
     let with_relu = feature_maps(&mut net, &x, true).unwrap();
-    let indices: Vec<usize> = with_relu.iter().map(|m| m.index).collect();
-    assert_eq!(indices, [0, 1, 2, 3, 4, 5]);
+    let names: Vec<&str> = with_relu.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["0", "1", "2", "3", "4", "5"]);
     // One image at a time.
     let two = Tensor::zeros(&[2, 1, 28, 28]);
     assert!(feature_maps(&mut net, &two, false).is_err());

@@ -9,6 +9,7 @@ pub mod concat;
 pub mod dense;
 pub mod residual;
 pub mod scale;
+pub mod walk;
 
 pub use concat::Concat;
 pub use dense::Dense;
