@@ -137,6 +137,29 @@ fn summary_of_lenet5_counts_61706_parameters() {
 }
 
 #[test]
+fn a_zoo_model_written_as_an_architecture_file_is_the_same_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, file) in [
+        ("inception", "inception.toml"),
+        ("densenet", "densenet.json"),
+    ] {
+        let path = tmp.path().join(file).display().to_string();
+        let from_zoo = success(&["summary", "--model", name, "--write-architecture", &path]);
+        let from_file = success(&["summary", "--model", &path]);
+        assert_eq!(from_zoo, from_file);
+        assert!(from_zoo.contains("Concat of 4 branches") || from_zoo.contains("Dense block"));
+    }
+    // Only a regular file is replaced.
+    let out = ocellus(&[
+        "summary",
+        "--write-architecture",
+        &tmp.path().display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+}
+
+#[test]
 fn summary_reproduces_the_notes_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("summary");

@@ -74,9 +74,15 @@ impl Layer for Concat {
         "concat"
     }
 
+    /// `Concat(4 branches: 3, 6, 6, 4 layers)`: the layers themselves are described on
+    /// their own rows (summary, profile of a walk).
     fn describe(&self) -> String {
-        let inner: Vec<String> = self.branches.iter().map(|b| b.describe()).collect();
-        format!("Concat[{}]", inner.join(" | "))
+        let sizes: Vec<String> = self.branches.iter().map(|b| b.len().to_string()).collect();
+        format!(
+            "Concat({} branches: {} layers)",
+            self.branches.len(),
+            sizes.join(", ")
+        )
     }
 
     fn spec(&self) -> LayerSpec {

@@ -123,9 +123,14 @@ impl Layer for Dense {
         "dense"
     }
 
+    /// `Dense(4 layers: 6, 6, 6, 6 modules)`: the layers themselves are described on their own rows.
     fn describe(&self) -> String {
-        let first = self.layers[0].describe();
-        format!("Dense({} layers, each {first})", self.layers.len())
+        let sizes: Vec<String> = self.layers.iter().map(|l| l.len().to_string()).collect();
+        format!(
+            "Dense({} layers: {} modules)",
+            self.layers.len(),
+            sizes.join(", ")
+        )
     }
 
     fn spec(&self) -> LayerSpec {

@@ -92,8 +92,9 @@ impl Layer for Scale {
         "scale"
     }
 
+    /// `Scale(x · gate of 5 layers)`: the gate's layers are described on their own rows.
     fn describe(&self) -> String {
-        format!("Scale(x · {})", self.gate.describe())
+        format!("Scale(x · gate of {} layers)", self.gate.len())
     }
 
     fn spec(&self) -> LayerSpec {
