@@ -170,6 +170,16 @@ fn per_axis_settings_of_a_convolution() {
         panic!("a convolution describes itself as one")
     };
     assert_eq!(padding, ocellus::spec::PadSpec::PerSide([2, 0, 0, 1]));
+    // Symmetric means both axes: top = bottom and left = right.
+    let sides = |top, bottom, left, right| Padding {
+        top,
+        bottom,
+        left,
+        right,
+    };
+    assert!(sides(1, 1, 2, 2).is_symmetric());
+    assert!(!sides(1, 1, 2, 3).is_symmetric());
+    assert!(!sides(1, 2, 2, 2).is_symmetric());
 }
 
 #[test]

@@ -273,6 +273,12 @@ mod pooling {
             Pool2dConfig::new(3).padding(2),
             Pool2dConfig::new(0),
             Pool2dConfig::new(2).stride(0),
+            // One zero on one axis is enough.
+            Pool2dConfig::new(2).kernel(0, 2),
+            Pool2dConfig::new(2).kernel(2, 0),
+            Pool2dConfig::new(2).stride_hw(0, 1),
+            Pool2dConfig::new(2).stride_hw(1, 0),
+            Pool2dConfig::new(2).padding_hw(0, 2),
         ] {
             assert!(matches!(MaxPool2d::new(config), Err(Error::Config { .. })));
             assert!(matches!(AvgPool2d::new(config), Err(Error::Config { .. })));
@@ -409,6 +415,24 @@ mod activations {
         backward_before_forward(&mut Sigmoid::new(), &[1, 1]);
         backward_before_forward(&mut Tanh::new(), &[1, 1]);
         backward_before_forward(&mut Softmax::new(), &[1, 1]);
+    }
+
+    #[test]
+    fn descriptions() {
+        let described: Vec<String> = [
+            Box::new(Relu::new()) as Box<dyn Layer>,
+            Box::new(LeakyRelu::new(0.2)),
+            Box::new(Sigmoid::new()),
+            Box::new(Tanh::new()),
+            Box::new(Softmax::new()),
+        ]
+        .iter()
+        .map(|l| l.describe())
+        .collect();
+        assert_eq!(
+            described,
+            ["ReLU", "LeakyReLU(0.2)", "Sigmoid", "Tanh", "Softmax"]
+        );
     }
 
     #[test]

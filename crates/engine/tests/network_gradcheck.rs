@@ -295,3 +295,59 @@ fn backward_without_the_data_gradient_gives_the_same_parameter_gradients() {
         assert_eq!(grads(&params_only), want, "{name}");
     }
 }
+
+#[test]
+fn keep_off_kinks_moves_only_values_near_a_kink_and_by_the_stated_amounts() {
+    let eps = 0.01;
+    let margin = 2.0 * eps;
+    let mut values = vec![0.005, -0.005, 1.0, -0.5, 0.02, 3.0, -3.0];
+    values.extend([0.0; 200]);
+    let x = Tensor::from_vec(&[values.len()], values.clone()).unwrap();
+    let y = keep_off_kinks(&x, eps, &mut Rng::new(1));
+    let y = y.data();
+    // Closer to zero than 2ε: pushed out by exactly 2ε, keeping the sign.
+    assert_eq!(y[0], 0.005 + margin);
+    assert_eq!(y[1], -0.005 - margin);
+    // Everything else stays.
+    assert_eq!(&y[2..7], &values[2..7]);
+    // Zeros become distinct negative values in −(2ε + s) … −2ε, s the root mean square
+    // of the non-zero values, and they spread over most of that range.
+    let nonzero = &values[..7];
+    let s = (nonzero.iter().map(|v| v * v).sum::<f32>() / nonzero.len() as f32).sqrt();
+    let zeros = &y[7..];
+    assert!(zeros.iter().all(|&v| v <= -margin && v >= -(margin + s)));
+    let deepest = zeros.iter().fold(0.0f32, |m, &v| m.min(v));
+    assert!(deepest < -(margin + 0.9 * s), "{deepest} vs s = {s}");
+    let mut sorted = zeros.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    sorted.dedup();
+    assert_eq!(sorted.len(), zeros.len());
+    // A second pass changes nothing.
+    let again = keep_off_kinks(
+        &Tensor::from_vec(&[y.len()], y.to_vec()).unwrap(),
+        eps,
+        &mut Rng::new(2),
+    );
+    assert_eq!(again.data(), y);
+}
+
+#[test]
+fn the_check_table_separates_its_columns() {
+    let mut rng = Rng::new(4);
+    let mut net = small_net(Scale::new(1.0, 1.0), &mut rng);
+    let x = Tensor::randn(&[2, 1, 6, 6], 1.0, &mut rng);
+    let check = check_network_layers(&mut net, &x, &GradCheckConfig::default()).unwrap();
+    let text = check.to_string();
+    let header = text.lines().next().unwrap();
+    assert!(header.starts_with("layer  "), "{text}");
+    for word in [
+        "description",
+        "tensor",
+        "shape",
+        "checked",
+        "skipped",
+        "result",
+    ] {
+        assert!(header.contains(&format!("  {word}")), "{word}: {header}");
+    }
+}
