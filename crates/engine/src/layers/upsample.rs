@@ -4,7 +4,7 @@
 //!
 //! Every output value is a weighted sum of at most four input values of its plane,
 //! separately along each axis: row `o` of the output reads input rows `i0` and `i1`
-//! with weights `λ0` and `λ1` ([`AxisTap`]), and
+//! with weights `λ0` and `λ1`, and
 //!
 //! `y[n,c,oh,ow] = λ0(oh)·(λ0(ow)·x[i0(oh),i0(ow)] + λ1(ow)·x[i0(oh),i1(ow)])
 //!               + λ1(oh)·(λ0(ow)·x[i1(oh),i0(ow)] + λ1(ow)·x[i1(oh),i1(ow)])`.
@@ -40,11 +40,11 @@ pub enum UpsampleSize {
 /// Where output row (or column) `o` reads: two input positions and their weights (the
 /// same position twice, or a weight of 0, where one suffices).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AxisTap {
-    pub i0: usize,
-    pub i1: usize,
-    pub l0: f32,
-    pub l1: f32,
+struct AxisTap {
+    i0: usize,
+    i1: usize,
+    l0: f32,
+    l1: f32,
 }
 
 /// The taps of every output position along one axis, `input` → `output` positions, the
