@@ -26,10 +26,12 @@ difference and the largest difference relative to the largest logit, and exits w
 1 if any exceeds the tolerance. Neither ocellus's tests nor CI need PyTorch: only this
 script does.
 
-Layers map one to one: conv2d -> nn.Conv2d, linear -> nn.Linear, maxpool2d/avgpool2d ->
-nn.MaxPool2d/nn.AvgPool2d, globalavgpool -> nn.AdaptiveAvgPool2d(1), flatten -> nn.Flatten,
-dropout, batchnorm2d/1d, relu, leakyrelu, sigmoid, tanh, softmax (over dim 1), and
-residual/basicblock -> Residual (below) with submodules `main`, `shortcut` and `act`.
+Layers map one to one: conv2d -> nn.Conv2d, convtranspose2d -> nn.ConvTranspose2d,
+linear -> nn.Linear, maxpool2d/avgpool2d -> nn.MaxPool2d/nn.AvgPool2d, globalavgpool ->
+nn.AdaptiveAvgPool2d(1), upsample -> nn.Upsample (nearest, or bilinear with
+align_corners=False), flatten -> nn.Flatten, dropout, batchnorm2d/1d, relu, leakyrelu,
+sigmoid, tanh, silu, hardswish, softmax (over dim 1), and residual/basicblock -> Residual
+(below) with submodules `main`, `shortcut` and `act`.
 nn.Conv2d pads symmetrically only: a conv2d with per-side padding [top, bottom, left, right]
 that is not symmetric becomes PerSidePadConv2d, an nn.Conv2d that zero-pads its input with
 F.pad first. It holds the same `weight` and `bias` as nn.Conv2d, so names still match; the
@@ -156,6 +158,18 @@ def build_layer(spec, shape, notes):
     kind = spec["type"]
     if kind == "conv2d":
         return conv2d(spec, shape[1], notes)
+    if kind == "convtranspose2d":
+        return nn.ConvTranspose2d(
+            shape[1],
+            spec["out_channels"],
+            pair(spec["kernel"]),
+            stride=pair(spec.get("stride", 1)),
+            padding=pair(spec.get("padding", 0)),
+            output_padding=pair(spec.get("output_padding", 0)),
+            dilation=pair(spec.get("dilation", 1)),
+            groups=spec.get("groups", 1),
+            bias=spec.get("bias", True),
+        )
     if kind == "linear":
         return nn.Linear(shape[1], spec["out_features"], bias=spec.get("bias", True))
     if kind == "flatten":
@@ -168,6 +182,10 @@ def build_layer(spec, shape, notes):
         return nn.Sigmoid()
     if kind == "tanh":
         return nn.Tanh()
+    if kind == "silu":
+        return nn.SiLU()
+    if kind == "hardswish":
+        return nn.Hardswish()
     if kind == "softmax":
         return nn.Softmax(dim=1)
     if kind == "maxpool2d":
@@ -176,6 +194,12 @@ def build_layer(spec, shape, notes):
         return nn.AvgPool2d(**pool_args(spec), count_include_pad=spec.get("count_include_pad", True))
     if kind == "globalavgpool":
         return nn.AdaptiveAvgPool2d(1)
+    if kind == "upsample":
+        mode = spec.get("mode", "nearest")
+        corners = dict(align_corners=False) if mode == "bilinear" else {}
+        if spec.get("size") is not None:
+            return nn.Upsample(size=pair(spec["size"]), mode=mode, **corners)
+        return nn.Upsample(scale_factor=tuple(float(s) for s in pair(spec["scale"])), mode=mode, **corners)
     if kind == "dropout":
         return nn.Dropout(spec.get("p", 0.5))
     if kind == "batchnorm2d":

@@ -5,6 +5,9 @@
     python3 tools/pytorch_reference.py          # writes crates/engine/tests/reference/*.safetensors
     python3 tools/pytorch_reference.py pool     # writes pool.safetensors only
 
+The files: conv2d, linear, pool, activation, batchnorm, smallcnn, and, added later,
+silu_hardswish, conv_transpose2d and upsample.
+
 Each file holds several cases. Tensors are named "<case>.<tensor>" (e.g. "c3.dweight"); the
 file's metadata maps each case name to a JSON object with its settings. Every layer case stores
 the input x, the parameters, the output y, a random upstream gradient dy, and the gradients
@@ -182,6 +185,76 @@ def activation_cases():
     w.save()
 
 
+def silu_hardswish_cases():
+    """SiLU and Hardswish, with the points where their formulas change hands written in:
+    Hardswish's kinks at exactly -3 and 3 (PyTorch's derivative takes the outer piece's
+    value there: 0 and 1), 0, and SiLU far out where e^-x overflows."""
+    w = Writer("silu_hardswish")
+    special = torch.tensor([-3.0, 3.0, 0.0, -2.999, 2.999, -3.001, 3.001, -100.0, 100.0, -20.0, 20.0])
+    for name, module in [("silu", nn.SiLU()), ("hardswish", nn.Hardswish())]:
+        for shape in [(2, 3, 4, 5), (4, 7)]:
+            x = torch.randn(*shape) * 3
+            x.view(-1)[: len(special)] = special
+            layer_case(w, f"{name}_{len(shape)}d", dict(kind=name), module, x)
+    w.save()
+
+
+def conv_transpose_cases():
+    """nn.ConvTranspose2d: strides 1 to 3, padding, output padding (also at or above the
+    stride, which a larger dilation allows), groups (depthwise too), dilation, non-square
+    kernels, with and without bias; sizes that reach the convolution kernels' 1x1, direct,
+    tiled and single-image paths."""
+    w = Writer("conv_transpose2d")
+    configs = [
+        dict(n=2, ic=4, oc=3, h=5, w=5, k=(3, 3), s=(1, 1), p=(0, 0), op=(0, 0), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=4, oc=3, h=4, w=5, k=(3, 3), s=(2, 2), p=(1, 1), op=(1, 1), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=3, oc=2, h=3, w=4, k=(2, 4), s=(3, 3), p=(1, 2), op=(2, 1), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=4, oc=6, h=4, w=4, k=(3, 3), s=(2, 2), p=(1, 1), op=(1, 1), d=(1, 1), g=2, bias=True),
+        dict(n=2, ic=4, oc=4, h=5, w=5, k=(3, 3), s=(2, 2), p=(1, 1), op=(0, 0), d=(1, 1), g=4, bias=False),
+        dict(n=2, ic=3, oc=4, h=4, w=5, k=(3, 3), s=(2, 1), p=(2, 1), op=(1, 0), d=(2, 2), g=1, bias=True),
+        dict(n=2, ic=2, oc=3, h=4, w=4, k=(2, 3), s=(1, 2), p=(0, 1), op=(2, 1), d=(3, 2), g=1, bias=True),
+        dict(n=2, ic=3, oc=5, h=5, w=4, k=(5, 3), s=(1, 2), p=(2, 1), op=(0, 1), d=(1, 1), g=1, bias=False),
+        dict(n=2, ic=4, oc=6, h=4, w=5, k=(3, 3), s=(2, 2), p=(2, 2), op=(1, 1), d=(2, 2), g=2, bias=True),
+        dict(n=3, ic=16, oc=8, h=6, w=6, k=(4, 4), s=(2, 2), p=(1, 1), op=(0, 0), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=5, oc=3, h=4, w=6, k=(1, 1), s=(1, 1), p=(0, 0), op=(0, 0), d=(1, 1), g=1, bias=True),
+        dict(n=2, ic=5, oc=3, h=4, w=6, k=(1, 1), s=(2, 2), p=(0, 0), op=(1, 0), d=(1, 1), g=1, bias=True),
+        dict(n=1, ic=32, oc=16, h=12, w=12, k=(3, 3), s=(1, 1), p=(1, 1), op=(0, 0), d=(1, 1), g=1, bias=True),
+    ]
+    for i, c in enumerate(configs):
+        module = nn.ConvTranspose2d(c["ic"], c["oc"], c["k"], stride=c["s"], padding=c["p"],
+                                    output_padding=c["op"], dilation=c["d"], groups=c["g"], bias=c["bias"])
+        layer_case(w, f"t{i}", c, module, torch.randn(c["n"], c["ic"], c["h"], c["w"]))
+    w.save()
+
+
+def upsample_cases():
+    """nn.Upsample, nearest and bilinear (align_corners=False): whole factors 2 and 3,
+    different per axis, and fixed output sizes, larger and (bilinear) smaller."""
+    w = Writer("upsample")
+    # (name, mode, scale or None, size or None, input shape)
+    configs = [
+        ("nearest_2", "nearest", (2, 2), None, (2, 3, 4, 5)),
+        ("nearest_3", "nearest", (3, 3), None, (1, 2, 3, 4)),
+        ("nearest_2x3", "nearest", (2, 3), None, (2, 2, 3, 3)),
+        ("nearest_size_7x9", "nearest", None, (7, 9), (2, 2, 4, 5)),
+        ("bilinear_2", "bilinear", (2, 2), None, (2, 3, 4, 5)),
+        ("bilinear_3", "bilinear", (3, 3), None, (1, 2, 3, 4)),
+        ("bilinear_2x3", "bilinear", (2, 3), None, (2, 2, 3, 3)),
+        ("bilinear_1x2", "bilinear", (1, 2), None, (1, 2, 4, 3)),
+        ("bilinear_one_pixel", "bilinear", (2, 2), None, (1, 2, 1, 1)),
+        ("bilinear_size_7x9", "bilinear", None, (7, 9), (2, 2, 4, 5)),
+        ("bilinear_size_3x4", "bilinear", None, (3, 4), (1, 2, 5, 7)),
+    ]
+    for name, mode, scale, size, shape in configs:
+        corners = dict(align_corners=False) if mode == "bilinear" else {}
+        if scale is not None:
+            module = nn.Upsample(scale_factor=tuple(float(v) for v in scale), mode=mode, **corners)
+        else:
+            module = nn.Upsample(size=size, mode=mode, **corners)
+        layer_case(w, name, dict(mode=mode, scale=scale, size=size), module, torch.randn(*shape))
+    w.save()
+
+
 def batchnorm_cases():
     w = Writer("batchnorm")
     for dims, shape in [(2, (4, 3, 5, 5)), (1, (6, 4)), (2, (2, 8, 3, 3))]:
@@ -334,3 +407,10 @@ if __name__ == "__main__":
     activation_cases()
     batchnorm_cases()
     smallcnn_step()
+    # Files added later, each from its own seed.
+    with fresh_rng(3):
+        silu_hardswish_cases()
+    with fresh_rng(4):
+        conv_transpose_cases()
+    with fresh_rng(5):
+        upsample_cases()

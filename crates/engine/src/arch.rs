@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layers::LayerExt;
 use crate::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
-    GlobalAvgPool, Layer, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid,
-    Softmax, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d,
+    ConvTranspose2dConfig, Dropout, Flatten, GlobalAvgPool, Hardswish, Layer, LeakyRelu, Linear,
+    MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Silu, Softmax, Tanh, Upsample, UpsampleSize,
 };
 use crate::network::{dense, Concat, Dense, Residual, Scale, Sequential};
 use crate::rng::Rng;
@@ -245,6 +245,35 @@ impl LayerSpec {
                 config.padding = padding_sides(*padding);
                 Box::new(Conv2d::new(config, rng)?)
             }
+            LayerSpec::ConvTranspose2d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                output_padding,
+                dilation,
+                groups,
+                bias,
+            } => {
+                let ic = image_channels(kind, shape)?;
+                check_declared(
+                    kind,
+                    "input channels",
+                    *in_channels,
+                    ic,
+                    format!("{ic} channels"),
+                )?;
+                let mut config = ConvTranspose2dConfig::new(ic, *out_channels, 1);
+                config.kernel = kernel.hw();
+                config.stride = stride.hw();
+                config.padding = padding.hw();
+                config.output_padding = output_padding.hw();
+                config.dilation = dilation.hw();
+                config.groups = *groups;
+                config.bias = *bias;
+                Box::new(ConvTranspose2d::new(config, rng)?)
+            }
             LayerSpec::Linear {
                 in_features,
                 out_features,
@@ -272,6 +301,8 @@ impl LayerSpec {
             LayerSpec::Sigmoid => Box::new(Sigmoid::new()),
             LayerSpec::Tanh => Box::new(Tanh::new()),
             LayerSpec::Softmax => Box::new(Softmax::new()),
+            LayerSpec::Silu => Box::new(Silu::new()),
+            LayerSpec::Hardswish => Box::new(Hardswish::new()),
             LayerSpec::MaxPool2d {
                 kernel,
                 stride,
@@ -290,6 +321,26 @@ impl LayerSpec {
                 Box::new(AvgPool2d::new(config)?)
             }
             LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool::new()),
+            LayerSpec::Upsample { scale, size, mode } => {
+                let size = match (scale, size) {
+                    (Some(scale), None) => {
+                        let (sh, sw) = scale.hw();
+                        UpsampleSize::Scale(sh, sw)
+                    }
+                    (None, Some(size)) => {
+                        let (oh, ow) = size.hw();
+                        UpsampleSize::Fixed(oh, ow)
+                    }
+                    _ => {
+                        return Err(Error::config(
+                            kind,
+                            "give either scale (whole factors, e.g. scale = 2) or size (the \
+                             output's height and width), not both or neither",
+                        ))
+                    }
+                };
+                Box::new(Upsample::with_size(size, *mode)?)
+            }
             LayerSpec::Dropout { p } => Box::new(Dropout::new(*p, rng)?),
             LayerSpec::BatchNorm2d(bn) => {
                 let c = image_channels(kind, shape)?;

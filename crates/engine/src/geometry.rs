@@ -1,5 +1,6 @@
 //! The formulas of convolution geometry, each written once and used by the layers, by
-//! `summary` and by the tests: output size, parameter count and receptive field.
+//! `summary` and by the tests: output size, parameter count and receptive field, for
+//! convolutions and for transposed convolutions.
 
 /// Output length along one axis of a sliding window (convolution or pooling):
 ///
@@ -58,6 +59,44 @@ pub fn pool_output_len(
     (len >= 1).then(|| usize::try_from(len).ok()).flatten()
 }
 
+/// Output length along one axis of a transposed convolution (PyTorch's `ConvTranspose2d`):
+///
+/// `O = (I − 1)·S − 2·P + D·(K − 1) + OP + 1`
+///
+/// the input length of the convolution (same kernel, stride, padding and dilation) whose
+/// output has length I, with OP (the output padding) deciding between the lengths that
+/// convolution rounds down to the same I. Returns `None` for an empty input, when the
+/// padding crops everything (O < 1), and when the sizes are too large to compute with
+/// (beyond 2⁶³).
+pub fn conv_transpose_output_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    output_padding: usize,
+) -> Option<usize> {
+    assert!(
+        stride > 0 && kernel > 0 && dilation > 0,
+        "kernel, stride and dilation must be positive"
+    );
+    // As in pool_output_len: every sum and product of two sizes fits an i128.
+    let size = |v: usize| i64::try_from(v).ok().map(i128::from);
+    let (input, kernel, stride) = (size(input)?, size(kernel)?, size(stride)?);
+    let (pad, dilation, output_padding) = (size(pad)?, size(dilation)?, size(output_padding)?);
+    if input == 0 {
+        return None;
+    }
+    let len = (input - 1) * stride - 2 * pad + dilation * (kernel - 1) + output_padding + 1;
+    (len >= 1)
+        .then(|| {
+            i64::try_from(len)
+                .ok()
+                .and_then(|l| usize::try_from(l).ok())
+        })
+        .flatten()
+}
+
 /// Learnable parameters of a 2-D convolution: `(KH·KW·IC/groups + bias)·OC`, or `None`
 /// when the count does not fit a `usize`.
 ///
@@ -75,6 +114,24 @@ pub fn conv_param_count(
         .checked_mul(in_channels / groups.max(1))?
         .checked_add(usize::from(bias))?
         .checked_mul(out_channels)
+}
+
+/// Learnable parameters of a 2-D transposed convolution, whose weight is
+/// (IC, OC/groups, KH, KW): `KH·KW·IC·OC/groups + bias·OC`, or `None` when the count does
+/// not fit a `usize`.
+pub fn conv_transpose_param_count(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: (usize, usize),
+    groups: usize,
+    bias: bool,
+) -> Option<usize> {
+    kernel
+        .0
+        .checked_mul(kernel.1)?
+        .checked_mul(in_channels)?
+        .checked_mul(out_channels / groups.max(1))?
+        .checked_add(if bias { out_channels } else { 0 })
 }
 
 /// Receptive field of one unit, along one axis, and the distance (in input pixels)
@@ -102,6 +159,35 @@ impl ReceptiveField {
             size: self.size.saturating_add(reach),
             jump: self.jump.saturating_mul(stride),
         }
+    }
+
+    /// Through a layer that multiplies the resolution by `factor` (a transposed
+    /// convolution of stride `factor`, an upsampling), where one output unit depends on at
+    /// most `span` consecutive units of the layer's input: the size grows by
+    /// `(span − 1)·jump`, and the jump is divided by the factor.
+    ///
+    /// Input pixels come whole: a jump that the factor does not divide (1 pixel upsampled
+    /// ×2 is half a pixel) is rounded up, so the sizes that follow are upper bounds.
+    pub fn upsampled(self, span: usize, factor: usize) -> ReceptiveField {
+        let reach = span.saturating_sub(1).saturating_mul(self.jump);
+        ReceptiveField {
+            size: self.size.saturating_add(reach),
+            jump: self.jump.div_ceil(factor.max(1)),
+        }
+    }
+
+    /// Through a transposed convolution: output `o` receives input `i` through tap `t`
+    /// when `i·S + t·D = o + P`, so the inputs it sees lie within `(K − 1)·D/S` of each
+    /// other, a span of at most `⌊(K − 1)·D/S⌋ + 1` input units; the jump is divided by
+    /// the stride ([`ReceptiveField::upsampled`]).
+    pub fn through_transposed(
+        self,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> ReceptiveField {
+        let reach = kernel.saturating_sub(1).saturating_mul(dilation) / stride.max(1);
+        self.upsampled(reach.saturating_add(1), stride)
     }
 }
 
@@ -141,6 +227,62 @@ mod tests {
         assert_eq!(pool_output_len(2, 3, 2, 0, 0, 1, true), Some(1));
         assert_eq!(pool_output_len(2, 3, 2, 0, 0, 1, false), None);
         assert_eq!(pool_output_len(1, 3, 1, 0, 0, 1, true), None);
+    }
+
+    #[test]
+    fn transposed_output_len_inverts_the_convolution() {
+        // PyTorch: ConvTranspose2d(k=3, s=2, p=1, output_padding=1) doubles 4 to 8.
+        assert_eq!(conv_transpose_output_len(4, 3, 2, 1, 1, 1), Some(8));
+        assert_eq!(conv_transpose_output_len(4, 3, 2, 1, 1, 0), Some(7));
+        // Both 7 and 8 convolve back to 4.
+        assert_eq!(conv_output_len(7, 3, 2, 1, 1, 1), Some(4));
+        assert_eq!(conv_output_len(8, 3, 2, 1, 1, 1), Some(4));
+        // k=4, s=2, p=1: the DCGAN doubling; dilation 2 widens a 3-tap kernel to 5.
+        assert_eq!(conv_transpose_output_len(5, 4, 2, 1, 1, 0), Some(10));
+        assert_eq!(conv_transpose_output_len(5, 3, 1, 0, 2, 0), Some(9));
+        // Padding that crops everything, an empty input, sizes beyond the arithmetic.
+        assert_eq!(conv_transpose_output_len(1, 1, 1, 1, 1, 0), None);
+        assert_eq!(conv_transpose_output_len(0, 3, 1, 0, 1, 0), None);
+        assert_eq!(conv_transpose_output_len(usize::MAX, 3, 2, 0, 1, 0), None);
+        assert_eq!(
+            conv_transpose_output_len(1 << 40, 3, 1 << 40, 0, 1, 0),
+            None
+        );
+    }
+
+    #[test]
+    fn transposed_parameter_count() {
+        // Weight (8, 4/2, 3, 3) and a bias of 4.
+        assert_eq!(conv_transpose_param_count(8, 4, (3, 3), 2, true), Some(148));
+        assert_eq!(
+            conv_transpose_param_count(8, 4, (3, 3), 2, false),
+            Some(144)
+        );
+        assert_eq!(
+            conv_transpose_param_count(usize::MAX, 2, (1, 1), 1, false),
+            None
+        );
+    }
+
+    #[test]
+    fn upsampling_divides_the_jump_and_rounds_it_up() {
+        let after_pools = ReceptiveField { size: 6, jump: 4 };
+        // Nearest ×2: one input unit per output.
+        assert_eq!(
+            after_pools.upsampled(1, 2),
+            ReceptiveField { size: 6, jump: 2 }
+        );
+        // A 3×3 transposed convolution with stride 2 sees at most two input units.
+        assert_eq!(
+            after_pools.through_transposed(3, 2, 1),
+            ReceptiveField { size: 10, jump: 2 }
+        );
+        // k = 2, s = 2: exactly one; k = 4, s = 2: two; dilation 3 with k = 3, s = 2: four.
+        assert_eq!(after_pools.through_transposed(2, 2, 1).size, 6);
+        assert_eq!(after_pools.through_transposed(4, 2, 1).size, 10);
+        assert_eq!(after_pools.through_transposed(3, 2, 3).size, 18);
+        // Half a pixel counts as one.
+        assert_eq!(ReceptiveField::INPUT.upsampled(2, 2).jump, 1);
     }
 
     #[test]

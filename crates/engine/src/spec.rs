@@ -77,6 +77,12 @@ fn is_one(s: &Size2) -> bool {
 fn is_zero(p: &PadSpec) -> bool {
     *p == PadSpec::Uniform(0)
 }
+fn zero() -> Size2 {
+    Size2::Square(0)
+}
+fn is_zero_size(s: &Size2) -> bool {
+    s.hw() == (0, 0)
+}
 fn is_true(b: &bool) -> bool {
     *b
 }
@@ -107,6 +113,27 @@ pub enum LayerSpec {
         #[serde(default = "yes", skip_serializing_if = "is_true")]
         bias: bool,
     },
+    /// PyTorch's `nn.ConvTranspose2d`: padding is symmetric, `ph` rows above and below and
+    /// `pw` columns left and right, as PyTorch's; `output_padding` adds rows and columns
+    /// at the bottom and right ([`crate::layers::ConvTranspose2dConfig`]).
+    ConvTranspose2d {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_channels: Option<usize>,
+        out_channels: usize,
+        kernel: Size2,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        stride: Size2,
+        #[serde(default = "zero", skip_serializing_if = "is_zero_size")]
+        padding: Size2,
+        #[serde(default = "zero", skip_serializing_if = "is_zero_size")]
+        output_padding: Size2,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        dilation: Size2,
+        #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
+        groups: usize,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias: bool,
+    },
     Linear {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         in_features: Option<usize>,
@@ -123,6 +150,10 @@ pub enum LayerSpec {
     Sigmoid,
     Tanh,
     Softmax,
+    /// `y = x·σ(x)`, PyTorch's `nn.SiLU`.
+    Silu,
+    /// `y = x·relu6(x + 3)/6`, PyTorch's `nn.Hardswish`.
+    Hardswish,
     /// PyTorch's `nn.MaxPool2d` ([`crate::layers::Pool2dConfig`] says what each setting
     /// does); settings at PyTorch's default are not written.
     MaxPool2d {
@@ -149,6 +180,16 @@ pub enum LayerSpec {
         count_include_pad: bool,
     },
     GlobalAvgPool,
+    /// PyTorch's `nn.Upsample`: the output is `scale` times the input (whole factors), or
+    /// exactly `size`; one of the two is written.
+    Upsample {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scale: Option<Size2>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<Size2>,
+        #[serde(default, skip_serializing_if = "UpsampleMode::is_nearest")]
+        mode: UpsampleMode,
+    },
     Dropout {
         #[serde(default = "half")]
         p: f32,
@@ -251,6 +292,24 @@ fn sixteen() -> usize {
 fn default_groups() -> usize {
     1
 }
+
+/// How [`LayerSpec::Upsample`] fills the new pixels: PyTorch's `mode="nearest"` (the
+/// default) or `mode="bilinear"` with `align_corners=False`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpsampleMode {
+    /// Each output pixel copies the input pixel it falls in.
+    #[default]
+    Nearest,
+    /// Each output pixel interpolates the four input pixels around its centre.
+    Bilinear,
+}
+
+impl UpsampleMode {
+    fn is_nearest(&self) -> bool {
+        *self == UpsampleMode::Nearest
+    }
+}
 /// PyTorch's default BatchNorm `eps`, added to the variance before the square root.
 pub const BATCHNORM_EPS: f64 = 1e-5;
 
@@ -346,6 +405,7 @@ impl LayerSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::ConvTranspose2d { .. } => "convtranspose2d",
             LayerSpec::Linear { .. } => "linear",
             LayerSpec::Flatten => "flatten",
             LayerSpec::Relu => "relu",
@@ -353,9 +413,12 @@ impl LayerSpec {
             LayerSpec::Sigmoid => "sigmoid",
             LayerSpec::Tanh => "tanh",
             LayerSpec::Softmax => "softmax",
+            LayerSpec::Silu => "silu",
+            LayerSpec::Hardswish => "hardswish",
             LayerSpec::MaxPool2d { .. } => "maxpool2d",
             LayerSpec::AvgPool2d { .. } => "avgpool2d",
             LayerSpec::GlobalAvgPool => "globalavgpool",
+            LayerSpec::Upsample { .. } => "upsample",
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::BatchNorm2d(_) => "batchnorm2d",
             LayerSpec::BatchNorm1d(_) => "batchnorm1d",
@@ -378,6 +441,7 @@ impl LayerSpec {
     pub fn composition(&self) -> Composition {
         match self {
             LayerSpec::Conv2d { .. }
+            | LayerSpec::ConvTranspose2d { .. }
             | LayerSpec::Linear { .. }
             | LayerSpec::Flatten
             | LayerSpec::Relu
@@ -385,9 +449,12 @@ impl LayerSpec {
             | LayerSpec::Sigmoid
             | LayerSpec::Tanh
             | LayerSpec::Softmax
+            | LayerSpec::Silu
+            | LayerSpec::Hardswish
             | LayerSpec::MaxPool2d { .. }
             | LayerSpec::AvgPool2d { .. }
             | LayerSpec::GlobalAvgPool
+            | LayerSpec::Upsample { .. }
             | LayerSpec::Dropout { .. }
             | LayerSpec::BatchNorm2d(_)
             | LayerSpec::BatchNorm1d(_)

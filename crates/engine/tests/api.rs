@@ -4,7 +4,10 @@
 //! here is an `Error` naming the thing and the shapes, never a panic.
 
 use ocellus::gradcheck::{check_network_layers, GradCheckConfig};
-use ocellus::layers::{Conv2d, Conv2dConfig, Key, Linear, Padding, Part, PartMut, Relu, Softmax};
+use ocellus::layers::{
+    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Hardswish, Key, Linear, Padding,
+    Part, PartMut, Relu, Silu, Softmax, Upsample, UpsampleMode, UpsampleSize,
+};
 use ocellus::optim::{Adam, AdamConfig, Sgd, SgdConfig};
 use ocellus::prelude::*;
 use ocellus::spec::LayerSpec;
@@ -332,4 +335,175 @@ fn a_container_that_does_not_say_how_it_combines_its_children_is_refused() {
         &GradCheckConfig::default(),
     ));
     assert!(msg.contains("does not say how it combines"), "{msg}");
+}
+
+/// An encoder-decoder written with every entry added for upsampling networks.
+const ENCODER_DECODER: &str = r#"
+name = "encoder-decoder"
+input = [3, 16, 16]
+
+[[layers]]
+type = "conv2d"
+out_channels = 8
+kernel = 3
+stride = 2
+padding = 1
+
+[[layers]]
+type = "silu"
+
+[[layers]]
+type = "convtranspose2d"
+in_channels = 8
+out_channels = 4
+kernel = 3
+stride = 2
+padding = 1
+output_padding = 1
+groups = 2
+
+[[layers]]
+type = "hardswish"
+
+[[layers]]
+type = "upsample"
+scale = [2, 1]
+mode = "bilinear"
+
+[[layers]]
+type = "upsample"
+size = [16, 16]
+"#;
+
+#[test]
+fn an_architecture_file_with_the_upsampling_entries_builds_and_summarises() {
+    let arch = Architecture::parse(ENCODER_DECODER, false).unwrap();
+    assert_eq!(Architecture::parse(&arch.to_toml(), false).unwrap(), arch);
+    assert_eq!(Architecture::parse(&arch.to_json(), true).unwrap(), arch);
+    let mut net = arch.build(&mut Rng::new(0)).unwrap();
+    let table = Summary::of(&net, &[2, 3, 16, 16]).unwrap();
+    let rows: Vec<(&str, &[usize])> = table
+        .rows
+        .iter()
+        .map(|r| (r.kind.as_str(), &r.output_shape[..]))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("conv2d", &[2, 8, 8, 8][..]),
+            ("silu", &[2, 8, 8, 8][..]),
+            ("convtranspose2d", &[2, 4, 16, 16][..]),
+            ("hardswish", &[2, 4, 16, 16][..]),
+            ("upsample", &[2, 4, 32, 16][..]),
+            ("upsample", &[2, 4, 16, 16][..]),
+        ]
+    );
+    // Conv 3·9·8 + 8; transposed (8, 4/2, 3, 3) + 4.
+    assert_eq!(table.total_params, (3 * 9 * 8 + 8) + (8 * 2 * 9 + 4));
+    assert_eq!(table.rows[2].macs, 2 * 8 * 8 * 8 * 2 * 9);
+    assert_eq!(table.rows[4].macs, 4 * 2 * 4 * 32 * 16);
+    // RF: 3 (jump 2), then the transposed layer sees two units: 3 + 2, jump 1; bilinear
+    // along the height adds one more unit.
+    let rf: Vec<(usize, usize)> = table
+        .rows
+        .iter()
+        .map(|r| (r.receptive_field[0].size, r.receptive_field[0].jump))
+        .collect();
+    assert_eq!(rf, [(3, 2), (3, 2), (5, 1), (5, 1), (6, 1), (6, 1)]);
+    assert!(table.to_string().contains("ConvTranspose2d(8→4, 3×3"));
+    let x = Tensor::randn(&[2, 3, 16, 16], 1.0, &mut Rng::new(1));
+    let y = net.forward(x, Mode::Train).unwrap();
+    assert_eq!(y.shape(), &[2, 4, 16, 16]);
+    net.backward(y).unwrap();
+}
+
+#[test]
+fn architecture_mistakes_with_the_upsampling_entries_name_the_layer() {
+    let cases = [
+        (
+            "type = \"convtranspose2d\"\nin_channels = 4\nout_channels = 2\nkernel = 3\n",
+            "layer 0 (convtranspose2d): expects 4 input channels, but the previous layer gives 3 channels",
+        ),
+        (
+            "type = \"convtranspose2d\"\nout_channels = 2\nkernel = 3\nstride = 2\noutput_padding = 2\n",
+            "layer 0 (convtranspose2d): output padding must be smaller than either stride or dilation",
+        ),
+        (
+            "type = \"upsample\"\nscale = 2\nsize = 8\n",
+            "layer 0 (upsample): give either scale",
+        ),
+        ("type = \"upsample\"\n", "layer 0 (upsample): give either scale"),
+        (
+            "type = \"upsample\"\nscale = 0\n",
+            "layer 0 (upsample): scale factors must be positive",
+        ),
+    ];
+    for (layer, words) in cases {
+        let text = format!("input = [3, 8, 8]\n[[layers]]\n{layer}");
+        let msg = message(
+            Architecture::parse(&text, false)
+                .unwrap()
+                .build(&mut Rng::new(0)),
+        );
+        assert!(msg.starts_with(words), "{msg}");
+    }
+    let text =
+        "input = [3, 8, 8]\n[[layers]]\ntype = \"upsample\"\nscale = 2\nmode = \"bicubic\"\n";
+    let msg = Architecture::parse(text, false).unwrap_err();
+    assert!(msg.contains("bicubic") && msg.contains("bilinear"), "{msg}");
+}
+
+#[test]
+fn each_new_layer_is_rebuilt_from_its_spec_with_the_same_outputs() {
+    let mut rng = Rng::new(5);
+    let transposed = |config: ConvTranspose2dConfig| -> Box<dyn Layer> {
+        Box::new(ConvTranspose2d::new(config, &mut Rng::new(6)).unwrap())
+    };
+    let layers: Vec<Box<dyn Layer>> = vec![
+        transposed(ConvTranspose2dConfig::new(4, 6, 3)),
+        transposed(
+            ConvTranspose2dConfig::new(4, 6, 3)
+                .kernel(3, 2)
+                .stride_hw(2, 3)
+                .padding_hw(1, 0)
+                .output_padding_hw(1, 2)
+                .dilation_hw(1, 2)
+                .groups(2)
+                .bias(false),
+        ),
+        transposed(ConvTranspose2dConfig::new(4, 4, 2).stride(2).groups(4)),
+        Box::new(Upsample::new(2, UpsampleMode::Nearest).unwrap()),
+        Box::new(Upsample::with_scale(3, 2, UpsampleMode::Bilinear).unwrap()),
+        Box::new(Upsample::with_size(UpsampleSize::Fixed(7, 5), UpsampleMode::Bilinear).unwrap()),
+        Box::new(Upsample::with_size(UpsampleSize::Fixed(9, 9), UpsampleMode::Nearest).unwrap()),
+        Box::new(Silu::new()),
+        Box::new(Hardswish::new()),
+    ];
+    let x = Tensor::randn(&[2, 4, 5, 6], 2.0, &mut rng);
+    for mut layer in layers {
+        let arch = Architecture {
+            name: None,
+            input: [4, 5, 6],
+            layers: vec![layer.spec()],
+        };
+        // Through the file format too.
+        let arch = Architecture::parse(&arch.to_toml(), false).unwrap();
+        let mut again = arch.build(&mut Rng::new(7)).unwrap();
+        assert_eq!(
+            again.spec(),
+            LayerSpec::Sequential {
+                layers: vec![layer.spec()]
+            }
+        );
+        for (name, p) in layer.params() {
+            again.set(&format!("0.{name}"), p.value().clone()).unwrap();
+        }
+        let what = layer.describe();
+        assert_eq!(again.layers()[0].describe(), what);
+        assert_eq!(
+            again.forward_ref(&x, Mode::Eval).unwrap(),
+            layer.forward_ref(&x, Mode::Eval).unwrap(),
+            "{what}"
+        );
+    }
 }

@@ -3,9 +3,10 @@
 
 use ocellus::gradcheck::{check_gradients, GradCheckConfig};
 use ocellus::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
-    GlobalAvgPool, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax,
-    Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d,
+    ConvTranspose2dConfig, Dropout, Flatten, GlobalAvgPool, Hardswish, LeakyRelu, Linear,
+    MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Silu, Softmax, Tanh, Upsample, UpsampleMode,
+    UpsampleSize,
 };
 use ocellus::layers::{Key, Part, PartMut};
 use ocellus::spec::LayerSpec;
@@ -170,6 +171,175 @@ fn conv2d_gradients_over_a_table_of_configurations() {
         let mut conv = Conv2d::new(config, &mut Rng::new(k as u64)).unwrap();
         let x = input(&[c.n, c.ic, c.hw.0, c.hw.1], 100 + k as u64);
         assert_gradients(&conv.describe(), &mut conv, &x, &GradCheckConfig::default());
+    }
+}
+
+#[test]
+fn conv_transpose2d_gradients_over_a_table_of_configurations() {
+    struct Case {
+        n: usize,
+        ic: usize,
+        oc: usize,
+        hw: (usize, usize),
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        output_padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+        bias: bool,
+    }
+    let base = Case {
+        n: 2,
+        ic: 3,
+        oc: 4,
+        hw: (4, 4),
+        kernel: (3, 3),
+        stride: (1, 1),
+        padding: (0, 0),
+        output_padding: (0, 0),
+        dilation: (1, 1),
+        groups: 1,
+        bias: true,
+    };
+    let cases = vec![
+        Case { ..base },
+        Case {
+            n: 1,
+            ic: 1,
+            oc: 1,
+            ..base
+        },
+        // Stride 2 with the output padding that doubles the size exactly.
+        Case {
+            stride: (2, 2),
+            padding: (1, 1),
+            output_padding: (1, 1),
+            ..base
+        },
+        // Stride 3: output pixels that no input reaches, kept by output padding 2.
+        Case {
+            stride: (3, 3),
+            padding: (2, 2),
+            output_padding: (2, 1),
+            hw: (3, 4),
+            ..base
+        },
+        Case {
+            stride: (1, 2),
+            padding: (0, 1),
+            output_padding: (0, 1),
+            ..base
+        },
+        Case {
+            stride: (2, 3),
+            padding: (1, 0),
+            output_padding: (1, 2),
+            ..base
+        },
+        Case {
+            kernel: (1, 1),
+            ..base
+        },
+        Case {
+            kernel: (1, 1),
+            stride: (2, 2),
+            ..base
+        },
+        Case {
+            kernel: (2, 4),
+            padding: (1, 2),
+            ..base
+        },
+        Case {
+            kernel: (5, 3),
+            hw: (3, 4),
+            ..base
+        },
+        Case {
+            dilation: (2, 2),
+            padding: (2, 2),
+            ..base
+        },
+        // Output padding at or above the stride, allowed below the dilation.
+        Case {
+            kernel: (2, 3),
+            stride: (1, 2),
+            dilation: (3, 2),
+            output_padding: (2, 1),
+            ..base
+        },
+        Case {
+            ic: 4,
+            oc: 6,
+            groups: 2,
+            ..base
+        },
+        // Depthwise, upsampling by 2.
+        Case {
+            ic: 4,
+            oc: 4,
+            groups: 4,
+            stride: (2, 2),
+            padding: (1, 1),
+            output_padding: (1, 1),
+            ..base
+        },
+        Case {
+            bias: false,
+            ..base
+        },
+        // Stride 2, output padding, groups and dilation together.
+        Case {
+            ic: 4,
+            oc: 6,
+            groups: 2,
+            stride: (2, 2),
+            padding: (2, 2),
+            output_padding: (1, 1),
+            dilation: (2, 2),
+            ..base
+        },
+    ];
+    for (k, c) in cases.into_iter().enumerate() {
+        let config = ConvTranspose2dConfig {
+            kernel: c.kernel,
+            stride: c.stride,
+            padding: c.padding,
+            output_padding: c.output_padding,
+            dilation: c.dilation,
+            groups: c.groups,
+            bias: c.bias,
+            ..ConvTranspose2dConfig::new(c.ic, c.oc, 1)
+        };
+        let mut layer = ConvTranspose2d::new(config, &mut Rng::new(k as u64)).unwrap();
+        let x = input(&[c.n, c.ic, c.hw.0, c.hw.1], 150 + k as u64);
+        let what = format!("{} on {:?}", layer.describe(), x.shape());
+        assert_gradients(&what, &mut layer, &x, &GradCheckConfig::default());
+    }
+}
+
+#[test]
+fn upsample_gradients() {
+    let sizes = [
+        UpsampleSize::Scale(2, 2),
+        UpsampleSize::Scale(3, 3),
+        UpsampleSize::Scale(2, 3),
+        UpsampleSize::Scale(1, 2),
+        UpsampleSize::Fixed(7, 9),
+        // Smaller than the input: bilinear then reads two of every few pixels.
+        UpsampleSize::Fixed(3, 2),
+    ];
+    let inputs: [[usize; 4]; 3] = [[2, 3, 4, 5], [1, 1, 1, 1], [1, 2, 5, 3]];
+    for mode in [UpsampleMode::Nearest, UpsampleMode::Bilinear] {
+        for (k, size) in sizes.into_iter().enumerate() {
+            for (j, shape) in inputs.into_iter().enumerate() {
+                let mut layer = Upsample::with_size(size, mode).unwrap();
+                let x = input(&shape, 1500 + 10 * k as u64 + j as u64);
+                let what = format!("{} on {shape:?}", layer.describe());
+                assert_gradients(&what, &mut layer, &x, &GradCheckConfig::default());
+            }
+        }
     }
 }
 
@@ -432,6 +602,36 @@ fn elementwise_activation_gradients() {
     }
 }
 
+/// Normal values of standard deviation `std`, each moved 0.1 further from the nearest
+/// of `kinks` when closer than that, so that ±ε never crosses one.
+fn off_kinks(shape: &[usize], seed: u64, std: f32, kinks: &[f32]) -> Tensor {
+    let mut x = Tensor::randn(shape, std, &mut Rng::new(seed));
+    for v in x.data_mut() {
+        for &kink in kinks {
+            if (*v - kink).abs() < 0.1 {
+                *v = kink + 0.1f32.copysign(*v - kink) + (*v - kink);
+            }
+        }
+    }
+    x
+}
+
+#[test]
+fn silu_and_hardswish_gradients() {
+    let shapes: [&[usize]; 4] = [&[1, 1, 3, 3], &[2, 3, 4, 5], &[3, 7], &[1, 1]];
+    for (k, shape) in shapes.into_iter().enumerate() {
+        // Spread over all three pieces of Hardswish, away from its kinks at ±3 (and from
+        // 0, where nothing changes but where a sign flip would hide a wrong sign).
+        let x = off_kinks(shape, 1600 + k as u64, 3.0, &[-3.0, 0.0, 3.0]);
+        for cfg in [GradCheckConfig::default(), eval()] {
+            let what = format!("silu on {shape:?}, {:?}", cfg.mode);
+            assert_gradients(&what, &mut Silu::new(), &x, &cfg);
+            let what = format!("hardswish on {shape:?}, {:?}", cfg.mode);
+            assert_gradients(&what, &mut Hardswish::new(), &x, &cfg);
+        }
+    }
+}
+
 #[test]
 fn softmax_gradients() {
     // The offset of 30 exercises the subtraction of the row maximum.
@@ -659,6 +859,27 @@ fn residual_block_gradients_with_custom_paths() {
         &input(&[3, 2, 6, 6], 1102),
         &GradCheckConfig::default(),
     );
+}
+
+#[test]
+fn end_to_end_encoder_decoder_gradients() {
+    // Down by a strided convolution, up again by a transposed convolution and by bilinear
+    // upsampling, with SiLU between: the shape of a segmentation network's two halves.
+    let mut rng = Rng::new(1300);
+    let up = ConvTranspose2dConfig::new(6, 4, 3)
+        .stride(2)
+        .padding(1)
+        .output_padding(1);
+    let mut net = Sequential::new()
+        .with(Conv2d::new(Conv2dConfig::new(2, 6, 3).stride(2).padding(1), &mut rng).unwrap())
+        .with(Silu::new())
+        .with(ConvTranspose2d::new(up, &mut rng).unwrap())
+        .with(Silu::new())
+        .with(Upsample::new(2, UpsampleMode::Bilinear).unwrap())
+        .with(Conv2d::new(Conv2dConfig::new(4, 1, 1), &mut rng).unwrap());
+    let x = input(&[2, 2, 6, 6], 1301);
+    assert_eq!(net.output_shape(x.shape()).unwrap(), [2, 1, 12, 12]);
+    assert_gradients("encoder-decoder", &mut net, &x, &GradCheckConfig::default());
 }
 
 #[test]

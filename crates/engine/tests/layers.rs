@@ -1,13 +1,15 @@
-//! Pooling, activations, dropout, batch normalisation and residual blocks: forward values
-//! and gradients worked by hand, train vs eval behaviour, errors. Finite-difference checks
-//! of every backward are in `gradcheck_layers.rs`.
+//! Pooling, activations, dropout, batch normalisation, transposed convolution, upsampling
+//! and residual blocks: forward values and gradients worked by hand, train vs eval
+//! behaviour, errors. Finite-difference checks of every backward are in
+//! `gradcheck_layers.rs`.
 
 use ocellus::geometry::ReceptiveField;
 use ocellus::gradcheck::assert_close;
 use ocellus::layers::Randomness;
 use ocellus::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout,
-    GlobalAvgPool, LeakyRelu, MaxPool2d, Pool2dConfig, Relu, Sigmoid, Softmax, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d,
+    ConvTranspose2dConfig, Dropout, GlobalAvgPool, Hardswish, LeakyRelu, MaxPool2d, Pool2dConfig,
+    Relu, Sigmoid, Silu, Softmax, Tanh, Upsample, UpsampleMode, UpsampleSize,
 };
 use ocellus::LayerExt;
 use ocellus::{Error, Layer, Mode, Residual, Rng, Sequential, Tensor};
@@ -410,11 +412,50 @@ mod activations {
     }
 
     #[test]
+    fn silu_values_and_derivative() {
+        let mut act = Silu::new();
+        // σ(ln 3) = 3/4, so SiLU(ln 3) = 0.75·ln 3; far out, −0 and the identity.
+        let x = t(&[4], &[0., 3f32.ln(), -100., 100.]);
+        let y = act.forward_ref(&x, Mode::Train).unwrap();
+        assert_close("y", y.data(), &[0., 0.75 * 3f32.ln(), 0., 100.], 0.0, 1e-6);
+        // σ·(1 + x·(1 − σ)): 1/2 at 0, 0.75·(1 + ln 3/4) at ln 3, 0 and 1 far out.
+        let dx = act.backward_ref(&t(&[4], &[1., 1., 1., 2.])).unwrap();
+        let at_ln3 = 0.75 * (1.0 + 3f32.ln() * 0.25);
+        assert_close("dx", dx.data(), &[0.5, at_ln3, 0., 2.], 0.0, 1e-6);
+    }
+
+    #[test]
+    fn hardswish_pieces_and_pytorch_convention_at_the_kinks() {
+        let mut act = Hardswish::new();
+        let x = t(&[7], &[-4., -3., -1.5, 0., 1., 3., 4.]);
+        let y = act.forward_ref(&x, Mode::Train).unwrap();
+        // x·(x + 3)/6 between the kinks: −1.5·1.5/6 = −0.375, 1·4/6 = 2/3.
+        assert_close(
+            "y",
+            y.data(),
+            &[0., 0., -0.375, 0., 2. / 3., 3., 4.],
+            0.0,
+            1e-7,
+        );
+        // x/3 + 1/2 between, and at −3 and 3 the outer piece's 0 and 1, as PyTorch.
+        let dx = act.backward_ref(&Tensor::full(&[7], 1.)).unwrap();
+        assert_close(
+            "dx",
+            dx.data(),
+            &[0., 0., 0., 0.5, 5. / 6., 1., 1.],
+            0.0,
+            1e-7,
+        );
+    }
+
+    #[test]
     fn backward_before_forward_is_an_error() {
         backward_before_forward(&mut LeakyRelu::default(), &[1, 1]);
         backward_before_forward(&mut Sigmoid::new(), &[1, 1]);
         backward_before_forward(&mut Tanh::new(), &[1, 1]);
         backward_before_forward(&mut Softmax::new(), &[1, 1]);
+        backward_before_forward(&mut Silu::new(), &[1, 1]);
+        backward_before_forward(&mut Hardswish::new(), &[1, 1]);
     }
 
     #[test]
@@ -441,6 +482,10 @@ mod activations {
         assert_eq!(Sigmoid::new().kind(), "sigmoid");
         assert_eq!(Tanh::new().kind(), "tanh");
         assert_eq!(Softmax::new().kind(), "softmax");
+        assert_eq!(Silu::new().kind(), "silu");
+        assert_eq!(Hardswish::new().kind(), "hardswish");
+        assert_eq!(Silu::new().describe(), "SiLU");
+        assert_eq!(Hardswish::new().describe(), "Hardswish");
     }
 }
 
@@ -914,6 +959,364 @@ mod batchnorm {
     }
 }
 
+mod conv_transpose {
+    use super::*;
+
+    /// A transposed convolution from 1 to 1 channel with the given 2-D kernel, no bias.
+    fn single(config: ConvTranspose2dConfig, kernel: &[f32]) -> ConvTranspose2d {
+        let (kh, kw) = config.kernel;
+        let weight = t(&[1, 1, kh, kw], kernel);
+        ConvTranspose2d::from_weights(config.bias(false), weight, None).unwrap()
+    }
+
+    #[test]
+    fn stride_2_places_a_scaled_kernel_per_input_pixel() {
+        // Kernel 2×2 with stride 2: the blocks do not overlap, each is x[i,j]·w.
+        let mut up = single(
+            ConvTranspose2dConfig::new(1, 1, 2).stride(2),
+            &[1., 2., 3., 4.],
+        );
+        let x = t(&[1, 1, 2, 2], &[1., 10., 100., 1000.]);
+        let y = up.forward_ref(&x, Mode::Train).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 4, 4]);
+        #[rustfmt::skip]
+        let expected = [
+            1., 2., 10., 20.,
+            3., 4., 30., 40.,
+            100., 200., 1000., 2000.,
+            300., 400., 3000., 4000.,
+        ];
+        assert_eq!(y.data(), &expected);
+        // dx[i,j] = Σ over its block of dy·w; dw[a,b] = Σ_{i,j} x[i,j]·dy[2i+a, 2j+b].
+        let dy: Vec<f32> = (0..16).map(|v| if v % 5 == 0 { 1. } else { 0. }).collect();
+        let dx = up.backward_ref(&t(&[1, 1, 4, 4], &dy)).unwrap();
+        // dy is 1 on the diagonal: blocks (0,0) and (1,1) see w[0,0] + w[1,1] = 5.
+        assert_eq!(dx.data(), &[5., 0., 0., 5.]);
+        assert_eq!(up.weight().grad().data(), &[1001., 0., 0., 1001.]);
+    }
+
+    #[test]
+    fn overlapping_taps_add_and_padding_crops_the_border() {
+        // x = [1, 2] through the kernel [1, 10], stride 1: [1, 10 + 2, 20].
+        let config = ConvTranspose2dConfig::new(1, 1, 1).kernel(1, 2);
+        let mut full = single(config, &[1., 10.]);
+        let y = full
+            .forward_ref(&t(&[1, 1, 1, 2], &[1., 2.]), Mode::Train)
+            .unwrap();
+        assert_eq!(y.data(), &[1., 12., 20.]);
+        // Padding 1 on the width crops one column on each side.
+        let mut cropped = single(config.padding_hw(0, 1), &[1., 10.]);
+        let y = cropped
+            .forward_ref(&t(&[1, 1, 1, 2], &[1., 2.]), Mode::Train)
+            .unwrap();
+        assert_eq!(y.data(), &[12.]);
+        let dx = cropped.backward_ref(&t(&[1, 1, 1, 1], &[1.])).unwrap();
+        assert_eq!(dx.data(), &[10., 1.]);
+        // Output padding adds a column at the right that only the bias reaches.
+        let mut padded = ConvTranspose2d::from_weights(
+            ConvTranspose2dConfig::new(1, 1, 1)
+                .stride(2)
+                .output_padding_hw(0, 1),
+            t(&[1, 1, 1, 1], &[3.]),
+            Some(t(&[1], &[0.5])),
+        )
+        .unwrap();
+        let y = padded
+            .forward_ref(&t(&[1, 1, 1, 2], &[1., 2.]), Mode::Train)
+            .unwrap();
+        assert_eq!(y.shape(), &[1, 1, 1, 4]);
+        assert_eq!(y.data(), &[3.5, 0.5, 6.5, 0.5]);
+    }
+
+    #[test]
+    fn backward_adds_into_the_parameter_gradients() {
+        let config = ConvTranspose2dConfig::new(2, 4, 3).stride(2).groups(2);
+        let mut layer = ConvTranspose2d::new(config, &mut Rng::new(1)).unwrap();
+        let x = Tensor::randn(&[2, 2, 3, 3], 1.0, &mut Rng::new(2));
+        let y = layer.forward_ref(&x, Mode::Train).unwrap();
+        let dy = Tensor::randn(y.shape(), 1.0, &mut Rng::new(3));
+        let dx = layer.backward_ref(&dy).unwrap();
+        let once: Vec<Tensor> = layer
+            .params()
+            .iter()
+            .map(|(_, p)| p.grad().clone())
+            .collect();
+        assert!(once.iter().all(|g| g.max_abs() > 0.0));
+        assert_eq!(layer.backward_ref(&dy).unwrap(), dx);
+        for ((name, p), g) in layer.params().into_iter().zip(&once) {
+            let twice: Vec<f32> = g.data().iter().map(|v| 2.0 * v).collect();
+            assert_eq!(p.grad().data(), &twice[..], "{name} is added into");
+        }
+        // Without dx, the same parameter gradients.
+        layer.zero_grad();
+        layer.backward_params(dy).unwrap();
+        for ((name, p), g) in layer.params().into_iter().zip(&once) {
+            assert_eq!(p.grad(), g, "{name} without dx");
+        }
+    }
+
+    #[test]
+    fn starts_as_pytorch_with_its_fan_in_of_the_weight() {
+        // PyTorch's fan_in of a (IC, OC/groups, KH, KW) weight is OC/groups·KH·KW = 18
+        // here, not IC·KH·KW = 576: the bound is 1/√18.
+        let config = ConvTranspose2dConfig::new(64, 2, 3);
+        let layer = ConvTranspose2d::new(config, &mut Rng::new(0)).unwrap();
+        assert_eq!(layer.weight().shape(), &[64, 2, 3, 3]);
+        let bound = 1.0 / 18f32.sqrt();
+        let w = layer.weight().value().max_abs();
+        assert!(w <= bound && w > 0.9 * bound, "{w} against {bound}");
+        let b = layer.bias().unwrap().value().max_abs();
+        assert!(b <= bound && b > 0.2 * bound, "{b} against {bound}");
+        let names: Vec<String> = layer.params().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["weight", "bias"]);
+        assert_eq!(layer.param_count(), 64 * 2 * 9 + 2);
+        assert_eq!(config.param_count(), Some(64 * 2 * 9 + 2));
+    }
+
+    #[test]
+    fn output_padding_must_be_below_the_stride_or_the_dilation() {
+        for config in [
+            ConvTranspose2dConfig::new(3, 4, 3)
+                .stride(2)
+                .output_padding(2),
+            ConvTranspose2dConfig::new(3, 4, 3).output_padding_hw(0, 1),
+            ConvTranspose2dConfig::new(3, 4, 3)
+                .stride(2)
+                .dilation(2)
+                .output_padding_hw(1, 2),
+        ] {
+            let msg = ConvTranspose2d::new(config, &mut Rng::new(0))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                msg.starts_with("convtranspose2d: ")
+                    && msg
+                        .contains("output padding must be smaller than either stride or dilation"),
+                "{msg}"
+            );
+        }
+        // Below the dilation is enough, as PyTorch allows.
+        let config = ConvTranspose2dConfig::new(3, 4, 3)
+            .dilation(3)
+            .output_padding(2);
+        let layer = ConvTranspose2d::new(config, &mut Rng::new(0)).unwrap();
+        // (4 − 1)·1 + 3·2 + 2 + 1 = 12
+        assert_eq!(layer.output_shape(&[1, 3, 4, 4]).unwrap(), [1, 4, 12, 12]);
+    }
+
+    #[test]
+    fn impossible_settings_are_config_errors() {
+        let bad = [
+            (ConvTranspose2dConfig::new(0, 4, 3), "positive"),
+            (ConvTranspose2dConfig::new(3, 4, 0), "positive"),
+            (ConvTranspose2dConfig::new(3, 4, 3).stride(0), "positive"),
+            (ConvTranspose2dConfig::new(3, 4, 3).dilation(0), "positive"),
+            (ConvTranspose2dConfig::new(3, 4, 3).groups(2), "groups = 2"),
+            (ConvTranspose2dConfig::new(4, 6, 3).groups(4), "groups = 4"),
+        ];
+        for (config, words) in bad {
+            let msg = ConvTranspose2d::new(config, &mut Rng::new(0))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                msg.starts_with("convtranspose2d: ") && msg.contains(words),
+                "{msg}"
+            );
+        }
+        // Weights beyond any machine's memory are refused before they are allocated.
+        let huge = ConvTranspose2dConfig::new(1 << 20, 1 << 20, 64);
+        let msg = ConvTranspose2d::new(huge, &mut Rng::new(0))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("its weights"), "{msg}");
+        // Given weights must have PyTorch's (IC, OC/groups, KH, KW) shape.
+        let config = ConvTranspose2dConfig::new(4, 6, 3).groups(2);
+        let msg = ConvTranspose2d::from_weights(config, Tensor::zeros(&[6, 2, 3, 3]), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("convtranspose2d weight")
+                && msg.contains("(4, 3, 3, 3)")
+                && msg.contains("(6, 2, 3, 3)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn inputs_that_do_not_fit_are_shape_errors_naming_both_shapes() {
+        let layer =
+            ConvTranspose2d::new(ConvTranspose2dConfig::new(3, 4, 3), &mut Rng::new(0)).unwrap();
+        let msg = layer.output_shape(&[1, 4, 5, 5]).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("convtranspose2d: ")
+                && msg.contains("(N, 3, H, W)")
+                && msg.contains("(1, 4, 5, 5)"),
+            "{msg}"
+        );
+        let msg = layer.output_shape(&[2, 12]).unwrap_err().to_string();
+        assert!(msg.contains("(2, 12)") && msg.contains("Flatten"), "{msg}");
+        // Padding that crops the whole output: (1 − 1)·1 − 2·2 + 2 + 1 < 1.
+        let cropping = ConvTranspose2dConfig::new(3, 4, 3).padding(2);
+        let layer = ConvTranspose2d::new(cropping, &mut Rng::new(0)).unwrap();
+        let msg = layer.output_shape(&[1, 3, 1, 1]).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("convtranspose2d: ") && msg.contains("(1, 3, 1, 1)"),
+            "{msg}"
+        );
+        assert_eq!(layer.output_shape(&[1, 3, 3, 3]).unwrap(), [1, 4, 1, 1]);
+        let mut layer = layer;
+        backward_before_forward(&mut layer, &[1, 4, 1, 1]);
+        layer
+            .forward_ref(&Tensor::zeros(&[1, 3, 3, 3]), Mode::Train)
+            .unwrap();
+        let msg = layer
+            .backward_ref(&Tensor::zeros(&[1, 4, 2, 2]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("(1, 4, 1, 1)") && msg.contains("(1, 4, 2, 2)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn description_receptive_field_and_multiply_adds() {
+        let config = ConvTranspose2dConfig::new(8, 4, 3)
+            .stride(2)
+            .padding(1)
+            .output_padding(1)
+            .groups(2)
+            .bias(false);
+        let layer = ConvTranspose2d::new(config, &mut Rng::new(0)).unwrap();
+        assert_eq!(layer.kind(), "convtranspose2d");
+        assert_eq!(
+            layer.describe(),
+            "ConvTranspose2d(8→4, 3×3, stride 2, pad 1, output pad 1, groups 2, no bias)"
+        );
+        // After two poolings by 2 (jump 4), a 3×3 stride-2 layer sees two input units:
+        // 6 + 1·4 = 10 pixels, and neighbours are 2 pixels apart again.
+        let before = ReceptiveField { size: 6, jump: 4 };
+        let rf = layer.receptive_field([before; 2]);
+        assert_eq!(rf[0], ReceptiveField { size: 10, jump: 2 });
+        // N·IC·H·W·(OC/groups)·KH·KW = 2·8·5·5·2·9
+        assert_eq!(layer.macs(&[2, 8, 5, 5]), 2 * 8 * 5 * 5 * 2 * 9);
+    }
+}
+
+mod upsample {
+    use super::*;
+
+    #[test]
+    fn nearest_copies_each_pixel_into_a_block_and_sums_the_block_back() {
+        let mut up = Upsample::with_scale(2, 3, UpsampleMode::Nearest).unwrap();
+        let y = up
+            .forward_ref(&t(&[1, 1, 1, 2], &[1., 2.]), Mode::Train)
+            .unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 6]);
+        assert_eq!(y.data(), &[1., 1., 1., 2., 2., 2., 1., 1., 1., 2., 2., 2.]);
+        let dy: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+        let dx = up.backward_ref(&t(&[1, 1, 2, 6], &dy)).unwrap();
+        // (1 + 2 + 3 + 7 + 8 + 9), (4 + 5 + 6 + 10 + 11 + 12)
+        assert_eq!(dx.data(), &[30., 48.]);
+    }
+
+    #[test]
+    fn bilinear_interpolates_between_pixel_centres_as_pytorch() {
+        let mut up = Upsample::new(2, UpsampleMode::Bilinear).unwrap();
+        let y = up
+            .forward_ref(&t(&[1, 1, 1, 2], &[1., 2.]), Mode::Train)
+            .unwrap();
+        // Output centres fall at input positions −¼ (clamped to 0), ¼, ¾, 1¼ (clamped to
+        // the last pixel); one input row gives two equal output rows.
+        assert_eq!(y.data(), &[1., 1.25, 1.75, 2., 1., 1.25, 1.75, 2.]);
+        let dx = up
+            .backward_ref(&t(&[1, 1, 2, 4], &[1., 2., 3., 4., 1., 2., 3., 4.]))
+            .unwrap();
+        // Each row: 1 + ¾·2 + ¼·3 = 3.25 and ¼·2 + ¾·3 + 4 = 6.75; two rows.
+        assert_eq!(dx.data(), &[6.5, 13.5]);
+    }
+
+    #[test]
+    fn a_fixed_size_may_be_any_size() {
+        let mut up = Upsample::with_size(UpsampleSize::Fixed(3, 5), UpsampleMode::Nearest).unwrap();
+        assert_eq!(up.output_shape(&[2, 3, 2, 2]).unwrap(), [2, 3, 3, 5]);
+        assert_eq!(up.output_shape(&[2, 3, 9, 9]).unwrap(), [2, 3, 3, 5]);
+        // Rows 0, 0, 1 (⌊o·2/3⌋) and columns 0, 0, 0, 1, 1 (⌊o·2/5⌋).
+        let y = up
+            .forward_ref(&t(&[1, 1, 2, 2], &[1., 2., 3., 4.]), Mode::Train)
+            .unwrap();
+        #[rustfmt::skip]
+        let expected = [
+            1., 1., 1., 2., 2.,
+            1., 1., 1., 2., 2.,
+            3., 3., 3., 4., 4.,
+        ];
+        assert_eq!(y.data(), &expected);
+        assert_eq!(up.describe(), "Upsample(to 3×5, nearest)");
+    }
+
+    #[test]
+    fn settings_and_shapes_that_do_not_fit_are_errors() {
+        for size in [UpsampleSize::Scale(0, 2), UpsampleSize::Fixed(4, 0)] {
+            let msg = Upsample::with_size(size, UpsampleMode::Bilinear)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                msg.starts_with("upsample: ") && msg.contains("positive"),
+                "{msg}"
+            );
+        }
+        let up = Upsample::new(2, UpsampleMode::Nearest).unwrap();
+        let msg = up.output_shape(&[4, 10]).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("upsample: ") && msg.contains("(4, 10)"),
+            "{msg}"
+        );
+        let msg = up.output_shape(&[1, 1, 0, 3]).unwrap_err().to_string();
+        assert!(msg.contains("(1, 1, 0, 3)"), "{msg}");
+        let huge = Upsample::new(usize::MAX / 2, UpsampleMode::Nearest).unwrap();
+        assert!(huge.output_shape(&[1, 1, 3, 3]).is_err());
+        let mut up = up;
+        backward_before_forward(&mut up, &[1, 1, 2, 2]);
+        up.forward_ref(&Tensor::zeros(&[1, 1, 2, 2]), Mode::Train)
+            .unwrap();
+        let msg = up
+            .backward_ref(&Tensor::zeros(&[1, 1, 2, 2]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("(1, 1, 4, 4)") && msg.contains("(1, 1, 2, 2)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn description_receptive_field_and_multiply_adds() {
+        let nearest = Upsample::new(2, UpsampleMode::Nearest).unwrap();
+        let bilinear = Upsample::with_scale(2, 3, UpsampleMode::Bilinear).unwrap();
+        assert_eq!(nearest.kind(), "upsample");
+        assert_eq!(nearest.describe(), "Upsample(×2, nearest)");
+        assert_eq!(bilinear.describe(), "Upsample(×(2, 3), bilinear)");
+        let before = ReceptiveField { size: 8, jump: 4 };
+        // Nearest: one input unit per output; bilinear: two, one jump apart.
+        assert_eq!(
+            nearest.receptive_field([before; 2])[0],
+            ReceptiveField { size: 8, jump: 2 }
+        );
+        let rf = bilinear.receptive_field([before; 2]);
+        assert_eq!(rf[0], ReceptiveField { size: 12, jump: 2 });
+        // 4/3 pixels apart, rounded up to whole pixels.
+        assert_eq!(rf[1], ReceptiveField { size: 12, jump: 2 });
+        assert_eq!(nearest.macs(&[2, 3, 4, 4]), 0);
+        assert_eq!(bilinear.macs(&[2, 3, 4, 4]), 4 * 2 * 3 * 8 * 12);
+    }
+}
+
 mod residual {
     use super::*;
 
@@ -1092,6 +1495,8 @@ mod owned {
             same_results(|| Box::new(Relu::new()), mode);
             same_results(|| Box::new(LeakyRelu::new(0.1)), mode);
             same_results(|| Box::new(Sigmoid::new()), mode);
+            same_results(|| Box::new(Silu::new()), mode);
+            same_results(|| Box::new(Hardswish::new()), mode);
             same_results(|| Box::new(BatchNorm2d::new(3).unwrap()), mode);
         }
     }

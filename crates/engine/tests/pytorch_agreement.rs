@@ -6,9 +6,10 @@ mod common;
 use common::{int, pair, Reference};
 use ocellus::gradcheck::assert_close;
 use ocellus::layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout,
-    GlobalAvgPool, LeakyRelu, Linear, MaxPool2d, Padding, Pool2dConfig, Relu, Sigmoid, Softmax,
-    Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d,
+    ConvTranspose2dConfig, Dropout, GlobalAvgPool, Hardswish, LeakyRelu, Linear, MaxPool2d,
+    Padding, Pool2dConfig, Relu, Sigmoid, Silu, Softmax, Tanh, Upsample, UpsampleMode,
+    UpsampleSize,
 };
 use ocellus::loss::cross_entropy;
 use ocellus::optim::{Adam, AdamConfig};
@@ -78,6 +79,83 @@ fn conv2d_matches_pytorch() {
         count += 1;
     }
     assert_eq!(count, 11);
+}
+
+#[test]
+fn conv_transpose2d_matches_pytorch() {
+    let reference = Reference::open("conv_transpose2d");
+    let mut count = 0;
+    for (case, c) in reference.cases() {
+        let config = ConvTranspose2dConfig {
+            kernel: pair(&c["k"]),
+            stride: pair(&c["s"]),
+            padding: pair(&c["p"]),
+            output_padding: pair(&c["op"]),
+            dilation: pair(&c["d"]),
+            groups: int(&c["g"]),
+            bias: c["bias"].as_bool().unwrap(),
+            ..ConvTranspose2dConfig::new(int(&c["ic"]), int(&c["oc"]), 1)
+        };
+        let mut layer = ConvTranspose2d::new(config, &mut Rng::new(0)).unwrap();
+        load_params(&mut layer, &reference, case);
+        compare_layer(&mut layer, &reference, case, Mode::Train);
+        // The parameter gradients alone, as the first layer of a network computes them.
+        let dweight = layer.weight().grad().clone();
+        layer.zero_grad();
+        layer.backward_params(reference.tensor(case, "dy")).unwrap();
+        assert_close(
+            &format!("{case}: dweight without dx"),
+            layer.weight().grad().data(),
+            dweight.data(),
+            0.0,
+            0.0,
+        );
+        count += 1;
+    }
+    assert_eq!(count, 13);
+}
+
+#[test]
+fn upsample_matches_pytorch() {
+    let reference = Reference::open("upsample");
+    let mut count = 0;
+    for (case, c) in reference.cases() {
+        let mode = match c["mode"].as_str().unwrap() {
+            "nearest" => UpsampleMode::Nearest,
+            "bilinear" => UpsampleMode::Bilinear,
+            other => panic!("{case}: mode {other}"),
+        };
+        let size = if c["scale"].is_null() {
+            let (oh, ow) = pair(&c["size"]);
+            UpsampleSize::Fixed(oh, ow)
+        } else {
+            let (sh, sw) = pair(&c["scale"]);
+            UpsampleSize::Scale(sh, sw)
+        };
+        let mut layer = Upsample::with_size(size, mode).unwrap();
+        compare_layer(&mut layer, &reference, case, Mode::Train);
+        count += 1;
+    }
+    assert_eq!(count, 11);
+}
+
+#[test]
+fn silu_and_hardswish_match_pytorch_at_their_kinks_too() {
+    let reference = Reference::open("silu_hardswish");
+    let mut cases = Vec::new();
+    for (case, c) in reference.cases() {
+        let mut layer: Box<dyn Layer> = match c["kind"].as_str().unwrap() {
+            "silu" => Box::new(Silu::new()),
+            "hardswish" => Box::new(Hardswish::new()),
+            other => panic!("{case}: unknown activation {other}"),
+        };
+        compare_layer(layer.as_mut(), &reference, case, Mode::Train);
+        cases.push(case.as_str());
+    }
+    assert_eq!(
+        cases,
+        ["hardswish_2d", "hardswish_4d", "silu_2d", "silu_4d"]
+    );
 }
 
 #[test]

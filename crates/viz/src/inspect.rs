@@ -227,12 +227,16 @@ pub struct FeatureMaps {
     pub maps: Tensor,
 }
 
-/// Layers whose output is worth a picture: convolutions, pooling and blocks (their
-/// joined output), and with `activations`, the element-wise layers after them.
+/// Layers whose output is worth a picture: convolutions, transposed convolutions,
+/// pooling, upsampling and blocks (their joined output), and with `activations`, the
+/// element-wise layers after them.
 fn shows_maps(kind: &str, activations: bool) -> bool {
     match kind {
-        "conv2d" | "maxpool2d" | "avgpool2d" | "residual" | "concat" | "dense" | "scale" => true,
-        "relu" | "leakyrelu" | "sigmoid" | "tanh" | "batchnorm2d" => activations,
+        "conv2d" | "convtranspose2d" | "maxpool2d" | "avgpool2d" | "upsample" | "residual"
+        | "concat" | "dense" | "scale" => true,
+        "relu" | "leakyrelu" | "sigmoid" | "tanh" | "silu" | "hardswish" | "batchnorm2d" => {
+            activations
+        }
         _ => false,
     }
 }

@@ -617,21 +617,36 @@ fn backward_tile(
             true,
         );
     }
-    let Some(dx_tile) = dx_tile else {
-        return;
-    };
+    if let Some(dx_tile) = dx_tile {
+        dx_of_tile(g, low, w, dy, dx_tile, &mut s.dcols, &mut s.dpadded);
+    }
+}
+
+/// dx_tile (T, IC, H, W) (overwritten) from the tile's dY, images side by side
+/// (OC, T·P): group by group `dcols_g = W_gᵀ · dY_g`, then col2im of each image's columns.
+fn dx_of_tile(
+    g: &ConvGeometry,
+    low: &Lowering,
+    w: &[f32],
+    dy: &[f32],
+    dx_tile: &mut [f32],
+    dcols: &mut Vec<f32>,
+    dpadded: &mut Vec<f32>,
+) {
+    let (k, p) = (low.k, low.p);
+    let ld = dy.len() / g.oc.max(1);
     if low.pointwise {
         // cols is the image itself, so dcols is dx.
         input_gradient_gemms(low, w, dy, dx_tile, ld);
         return;
     }
-    let dcols = resized(&mut s.dcols, low.groups * k * ld);
+    let dcols = resized(dcols, low.groups * k * ld);
     input_gradient_gemms(low, w, dy, dcols, ld);
     let x_per = g.ic * g.h * g.w;
     for (t, dx_img) in dx_tile.chunks_exact_mut(x_per).enumerate() {
         let dcols = &dcols[t * p..];
         if low.has_padding {
-            let dpadded = zeroed(&mut s.dpadded, g.ic * low.ph * low.pw);
+            let dpadded = zeroed(dpadded, g.ic * low.ph * low.pw);
             col2im(g, low, dcols, dpadded, ld);
             // Gradients that landed on the padding belong to no input: cut them off.
             for (to, from) in low.interior_rows(g) {
@@ -642,6 +657,46 @@ fn backward_tile(
             col2im(g, low, dcols, dx_img, ld);
         }
     }
+}
+
+/// dy: (N, OC, OH, OW), w: (OC, IC/groups, KH, KW) → dx: (N, IC, H, W) (overwritten): the
+/// input gradient alone, `dcols = Wᵀ · dY` and col2im as in [`backward`], without x and
+/// without a weight gradient — which is what a transposed convolution computes as its
+/// forward pass. The images are spread over the rayon pool as in [`forward`], so dx does
+/// not depend on the thread count.
+///
+/// OH and OW may be smaller than the geometry's output-size formula gives: the outputs
+/// past them then count as zero. (A transposed convolution whose output padding is at
+/// least its stride meets such a convolution.)
+pub fn input_gradient(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], ws: &mut Workspace) {
+    check_lengths(g, dx, w, dy);
+    if g.n == 0 || dx.is_empty() {
+        return;
+    }
+    let low = Lowering::new(g);
+    let (x_per, y_per) = (dx.len() / g.n, dy.len() / g.n);
+    ws.prepare_threads();
+    let threads = &ws.threads;
+    let job_len = images_per_job(g, low.tile);
+    dx.par_chunks_mut(job_len * x_per)
+        .enumerate()
+        .with_max_len(1)
+        .for_each(|(job, dx_job)| {
+            let s = &mut *thread_scratch(threads);
+            for (t, dx_tile) in dx_job.chunks_mut(low.tile * x_per).enumerate() {
+                let first = job * job_len + t * low.tile;
+                let images = dx_tile.len() / x_per;
+                let dy_tile = &dy[first * y_per..][..images * y_per];
+                let dy: &[f32] = if images == 1 {
+                    dy_tile
+                } else {
+                    let side = resized(&mut s.side_by_side, g.oc * images * low.p);
+                    side_by_side(g.oc, low.p, dy_tile, side);
+                    side
+                };
+                dx_of_tile(g, &low, w, dy, dx_tile, &mut s.dcols, &mut s.dpadded);
+            }
+        });
 }
 
 /// dcols (IC·KH·KW, ld) (overwritten), group by group
@@ -840,6 +895,36 @@ pub(crate) mod tests {
         fn fast_path_matches_the_reference_loops(case in any_case(), seed in any::<u64>()) {
             prop_assume!(case.geometry().is_some());
             check_against_reference(&case, seed);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(150))]
+
+        /// The input gradient on its own: the reference's dx, and the same bits as the dx
+        /// of the full backward pass; also when the output stops short of the formula's
+        /// size by a row or a column, as in a transposed convolution's forward pass.
+        #[test]
+        fn input_gradient_alone_matches_the_reference_loops(
+            case in any_case(),
+            seed in any::<u64>(),
+            (cut_h, cut_w) in (0usize..2, 0usize..2),
+        ) {
+            let Some(mut g) = case.geometry() else {
+                return Err(TestCaseError::reject("empty output"));
+            };
+            g.oh = (g.oh - cut_h).max(1);
+            g.ow = (g.ow - cut_w).max(1);
+            let d = random_data(&g, false, seed);
+            let mut ws = Workspace::default();
+            let mut dx = vec![f32::NAN; d.x.len()];
+            input_gradient(&g, &d.w, &d.dy, &mut dx, &mut ws);
+            let (rdx, _, _) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
+            assert_close("dx", &dx, &rdx);
+            let mut full_dx = vec![f32::NAN; d.x.len()];
+            let mut dw = vec![0.0; d.w.len()];
+            backward(&g, &d.x, &d.w, &d.dy, Some(&mut full_dx), &mut dw, None, &mut ws);
+            prop_assert_eq!(dx, full_dx, "{:?}", g);
         }
     }
 

@@ -1,4 +1,5 @@
-//! Element-wise activations: ReLU and friends, and Softmax for inference.
+//! Element-wise activations: ReLU and friends, the smooth and piecewise gates of mobile
+//! networks (SiLU, Hardswish), and Softmax for inference.
 
 use crate::error::{Error, Result};
 use crate::layers::{expect_same_shape, kept, Layer, Mode};
@@ -211,6 +212,63 @@ impl Elementwise for TanhFn {
     }
 }
 
+/// The sigmoid-weighted linear unit (also called swish), `y = x·σ(x)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SiluFn;
+
+impl Elementwise for SiluFn {
+    const KIND: &'static str = "silu";
+    const KEEPS: Keeps = Keeps::Input;
+    fn describe(&self) -> String {
+        "SiLU".into()
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Silu
+    }
+    /// `x / (1 + e^(−x))`, as PyTorch writes it: for very negative x, `e^(−x)` overflows
+    /// to ∞ and y to −0, the limit.
+    fn f(&self, x: f32) -> f32 {
+        x / (1.0 + (-x).exp())
+    }
+    /// `d(x·σ)/dx = σ + x·σ(1 − σ) = σ·(1 + x·(1 − σ))`, PyTorch's `silu_backward`.
+    fn derivative(&self, x: f32) -> f32 {
+        let sigmoid = SigmoidFn.f(x);
+        sigmoid * (1.0 + x * (1.0 - sigmoid))
+    }
+}
+
+/// The hard swish of MobileNetV3, `y = x·relu6(x + 3)/6`: 0 for `x ≤ −3`, `x` for `x ≥ 3`,
+/// and `x·(x + 3)/6` between.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HardswishFn;
+
+impl Elementwise for HardswishFn {
+    const KIND: &'static str = "hardswish";
+    const KEEPS: Keeps = Keeps::Input;
+    fn describe(&self) -> String {
+        "Hardswish".into()
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Hardswish
+    }
+    /// `x·min(max(x + 3, 0), 6)/6`, multiplied before dividing, as PyTorch's CPU kernel.
+    fn f(&self, x: f32) -> f32 {
+        x * (x + 3.0).clamp(0.0, 6.0) / 6.0
+    }
+    /// 0 for `x ≤ −3`, `x/3 + 1/2` (the derivative of `(x² + 3x)/6`) for `−3 < x < 3`,
+    /// 1 for `x ≥ 3`: at the two kinks, PyTorch's `hardswish_backward` takes the value
+    /// of the outer piece (0 at −3, 1 at 3).
+    fn derivative(&self, x: f32) -> f32 {
+        if x <= -3.0 {
+            0.0
+        } else if x < 3.0 {
+            x / 3.0 + 0.5
+        } else {
+            1.0
+        }
+    }
+}
+
 /// `y = max(x, 0)`, the rectified linear unit.
 pub type Relu = Activation<ReluFn>;
 /// Leaky ReLU; PyTorch's default slope is 0.01.
@@ -219,6 +277,10 @@ pub type LeakyRelu = Activation<LeakyReluFn>;
 pub type Sigmoid = Activation<SigmoidFn>;
 /// The hyperbolic tangent.
 pub type Tanh = Activation<TanhFn>;
+/// SiLU (swish), `x·σ(x)`.
+pub type Silu = Activation<SiluFn>;
+/// Hardswish, `x·relu6(x + 3)/6`.
+pub type Hardswish = Activation<HardswishFn>;
 
 impl Relu {
     pub fn new() -> Self {
@@ -259,6 +321,18 @@ impl Sigmoid {
 impl Tanh {
     pub fn new() -> Self {
         Activation::with(TanhFn)
+    }
+}
+
+impl Silu {
+    pub fn new() -> Self {
+        Activation::with(SiluFn)
+    }
+}
+
+impl Hardswish {
+    pub fn new() -> Self {
+        Activation::with(HardswishFn)
     }
 }
 

@@ -20,16 +20,22 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_transpose;
 pub mod dropout;
 pub mod linear;
 pub mod pool;
+pub mod upsample;
 
-pub use activation::{Activation, Elementwise, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use activation::{
+    Activation, Elementwise, Hardswish, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Tanh,
+};
 pub use batchnorm::{BatchNorm1d, BatchNorm2d, BatchNormConfig};
 pub use conv::{Conv2d, Conv2dConfig, Padding};
+pub use conv_transpose::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use dropout::Dropout;
 pub use linear::{Flatten, Linear};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d, Pool2dConfig};
+pub use upsample::{Upsample, UpsampleMode, UpsampleSize};
 
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
