@@ -445,6 +445,15 @@ impl LayerSpec {
                 };
                 Box::new(Scale::squeeze_excitation(c, squeeze, act, rng)?)
             }
+            LayerSpec::MbConv {
+                out_channels,
+                expand_ratio,
+                kernel,
+                stride,
+            } => {
+                let ic = image_channels(kind, shape)?;
+                mb_conv(ic, *out_channels, *expand_ratio, *kernel, *stride, rng)?
+            }
             LayerSpec::SeparableConv2d {
                 out_channels,
                 kernel,
@@ -472,6 +481,57 @@ impl LayerSpec {
     }
 }
 
+/// EfficientNet's MBConv block ([`LayerSpec::MbConv`]): a [`Residual`] without an
+/// activation after the sum when the shape is kept, else its main path alone.
+fn mb_conv(
+    ic: usize,
+    oc: usize,
+    expand_ratio: usize,
+    kernel: usize,
+    stride: usize,
+    rng: &mut Rng,
+) -> Result<Box<dyn Layer>> {
+    if expand_ratio == 0 || kernel.is_multiple_of(2) {
+        return Err(Error::config(
+            "mbconv",
+            format!("expand_ratio = {expand_ratio} must be positive and kernel = {kernel} odd"),
+        ));
+    }
+    let wide = ic
+        .checked_mul(expand_ratio)
+        .ok_or_else(|| Error::config("mbconv", "the expanded channel count overflows"))?;
+    let conv = |c: Conv2dConfig, rng: &mut Rng| Conv2d::new(c.bias(false), rng);
+    let mut main = Sequential::new();
+    if expand_ratio != 1 {
+        main = main
+            .with(conv(Conv2dConfig::new(ic, wide, 1), rng)?)
+            .with(BatchNorm2d::new(wide)?)
+            .with(Silu::new());
+    }
+    let depthwise = Conv2dConfig::new(wide, wide, kernel)
+        .stride(stride)
+        .padding(kernel / 2)
+        .groups(wide);
+    let squeeze = (ic / 4).max(1);
+    let main = main
+        .with(conv(depthwise, rng)?)
+        .with(BatchNorm2d::new(wide)?)
+        .with(Silu::new())
+        .with(Scale::squeeze_excitation(
+            wide,
+            squeeze,
+            Box::new(Silu::new()),
+            rng,
+        )?)
+        .with(conv(Conv2dConfig::new(wide, oc, 1), rng)?)
+        .with(BatchNorm2d::new(oc)?);
+    Ok(if stride == 1 && ic == oc {
+        Box::new(Residual::new(main, None, None))
+    } else {
+        Box::new(main)
+    })
+}
+
 /// The padding of each side a [`PadSpec`] writes.
 fn padding_sides(padding: PadSpec) -> Padding {
     match padding {
@@ -492,11 +552,15 @@ fn activation_layer(kind: &str, name: &str) -> Result<Option<Box<dyn Layer>>> {
         "relu" => Box::new(Relu::new()),
         "sigmoid" => Box::new(Sigmoid::new()),
         "tanh" => Box::new(Tanh::new()),
+        "silu" => Box::new(Silu::new()),
+        "hardswish" => Box::new(Hardswish::new()),
         "none" => return Ok(None),
         other => {
             return Err(Error::config(
                 kind,
-                format!("activation '{other}' is not one of relu, sigmoid, tanh, none"),
+                format!(
+                    "activation '{other}' is not one of relu, sigmoid, tanh, silu, hardswish, none"
+                ),
             ))
         }
     }))

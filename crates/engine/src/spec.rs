@@ -277,6 +277,27 @@ pub enum LayerSpec {
         layers: usize,
         growth: usize,
     },
+    /// EfficientNet's MBConv block (Tan & Le 2019, as torchvision builds it): 1×1 conv
+    /// expanding to `expand_ratio`× the channels – BN – SiLU (left out at ratio 1), a
+    /// `kernel` depthwise conv (stride) – BN – SiLU, squeeze-and-excitation (squeezing to
+    /// a quarter of the block's input channels, SiLU), 1×1 conv to `out_channels` – BN;
+    /// plus the identity when the shape is kept.
+    MbConv {
+        out_channels: usize,
+        #[serde(default = "six")]
+        expand_ratio: usize,
+        #[serde(default = "three")]
+        kernel: usize,
+        #[serde(default = "default_groups", skip_serializing_if = "is_one_usize")]
+        stride: usize,
+    },
+}
+
+fn six() -> usize {
+    6
+}
+fn three() -> usize {
+    3
 }
 
 fn four() -> usize {
@@ -433,6 +454,7 @@ impl LayerSpec {
             LayerSpec::SeparableConv2d { .. } => "separableconv2d",
             LayerSpec::SqueezeExcite { .. } => "squeezeexcite",
             LayerSpec::DenseBlock { .. } => "denseblock",
+            LayerSpec::MbConv { .. } => "mbconv",
         }
     }
 
@@ -462,7 +484,8 @@ impl LayerSpec {
             LayerSpec::Sequential { .. } | LayerSpec::SeparableConv2d { .. } => Composition::Chain,
             LayerSpec::Residual { .. }
             | LayerSpec::BasicBlock { .. }
-            | LayerSpec::Bottleneck { .. } => Composition::Residual,
+            | LayerSpec::Bottleneck { .. }
+            | LayerSpec::MbConv { .. } => Composition::Residual,
             LayerSpec::Concat { .. } => Composition::Concat,
             LayerSpec::Dense { .. } | LayerSpec::DenseBlock { .. } => Composition::Dense,
             LayerSpec::Scale { .. } | LayerSpec::SqueezeExcite { .. } => Composition::Scale,

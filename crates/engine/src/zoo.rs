@@ -11,6 +11,7 @@
 //! | `inception` | Szegedy et al. 2014, a mini-GoogLeNet: a 3×3 stem, three Inception blocks (parallel 1×1, 1×1→3×3, 1×1→5×5 and pool→1×1 branches joined along channels, 1×1 convolutions reducing channels first), global average pooling — "parallel multi-scale blocks" |
 //! | `resnet-bottleneck` | He et al. 2015's deeper ResNets' bottleneck blocks (1×1 → 3×3 → 1×1), three stages of two blocks (64, 128, 256 output channels), global average pooling — "skip connections", at ResNet-50's block |
 //! | `densenet` | Huang et al. 2017, a small DenseNet-BC: three dense blocks of four layers (growth 12), transitions halving channels and image size, global average pooling — "each layer connected to all later ones" |
+//! | `efficientnet` | Tan & Le 2019, a small EfficientNet-B0-style stack: a 3×3 stem, MBConv blocks (1×1 expansion, depthwise 3×3 or 5×5, squeeze-and-excitation, 1×1 projection, SiLU; 16-24-40-80 channels), a 1×1 head, global average pooling, dropout — "depthwise-separable convolutions with squeeze-and-excitation" (compound scaling itself is the choice of width, depth and resolution, here fixed for small images) |
 //! | `mlp` | a fully connected baseline: flatten, 256-ReLU-128-ReLU-classes (784-256-128-10 = 235,146 parameters on 1×28×28) |
 //! | `mlp-lenet5` | a fully connected network with LeNet-5's parameter budget: flatten, H-ReLU-classes, with the hidden width H chosen so the parameter count is the closest to `lenet5`'s for the same images and classes (784-78-10 = 62,020 parameters on 1×28×28, against LeNet-5's 61,706): the fair partner for comparing a CNN with a traditional network |
 
@@ -20,7 +21,7 @@ use crate::layers::LayerExt;
 use crate::rng::Rng;
 
 /// The names [`model`] knows.
-pub const MODELS: [&str; 10] = [
+pub const MODELS: [&str; 11] = [
     "lenet5",
     "smallcnn",
     "alexnet",
@@ -29,6 +30,7 @@ pub const MODELS: [&str; 10] = [
     "resnet20",
     "resnet-bottleneck",
     "densenet",
+    "efficientnet",
     "mlp",
     "mlp-lenet5",
 ];
@@ -69,6 +71,7 @@ pub fn model(name: &str, input: [usize; 3], classes: usize) -> Result<Architectu
         "inception" => inception(classes),
         "resnet-bottleneck" => resnet_bottleneck(classes),
         "densenet" => densenet(classes),
+        "efficientnet" => efficientnet(classes),
         "mlp" => mlp(classes),
         "mlp-lenet5" => mlp_lenet5(input, classes)?,
         _ => {
@@ -351,6 +354,35 @@ fn densenet(classes: usize) -> Vec<LayerSpec> {
     layers.extend([batchnorm2d(), LayerSpec::Relu]);
     layers.extend(head(classes));
     layers
+}
+
+fn efficientnet(classes: usize) -> Vec<LayerSpec> {
+    let [stem, bn, _] = conv_bn_relu(16, 3, 1);
+    let mb = |out_channels, expand_ratio, kernel, stride| LayerSpec::MbConv {
+        out_channels,
+        expand_ratio,
+        kernel,
+        stride,
+    };
+    let [head_conv, head_bn, _] = conv_bn_relu(256, 1, 1);
+    vec![
+        stem,
+        bn,
+        LayerSpec::Silu,
+        mb(16, 1, 3, 1),
+        mb(24, 6, 3, 2),
+        mb(24, 6, 3, 1),
+        mb(40, 6, 5, 2),
+        mb(40, 6, 5, 1),
+        mb(80, 6, 3, 2),
+        head_conv,
+        head_bn,
+        LayerSpec::Silu,
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Flatten,
+        LayerSpec::Dropout { p: 0.2 },
+        linear(classes),
+    ]
 }
 
 fn mlp(classes: usize) -> Vec<LayerSpec> {

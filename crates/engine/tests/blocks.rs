@@ -534,3 +534,41 @@ fn blocks_refuse_nonsense_settings() {
     let arch = Architecture::parse(text, false).unwrap();
     assert!(arch.build(&mut Rng::new(0)).is_err());
 }
+
+#[test]
+fn an_mbconv_block_is_torchvisions_with_a_skip_only_when_the_shape_is_kept() {
+    let build = |text: &str| {
+        let arch = Architecture::parse(text, false).unwrap();
+        arch.build(&mut Rng::new(21)).unwrap()
+    };
+    let kept = build(
+        "input = [24, 8, 8]\n[[layers]]\ntype = \"mbconv\"\nout_channels = 24\nexpand_ratio = 6\n",
+    );
+    // torchvision's MBConv(24 → 24, expand 6, 3×3): expand 24·144 + BN 2·144, depthwise
+    // 144·9 + BN 2·144, SE 144→6→144 with biases, project 144·24 + BN 2·24.
+    let expected = 24 * 144 + 288 + 144 * 9 + 288 + (144 * 6 + 6) + (6 * 144 + 144) + 144 * 24 + 48;
+    assert_eq!(kept.param_count(), expected);
+    assert_eq!(kept.layers()[0].kind(), "residual");
+    let names: Vec<String> = kept.params().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"0.main.6.gate.1.weight".to_string()),
+        "{names:?}"
+    );
+    let strided =
+        build("input = [16, 8, 8]\n[[layers]]\ntype = \"mbconv\"\nout_channels = 24\nstride = 2\n");
+    assert_eq!(strided.layers()[0].kind(), "sequential");
+    assert_eq!(strided.output_shape(&[1, 16, 8, 8]).unwrap(), [1, 24, 4, 4]);
+    let mut net = build(
+        "input = [4, 6, 6]\n[[layers]]\ntype = \"mbconv\"\nout_channels = 4\nexpand_ratio = 2\nkernel = 5\n",
+    );
+    let x = Tensor::randn(&[2, 4, 6, 6], 1.0, &mut Rng::new(22));
+    let check = check_network_layers(&mut net, &x, &GradCheckConfig::default()).unwrap();
+    assert!(check.passed(), "{check}");
+    let bad = Architecture::parse(
+        "input = [4, 6, 6]\n[[layers]]\ntype = \"mbconv\"\nout_channels = 4\nkernel = 4\n",
+        false,
+    )
+    .unwrap();
+    let err = bad.build(&mut Rng::new(0)).err().unwrap().to_string();
+    assert!(err.contains("mbconv") && err.contains("odd"), "{err}");
+}

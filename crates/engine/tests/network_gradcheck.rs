@@ -190,6 +190,7 @@ fn every_zoo_model_passes() {
         ("inception", [3, 16, 16]),
         ("resnet-bottleneck", [3, 16, 16]),
         ("densenet", [1, 16, 16]),
+        ("efficientnet", [3, 16, 16]),
     ] {
         let arch = zoo::model(name, input, 10).unwrap();
         for seed in 0..2 {
