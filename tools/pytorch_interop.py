@@ -30,8 +30,11 @@ Layers map one to one: conv2d -> nn.Conv2d, convtranspose2d -> nn.ConvTranspose2
 linear -> nn.Linear, maxpool2d/avgpool2d -> nn.MaxPool2d/nn.AvgPool2d, globalavgpool ->
 nn.AdaptiveAvgPool2d(1), upsample -> nn.Upsample (nearest, or bilinear with
 align_corners=False), flatten -> nn.Flatten, dropout, batchnorm2d/1d, relu, leakyrelu,
-sigmoid, tanh, silu, hardswish, softmax (over dim 1), and residual/basicblock -> Residual
-(below) with submodules `main`, `shortcut` and `act`.
+sigmoid, tanh, silu, hardswish, softmax (over dim 1); residual/basicblock/bottleneck/mbconv
+-> Residual (below) with submodules `main`, `shortcut` and `act`; concat -> Concat and
+dense/denseblock -> Dense (nn.ModuleLists of nn.Sequentials: `4.1.0.weight` is branch or
+layer 1, module 0); scale/squeezeexcite -> Scale with its `gate`; separableconv2d ->
+nn.Sequential(depthwise, pointwise).
 nn.Conv2d pads symmetrically only: a conv2d with per-side padding [top, bottom, left, right]
 that is not symmetric becomes PerSidePadConv2d, an nn.Conv2d that zero-pads its input with
 F.pad first. It holds the same `weight` and `bias` as nn.Conv2d, so names still match; the
@@ -71,6 +74,124 @@ class Residual(nn.Module):
 
     def forward(self, x):
         return self.act(self.main(x) + self.shortcut(x))
+
+
+class Concat(nn.ModuleList):
+    """y = [B0(x), B1(x), ...] along channels: ocellus's concat, branches named 0, 1, ..."""
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self], dim=1)
+
+
+class Dense(nn.ModuleList):
+    """ocellus's dense block: each layer reads the input and every earlier output joined
+    along channels; the block gives all of them joined."""
+
+    def forward(self, x):
+        features = x
+        for layer in self:
+            features = torch.cat([features, layer(features)], dim=1)
+        return features
+
+
+class Scale(nn.Module):
+    """y = x * gate(x), one gate value per image and channel (squeeze-and-excitation)."""
+
+    def __init__(self, gate):
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, x):
+        return x * self.gate(x).reshape(x.shape[0], x.shape[1], 1, 1)
+
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "hardswish": nn.Hardswish,
+    "none": nn.Identity,
+}
+
+
+def activation(kind, name):
+    if name not in ACTIVATIONS:
+        sys.exit(f"{kind}: activation '{name}' is not one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def plain_conv(ic, oc, k, stride=1, groups=1):
+    """A k×k convolution keeping the size (padding k // 2), without bias."""
+    return nn.Conv2d(ic, oc, k, stride=stride, padding=k // 2, groups=groups, bias=False)
+
+
+def squeeze_excitation(channels, squeeze, act):
+    """ocellus's Scale::squeeze_excitation, i.e. torchvision's SqueezeExcitation."""
+    return Scale(
+        nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, squeeze, 1),
+            act,
+            nn.Conv2d(squeeze, channels, 1),
+            nn.Sigmoid(),
+        )
+    )
+
+
+def bottleneck(channels, out_channels, stride, expansion):
+    """ocellus's Residual::bottleneck, i.e. torchvision's Bottleneck."""
+    width = out_channels // expansion
+    main = nn.Sequential(
+        plain_conv(channels, width, 1),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        plain_conv(width, width, 3, stride),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        plain_conv(width, out_channels, 1),
+        nn.BatchNorm2d(out_channels),
+    )
+    if channels == out_channels and stride == 1:
+        shortcut = nn.Identity()
+    else:
+        shortcut = nn.Sequential(plain_conv(channels, out_channels, 1, stride), nn.BatchNorm2d(out_channels))
+    return Residual(main, shortcut, nn.ReLU())
+
+
+def dense_block(channels, layers, growth):
+    """ocellus's Dense::bottleneck_layers, i.e. torchvision's _DenseBlock (DenseNet-BC)."""
+    return Dense(
+        nn.Sequential(
+            nn.BatchNorm2d(channels + l * growth),
+            nn.ReLU(),
+            plain_conv(channels + l * growth, 4 * growth, 1),
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(),
+            plain_conv(4 * growth, growth, 3),
+        )
+        for l in range(layers)
+    )
+
+
+def mb_conv(channels, out_channels, expand_ratio, kernel, stride):
+    """ocellus's mbconv, i.e. torchvision's MBConv without stochastic depth."""
+    wide = channels * expand_ratio
+    layers = []
+    if expand_ratio != 1:
+        layers += [plain_conv(channels, wide, 1), nn.BatchNorm2d(wide), nn.SiLU()]
+    layers += [
+        plain_conv(wide, wide, kernel, stride, groups=wide),
+        nn.BatchNorm2d(wide),
+        nn.SiLU(),
+        squeeze_excitation(wide, max(1, channels // 4), nn.SiLU()),
+        plain_conv(wide, out_channels, 1),
+        nn.BatchNorm2d(out_channels),
+    ]
+    main = nn.Sequential(*layers)
+    if stride == 1 and channels == out_channels:
+        return Residual(main, nn.Identity(), nn.Identity())
+    return main
 
 
 class PerSidePadConv2d(nn.Conv2d):
@@ -210,12 +331,37 @@ def build_layer(spec, shape, notes):
         main = build_sequential(spec["main"], shape, notes)
         shortcut = spec.get("shortcut")
         shortcut = nn.Identity() if shortcut is None else build_sequential(shortcut, shape, notes)
-        activation = spec.get("activation", "relu")
-        if activation not in ("relu", "none"):
-            sys.exit(f"residual: activation '{activation}' is not one of relu, none")
-        return Residual(main, shortcut, nn.ReLU() if activation == "relu" else nn.Identity())
+        return Residual(main, shortcut, activation(kind, spec.get("activation", "relu")))
     if kind == "basicblock":
         return basic_block(shape[1], spec["out_channels"], spec.get("stride", 1))
+    if kind == "bottleneck":
+        return bottleneck(shape[1], spec["out_channels"], spec.get("stride", 1), spec.get("expansion", 4))
+    if kind == "concat":
+        return Concat(build_sequential(branch, shape, notes) for branch in spec["branches"])
+    if kind == "dense":
+        layers, features = [], tuple(shape)
+        for specs in spec["layers"]:
+            layer = build_sequential(specs, features, notes)
+            with torch.no_grad():
+                grown = layer.eval()(torch.zeros(features)).shape[1]
+            features = (features[0], features[1] + grown, *features[2:])
+            layers.append(layer)
+        return Dense(layers)
+    if kind == "denseblock":
+        return dense_block(shape[1], spec["layers"], spec["growth"])
+    if kind == "scale":
+        return Scale(build_sequential(spec["gate"], shape, notes))
+    if kind == "squeezeexcite":
+        squeeze = spec.get("squeeze_channels") or max(1, shape[1] // spec.get("reduction", 16))
+        return squeeze_excitation(shape[1], squeeze, activation(kind, spec.get("activation", "relu")))
+    if kind == "separableconv2d":
+        c, bias = shape[1], spec.get("bias", True)
+        depthwise = conv2d(dict(spec, out_channels=c, groups=c, bias=bias), c, notes)
+        return nn.Sequential(depthwise, nn.Conv2d(c, spec["out_channels"], 1, bias=bias))
+    if kind == "mbconv":
+        return mb_conv(
+            shape[1], spec["out_channels"], spec.get("expand_ratio", 6), spec.get("kernel", 3), spec.get("stride", 1)
+        )
     sys.exit(f"layer type '{kind}' has no PyTorch equivalent in this script; add it to build_layer")
 
 
