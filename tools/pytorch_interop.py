@@ -423,7 +423,7 @@ def ocellus_logits(model_path, x, work, args):
 def logits_command(args):
     if args.logits_bin:
         return [args.logits_bin]
-    return ["cargo", "run", "--quiet", "--release", "-p", "ocellus", "--example", "logits", "--"]
+    return ["cargo", "run", "--quiet", "--release", "-p", "ocellus-train", "--example", "logits", "--"]
 
 
 def compare(name, reference, other):
