@@ -98,6 +98,32 @@ every_layer = {
     ],
 }
 write("arch", "every-layer.json", json.dumps(every_layer))
+every_block = {
+    "name": "every-block",
+    "input": [3, 12, 12],
+    "layers": [
+        {"type": "concat", "branches": [
+            [{"type": "conv2d", "out_channels": 2, "kernel": 1}],
+            [{"type": "conv2d", "out_channels": 2, "kernel": 3, "padding": 1}, {"type": "silu"}],
+            [{"type": "maxpool2d", "kernel": 3, "stride": 1, "padding": 1}],
+        ]},
+        {"type": "dense", "layers": [[{"type": "conv2d", "out_channels": 2, "kernel": 3, "padding": 1}]]},
+        {"type": "denseblock", "layers": 2, "growth": 2},
+        {"type": "squeezeexcite", "reduction": 4, "activation": "hardswish"},
+        {"type": "scale", "gate": [{"type": "globalavgpool"}, {"type": "flatten"}, {"type": "sigmoid"}]},
+        {"type": "bottleneck", "out_channels": 8, "stride": 2, "expansion": 2},
+        {"type": "separableconv2d", "out_channels": 6, "kernel": 3, "padding": 1},
+        {"type": "mbconv", "out_channels": 6, "expand_ratio": 2, "kernel": 5},
+        {"type": "convtranspose2d", "out_channels": 4, "kernel": 3, "stride": 2, "padding": 1,
+         "output_padding": 1},
+        {"type": "upsample", "scale": 2, "mode": "bilinear"},
+        {"type": "hardswish"},
+        {"type": "globalavgpool"},
+        {"type": "flatten"},
+        {"type": "linear", "out_features": 3},
+    ],
+}
+write("arch", "every-block.json", json.dumps(every_block))
 
 # ---- Model files: safetensors with ocellus's metadata ---------------------------------
 

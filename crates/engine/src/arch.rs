@@ -397,9 +397,11 @@ impl LayerSpec {
             }
             LayerSpec::Concat { branches } => {
                 let mut built = Vec::with_capacity(branches.len());
+                let mut params = 0;
                 for (i, specs) in branches.iter().enumerate() {
                     let branch = build_sequence(specs, shape, rng)
                         .map_err(|e| e.in_layer(&format!("branch {i}")))?;
+                    params = fits_with(kind, params, &branch)?;
                     built.push(branch);
                 }
                 Box::new(Concat::new(built)?)
@@ -408,6 +410,7 @@ impl LayerSpec {
                 image_channels(kind, shape)?;
                 let mut built = Vec::with_capacity(layers.len());
                 let mut features = shape.to_vec();
+                let mut params = 0;
                 for (i, specs) in layers.iter().enumerate() {
                     let position = format!("layer {i}");
                     let layer = build_sequence(specs, &features, rng)
@@ -417,6 +420,7 @@ impl LayerSpec {
                         .map_err(|e| e.in_layer(&position))?;
                     // The next layer reads everything so far.
                     features = dense::joined(shape, &features, &h, i)?;
+                    params = fits_with(kind, params, &layer)?;
                     built.push(layer);
                 }
                 Box::new(Dense::new(built)?)
@@ -530,6 +534,14 @@ fn mb_conv(
     } else {
         Box::new(main)
     })
+}
+
+/// `params` plus the parameters of `part`, a path of block `kind`, checked against the
+/// machine's memory: each path checked its own, a block checks their sum.
+fn fits_with(kind: &str, params: u128, part: &Sequential) -> Result<u128> {
+    let params = params + part.param_count() as u128;
+    crate::memory::expect_fits(kind, "the parameters of its paths", Some(params))?;
+    Ok(params)
 }
 
 /// The padding of each side a [`PadSpec`] writes.

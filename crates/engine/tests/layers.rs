@@ -517,6 +517,25 @@ mod dropout {
     }
 
     #[test]
+    fn every_run_seed_gives_named_children_their_own_masks() {
+        // A dropout inside a residual block's main path (a named child): sixteen run seeds
+        // that differ only in their low bits must give sixteen different masks.
+        let x = Tensor::full(&[2, 1, 4, 4], 1.0);
+        let mut masks = Vec::new();
+        for seed in 0..16 {
+            let main = Sequential::new().with(Dropout::with_seed(0.5, 0).unwrap());
+            let mut block = Residual::new(main, None, None);
+            block.set_randomness(Randomness::Seed(seed));
+            masks.push(block.forward_ref(&x, Mode::Train).unwrap().into_vec());
+        }
+        for i in 0..masks.len() {
+            for j in i + 1..masks.len() {
+                assert_ne!(masks[i], masks[j], "seeds {i} and {j}");
+            }
+        }
+    }
+
+    #[test]
     fn masks_follow_the_seed_and_fixing_reuses_them() {
         let x = Tensor::full(&[4, 16], 1.0);
         let mut a = Dropout::with_seed(0.5, 9).unwrap();

@@ -156,6 +156,11 @@ fn a_wrong_parameter_gradient_inside_a_residual_block_is_named_by_its_path() {
     );
     let names: Vec<&str> = check.layers.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["0", "1.main.0", "1.main.1", "1.act", "2", "3"]);
+    // The retries at other steps replace only what failed: the input of the broken
+    // layer passed at the configured step and is reported at it.
+    let broken = &check.layers[2];
+    assert!(broken.report.tensors[0].passed);
+    assert_eq!(broken.steps[0], GradCheckConfig::default().epsilon);
 }
 
 /// Checks `arch` with `batch` random images and fails with the whole table.
@@ -351,4 +356,15 @@ fn the_check_table_separates_its_columns() {
     ] {
         assert!(header.contains(&format!("  {word}")), "{word}: {header}");
     }
+}
+
+#[test]
+#[should_panic(expected = "mismatch at index 1")]
+fn assert_close_fails_on_a_value_out_of_tolerance() {
+    ocellus::gradcheck::assert_close("values", &[1.0, 2.0], &[1.0f32, 2.1], 1e-4, 1e-5);
+}
+
+#[test]
+fn assert_close_accepts_values_within_tolerance() {
+    ocellus::gradcheck::assert_close("values", &[1.0, 2.0001], &[1.0f32, 2.0], 1e-4, 1e-5);
 }

@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
 use crate::layers::{
-    kept, BatchNorm2d, Conv2d, Conv2dConfig, Key, Layer, Mode, Part, PartMut, Relu,
+    kept, BatchNorm2d, Conv2d, Conv2dConfig, Key, Layer, LayerExt, Mode, Part, PartMut, Relu,
 };
 use crate::network::concat::widest;
 use crate::network::Sequential;
@@ -52,7 +52,8 @@ impl Dense {
         growth: usize,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let mut built = Vec::with_capacity(layers.min(1024));
+        let mut built: Vec<Sequential> = Vec::with_capacity(layers.min(1024));
+        let mut params: u128 = 0;
         for l in 0..layers {
             let c = l
                 .checked_mul(growth)
@@ -69,6 +70,10 @@ impl Dense {
                     .with(Relu::new())
                     .with(Conv2d::new(conv(wide, growth, 3, 1), rng)?),
             );
+            // Each layer checked its own weights; this checks the block's sum so far.
+            params += built.last().map_or(0, |layer| layer.param_count() as u128);
+            let what = format!("the parameters of its first {} layers", l + 1);
+            crate::memory::expect_fits("denseblock", &what, Some(params))?;
         }
         Dense::new(built)
     }
