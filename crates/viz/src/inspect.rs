@@ -12,7 +12,7 @@ use crate::{
     TileRange, TileTable,
 };
 use ocellus::error::{Error, Result};
-use ocellus::layers::{expect_nchw, Layer, Mode};
+use ocellus::layers::{expect_nchw, Key, Layer, Mode, Part};
 use ocellus::loss;
 use ocellus::network::walk::{forward_through_leaves, LeafVisitor};
 use ocellus::network::Sequential;
@@ -56,21 +56,31 @@ fn dims(shape: &[usize]) -> String {
     parts.join("×")
 }
 
-/// The convolutions of `model`: the name of each (the prefix of its `weight` parameter:
-/// `0`, `4.main.0`) and its weight, `(OC, IC/groups, KH, KW)`.
+/// The convolutions of `model` (layers of kind `conv2d`, inside blocks too): the name of
+/// each (the prefix of its `weight` parameter: `0`, `4.main.0`) and its weight,
+/// `(OC, IC/groups, KH, KW)`. A transposed convolution's weight, `(IC, OC/groups, KH, KW)`,
+/// holds its filters the other way round and is not listed.
 pub fn conv_layers(model: &dyn Layer) -> Vec<(String, &Tensor)> {
-    model
-        .params()
-        .into_iter()
-        .filter(|(_, p)| p.value().shape().len() == 4)
-        .filter_map(|(name, p)| {
-            let prefix = match name.as_str() {
-                "weight" => "",
-                other => other.strip_suffix(".weight")?,
+    fn visit<'a>(layer: &'a dyn Layer, name: &str, out: &mut Vec<(String, &'a Tensor)>) {
+        let is_conv = layer.kind() == "conv2d";
+        for (key, part) in layer.parts() {
+            let full = if name.is_empty() {
+                key.to_string()
+            } else {
+                format!("{name}.{key}")
             };
-            Some((prefix.to_string(), p.value()))
-        })
-        .collect()
+            match part {
+                Part::Layer(child) => visit(child, &full, out),
+                Part::Param(p) if is_conv && key == Key::Name("weight") => {
+                    out.push((name.to_string(), p.value()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(model, "", &mut out);
+    out
 }
 
 /// The convolution named `name` (`3`, `4.main.0`; a trailing `.weight` is allowed), or the

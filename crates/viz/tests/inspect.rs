@@ -299,3 +299,16 @@ fn a_tile_table_grows_with_its_rows_and_columns_and_maps_signs_to_colours() {
     assert_eq!(count_where(&small, |p| p == blue), 6 * 100);
     assert!(count_where(&small, |p| p == red) >= 6 * 100);
 }
+
+#[test]
+fn transposed_convolutions_are_not_drawn_as_convolution_filters() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/architectures");
+    let arch = ocellus::arch::Architecture::from_file(&dir.join("autoencoder.toml")).unwrap();
+    let net = arch.build(&mut Rng::new(0)).unwrap();
+    // Layers 0 and 2 are convolutions; 4 and 6 are transposed convolutions, whose weights
+    // are (IC, OC, KH, KW).
+    let names: Vec<String> = conv_layers(&net).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["0", "2"]);
+    let err = filters_picture(&net, Some("4"), FilterLimits::default()).unwrap_err();
+    assert!(err.to_string().contains("the convolutions are 0"), "{err}");
+}
