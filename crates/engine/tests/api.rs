@@ -507,3 +507,57 @@ fn each_new_layer_is_rebuilt_from_its_spec_with_the_same_outputs() {
         );
     }
 }
+
+#[test]
+fn layers_and_optimisers_describe_their_settings() {
+    use ocellus::layers::{BatchNorm2d, Dropout, Flatten, MaxPool2d, Pool2dConfig};
+    let mut rng = Rng::new(0);
+    let described: Vec<String> = [
+        Box::new(Linear::new(4, 3, &mut rng).unwrap()) as Box<dyn Layer>,
+        Box::new(Flatten::new()),
+        Box::new(Dropout::new(0.25, &mut rng).unwrap()),
+        Box::new(BatchNorm2d::new(8).unwrap()),
+        Box::new(MaxPool2d::new(Pool2dConfig::new(2)).unwrap()),
+        Box::new(Conv2d::new(Conv2dConfig::new(3, 4, 5).padding(2), &mut rng).unwrap()),
+    ]
+    .iter()
+    .map(|l| l.describe())
+    .collect();
+    assert_eq!(
+        described,
+        [
+            "Linear(4→3)",
+            "Flatten",
+            "Dropout(p=0.25)",
+            "BatchNorm2d(8)",
+            "MaxPool2d(2×2, stride 2)",
+            "Conv2d(3→4, 5×5, pad 2)"
+        ]
+    );
+    let sgd = |config: SgdConfig| Sgd::new(config).unwrap().describe();
+    assert_eq!(sgd(SgdConfig::new(0.1)), "SGD(lr 0.1)");
+    let full = SgdConfig {
+        momentum: 0.9,
+        dampening: 0.1,
+        weight_decay: 0.001,
+        ..SgdConfig::new(0.1)
+    };
+    assert_eq!(
+        sgd(full),
+        "SGD(lr 0.1, momentum 0.9, dampening 0.1, weight decay 0.001)"
+    );
+    let nesterov = SgdConfig {
+        momentum: 0.9,
+        nesterov: true,
+        ..SgdConfig::new(0.1)
+    };
+    assert_eq!(sgd(nesterov), "SGD(lr 0.1, momentum 0.9, Nesterov)");
+    assert_eq!(
+        Adam::new(AdamConfig::adamw(0.001)).unwrap().describe(),
+        "AdamW(lr 0.001, betas (0.9, 0.999), eps 1e-8, weight decay 0.01)"
+    );
+    assert_eq!(
+        Adam::new(AdamConfig::adam(0.01)).unwrap().describe(),
+        "Adam(lr 0.01, betas (0.9, 0.999), eps 1e-8, weight decay 0)"
+    );
+}
