@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{int, pair, Reference};
+use common::{formula_values, int, pair, Reference};
 use ocellus::gradcheck::assert_close;
 use ocellus::layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d,
@@ -340,16 +340,6 @@ fn batchnorm_matches_pytorch_in_train_and_eval() {
     }
     // 6 cases at PyTorch's defaults, 10 with other settings.
     assert_eq!(count, 16);
-}
-
-/// The script's `formula_values`: `0.5·sin(0.37·i + seed)` for the flat index i, computed
-/// in f64 and rounded to f32 — values both sides compute identically.
-fn formula_values(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let values = (0..n)
-        .map(|i| (0.5 * (0.37 * i as f64 + seed as f64).sin()) as f32)
-        .collect();
-    Tensor::from_vec(shape, values).unwrap()
 }
 
 /// The modules of the script's `SmallCNN` and their positions in the zoo's `smallcnn`

@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::Reference;
+use common::{formula_values, Reference};
 use ocellus::arch::Architecture;
 use ocellus::gradcheck::assert_close;
 use ocellus::layers::Dropout;
 use ocellus::loss::cross_entropy;
 use ocellus::optim::{Adam, AdamConfig};
 use ocellus::LayerExt;
-use ocellus::{zoo, Mode, Optimizer, Rng, Sequential, Tensor};
+use ocellus::{zoo, Mode, Optimizer, Rng, Sequential};
 
 const RTOL: f64 = 1e-4;
 const ATOL: f64 = 1e-5;
@@ -114,15 +114,6 @@ fn blocks_match_pytorch() {
     ] {
         assert!(seen.contains(&kind), "no case of {kind}");
     }
-}
-
-/// `formula_values` of `tools/pytorch_reference.py`: 0.5·sin(0.37·i + seed).
-fn formula_values(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let values = (0..n)
-        .map(|i| (0.5 * (0.37 * i as f64 + seed as f64).sin()) as f32)
-        .collect();
-    Tensor::from_vec(shape, values).unwrap()
 }
 
 #[test]

@@ -74,3 +74,13 @@ pub fn pair(v: &serde_json::Value) -> (usize, usize) {
 pub fn int(v: &serde_json::Value) -> usize {
     v.as_u64().unwrap() as usize
 }
+
+/// The scripts' `formula_values`: `0.5·sin(0.37·i + seed)` for the flat index i, computed
+/// in f64 and rounded to f32 — values both sides compute identically.
+pub fn formula_values(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let values = (0..n)
+        .map(|i| (0.5 * (0.37 * i as f64 + seed as f64).sin()) as f32)
+        .collect();
+    Tensor::from_vec(shape, values).unwrap()
+}
