@@ -7,7 +7,7 @@ use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 
 use crate::arrays::{tensor_from, OrPyErr};
-use crate::layers::{own_name, parse_mode, PyLayer};
+use crate::layers::{in_class, own_name, parse_mode, PyLayer};
 use crate::network::Network;
 
 /// The check of one tensor — the input or one parameter: the worst relative error
@@ -152,9 +152,11 @@ pub fn gradcheck(
     };
     if let Ok(layer) = model.cast::<PyLayer>() {
         let mut layer = layer.try_borrow_mut()?;
+        let class = layer.class_name().to_string();
         let chain = layer.engine_mut();
         let report = py
             .detach(|| check_gradients(chain.as_mut(), &x, &cfg))
+            .map_err(|e| in_class(e, &class))
             .or_py_err()?;
         return Ok(Report::new(report, |name| own_name(name).to_string()));
     }

@@ -100,6 +100,33 @@ pub fn assign_params(
     Ok(())
 }
 
+/// `err` as raised by the class `class`: the engine's message names the failing engine
+/// layer by its place in the class's chain (`layer 0 (conv2d)`); a user knows the class.
+pub fn in_class(err: ocellus::Error, class: &str) -> ocellus::Error {
+    use ocellus::Error;
+    match err {
+        Error::Shape {
+            expected,
+            got,
+            hint,
+            ..
+        } => Error::Shape {
+            layer: class.to_string(),
+            expected,
+            got,
+            hint,
+        },
+        Error::Config { message, .. } => Error::Config {
+            layer: class.to_string(),
+            message,
+        },
+        Error::BackwardBeforeForward { .. } => Error::BackwardBeforeForward {
+            layer: class.to_string(),
+        },
+        other => other,
+    }
+}
+
 /// Base class of every ocellus layer.
 ///
 /// A layer computes `y = layer.forward(x)` and keeps what its backward pass needs;
@@ -161,8 +188,12 @@ impl PyLayer {
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let x = tensor_from(x, "x")?;
         let mode = parse_mode(mode)?;
+        let class = self.class_name().to_string();
         let chain = self.engine_mut();
-        let y = py.detach(|| chain.forward(x, mode)).or_py_err()?;
+        let y = py
+            .detach(|| chain.forward(x, mode))
+            .map_err(|e| in_class(e, &class))
+            .or_py_err()?;
         array_from(py, &y)
     }
     /// Given `grad_output` = dL/dy (the shape of the last forward's output), adds the
@@ -173,8 +204,12 @@ impl PyLayer {
         grad_output: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let dy = tensor_from(grad_output, "grad_output")?;
+        let class = self.class_name().to_string();
         let chain = self.engine_mut();
-        let dx = py.detach(|| chain.backward(dy)).or_py_err()?;
+        let dx = py
+            .detach(|| chain.backward(dy))
+            .map_err(|e| in_class(e, &class))
+            .or_py_err()?;
         array_from(py, &dx)
     }
 

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::arrays::{array_from, array_of, tensor_from, OrPyErr};
-use crate::layers::{assign_params, flatten_params, own_name, parse_mode, PyLayer};
+use crate::layers::{assign_params, flatten_params, in_class, own_name, parse_mode, PyLayer};
 /// The lecture's network: `layers` applied in order. `forward(x)` runs each layer on the
 /// previous one's output and keeps every output in `outputs`; `backward(dy)` runs each
 /// layer's backward in reverse and returns dL/dx, every layer adding its parameter
@@ -134,6 +134,7 @@ impl Network {
         let x = tensor_from(x, "x")?;
         let mode = parse_mode(mode)?;
         let mut guards = self.borrow_layers(py)?;
+        let classes: Vec<String> = guards.iter().map(|g| g.class_name().to_string()).collect();
         let mut chains: Vec<&mut Box<dyn Layer>> =
             guards.iter_mut().map(|g| g.engine_mut()).collect();
         let outputs = py
@@ -144,7 +145,7 @@ impl Network {
                     // A clone is a second handle on the same values: `outputs` keeps them.
                     h = chain
                         .forward(h, mode)
-                        .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+                        .map_err(|e| in_class(e, &classes[i]).in_layer(&format!("layer {i}")))?;
                     outputs.push(h.clone());
                 }
                 Ok::<_, ocellus::Error>(outputs)
@@ -167,6 +168,7 @@ impl Network {
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let dy = tensor_from(grad_output, "grad_output")?;
         let mut guards = self.borrow_layers(py)?;
+        let classes: Vec<String> = guards.iter().map(|g| g.class_name().to_string()).collect();
         let mut chains: Vec<&mut Box<dyn Layer>> =
             guards.iter_mut().map(|g| g.engine_mut()).collect();
         let dx = py
@@ -175,7 +177,7 @@ impl Network {
                 for (i, chain) in chains.iter_mut().enumerate().rev() {
                     d = chain
                         .backward(d)
-                        .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+                        .map_err(|e| in_class(e, &classes[i]).in_layer(&format!("layer {i}")))?;
                 }
                 Ok::<_, ocellus::Error>(d)
             })
