@@ -1,6 +1,7 @@
 //! The Python package `ocellus`: the lecture's layer classes (`ConvolutionalLayer`,
 //! `MaxPoolingLayer`, `FlattenLayer`, `FullyConnectedLayer`, `LinearLayer`,
-//! `LayeredNeuralNetwork`) and ocellus's layers under PyTorch's names, on NumPy arrays.
+//! `LayeredNeuralNetwork`), ocellus's layers under PyTorch's names, losses and optimisers,
+//! on NumPy arrays.
 //! Every computation is the engine's (`ocellus`); this crate converts arrays, names
 //! parameters as PyTorch does, and turns ocellus errors into Python exceptions.
 //!
@@ -11,6 +12,7 @@ mod arrays;
 mod check;
 mod layers;
 mod network;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -44,5 +46,12 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<check::Report>()?;
     m.add_function(wrap_pyfunction!(check::gradcheck, m)?)?;
     m.add_function(wrap_pyfunction!(layers::manual_seed, m)?)?;
+    // Training by hand: losses and optimisers.
+    m.add_function(wrap_pyfunction!(train::cross_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(train::mse_loss, m)?)?;
+    m.add_class::<train::PyOptimizer>()?;
+    m.add_class::<train::SGD>()?;
+    m.add_class::<train::Adam>()?;
+    m.add_class::<train::AdamW>()?;
     Ok(())
 }
