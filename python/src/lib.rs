@@ -50,7 +50,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train::cross_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(train::mse_loss, m)?)?;
     m.add_class::<train::PyOptimizer>()?;
-    m.add_class::<train::SGD>()?;
+    m.add_class::<train::PySgd>()?;
     m.add_class::<train::Adam>()?;
     m.add_class::<train::AdamW>()?;
     Ok(())

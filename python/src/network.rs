@@ -50,7 +50,7 @@ impl Network {
     fn params<'a>(guards: &'a mut [PyRefMut<'_, PyLayer>]) -> Vec<(String, &'a Param)> {
         let mut out = Vec::new();
         for (i, g) in guards.iter_mut().enumerate() {
-            let engine: &'a Box<dyn Layer> = g.engine_mut();
+            let engine: &'a dyn Layer = &**g.engine_mut();
             for (name, p) in engine.params() {
                 out.push((Self::param_name(i, &name), p));
             }

@@ -130,11 +130,11 @@ impl PyOptimizer {
 ///
 /// `torch.optim.SGD`: `g ← g + wd·p`; with momentum `b ← μ·b + (1 − d)·g` (b = g at the
 /// first step) and `g ← b` (Nesterov: `g ← g + μ·b`); `p ← p − lr·g`.
-#[pyclass(extends = PyOptimizer, module = "ocellus")]
-pub struct SGD;
+#[pyclass(extends = PyOptimizer, name = "SGD", module = "ocellus")]
+pub struct PySgd;
 
 #[pymethods]
-impl SGD {
+impl PySgd {
     #[new]
     #[pyo3(signature = (lr, momentum = 0.0, dampening = 0.0, weight_decay = 0.0, nesterov = false))]
     fn new(
@@ -152,7 +152,7 @@ impl SGD {
             nesterov,
         };
         let sgd = Sgd::new(config).or_py_err()?;
-        Ok(PyClassInitializer::from(PyOptimizer::new(sgd)).add_subclass(SGD))
+        Ok(PyClassInitializer::from(PyOptimizer::new(sgd)).add_subclass(PySgd))
     }
 }
 
