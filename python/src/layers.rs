@@ -63,7 +63,7 @@ pub fn own_name(engine_name: &str) -> &str {
 }
 
 /// The values (or gradients) of `params`, one after the other, as one flat vector.
-pub fn flatten_params<'a>(params: impl Iterator<Item = &'a Param>, gradients: bool) -> Vec<f32> {
+pub fn flat_values<'a>(params: impl Iterator<Item = &'a Param>, gradients: bool) -> Vec<f32> {
     let mut out = Vec::new();
     for p in params {
         out.extend_from_slice(if gradients {
@@ -219,7 +219,7 @@ impl PyLayer {
     fn get_parameters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let engine = self.engine();
         let params = engine.params();
-        let values = flatten_params(params.iter().map(|(_, p)| *p), false);
+        let values = flat_values(params.iter().map(|(_, p)| *p), false);
         array_of(py, &[values.len()], values)
     }
 
@@ -241,7 +241,7 @@ impl PyLayer {
     fn gradients<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let engine = self.engine();
         let params = engine.params();
-        let values = flatten_params(params.iter().map(|(_, p)| *p), true);
+        let values = flat_values(params.iter().map(|(_, p)| *p), true);
         array_of(py, &[values.len()], values)
     }
     /// A dict from PyTorch's parameter names (`weight`, `bias`) to copies of the values in

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::arrays::{array_from, array_of, tensor_from, OrPyErr};
-use crate::layers::{assign_params, flatten_params, in_class, own_name, parse_mode, PyLayer};
+use crate::layers::{assign_params, flat_values, in_class, own_name, parse_mode, PyLayer};
 /// The lecture's network: `layers` applied in order. `forward(x)` runs each layer on the
 /// previous one's output and keeps every output in `outputs`; `backward(dy)` runs each
 /// layer's backward in reverse and returns dL/dx, every layer adding its parameter
@@ -191,7 +191,7 @@ impl Network {
     fn get_parameters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let mut guards = self.borrow_layers(py)?;
         let params = Self::params(&mut guards);
-        let values = flatten_params(params.iter().map(|(_, p)| *p), false);
+        let values = flat_values(params.iter().map(|(_, p)| *p), false);
         array_of(py, &[values.len()], values)
     }
 
@@ -210,7 +210,7 @@ impl Network {
     fn gradients<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let mut guards = self.borrow_layers(py)?;
         let params = Self::params(&mut guards);
-        let values = flatten_params(params.iter().map(|(_, p)| *p), true);
+        let values = flat_values(params.iter().map(|(_, p)| *p), true);
         array_of(py, &[values.len()], values)
     }
     /// A dict from PyTorch's names (`0.weight`, `0.bias`, `3.weight`, …) to copies of the
