@@ -4,6 +4,7 @@ Arrays: images NCHW (N, C, H, W), flat features (N, F); inputs float32 or float6
 C-contiguous; results float32.
 """
 
+import os
 from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -42,6 +43,10 @@ class Layer:
         """State kept but not learned (BatchNorm's running statistics)."""
     def zero_grad(self) -> None:
         """Sets every parameter gradient to zero."""
+    def save(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Writes parameters and buffers to a safetensors file under PyTorch's names."""
+    def load(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Reads a file written by save; FileNotFoundError, or ValueError if it does not fit."""
 
 # The lecture's classes.
 
@@ -99,6 +104,8 @@ class LayeredNeuralNetwork:
     def named_parameters(self) -> Dict[str, Array]: ...
     def named_gradients(self) -> Dict[str, Array]: ...
     def zero_grad(self) -> None: ...
+    def save(self, path: Union[str, os.PathLike[str]]) -> None: ...
+    def load(self, path: Union[str, os.PathLike[str]]) -> None: ...
     def __len__(self) -> int: ...
 
 # ocellus's layers under PyTorch's names.

@@ -2,7 +2,6 @@
 //! of a layer or a whole network, with a report per tensor.
 
 use ocellus::gradcheck::{check_gradients, GradCheckConfig, GradCheckReport};
-use ocellus::{Layer, Sequential};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 
@@ -161,29 +160,11 @@ pub fn gradcheck(
         return Ok(Report::new(report, |name| own_name(name).to_string()));
     }
     if let Ok(network) = model.cast::<Network>() {
-        let network = network.try_borrow()?;
-        let mut guards = network.borrow_layers(py)?;
-        let mut chains: Vec<&mut Box<dyn Layer>> =
-            guards.iter_mut().map(|g| g.engine_mut()).collect();
-        let report = py
-            .detach(|| {
-                // The layers' chains, moved into one engine network for the check and back.
-                let mut whole = Sequential::new();
-                for chain in chains.iter_mut() {
-                    whole.push(std::mem::replace(*chain, Box::new(Sequential::new())));
-                }
-                let report = check_gradients(&mut whole, &x, &cfg);
-                for (chain, slot) in chains.iter_mut().zip(whole.layers_mut()) {
-                    std::mem::swap(*chain, slot);
-                }
-                report
-            })
+        let report = network
+            .try_borrow()?
+            .with_engine_network(py, |whole| check_gradients(whole, &x, &cfg))?
             .or_py_err()?;
-        // `whole` names a parameter `i.0.weight`: layer i, first of its chain.
-        return Ok(Report::new(report, |name| {
-            let (i, rest) = name.split_once('.').unwrap_or(("", name));
-            format!("{i}.{}", own_name(rest))
-        }));
+        return Ok(Report::new(report, Network::public_name));
     }
     Err(PyTypeError::new_err(format!(
         "gradcheck checks an ocellus layer or a LayeredNeuralNetwork, got {}",

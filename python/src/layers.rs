@@ -4,6 +4,7 @@
 //! which holds the engine layers the class stands for and implements `forward`,
 //! `backward` and the parameters once for all of them.
 
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use numpy::PyArrayDyn;
@@ -272,6 +273,27 @@ impl PyLayer {
     /// Sets every parameter gradient to zero.
     fn zero_grad(&mut self) {
         self.engine_mut().zero_grad();
+    }
+
+    /// Writes the parameters and buffers to a safetensors file under PyTorch's names
+    /// (`weight`, `bias`), atomically.
+    fn save(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let chain = self.engine_mut();
+        py.detach(move || {
+            crate::checkpoint::save(chain.as_ref(), &path, |n| own_name(n).to_string())
+        })
+        .or_py_err()
+    }
+
+    /// Reads parameters and buffers written by `save`: every tensor must be there with its
+    /// shape, or nothing changes. A missing file is a FileNotFoundError; a file that is not
+    /// such a checkpoint, or does not fit this layer, a ValueError naming it.
+    fn load(&mut self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let chain = self.engine_mut();
+        py.detach(move || {
+            crate::checkpoint::load(chain.as_mut(), &path, |n| own_name(n).to_string())
+        })
+        .or_py_err()
     }
 
     /// The number of learnable values.

@@ -10,6 +10,7 @@
 
 mod arrays;
 mod check;
+mod checkpoint;
 mod layers;
 mod network;
 mod train;

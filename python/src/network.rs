@@ -3,8 +3,10 @@
 //! a pass borrows every layer's engine chain and runs them in order (forward) or in
 //! reverse (backward) with the GIL released.
 
+use std::path::PathBuf;
+
 use numpy::PyArrayDyn;
-use ocellus::{Layer, LayerExt, Param, Tensor};
+use ocellus::{Layer, LayerExt, Param, Sequential, Tensor};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -56,6 +58,39 @@ impl Network {
             }
         }
         out
+    }
+
+    /// Runs `f`, with the GIL released, on the layers' chains moved into one engine
+    /// network — which names a parameter `i.0.weight`, see [`Network::public_name`] — and
+    /// moves them back into their layers afterwards.
+    pub fn with_engine_network<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Sequential) -> R + Send,
+    ) -> PyResult<R> {
+        let mut guards = self.borrow_layers(py)?;
+        let mut chains: Vec<&mut Box<dyn Layer>> =
+            guards.iter_mut().map(|g| g.engine_mut()).collect();
+        Ok(py.detach(|| {
+            let mut whole = Sequential::new();
+            for chain in chains.iter_mut() {
+                whole.push(std::mem::replace(*chain, Box::new(Sequential::new())));
+            }
+            let result = f(&mut whole);
+            for (chain, slot) in chains.iter_mut().zip(whole.layers_mut()) {
+                std::mem::swap(*chain, slot);
+            }
+            result
+        }))
+    }
+
+    /// The network's name for what [`Network::with_engine_network`] names `engine_name`:
+    /// `i.0.weight` (layer i, the first of its chain) is `i.weight`.
+    pub fn public_name(engine_name: &str) -> String {
+        match engine_name.split_once('.') {
+            Some((i, rest)) => Self::param_name(i.parse().unwrap_or(0), rest),
+            None => engine_name.to_string(),
+        }
     }
 
     /// [`Network::params`], mutable (an optimiser step, assigning values).
@@ -238,6 +273,25 @@ impl Network {
             g.engine_mut().zero_grad();
         }
         Ok(())
+    }
+
+    /// Writes every layer's parameters and buffers to a safetensors file under PyTorch's
+    /// names (`0.weight`, `3.bias`, …), atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.with_engine_network(py, |whole| {
+            crate::checkpoint::save(whole, &path, Self::public_name)
+        })?
+        .or_py_err()
+    }
+
+    /// Reads parameters and buffers written by `save`: every tensor must be there with its
+    /// shape, or nothing changes. A missing file is a FileNotFoundError; a file that is not
+    /// such a checkpoint, or does not fit this network, a ValueError naming it.
+    fn load(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.with_engine_network(py, |whole| {
+            crate::checkpoint::load(whole, &path, Self::public_name)
+        })?
+        .or_py_err()
     }
 
     /// The number of learnable values.
