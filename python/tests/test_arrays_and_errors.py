@@ -92,3 +92,25 @@ def test_a_network_takes_only_ocellus_layers_each_once():
         ocellus.LayeredNeuralNetwork([])
     with pytest.raises(TypeError, match="gradcheck checks an ocellus layer or a LayeredNeuralNetwork, got function"):
         ocellus.gradcheck(lambda x: x, np.zeros((1, 2)))
+
+
+def test_layers_give_the_same_results_from_several_threads():
+    import threading
+
+    rng = np.random.default_rng(0)
+    layers = [ocellus.ConvolutionalLayer(3, 8, kernel_size=3, padding=1) for _ in range(4)]
+    inputs = [rng.standard_normal((4, 3, 32, 32)) for _ in range(4)]
+    expected = [layer.forward(x) for layer, x in zip(layers, inputs)]
+    results = [None] * 4
+
+    def run(i):
+        for _ in range(5):
+            results[i] = layers[i].forward(inputs[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)

@@ -52,3 +52,10 @@ def test_every_class_and_method_has_a_docstring():
         elif callable(obj):
             assert obj.__doc__, name
     assert np.float32  # numpy is importable alongside
+
+
+def test_module_docstring_example():
+    import doctest
+
+    failures, tried = doctest.testmod(ocellus, verbose=False)
+    assert tried >= 3 and failures == 0
