@@ -7,12 +7,13 @@ use std::path::PathBuf;
 
 use numpy::PyArrayDyn;
 use ocellus::{Layer, LayerExt, Param, Sequential, Tensor};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::arrays::{array_from, array_of, tensor_from, OrPyErr};
 use crate::layers::{assign_params, flat_values, in_class, own_name, parse_mode, PyLayer};
+
 /// The lecture's network: `layers` applied in order. `forward(x)` runs each layer on the
 /// previous one's output and keeps every output in `outputs`; `backward(dy)` runs each
 /// layer's backward in reverse and returns dL/dx, every layer adding its parameter
@@ -35,7 +36,7 @@ impl Network {
             .enumerate()
             .map(|(i, layer)| {
                 layer.bind(py).try_borrow_mut().map_err(|_| {
-                    PyValueError::new_err(format!("layer {i} is in use by another call"))
+                    PyRuntimeError::new_err(format!("layer {i} is in use by another call"))
                 })
             })
             .collect()
@@ -43,7 +44,7 @@ impl Network {
 
     /// The network's name for a parameter of layer `i` named `name` within the layer's
     /// engine chain (`0.weight`): `i.weight`.
-    pub fn param_name(i: usize, engine_name: &str) -> String {
+    pub fn param_name(i: impl std::fmt::Display, engine_name: &str) -> String {
         format!("{i}.{}", own_name(engine_name))
     }
 
@@ -88,7 +89,7 @@ impl Network {
     /// `i.0.weight` (layer i, the first of its chain) is `i.weight`.
     pub fn public_name(engine_name: &str) -> String {
         match engine_name.split_once('.') {
-            Some((i, rest)) => Self::param_name(i.parse().unwrap_or(0), rest),
+            Some((i, rest)) => Self::param_name(i, rest),
             None => engine_name.to_string(),
         }
     }
