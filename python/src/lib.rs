@@ -1,0 +1,58 @@
+//! The Python package `ocellus`: the lecture's layer classes (`ConvolutionalLayer`,
+//! `MaxPoolingLayer`, `FlattenLayer`, `FullyConnectedLayer`, `LinearLayer`,
+//! `LayeredNeuralNetwork`), ocellus's layers under PyTorch's names, losses and optimisers,
+//! on NumPy arrays.
+//! Every computation is the engine's (`ocellus`); this crate converts arrays, names
+//! parameters as PyTorch does, and turns ocellus errors into Python exceptions.
+//!
+//! Built by maturin (`pip install ./python`) as `ocellus._ocellus`; `python/ocellus/`
+//! holds the pure-Python part (`finite_difference_gradient`) and the type stubs.
+
+mod arrays;
+mod check;
+mod checkpoint;
+mod layers;
+mod network;
+mod train;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+#[pyo3(name = "_ocellus")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<layers::PyLayer>()?;
+    // The lecture's classes.
+    m.add_class::<layers::ConvolutionalLayer>()?;
+    m.add_class::<layers::MaxPoolingLayer>()?;
+    m.add_class::<layers::FlattenLayer>()?;
+    m.add_class::<layers::FullyConnectedLayer>()?;
+    m.add_class::<layers::LinearLayer>()?;
+    m.add_class::<network::Network>()?;
+    // ocellus's layers under PyTorch's names.
+    m.add_class::<layers::PyConv2d>()?;
+    m.add_class::<layers::MaxPool2d>()?;
+    m.add_class::<layers::PyAvgPool2d>()?;
+    m.add_class::<layers::GlobalAvgPool>()?;
+    m.add_class::<layers::Flatten>()?;
+    m.add_class::<layers::Linear>()?;
+    m.add_class::<layers::ReLU>()?;
+    m.add_class::<layers::LeakyReLU>()?;
+    m.add_class::<layers::Sigmoid>()?;
+    m.add_class::<layers::Tanh>()?;
+    m.add_class::<layers::PyDropout>()?;
+    m.add_class::<layers::PyBatchNorm2d>()?;
+    // Gradient checking.
+    m.add_class::<check::TensorCheck>()?;
+    m.add_class::<check::Report>()?;
+    m.add_function(wrap_pyfunction!(check::gradcheck, m)?)?;
+    m.add_function(wrap_pyfunction!(layers::manual_seed, m)?)?;
+    // Training by hand: losses and optimisers.
+    m.add_function(wrap_pyfunction!(train::cross_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(train::mse_loss, m)?)?;
+    m.add_class::<train::PyOptimizer>()?;
+    m.add_class::<train::PySgd>()?;
+    m.add_class::<train::Adam>()?;
+    m.add_class::<train::AdamW>()?;
+    Ok(())
+}
