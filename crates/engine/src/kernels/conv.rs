@@ -142,7 +142,12 @@ const TILE_COLUMNS: usize = 400;
 impl Lowering {
     fn new(g: &ConvGeometry) -> Self {
         let (pt, pb, pl, pr) = g.pad;
-        let pointwise = g.kh == 1 && g.kw == 1 && g.stride == (1, 1) && g.pad == (0, 0, 0, 0);
+        // Every output position is its input position: the lowered matrix is the image itself.
+        let pointwise = g.kh == 1
+            && g.kw == 1
+            && g.stride == (1, 1)
+            && g.pad == (0, 0, 0, 0)
+            && (g.oh, g.ow) == (g.h, g.w);
         let direct = direct::applies(g).then(Isa::detect);
         Lowering {
             groups: g.groups,
