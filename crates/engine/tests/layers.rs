@@ -1131,6 +1131,25 @@ mod conv_transpose {
             (ConvTranspose2dConfig::new(3, 4, 0), "positive"),
             (ConvTranspose2dConfig::new(3, 4, 3).stride(0), "positive"),
             (ConvTranspose2dConfig::new(3, 4, 3).dilation(0), "positive"),
+            // One zero on one axis is enough.
+            (ConvTranspose2dConfig::new(3, 4, 3).kernel(0, 3), "positive"),
+            (ConvTranspose2dConfig::new(3, 4, 3).kernel(3, 0), "positive"),
+            (
+                ConvTranspose2dConfig::new(3, 4, 3).stride_hw(0, 1),
+                "positive",
+            ),
+            (
+                ConvTranspose2dConfig::new(3, 4, 3).stride_hw(1, 0),
+                "positive",
+            ),
+            (
+                ConvTranspose2dConfig::new(3, 4, 3).dilation_hw(0, 1),
+                "positive",
+            ),
+            (
+                ConvTranspose2dConfig::new(3, 4, 3).dilation_hw(1, 0),
+                "positive",
+            ),
             (ConvTranspose2dConfig::new(3, 4, 3).groups(2), "groups = 2"),
             (ConvTranspose2dConfig::new(4, 6, 3).groups(4), "groups = 4"),
         ];
