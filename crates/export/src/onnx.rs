@@ -23,7 +23,7 @@
 //! A layer ONNX cannot express (a `custom` layer, BatchNorm without running statistics)
 //! is an error naming it, found before anything is written.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use ocellus::checkpoint::write_atomically;
@@ -111,7 +111,9 @@ pub fn onnx_model(
         ),
         (
             "normalization",
-            serde_json::json!({ "mean": info.mean, "std": info.std }).to_string(),
+            // As ocellus's model files write it: f32 values, shortest form.
+            serde_json::to_string(&BTreeMap::from([("mean", info.mean), ("std", info.std)]))
+                .expect("numbers serialise"),
         ),
         (
             "normalization_in_graph",
