@@ -291,7 +291,7 @@ impl Graph {
         output
     }
 
-    /// A float initializer; `name` must be new (state_dict names are unique).
+    /// A float initializer named `name`, or `name_1`, … if taken.
     fn floats(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
         assert_eq!(
             dims.iter().product::<usize>(),
@@ -320,8 +320,14 @@ impl Graph {
         name
     }
 
-    /// A tensor of the model as an initializer under its state_dict name.
+    /// A tensor of the model as an initializer under its state_dict name. Node names are
+    /// layer paths and joins (`4.main.0`, `4.add`), never a parameter's name, so the name
+    /// is always free.
     fn tensor(&mut self, name: &str, t: &Tensor) -> String {
+        assert!(
+            !self.names.contains(name),
+            "the state_dict name {name} is free in the graph"
+        );
         self.floats(name, t.shape(), t.data())
     }
 
