@@ -384,7 +384,8 @@ impl Graph {
             Composition::Leaf if children.is_empty() => self.leaf(layer, &spec, path, x),
             Composition::Leaf => Err(Error::config(
                 name(),
-                "lists child layers but its spec does not say how it combines them; it cannot be exported",
+                "lists child layers but its spec does not say how it combines them; \
+                 it cannot be exported",
             )),
             Composition::Chain => {
                 let mut y = x;
@@ -403,8 +404,8 @@ impl Graph {
                         _ => act = Some(child),
                     }
                 }
-                let (_, main_path, main) =
-                    main.ok_or_else(|| Error::config(name(), "a residual block without a main path"))?;
+                let (_, main_path, main) = main
+                    .ok_or_else(|| Error::config(name(), "a residual block without a main path"))?;
                 let f = self.layer(main, &main_path, x.clone())?;
                 let skip = match shortcut {
                     Some((_, p, s)) => self.layer(s, &p, x)?,
@@ -445,7 +446,12 @@ impl Graph {
                 let mut g = self.layer(gate, &gate_path, x.clone())?;
                 if g.shape.len() == 2 {
                     let axes = self.int64s(&join(path, "unsqueeze_axes"), &[2, 3]);
-                    g.name = self.node("Unsqueeze", &join(path, "unsqueeze"), vec![g.name, axes], vec![]);
+                    g.name = self.node(
+                        "Unsqueeze",
+                        &join(path, "unsqueeze"),
+                        vec![g.name, axes],
+                        vec![],
+                    );
                     g.shape.extend([1, 1]);
                 }
                 let name = self.node("Mul", &join(path, "mul"), vec![x.name, g.name], vec![]);

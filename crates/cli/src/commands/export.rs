@@ -18,7 +18,8 @@ The ONNX file (opset 17, IR version 8) takes `input`, (N, C, H, W) images normal
 training, and gives `logits`, (N, classes), as ocellus computes them in evaluation (dropout
 off, BatchNorm with its running statistics). Its metadata holds the class names and the
 normalisation. With --with-normalization it takes raw images with values in [0, 1] instead.
-A layer ONNX cannot express (a custom layer) is an error, and nothing is written.")]
+A layer ONNX cannot express (BatchNorm without running statistics) is an error, and nothing
+is written.")]
 pub struct Args {
     /// A run directory, or a model.safetensors file.
     model: PathBuf,
