@@ -43,6 +43,8 @@ enum Command {
     Viz(commands::viz::Args),
     /// One self-contained HTML page about a training run: settings, layers, curves, mistakes.
     Report(commands::report::Args),
+    /// Write a trained model as ONNX, to run it with onnxruntime and other frameworks.
+    Export(commands::export::Args),
 }
 
 /// Writes `text` to standard output. A reader that stops early (`ocellus summary | head`)
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Gradcheck(args) => commands::gradcheck::run(args),
         Command::Viz(args) => commands::viz::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod compare;
 pub mod eval;
+pub mod export;
 pub mod gradcheck;
 pub mod patterns;
 pub mod predict;
