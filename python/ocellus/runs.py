@@ -158,6 +158,7 @@ class Comparison:
 
     @property
     def rows(self):
+        """A dict per model, in the order trained."""
         return self._record["models"]
 
     @property
@@ -166,6 +167,7 @@ class Comparison:
         return self._record["shifts"]
 
     def as_dict(self):
+        """The whole record, shaped as ``ocellus compare`` writes ``compare.json``."""
         return self._record
 
     def __str__(self):

@@ -232,3 +232,28 @@ def test_patterns_arrays():
     again, _ = ocellus.datasets.patterns(n_per_class=3, seed=4)
     np.testing.assert_array_equal(x, again)
     assert len(ocellus.datasets.PATTERN_CLASSES) == 8
+
+
+def test_summary_rows_and_tables(patterns_run):
+    table = ocellus.summary("lenet5")
+    assert table.total_params == 61_706             # LeNet-5 for 10 classes, as the zoo builds it
+    first = table.rows[0]
+    assert first["name"] == "0" and first["output_shape"] == [1, 6, 28, 28]
+    assert "parameters" in str(table) and table._repr_html_().startswith("<table>")
+    # The run's LeNet-5 has 8 outputs: 84·2 + 2 parameters fewer.
+    assert ocellus.summary(patterns_run).total_params == 61_706 - 170
+    assert ocellus.summary(patterns_run.dir).total_params == 61_706 - 170
+    net = ocellus.LayeredNeuralNetwork([ocellus.FlattenLayer(), ocellus.LinearLayer(784, 8)])
+    assert ocellus.summary(net, input=(1, 28, 28)).total_params == 784 * 8 + 8
+    with pytest.raises(ValueError, match="needs input"):
+        ocellus.summary(net)
+
+
+def test_compare_a_cnn_with_a_fully_connected_network(tmp_path):
+    comparison = ocellus.compare(["lenet5", "mlp-lenet5"], epochs=1, limit_train=400,
+                                 max_shift=2, out=tmp_path / "cmp", verbose=False)
+    assert [row["model"] for row in comparison.rows] == ["lenet5", "mlp-lenet5"]
+    assert comparison.shifts == [1, 2]
+    assert all(len(row["shifted_accuracy"]) == 2 for row in comparison.rows)
+    assert "shift 2 px" in str(comparison)
+    assert (tmp_path / "cmp" / "lenet5" / "model.safetensors").is_file()
