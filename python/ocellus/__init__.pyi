@@ -246,6 +246,7 @@ class AdamW(Optimizer):
 
 # Training runs, as `ocellus train` keeps them.
 
+import pathlib
 from types import ModuleType
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -258,7 +259,7 @@ class Run:
     @staticmethod
     def load(dir: PathLike) -> Run: ...
     @property
-    def dir(self) -> str: ...
+    def dir(self) -> pathlib.Path: ...
     @property
     def classes(self) -> List[str]: ...
     @property

@@ -23,7 +23,8 @@ def _free_run_dir(name):
 
 
 def _model_name(model):
-    if isinstance(model, str):
+    if isinstance(model, (str, os.PathLike)):
+        model = os.fspath(model)
         return os.path.splitext(os.path.basename(model.rstrip("/")))[0] or model
     return "network"
 

@@ -83,9 +83,8 @@ pub fn labels_from(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<usize>>
     labels
         .into_iter()
         .map(|l| {
-            usize::try_from(l).map_err(|_| {
-                to_value_error(format!("{what} must be class indices ≥ 0, got {l}"))
-            })
+            usize::try_from(l)
+                .map_err(|_| to_value_error(format!("{what} must be class indices ≥ 0, got {l}")))
         })
         .collect()
 }
@@ -114,11 +113,11 @@ pub fn dataset_from(
     Dataset::new(images, labels, classes).or_py_err()
 }
 
+/// Images (N, C, H, W) float32 and their labels (N,) int64.
+pub type LabelledArrays<'py> = (Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArray1<i64>>);
+
 /// `(X, y)`: the images as float32 `(N, C, H, W)` and the labels as int64 `(N,)`.
-pub fn arrays_of<'py>(
-    py: Python<'py>,
-    data: &Dataset,
-) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArray1<i64>>)> {
+pub fn arrays_of<'py>(py: Python<'py>, data: &Dataset) -> PyResult<LabelledArrays<'py>> {
     let labels: Vec<i64> = data.labels().iter().map(|&l| l as i64).collect();
     Ok((
         array_from(py, data.images())?,
@@ -137,7 +136,7 @@ pub fn pattern_arrays<'py>(
     py: Python<'py>,
     n_per_class: usize,
     seed: u64,
-) -> PyResult<(Bound<'py, PyArrayDyn<f32>>, Bound<'py, PyArray1<i64>>)> {
+) -> PyResult<LabelledArrays<'py>> {
     let data = py.detach(|| patterns::generate_set(n_per_class, seed));
     arrays_of(py, &data)
 }

@@ -53,7 +53,11 @@ fn is_file(model: &str) -> bool {
 
 /// The architecture `model` names — a zoo model, an architecture file, or the architecture
 /// stored in a model file or run directory — for `image` = (C, H, W) and `classes`.
-fn named_architecture(model: &str, image: [usize; 3], classes: usize) -> ocellus::Result<Architecture> {
+fn named_architecture(
+    model: &str,
+    image: [usize; 3],
+    classes: usize,
+) -> ocellus::Result<Architecture> {
     if !is_file(model) {
         return zoo::model(model, image, classes);
     }
@@ -72,7 +76,12 @@ fn named_architecture(model: &str, image: [usize; 3], classes: usize) -> ocellus
 }
 
 /// An architecture must take the data's images and give one score per class.
-fn check_fits(arch: &Architecture, model: &str, image: [usize; 3], classes: usize) -> ocellus::Result<()> {
+fn check_fits(
+    arch: &Architecture,
+    model: &str,
+    image: [usize; 3],
+    classes: usize,
+) -> ocellus::Result<()> {
     if arch.input != image {
         return Err(Error::Format {
             path: model.into(),
@@ -152,7 +161,10 @@ pub fn start_training(
             Splits { train, test }
         }
         None => {
-            let image_size = match (image_size, model.extract::<String>()) {
+            let image_size = match (
+                image_size,
+                model.extract::<PathBuf>().map(|p| p.display().to_string()),
+            ) {
                 (Some(size), _) => size,
                 (None, Ok(m)) if data == "folder" && is_file(&m) && !Path::new(&m).is_dir() => {
                     Architecture::from_file(Path::new(&m)).or_py_err()?.input
@@ -168,7 +180,10 @@ pub fn start_training(
     let network = model.cast::<Network>().ok().map(|n| n.clone().unbind());
     let (architecture, model_name) = match &network {
         Some(net) => {
-            let spec = net.bind(py).borrow().with_engine_network(py, |whole| whole.spec())?;
+            let spec = net
+                .bind(py)
+                .borrow()
+                .with_engine_network(py, |whole| whole.spec())?;
             let ocellus::arch::LayerSpec::Sequential { layers } = spec else {
                 unreachable!("a network's spec is a sequence")
             };
@@ -181,18 +196,23 @@ pub fn start_training(
             (arch, "LayeredNeuralNetwork".to_string())
         }
         None => {
-            let name: String = model.extract().map_err(|_| {
+            let name: PathBuf = model.extract().map_err(|_| {
                 PyTypeError::new_err(format!(
                     "model must be a zoo name, an architecture file or a LayeredNeuralNetwork, got {}",
                     model.get_type().name().map(|n| n.to_string()).unwrap_or_default()
                 ))
             })?;
+            let name = name.display().to_string();
             (named_architecture(&name, [c, h, w], k).or_py_err()?, name)
         }
     };
     let config = RunConfig {
         model: model_name,
-        data: if arrays.is_some() { ARRAYS.into() } else { data },
+        data: if arrays.is_some() {
+            ARRAYS.into()
+        } else {
+            data
+        },
         data_dir: data_dir.map(|d| d.display().to_string()),
         image_size: image_size.unwrap_or([c, h, w]),
         epochs,
@@ -219,8 +239,12 @@ pub fn start_training(
             .bind(py)
             .borrow()
             .with_engine_network(py, |whole| state_dict(whole))?;
-        load_state_dict(&mut run.model, &tensors, Path::new("the LayeredNeuralNetwork"))
-            .or_py_err()?;
+        load_state_dict(
+            &mut run.model,
+            &tensors,
+            Path::new("the LayeredNeuralNetwork"),
+        )
+        .or_py_err()?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     run.stop_when(stop.clone());
@@ -314,7 +338,9 @@ impl Training {
         self.with_run(|run| py.detach(|| run.finish()).or_py_err().map(|_| ()))?;
         self.close(py)?;
         let (x, y) = crate::data::arrays_of(py, &self.raw_test)?;
-        (x, y, self.raw_test.classes().to_vec()).into_pyobject(py).map(|t| t.into_any())
+        (x, y, self.raw_test.classes().to_vec())
+            .into_pyobject(py)
+            .map(|t| t.into_any())
     }
 
     /// Evaluates on the test set and on it shifted by each of `shifts` pixels (as
@@ -495,7 +521,10 @@ impl PyRun {
     /// The run's settings (`config.json`) as a dict.
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        from_json(py, &serde_json::to_string(&self.config).expect("serialisable"))
+        from_json(
+            py,
+            &serde_json::to_string(&self.config).expect("serialisable"),
+        )
     }
 
     /// The architecture, as TOML (an architecture file `ocellus.train(model=…)` takes).
@@ -552,7 +581,7 @@ impl PyRun {
             .detach(|| loss::softmax(&model.forward_ref(&x, Mode::Eval)?))
             .or_py_err()?;
         let [n, k] = <[usize; 2]>::try_from(probabilities.shape()).expect("(N, K) logits");
-        Ok(numpy::PyArray1::from_vec(py, probabilities.into_vec()).reshape([n, k])?)
+        numpy::PyArray1::from_vec(py, probabilities.into_vec()).reshape([n, k])
     }
 
     /// The output of every convolution, pooling layer and block for one image (C, H, W):
@@ -818,7 +847,9 @@ pub fn summary(
         })?;
         let summary = network
             .borrow()
-            .with_engine_network(py, |whole| ocellus::summary::Summary::of(whole, &[1, c, h, w]))?
+            .with_engine_network(py, |whole| {
+                ocellus::summary::Summary::of(whole, &[1, c, h, w])
+            })?
             .or_py_err()?;
         return Ok(PySummary { summary });
     }
@@ -828,11 +859,12 @@ pub fn summary(
         let summary = of(&net, input.unwrap_or(run.info.architecture.input))?;
         return Ok(PySummary { summary });
     }
-    let name: String = model.extract().map_err(|_| {
+    let name: PathBuf = model.extract().map_err(|_| {
         PyTypeError::new_err(
             "model must be a zoo name, an architecture file, a run directory, a Run or a LayeredNeuralNetwork",
         )
     })?;
+    let name = name.display().to_string();
     let mut arch = if is_file(&name) {
         let path = Path::new(&name);
         if path.is_dir() || name.ends_with(".safetensors") {
