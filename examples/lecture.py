@@ -80,7 +80,7 @@ def main():
         fig.savefig(figure("1-patterns.png"))
         plt.close(fig)
     else:
-        save_gray_png(figure("1-patterns.png"), grid)
+        save_gray_png(figure("1-patterns.png"), np.kron(grid, np.ones((3, 3))))
     print(f"wrote {figure('1-patterns.png')}")
 
     # 2. One convolutional layer: forward, backward, and the finite-difference check.
