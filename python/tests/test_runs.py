@@ -104,7 +104,7 @@ def cli_binary():
     """The `ocellus` command built in this workspace, or None."""
     if os.environ.get("OCELLUS_CLI"):
         return os.environ["OCELLUS_CLI"]
-    dirs = [os.environ.get("CARGO_TARGET_DIR"), REPO / "target", "/work/target-py"]
+    dirs = [os.environ.get("CARGO_TARGET_DIR"), REPO / "target"]
     for base in filter(None, dirs):
         for profile in ["release", "debug"]:
             path = Path(base) / profile / "ocellus"
@@ -257,3 +257,18 @@ def test_compare_a_cnn_with_a_fully_connected_network(tmp_path):
     assert all(len(row["shifted_accuracy"]) == 2 for row in comparison.rows)
     assert "shift 2 px" in str(comparison)
     assert (tmp_path / "cmp" / "lenet5" / "model.safetensors").is_file()
+
+
+def test_train_on_a_folder_of_class_folders(tmp_path):
+    x, y = ocellus.datasets.patterns(n_per_class=40, seed=3)
+    names = ocellus.datasets.PATTERN_CLASSES
+    for n, label in enumerate(y):
+        if label < 2:
+            folder = tmp_path / "images" / names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_gray_png(folder / f"{n}.png", np.round(x[n, 0] * 255).astype(np.uint8))
+    run = ocellus.train("mlp", tmp_path / "images", image_size=(1, 28, 28), epochs=3,
+                        out=tmp_path / "run", verbose=False)
+    assert run.config["data"] == "folder"
+    assert run.classes == list(names[:2])
+    assert run.evaluate()["confusion"].sum() == 16           # 20 % of 80 images
