@@ -51,16 +51,22 @@ from ._ocellus import (
     Tanh,
     TensorCheck,
 )
+from . import datasets
+from ._ocellus import Summary, summary
+from .runs import compare, Comparison, Run, train
 
 __all__ = [
     "__version__",
     "Adam",
     "AdamW",
     "AvgPool2d",
+    "compare",
+    "Comparison",
     "BatchNorm2d",
     "Conv2d",
     "ConvolutionalLayer",
     "cross_entropy",
+    "datasets",
     "Dropout",
     "finite_difference_gradient",
     "Flatten",
@@ -80,10 +86,14 @@ __all__ = [
     "mse_loss",
     "Optimizer",
     "ReLU",
+    "Run",
     "SGD",
     "Sigmoid",
+    "summary",
+    "Summary",
     "Tanh",
     "TensorCheck",
+    "train",
 ]
 
 

@@ -243,3 +243,115 @@ class AdamW(Optimizer):
     def __init__(
         self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01
     ) -> None: ...
+
+# Training runs, as `ocellus train` keeps them.
+
+import pathlib
+from types import ModuleType
+
+PathLike = Union[str, "os.PathLike[str]"]
+ModelArg = Union[str, PathLike, LayeredNeuralNetwork]
+DataArg = Union[str, PathLike, Tuple[ArrayLike, ArrayLike]]
+
+class Run:
+    """A run directory: the trained model, its settings and metrics."""
+
+    @staticmethod
+    def load(dir: PathLike) -> Run: ...
+    @property
+    def dir(self) -> pathlib.Path: ...
+    @property
+    def classes(self) -> List[str]: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def config(self) -> Dict[str, object]: ...
+    @property
+    def architecture(self) -> str: ...
+    @property
+    def metrics(self) -> List[Dict[str, float]]: ...
+    def evaluate(self, data: Optional[Tuple[ArrayLike, ArrayLike]] = None) -> Dict[str, object]:
+        """accuracy, loss, confusion (K, K) int64, predictions (N,) on the test set."""
+    def predict(self, images: ArrayLike) -> npt.NDArray[np.float32]:
+        """Class probabilities (N, K) for images in [0, 1], normalised as the run's data."""
+    def feature_maps(self, image: ArrayLike, activations: bool = False) -> Dict[str, Array]: ...
+    def filters(self, layer: Optional[str] = None) -> Array: ...
+    def saliency(self, image: ArrayLike, target: Optional[int] = None) -> Array: ...
+    def save_feature_maps(self, image: ArrayLike, path: PathLike, max_maps: int = 16) -> None: ...
+    def save_filters(self, path: PathLike, layer: Optional[str] = None) -> None: ...
+    def report(self, path: Optional[PathLike] = None) -> str:
+        """The HTML report, as `ocellus report` writes it."""
+    def _repr_html_(self) -> str: ...
+
+def train(
+    model: ModelArg = "lenet5",
+    data: DataArg = "patterns",
+    *,
+    data_dir: Optional[PathLike] = None,
+    image_size: Optional[Tuple[int, int, int]] = None,
+    epochs: int = 5,
+    batch_size: int = 64,
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw",
+    lr: float = 1e-3,
+    weight_decay: Optional[float] = None,
+    momentum: float = 0.9,
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = "constant",
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    augment: bool = False,
+    label_smoothing: float = 0.0,
+    limit_train: Optional[int] = None,
+    out: Optional[PathLike] = None,
+    classes: Optional[Sequence[str]] = None,
+    test_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+    verbose: bool = True,
+) -> Run:
+    """Trains as `ocellus train` does, into a run directory; Ctrl-C keeps the last checkpoint."""
+
+class Comparison:
+    """Models trained under one budget and measured alike (`ocellus compare`)."""
+
+    @property
+    def rows(self) -> List[Dict[str, object]]: ...
+    @property
+    def shifts(self) -> List[int]: ...
+    def as_dict(self) -> Dict[str, object]: ...
+
+def compare(
+    models: Sequence[Union[str, PathLike]] = ("lenet5", "mlp-lenet5"),
+    data: DataArg = "patterns",
+    *,
+    data_dir: Optional[PathLike] = None,
+    image_size: Optional[Tuple[int, int, int]] = None,
+    epochs: int = 5,
+    batch_size: int = 64,
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw",
+    lr: float = 1e-3,
+    seed: int = 0,
+    limit_train: Optional[int] = None,
+    max_shift: int = 4,
+    out: Optional[PathLike] = None,
+    classes: Optional[Sequence[str]] = None,
+    test_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+    verbose: bool = True,
+) -> Comparison:
+    """CNN against fully connected networks: accuracy, cost, and accuracy under shifts."""
+
+class Summary:
+    """The layer table: rows, totals; str() and _repr_html_() show it."""
+
+    @property
+    def rows(self) -> List[Dict[str, object]]: ...
+    @property
+    def total_params(self) -> int: ...
+    @property
+    def total_macs(self) -> int: ...
+    @property
+    def input(self) -> List[int]: ...
+
+def summary(
+    model: Union[str, PathLike, Run, LayeredNeuralNetwork], input: Optional[Tuple[int, int, int]] = None
+) -> Summary:
+    """Output shapes, parameters, multiply-adds, receptive fields per layer (`ocellus summary`)."""
+
+datasets: ModuleType

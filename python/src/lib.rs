@@ -11,8 +11,10 @@
 mod arrays;
 mod check;
 mod checkpoint;
+mod data;
 mod layers;
 mod network;
+mod run;
 mod train;
 
 use pyo3::prelude::*;
@@ -54,5 +56,15 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<train::PySgd>()?;
     m.add_class::<train::Adam>()?;
     m.add_class::<train::AdamW>()?;
+    // Training runs, as `ocellus train` keeps them.
+    m.add_function(wrap_pyfunction!(run::start_training, m)?)?;
+    m.add_class::<run::Training>()?;
+    m.add_class::<run::PyRun>()?;
+    m.add_function(wrap_pyfunction!(run::comparison_table, m)?)?;
+    m.add_function(wrap_pyfunction!(run::shift_description, m)?)?;
+    m.add_class::<run::PySummary>()?;
+    m.add_function(wrap_pyfunction!(run::summary, m)?)?;
+    m.add_function(wrap_pyfunction!(data::pattern_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(data::pattern_classes, m)?)?;
     Ok(())
 }

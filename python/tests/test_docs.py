@@ -59,3 +59,15 @@ def test_module_docstring_example():
 
     failures, tried = doctest.testmod(ocellus, verbose=False)
     assert tried >= 3 and failures == 0
+
+
+def test_readme_training_example_runs(tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    namespace = {"ocellus": ocellus}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["run"].epochs == 2
+    assert (tmp_path / "report.html").is_file()
+    assert "epoch 2/2" in capsys.readouterr().out
