@@ -2,7 +2,7 @@
 """Checks `ocellus export --format onnx` against ocellus itself, with onnx and onnxruntime.
 
     python3 -m venv venv && venv/bin/pip install onnx onnxruntime numpy
-    cargo build --release -p ocellus-cli -p ocellus-train --example logits
+    cargo build --release -p ocellus-cli && cargo build --release -p ocellus-train --example logits
     venv/bin/python tools/onnx_check.py lenet5 smallcnn tools/onnx_layers.toml runs/my-run
 
 Each model given is a run directory or a model.safetensors file, used as it is, or a zoo
@@ -203,7 +203,7 @@ def main():
     args = parser.parse_args()
     for binary in (args.ocellus, args.logits):
         if not binary.is_file():
-            sys.exit(f"{binary}: not built; cargo build --release -p ocellus-cli -p ocellus-train --example logits")
+            sys.exit(f"{binary}: not built; cargo build --release -p ocellus-cli && cargo build --release -p ocellus-train --example logits")
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}; tolerance {RELATIVE_TOLERANCE:g} x max |logit|")
     ok, summary = True, []
     with tempfile.TemporaryDirectory() as work:
