@@ -16,6 +16,8 @@ ArrayLike = npt.NDArray[Union[np.float32, np.float64]]
 Array = npt.NDArray[np.float32]
 Mode = Literal["train", "eval"]
 Activation = Optional[Literal["relu", "sigmoid", "tanh"]]
+Padding = Union[int, Tuple[int, int], Tuple[int, int, int, int]]
+Size = Union[int, Tuple[int, int]]
 
 def manual_seed(seed: int) -> None:
     """Restarts the generator that initialises new layers' weights (and dropout masks)."""
@@ -117,11 +119,12 @@ class Conv2d(Layer):
         out_channels: int,
         kernel_size: int,
         stride: int = 1,
-        padding: int = 0,
+        padding: Padding = 0,
         dilation: int = 1,
         groups: int = 1,
         bias: bool = True,
-    ) -> None: ...
+    ) -> None:
+        """padding: an int, (ph, pw) or per side (top, bottom, left, right)."""
 
 class MaxPool2d(Layer):
     def __init__(
@@ -166,6 +169,46 @@ class Dropout(Layer):
 
 class BatchNorm2d(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1) -> None: ...
+
+class BatchNorm1d(Layer):
+    """BatchNorm over flat features: (N, F) -> (N, F)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1) -> None: ...
+
+class Softmax(Layer):
+    """Softmax over the features of each row: (N, F) -> (N, F)."""
+
+class SiLU(Layer):
+    """y = x·sigmoid(x), element-wise."""
+
+class Hardswish(Layer):
+    """y = x·min(max(x + 3, 0), 6)/6, element-wise."""
+
+class ConvTranspose2d(Layer):
+    """(N, IC, H, W) -> (N, OC, (H − 1)·stride − 2·padding + dilation·(kernel_size − 1) + output_padding + 1, …)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        output_padding: int = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int = 1,
+    ) -> None: ...
+
+class Upsample(Layer):
+    """(N, C, H, W) -> (N, C, OH, OW): by whole scale_factor or to size; nearest or bilinear."""
+
+    def __init__(
+        self,
+        size: Optional[Size] = None,
+        scale_factor: Optional[Size] = None,
+        mode: Literal["nearest", "bilinear"] = "nearest",
+    ) -> None: ...
 
 # Gradient checking.
 

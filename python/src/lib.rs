@@ -44,6 +44,12 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<layers::Tanh>()?;
     m.add_class::<layers::PyDropout>()?;
     m.add_class::<layers::PyBatchNorm2d>()?;
+    m.add_class::<layers::PyBatchNorm1d>()?;
+    m.add_class::<layers::PySoftmax>()?;
+    m.add_class::<layers::SiLU>()?;
+    m.add_class::<layers::Hardswish>()?;
+    m.add_class::<layers::PyConvTranspose2d>()?;
+    m.add_class::<layers::PyUpsample>()?;
     // Gradient checking.
     m.add_class::<check::TensorCheck>()?;
     m.add_class::<check::Report>()?;
