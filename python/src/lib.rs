@@ -9,6 +9,7 @@
 //! holds the pure-Python part (`finite_difference_gradient`) and the type stubs.
 
 mod arrays;
+mod blocks;
 mod check;
 mod checkpoint;
 mod data;
@@ -50,6 +51,16 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<layers::Hardswish>()?;
     m.add_class::<layers::PyConvTranspose2d>()?;
     m.add_class::<layers::PyUpsample>()?;
+    // Blocks: small networks acting as one layer.
+    m.add_class::<blocks::Residual>()?;
+    m.add_class::<blocks::Concat>()?;
+    m.add_class::<blocks::Dense>()?;
+    m.add_class::<blocks::BasicBlock>()?;
+    m.add_class::<blocks::Bottleneck>()?;
+    m.add_class::<blocks::DenseBlock>()?;
+    m.add_class::<blocks::SqueezeExcite>()?;
+    m.add_class::<blocks::MbConv>()?;
+    m.add_class::<blocks::SeparableConv2d>()?;
     // Gradient checking.
     m.add_class::<check::TensorCheck>()?;
     m.add_class::<check::Report>()?;
