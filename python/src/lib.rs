@@ -1,7 +1,7 @@
 //! The Python package `ocellus`: the lecture's layer classes (`ConvolutionalLayer`,
 //! `MaxPoolingLayer`, `FlattenLayer`, `FullyConnectedLayer`, `LinearLayer`,
-//! `LayeredNeuralNetwork`), ocellus's layers under PyTorch's names, losses and optimisers,
-//! on NumPy arrays.
+//! `LayeredNeuralNetwork`), ocellus's layers under PyTorch's names, its blocks (residual,
+//! concatenating, dense, …), losses and optimisers, on NumPy arrays.
 //! Every computation is the engine's (`ocellus`); this crate converts arrays, names
 //! parameters as PyTorch does, and turns ocellus errors into Python exceptions.
 //!
