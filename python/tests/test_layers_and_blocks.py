@@ -351,3 +351,27 @@ def test_impossible_settings_are_value_errors():
         ocellus.Residual(["conv"])
     with pytest.raises(ValueError, match=r"^BatchNorm1d: expects input \(N, 3\)"):
         ocellus.BatchNorm1d(3).forward(np.zeros((2, 4)))
+
+
+def test_residual_over_flat_features():
+    block = ocellus.Residual([ocellus.Linear(4, 4), ocellus.Tanh(), ocellus.Linear(4, 4)], activation="tanh")
+    assert shapes(block) == {
+        "main.0.weight": (4, 4),
+        "main.0.bias": (4,),
+        "main.2.weight": (4, 4),
+        "main.2.bias": (4,),
+    }
+    gradcheck_passes(block, (3, 4))
+
+
+def test_block_saves_and_loads_under_the_engine_names(tmp_path):
+    block = ocellus.BasicBlock(2, 4, stride=2)
+    block.forward(np.random.default_rng(0).standard_normal((2, 2, 4, 4)))  # running statistics
+    block.save(tmp_path / "block.safetensors")
+    other = ocellus.BasicBlock(2, 4, stride=2)
+    assert not np.array_equal(other.parameters, block.parameters)
+    other.load(tmp_path / "block.safetensors")
+    np.testing.assert_array_equal(other.parameters, block.parameters)
+    for name, value in block.named_buffers().items():
+        np.testing.assert_array_equal(other.named_buffers()[name], value)
+    assert "shortcut.1.running_mean" in block.named_buffers()
