@@ -16,6 +16,10 @@ ArrayLike = npt.NDArray[Union[np.float32, np.float64]]
 Array = npt.NDArray[np.float32]
 Mode = Literal["train", "eval"]
 Activation = Optional[Literal["relu", "sigmoid", "tanh"]]
+BlockActivation = Optional[Literal["relu", "sigmoid", "tanh", "silu", "hardswish"]]
+Padding = Union[int, Tuple[int, int], Tuple[int, int, int, int]]
+Size = Union[int, Tuple[int, int]]
+Path = Union[Layer, Sequence[Layer]]
 
 def manual_seed(seed: int) -> None:
     """Restarts the generator that initialises new layers' weights (and dropout masks)."""
@@ -117,11 +121,12 @@ class Conv2d(Layer):
         out_channels: int,
         kernel_size: int,
         stride: int = 1,
-        padding: int = 0,
+        padding: Padding = 0,
         dilation: int = 1,
         groups: int = 1,
         bias: bool = True,
-    ) -> None: ...
+    ) -> None:
+        """padding: an int, (ph, pw) or per side (top, bottom, left, right)."""
 
 class MaxPool2d(Layer):
     def __init__(
@@ -166,6 +171,116 @@ class Dropout(Layer):
 
 class BatchNorm2d(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1) -> None: ...
+
+class BatchNorm1d(Layer):
+    """BatchNorm over flat features: (N, F) -> (N, F)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1) -> None: ...
+
+class Softmax(Layer):
+    """Softmax over the features of each row: (N, F) -> (N, F)."""
+
+class SiLU(Layer):
+    """y = x·sigmoid(x), element-wise."""
+
+class Hardswish(Layer):
+    """y = x·min(max(x + 3, 0), 6)/6, element-wise."""
+
+class ConvTranspose2d(Layer):
+    """(N, IC, H, W) -> (N, OC, (H − 1)·stride − 2·padding + dilation·(kernel_size − 1) + output_padding + 1, …)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        output_padding: int = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int = 1,
+    ) -> None: ...
+
+class Upsample(Layer):
+    """(N, C, H, W) -> (N, C, OH, OW): by whole scale_factor or to size; nearest or bilinear."""
+
+    def __init__(
+        self,
+        size: Optional[Size] = None,
+        scale_factor: Optional[Size] = None,
+        mode: Literal["nearest", "bilinear"] = "nearest",
+    ) -> None: ...
+
+# Blocks: small networks acting as one layer; parameters carry the engine's names.
+
+class Residual(Layer):
+    """y = act(main(x) + shortcut(x)); copies of the given layers; main.0.weight, shortcut.0.weight, …."""
+
+    def __init__(
+        self, main: Path, shortcut: Optional[Path] = None, activation: BlockActivation = "relu"
+    ) -> None: ...
+
+class Concat(Layer):
+    """Branches on the same input, joined along the channels; 0.0.weight, 1.0.weight, …."""
+
+    def __init__(self, branches: Sequence[Path]) -> None: ...
+
+class Dense(Layer):
+    """DenseNet connectivity: layer i reads x and every earlier output; 0.0.weight, …."""
+
+    def __init__(self, layers: Sequence[Path]) -> None: ...
+
+class BasicBlock(Layer):
+    """ResNet's basic block, as torchvision builds it."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None: ...
+
+class Bottleneck(Layer):
+    """ResNet's bottleneck block; expansion divides out_channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, expansion: int = 4) -> None: ...
+
+class DenseBlock(Layer):
+    """DenseNet-BC's block: (N, C, H, W) -> (N, C + layers·growth, H, W)."""
+
+    def __init__(self, in_channels: int, layers: int, growth: int) -> None: ...
+
+class SqueezeExcite(Layer):
+    """y = x · gate(x) per channel; gate.1.weight, gate.3.weight."""
+
+    def __init__(
+        self,
+        channels: int,
+        squeeze_channels: Optional[int] = None,
+        reduction: int = 16,
+        activation: Literal["relu", "sigmoid", "tanh", "silu", "hardswish"] = "relu",
+    ) -> None: ...
+
+class MBConv(Layer):
+    """EfficientNet's inverted bottleneck with squeeze-and-excitation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        expand_ratio: int = 6,
+        kernel_size: int = 3,
+        stride: int = 1,
+    ) -> None: ...
+
+class SeparableConv2d(Layer):
+    """A depthwise convolution then a pointwise 1×1 one; 0.weight, 1.weight."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: Padding = 0,
+        bias: bool = True,
+    ) -> None: ...
 
 # Gradient checking.
 

@@ -10,10 +10,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use numpy::PyArrayDyn;
 use ocellus::init::Init;
 use ocellus::layers::{
-    AvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig, Dropout,
-    Flatten as EngineFlatten, GlobalAvgPool as EngineGlobalAvgPool, LeakyRelu,
-    Linear as EngineLinear, MaxPool2d as EngineMaxPool2d, Pool2dConfig, Relu,
-    Sigmoid as EngineSigmoid, Tanh as EngineTanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig,
+    ConvTranspose2d as EngineConvTranspose2d, ConvTranspose2dConfig, Dropout,
+    Flatten as EngineFlatten, GlobalAvgPool as EngineGlobalAvgPool, Hardswish as EngineHardswish,
+    LeakyRelu, Linear as EngineLinear, MaxPool2d as EngineMaxPool2d, Padding, Pool2dConfig, Relu,
+    Sigmoid as EngineSigmoid, Silu, Softmax as EngineSoftmax, Tanh as EngineTanh,
+    Upsample as EngineUpsample, UpsampleMode, UpsampleSize,
 };
 use ocellus::{Layer, LayerExt, Mode, Param, Rng, Sequential};
 use pyo3::exceptions::PyValueError;
@@ -28,7 +30,7 @@ use crate::arrays::{array_from, array_of, tensor_from, OrPyErr};
 static INIT_RNG: Mutex<Option<Rng>> = Mutex::new(None);
 
 /// A generator for one new layer, forked from the module's.
-fn layer_rng() -> Rng {
+pub fn layer_rng() -> Rng {
     let mut slot = INIT_RNG
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -149,7 +151,7 @@ pub struct PyLayer {
 
 impl PyLayer {
     /// A layer standing for `layers`, applied in order.
-    fn new(repr: String, layers: Vec<Box<dyn Layer>>) -> Self {
+    pub fn new(repr: String, layers: Vec<Box<dyn Layer>>) -> Self {
         let mut chain = Sequential::new();
         for layer in layers {
             chain.push(layer);
@@ -460,9 +462,11 @@ impl LinearLayer {
         )
     }
 }
-/// PyTorch's `nn.Conv2d` (square kernel, equal stride, padding and dilation on both axes).
+/// PyTorch's `nn.Conv2d` (square kernel, equal stride and dilation on both axes).
+/// `padding` is an int (every side), `(ph, pw)` (top and bottom, left and right) or
+/// `(top, bottom, left, right)`, each side padded on its own.
 ///
-/// x: (N, IC, H, W) -> y: (N, OC, OH, OW), OH = (H + 2·padding − dilation·(kernel_size − 1) − 1) // stride + 1.
+/// x: (N, IC, H, W) -> y: (N, OC, OH, OW), OH = (H + top + bottom − dilation·(kernel_size − 1) − 1) // stride + 1.
 /// Parameters: `weight` (OC, IC/groups, KH, KW), `bias` (OC,).
 #[pyclass(extends = PyLayer, name = "Conv2d", module = "ocellus")]
 pub struct PyConv2d;
@@ -470,27 +474,31 @@ pub struct PyConv2d;
 #[pymethods]
 impl PyConv2d {
     #[new]
-    #[pyo3(signature = (in_channels, out_channels, kernel_size, stride = 1, padding = 0, dilation = 1, groups = 1, bias = true))]
+    #[pyo3(signature = (in_channels, out_channels, kernel_size, stride = 1, padding = None, dilation = 1, groups = 1, bias = true))]
+    #[pyo3(
+        text_signature = "(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         in_channels: usize,
         out_channels: usize,
         kernel_size: usize,
         stride: usize,
-        padding: usize,
+        padding: Option<&Bound<'_, PyAny>>,
         dilation: usize,
         groups: usize,
         bias: bool,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let (padding, padding_repr) = padding_arg(padding)?;
         let config = Conv2dConfig::new(in_channels, out_channels, kernel_size)
             .stride(stride)
-            .padding(padding)
+            .padding_sides(padding)
             .dilation(dilation)
             .groups(groups)
             .bias(bias);
         let conv = Conv2d::new(config, &mut layer_rng()).or_py_err()?;
         let repr = format!(
-            "Conv2d({in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}, padding={padding}, dilation={dilation}, groups={groups}, bias={})",
+            "Conv2d({in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}, padding={padding_repr}, dilation={dilation}, groups={groups}, bias={})",
             py_bool(bias)
         );
         Ok(
@@ -500,7 +508,37 @@ impl PyConv2d {
     }
 }
 
-fn py_bool(b: bool) -> &'static str {
+/// A convolution's `padding` as PyTorch takes it — an int or `(ph, pw)` — or per side,
+/// `(top, bottom, left, right)`; None is 0. Also how `repr` writes it.
+pub fn padding_arg(padding: Option<&Bound<'_, PyAny>>) -> PyResult<(Padding, String)> {
+    let Some(padding) = padding else {
+        return Ok((Padding::uniform(0), "0".into()));
+    };
+    if let Ok(p) = padding.extract::<usize>() {
+        return Ok((Padding::uniform(p), p.to_string()));
+    }
+    let sides: Vec<usize> = padding.extract().map_err(|_| {
+        PyValueError::new_err("padding must be an int ≥ 0, (ph, pw) or (top, bottom, left, right)")
+    })?;
+    match sides[..] {
+        [ph, pw] => Ok((Padding::symmetric(ph, pw), format!("({ph}, {pw})"))),
+        [top, bottom, left, right] => Ok((
+            Padding {
+                top,
+                bottom,
+                left,
+                right,
+            },
+            format!("({top}, {bottom}, {left}, {right})"),
+        )),
+        _ => Err(PyValueError::new_err(format!(
+            "padding must be an int, (ph, pw) or (top, bottom, left, right), got {} values",
+            sides.len()
+        ))),
+    }
+}
+
+pub fn py_bool(b: bool) -> &'static str {
     if b {
         "True"
     } else {
@@ -739,6 +777,183 @@ impl PyBatchNorm2d {
         Ok(
             PyClassInitializer::from(PyLayer::new(repr, vec![Box::new(bn)]))
                 .add_subclass(PyBatchNorm2d),
+        )
+    }
+}
+/// PyTorch's `nn.BatchNorm1d` on flat features: `y = γ·(x − μ)/√(σ² + eps) + β` per
+/// feature, over the batch. x: (N, F) -> y: (N, F). Parameters `weight` γ and `bias` β,
+/// (F,); buffers `running_mean`, `running_var`, `num_batches_tracked`.
+#[pyclass(extends = PyLayer, name = "BatchNorm1d", module = "ocellus")]
+pub struct PyBatchNorm1d;
+
+#[pymethods]
+impl PyBatchNorm1d {
+    #[new]
+    #[pyo3(signature = (num_features, eps = 1e-5, momentum = Some(0.1)))]
+    #[pyo3(text_signature = "(num_features, eps=1e-5, momentum=0.1)")]
+    fn new(
+        num_features: usize,
+        eps: f64,
+        momentum: Option<f64>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let config = BatchNormConfig::new(num_features)
+            .eps(eps)
+            .momentum(momentum);
+        let bn = BatchNorm1d::with_config(config).or_py_err()?;
+        let repr = format!(
+            "BatchNorm1d({num_features}, eps={eps}, momentum={})",
+            momentum.map_or("None".to_string(), |m| m.to_string())
+        );
+        Ok(
+            PyClassInitializer::from(PyLayer::new(repr, vec![Box::new(bn)]))
+                .add_subclass(PyBatchNorm1d),
+        )
+    }
+}
+/// Softmax over the features of each row: `y[n,i] = exp(x[n,i]) / Σ_j exp(x[n,j])`,
+/// x: (N, F) -> y: (N, F). (To train, give logits to `cross_entropy`, which includes it.)
+#[pyclass(extends = PyLayer, name = "Softmax", module = "ocellus")]
+pub struct PySoftmax;
+
+#[pymethods]
+impl PySoftmax {
+    #[new]
+    fn new() -> PyClassInitializer<Self> {
+        let layers: Vec<Box<dyn Layer>> = vec![Box::new(EngineSoftmax::new())];
+        PyClassInitializer::from(PyLayer::new("Softmax()".into(), layers)).add_subclass(PySoftmax)
+    }
+}
+/// `y = x·sigmoid(x)` (also called swish), element-wise.
+#[pyclass(extends = PyLayer, name = "SiLU", module = "ocellus")]
+pub struct SiLU;
+
+#[pymethods]
+impl SiLU {
+    #[new]
+    fn new() -> PyClassInitializer<Self> {
+        let layers: Vec<Box<dyn Layer>> = vec![Box::new(Silu::new())];
+        PyClassInitializer::from(PyLayer::new("SiLU()".into(), layers)).add_subclass(SiLU)
+    }
+}
+/// `y = x·min(max(x + 3, 0), 6)/6`, element-wise (MobileNetV3's cheap swish).
+#[pyclass(extends = PyLayer, name = "Hardswish", module = "ocellus")]
+pub struct Hardswish;
+
+#[pymethods]
+impl Hardswish {
+    #[new]
+    fn new() -> PyClassInitializer<Self> {
+        let layers: Vec<Box<dyn Layer>> = vec![Box::new(EngineHardswish::new())];
+        PyClassInitializer::from(PyLayer::new("Hardswish()".into(), layers)).add_subclass(Hardswish)
+    }
+}
+/// PyTorch's `nn.ConvTranspose2d` (square kernel, equal settings on both axes): the
+/// gradient of a convolution with respect to its input, used to upsample.
+///
+/// x: (N, IC, H, W) -> y: (N, OC, OH, OW), OH = (H − 1)·stride − 2·padding +
+/// dilation·(kernel_size − 1) + output_padding + 1. `output_padding` must be smaller than
+/// stride or dilation. Parameters: `weight` (IC, OC/groups, KH, KW), `bias` (OC,).
+#[pyclass(extends = PyLayer, name = "ConvTranspose2d", module = "ocellus")]
+pub struct PyConvTranspose2d;
+
+#[pymethods]
+impl PyConvTranspose2d {
+    #[new]
+    #[pyo3(signature = (in_channels, out_channels, kernel_size, stride = 1, padding = 0, output_padding = 0, groups = 1, bias = true, dilation = 1))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+        groups: usize,
+        bias: bool,
+        dilation: usize,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let config = ConvTranspose2dConfig::new(in_channels, out_channels, kernel_size)
+            .stride(stride)
+            .padding(padding)
+            .output_padding(output_padding)
+            .dilation(dilation)
+            .groups(groups)
+            .bias(bias);
+        let conv = EngineConvTranspose2d::new(config, &mut layer_rng())
+            .map_err(|e| in_class(e, "ConvTranspose2d"))
+            .or_py_err()?;
+        let repr = format!(
+            "ConvTranspose2d({in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}, padding={padding}, output_padding={output_padding}, groups={groups}, bias={}, dilation={dilation})",
+            py_bool(bias)
+        );
+        Ok(
+            PyClassInitializer::from(PyLayer::new(repr, vec![Box::new(conv)]))
+                .add_subclass(PyConvTranspose2d),
+        )
+    }
+}
+/// PyTorch's `nn.Upsample`: either `scale_factor` (a whole number, or `(sh, sw)`) or
+/// `size` (`oh` or `(oh, ow)`), and `mode` "nearest" or "bilinear" (align_corners=False).
+///
+/// x: (N, C, H, W) -> y: (N, C, OH, OW). No parameters.
+#[pyclass(extends = PyLayer, name = "Upsample", module = "ocellus")]
+pub struct PyUpsample;
+
+/// An int `n` as `(n, n)`, or a pair.
+fn pair(value: &Bound<'_, PyAny>, what: &str) -> PyResult<(usize, usize)> {
+    if let Ok(n) = value.extract::<usize>() {
+        return Ok((n, n));
+    }
+    value.extract::<(usize, usize)>().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a whole number ≥ 0 or a pair of them, got {value}"
+        ))
+    })
+}
+
+#[pymethods]
+impl PyUpsample {
+    #[new]
+    #[pyo3(signature = (size = None, scale_factor = None, mode = "nearest"))]
+    fn new(
+        size: Option<&Bound<'_, PyAny>>,
+        scale_factor: Option<&Bound<'_, PyAny>>,
+        mode: &str,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let engine_mode = match mode {
+            "nearest" => UpsampleMode::Nearest,
+            "bilinear" => UpsampleMode::Bilinear,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "Upsample: mode must be 'nearest' or 'bilinear', got '{other}'"
+                )))
+            }
+        };
+        let (target, setting) = match (size, scale_factor) {
+            (Some(size), None) => {
+                let (oh, ow) = pair(size, "size")?;
+                (UpsampleSize::Fixed(oh, ow), format!("size=({oh}, {ow})"))
+            }
+            (None, Some(scale)) => {
+                let (sh, sw) = pair(scale, "scale_factor")?;
+                (
+                    UpsampleSize::Scale(sh, sw),
+                    format!("scale_factor=({sh}, {sw})"),
+                )
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "Upsample: give either size or scale_factor, not both or neither",
+                ))
+            }
+        };
+        let up = EngineUpsample::with_size(target, engine_mode)
+            .map_err(|e| in_class(e, "Upsample"))
+            .or_py_err()?;
+        let repr = format!("Upsample({setting}, mode='{mode}')");
+        Ok(
+            PyClassInitializer::from(PyLayer::new(repr, vec![Box::new(up)]))
+                .add_subclass(PyUpsample),
         )
     }
 }

@@ -1,7 +1,7 @@
 //! The Python package `ocellus`: the lecture's layer classes (`ConvolutionalLayer`,
 //! `MaxPoolingLayer`, `FlattenLayer`, `FullyConnectedLayer`, `LinearLayer`,
-//! `LayeredNeuralNetwork`), ocellus's layers under PyTorch's names, losses and optimisers,
-//! on NumPy arrays.
+//! `LayeredNeuralNetwork`), ocellus's layers under PyTorch's names, its blocks (residual,
+//! concatenating, dense, …), losses and optimisers, on NumPy arrays.
 //! Every computation is the engine's (`ocellus`); this crate converts arrays, names
 //! parameters as PyTorch does, and turns ocellus errors into Python exceptions.
 //!
@@ -9,6 +9,7 @@
 //! holds the pure-Python part (`finite_difference_gradient`) and the type stubs.
 
 mod arrays;
+mod blocks;
 mod check;
 mod checkpoint;
 mod data;
@@ -44,6 +45,22 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<layers::Tanh>()?;
     m.add_class::<layers::PyDropout>()?;
     m.add_class::<layers::PyBatchNorm2d>()?;
+    m.add_class::<layers::PyBatchNorm1d>()?;
+    m.add_class::<layers::PySoftmax>()?;
+    m.add_class::<layers::SiLU>()?;
+    m.add_class::<layers::Hardswish>()?;
+    m.add_class::<layers::PyConvTranspose2d>()?;
+    m.add_class::<layers::PyUpsample>()?;
+    // Blocks: small networks acting as one layer.
+    m.add_class::<blocks::Residual>()?;
+    m.add_class::<blocks::Concat>()?;
+    m.add_class::<blocks::Dense>()?;
+    m.add_class::<blocks::BasicBlock>()?;
+    m.add_class::<blocks::Bottleneck>()?;
+    m.add_class::<blocks::DenseBlock>()?;
+    m.add_class::<blocks::SqueezeExcite>()?;
+    m.add_class::<blocks::MbConv>()?;
+    m.add_class::<blocks::SeparableConv2d>()?;
     // Gradient checking.
     m.add_class::<check::TensorCheck>()?;
     m.add_class::<check::Report>()?;
