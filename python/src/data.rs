@@ -4,20 +4,15 @@
 use std::path::PathBuf;
 
 use numpy::{PyArray1, PyArrayDyn};
-use ocellus::{Error, Result};
-use ocellus_data::{cifar, folder, idx, patterns, Dataset, Splits};
+use ocellus::Result;
+use ocellus_data::{patterns, Dataset, Splits};
+use ocellus_train::datasets;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::arrays::{array_from, tensor_from, OrPyErr};
 
-/// Where Debian's `dataset-fashion-mnist` package puts the files (as `ocellus train`).
-const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
-/// Train and test images per class of the built-in patterns (as `ocellus train`).
-pub const PATTERNS_TRAIN_PER_CLASS: usize = 1000;
-pub const PATTERNS_TEST_PER_CLASS: usize = 250;
-/// The image size of folder data when none is given (as `ocellus train`).
-pub const FOLDER_IMAGE_SIZE: [usize; 3] = [3, 32, 32];
+pub use ocellus_train::datasets::FOLDER_IMAGE_SIZE;
 
 /// Loads the data set `data` the way `ocellus train --data DATA --data-dir DIR` does;
 /// folder data is split 80/20 into train and test by `seed`.
@@ -27,45 +22,17 @@ pub fn load_named(
     image_size: [usize; 3],
     seed: u64,
 ) -> Result<Splits> {
-    let dir = |default: Option<&str>| -> Result<PathBuf> {
-        match (data_dir, default) {
-            (Some(d), _) => Ok(d.clone()),
-            (None, Some(d)) => Ok(PathBuf::from(d)),
-            (None, None) => Err(Error::config(
-                "data_dir",
-                format!("data='{data}' needs data_dir='DIR'"),
-            )),
-        }
+    let settings = datasets::Settings {
+        data: "data",
+        data_dir: "data_dir",
     };
-    match data {
-        "patterns" => Ok(patterns::generate(
-            PATTERNS_TRAIN_PER_CLASS,
-            PATTERNS_TEST_PER_CLASS,
-            seed,
-        )),
-        "fashion-mnist" => idx::load(&dir(Some(FASHION_MNIST_DIR))?, idx::IdxKind::FashionMnist),
-        "mnist" => idx::load(&dir(None)?, idx::IdxKind::Mnist),
-        "cifar10" => cifar::load(&dir(None)?),
-        "folder" => {
-            let root = dir(None)?;
-            let [c, h, w] = image_size;
-            let mut train = folder::load_folder(&root, c, h, w)?;
-            if train.num_classes() < 2 {
-                return Err(Error::format(
-                    &root,
-                    "holds fewer than two class folders: a classifier needs at least two classes, one subfolder of images each",
-                ));
-            }
-            let test = train.split_off_validation(0.2, seed)?;
-            Ok(Splits { train, test })
-        }
-        other => Err(Error::config(
-            "data",
-            format!(
-                "unknown dataset '{other}'; choose patterns, fashion-mnist, mnist, cifar10, a folder, or arrays (X, y)"
-            ),
-        )),
-    }
+    datasets::load(
+        data,
+        data_dir.map(PathBuf::as_path),
+        image_size,
+        seed,
+        settings,
+    )
 }
 
 /// Class indices from a sequence or integer array.

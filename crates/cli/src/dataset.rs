@@ -4,11 +4,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use ocellus::{Error, Result};
-use ocellus_data::{cifar, folder, idx, patterns, Dataset, Splits};
+use ocellus_data::{Dataset, Splits};
+pub use ocellus_train::datasets::{self, FOLDER_IMAGE_SIZE};
 use ocellus_train::run::{ModelInfo, RunConfig};
-
-/// Where Debian's `dataset-fashion-mnist` package puts the files.
-pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// The dataset flags shared by `train`, `eval` and others.
 #[derive(Args, Clone, Debug)]
@@ -25,10 +23,6 @@ pub struct DataArgs {
     pub image_size: Option<[usize; 3]>,
 }
 
-/// The image size of `--data folder` when neither `--image-size` nor an architecture file
-/// gives one.
-pub const FOLDER_IMAGE_SIZE: [usize; 3] = [3, 32, 32];
-
 /// Parses `CxHxW`, e.g. `3x32x32`.
 pub fn parse_chw(text: &str) -> std::result::Result<[usize; 3], String> {
     let parts: Vec<&str> = text.split(['x', 'X', '×']).collect();
@@ -41,55 +35,19 @@ pub fn parse_chw(text: &str) -> std::result::Result<[usize; 3], String> {
     }
 }
 
-/// Train and test images per class of the built-in patterns dataset.
-pub const PATTERNS_TRAIN_PER_CLASS: usize = 1000;
-pub const PATTERNS_TEST_PER_CLASS: usize = 250;
-
 impl DataArgs {
     /// Loads the named dataset. `folder` data is split 80/20 into train and test by `seed`.
     pub fn load(&self, seed: u64) -> Result<Splits> {
-        let dir = |default: Option<&str>| -> Result<PathBuf> {
-            match (&self.data_dir, default) {
-                (Some(d), _) => Ok(d.clone()),
-                (None, Some(d)) => Ok(PathBuf::from(d)),
-                (None, None) => Err(Error::config(
-                    "--data-dir",
-                    format!("--data {} needs --data-dir DIR", self.data),
-                )),
-            }
-        };
-        match self.data.as_str() {
-            "patterns" => Ok(patterns::generate(
-                PATTERNS_TRAIN_PER_CLASS,
-                PATTERNS_TEST_PER_CLASS,
-                seed,
-            )),
-            "fashion-mnist" => idx::load(&dir(Some(FASHION_MNIST_DIR))?, idx::IdxKind::FashionMnist),
-            "mnist" => idx::load(&dir(None)?, idx::IdxKind::Mnist),
-            "cifar10" => cifar::load(&dir(None)?),
-            "folder" => {
-                let root = dir(None)?;
-                let [c, h, w] = self.image_size.unwrap_or(FOLDER_IMAGE_SIZE);
-                let all = folder::load_folder(&root, c, h, w)?;
-                if all.num_classes() < 2 {
-                    let only = all.classes().first().map_or("", String::as_str);
-                    return Err(Error::format(
-                        &root,
-                        format!(
-                            "holds one class folder ('{only}'): a classifier needs at least two \
-                             classes, one subfolder of images each"
-                        ),
-                    ));
-                }
-                let mut train = all;
-                let test = train.split_off_validation(0.2, seed)?;
-                Ok(Splits { train, test })
-            }
-            other => Err(Error::config(
-                "--data",
-                format!("unknown dataset '{other}'; choose patterns, fashion-mnist, mnist, cifar10 or folder"),
-            )),
-        }
+        datasets::load(
+            &self.data,
+            self.data_dir.as_deref(),
+            self.image_size.unwrap_or(FOLDER_IMAGE_SIZE),
+            seed,
+            datasets::Settings {
+                data: "--data",
+                data_dir: "--data-dir",
+            },
+        )
     }
 }
 

@@ -5,5 +5,6 @@
 
 pub mod bench;
 pub mod compare;
+pub mod datasets;
 pub mod run;
 pub mod trainer;
