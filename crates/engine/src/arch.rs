@@ -504,6 +504,20 @@ fn mb_conv(
     let wide = ic
         .checked_mul(expand_ratio)
         .ok_or_else(|| Error::config("mbconv", "the expanded channel count overflows"))?;
+    // Checked before allocating any of it, each parameter held twice (value and
+    // gradient): expansion, depthwise, the gate's two 1×1 convolutions, projection, and
+    // their BatchNorms.
+    let squeeze = (ic / 4).max(1);
+    let (i, w, o, k, s) = (
+        ic as u128,
+        wide as u128,
+        oc as u128,
+        kernel as u128,
+        squeeze as u128,
+    );
+    let expand = if expand_ratio == 1 { 0 } else { i * w + 2 * w };
+    let params = expand + w * k * k + 2 * w + (w * s + s) + (s * w + w) + w * o + 2 * o;
+    crate::memory::expect_fits("mbconv", "its parameters", Some(2 * params))?;
     let conv = |c: Conv2dConfig, rng: &mut Rng| Conv2d::new(c.bias(false), rng);
     let mut main = Sequential::new();
     if expand_ratio != 1 {
@@ -516,7 +530,6 @@ fn mb_conv(
         .stride(stride)
         .padding(kernel / 2)
         .groups(wide);
-    let squeeze = (ic / 4).max(1);
     let main = main
         .with(conv(depthwise, rng)?)
         .with(BatchNorm2d::new(wide)?)

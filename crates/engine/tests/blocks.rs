@@ -572,3 +572,15 @@ fn an_mbconv_block_is_torchvisions_with_a_skip_only_when_the_shape_is_kept() {
     let err = bad.build(&mut Rng::new(0)).err().unwrap().to_string();
     assert!(err.contains("mbconv") && err.contains("odd"), "{err}");
 }
+
+#[test]
+fn blocks_too_large_for_the_machine_are_refused_before_allocating() {
+    for text in [
+        "input = [8, 8, 8]\n[[layers]]\ntype = \"mbconv\"\nout_channels = 8\nexpand_ratio = 100000000\n",
+        "input = [3, 8, 8]\n[[layers]]\ntype = \"denseblock\"\nlayers = 3\ngrowth = 30000\n",
+    ] {
+        let arch = Architecture::parse(text, false).unwrap();
+        let err = arch.build(&mut Rng::new(0)).err().unwrap().to_string();
+        assert!(err.contains("the machine has"), "{err}");
+    }
+}

@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
 use crate::layers::{
-    kept, BatchNorm2d, Conv2d, Conv2dConfig, Key, Layer, LayerExt, Mode, Part, PartMut, Relu,
+    kept, BatchNorm2d, Conv2d, Conv2dConfig, Key, Layer, Mode, Part, PartMut, Relu,
 };
 use crate::network::concat::widest;
 use crate::network::Sequential;
@@ -60,6 +60,12 @@ impl Dense {
                 .and_then(|g| g.checked_add(in_channels))
                 .ok_or_else(|| Error::config("denseblock", "channel count overflows"))?;
             let wide = growth.saturating_mul(4);
+            // Checked before allocating: the block so far and this layer, each parameter
+            // held twice (its value and its gradient): BN(c), 1×1 conv, BN(4k), 3×3 conv.
+            let (c128, wide128, k128) = (c as u128, wide as u128, growth as u128);
+            params += 2 * c128 + c128 * wide128 + 2 * wide128 + wide128 * k128 * 9;
+            let what = format!("the parameters of its first {} layers", l + 1);
+            crate::memory::expect_fits("denseblock", &what, Some(2 * params))?;
             let conv = |ic, oc, k, pad| Conv2dConfig::new(ic, oc, k).padding(pad).bias(false);
             built.push(
                 Sequential::new()
@@ -70,10 +76,6 @@ impl Dense {
                     .with(Relu::new())
                     .with(Conv2d::new(conv(wide, growth, 3, 1), rng)?),
             );
-            // Each layer checked its own weights; this checks the block's sum so far.
-            params += built.last().map_or(0, |layer| layer.param_count() as u128);
-            let what = format!("the parameters of its first {} layers", l + 1);
-            crate::memory::expect_fits("denseblock", &what, Some(params))?;
         }
         Dense::new(built)
     }
