@@ -1,4 +1,5 @@
-//! `ocellus export`: a model file or run directory written as ONNX, and every mistake
+//! `ocellus export`: a model file or run directory written as ONNX, as a PyTorch module
+//! and as a web page, and every mistake
 //! ending with one line `error: …`, a non-zero exit status and no file written.
 
 use std::path::Path;
@@ -123,7 +124,7 @@ fn mistakes_are_one_line_and_write_nothing() {
     // Formats.
     expect_error(
         &ocellus(&["export", text(&run), "--format", "tflite", "-o", text(&out)]),
-        &["--format", "unknown format 'tflite'", "onnx"],
+        &["--format", "unknown format 'tflite'", "onnx, pytorch, web"],
     );
     expect_error(
         &ocellus(&[
@@ -133,9 +134,35 @@ fn mistakes_are_one_line_and_write_nothing() {
             "pytorch",
             "-o",
             text(&out),
+            "--with-normalization",
         ]),
-        &["--format", "'pytorch' is not available yet"],
+        &["--with-normalization", "--format onnx"],
     );
+    // A directory export onto a file, or under a missing directory.
+    std::fs::write(&out, b"old").unwrap();
+    for format in ["pytorch", "web"] {
+        expect_error(
+            &ocellus(&["export", text(&run), "--format", format, "-o", text(&out)]),
+            &["model.onnx", "is a file", "give a directory"],
+        );
+        expect_error(
+            &ocellus(&[
+                "export",
+                text(&run),
+                "--format",
+                format,
+                "-o",
+                text(&tmp.path().join("no/such")),
+            ]),
+            &["does not exist"],
+        );
+    }
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"old",
+        "the file is untouched"
+    );
+    std::fs::remove_file(&out).unwrap();
     // Where the file cannot be written.
     let missing = tmp.path().join("no/such/dir/model.onnx");
     expect_error(
@@ -158,5 +185,108 @@ fn mistakes_are_one_line_and_write_nothing() {
         &ocellus(&["export", text(&odd), "-o", text(&out)]),
         &["layer 0 (batchnorm2d)", "running statistics"],
     );
-    assert!(!out.exists(), "no mistake writes a file");
+    let page = tmp.path().join("page");
+    expect_error(
+        &ocellus(&["export", text(&odd), "--format", "web", "-o", text(&page)]),
+        &["layer 0 (batchnorm2d)", "running statistics"],
+    );
+    assert!(!out.exists() && !page.exists(), "no mistake writes a file");
+}
+
+/// Runs a command that should succeed and returns its standard output.
+fn succeeds(args: &[&str]) -> String {
+    let output = ocellus(args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn pytorch_export_writes_a_module_and_its_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = model_file(tmp.path(), SMALL);
+    let dir = tmp.path().join("torch");
+    let stdout = succeeds(&[
+        "export",
+        text(tmp.path()),
+        "--format",
+        "pytorch",
+        "-o",
+        text(&dir),
+    ]);
+    assert!(
+        stdout.contains("model.py") && stdout.contains("(N, 1, 6, 6)"),
+        "{stdout}"
+    );
+    let source = std::fs::read_to_string(dir.join("model.py")).unwrap();
+    assert!(source.contains("class Model(nn.Sequential):"), "{source}");
+    assert!(
+        source.contains("nn.Conv2d(1, 2, 3),  # 0: → (2, 4, 4)"),
+        "{source}"
+    );
+    assert!(source.contains("MEAN = [0.5]") && source.contains("STD = [0.25]"));
+    // The weights are the model file's tensors under the same names, and ocellus reads
+    // the exported file as a model file again.
+    let (original, _) = ocellus_train::run::load_model(&model).unwrap();
+    let (exported, info) = ocellus_train::run::load_model(&dir.join("model.safetensors")).unwrap();
+    assert_eq!(
+        ocellus::checkpoint::state_dict(&original),
+        ocellus::checkpoint::state_dict(&exported)
+    );
+    assert_eq!(info.classes.len(), 32);
+
+    // Exporting again into the same directory replaces its files and keeps the others.
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    std::fs::write(dir.join("model.py"), b"stale").unwrap();
+    succeeds(&[
+        "export",
+        text(&model),
+        "--format",
+        "pytorch",
+        "-o",
+        text(&dir),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("model.py")).unwrap(),
+        source
+    );
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+}
+
+#[test]
+fn web_export_writes_the_page_the_script_and_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    model_file(tmp.path(), SMALL);
+    let dir = tmp.path().join("web");
+    let stdout = succeeds(&[
+        "export",
+        text(tmp.path()),
+        "--format",
+        "web",
+        "-o",
+        text(&dir),
+    ]);
+    assert!(stdout.contains("npm install onnxruntime-web@"), "{stdout}");
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    // Everything the page loads is beside it: no address of another host.
+    assert!(html.contains("node_modules/onnxruntime-web/dist/ort.wasm.min.js"));
+    assert!(html.contains("ocellus-web.js"));
+    for file in ["index.html", "ocellus-web.js"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{file}"
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["input"], serde_json::json!([1, 6, 6]));
+    assert_eq!(meta["classes"].as_array().unwrap().len(), 32);
+    assert_eq!(meta["normalization"]["in_graph"], true);
+    // The page's model takes raw images: the normalisation is in the graph.
+    let onnx = std::fs::read(dir.join("model.onnx")).unwrap();
+    assert!(onnx.windows(18).any(|w| w == b"normalization.mean"));
 }

@@ -91,6 +91,16 @@ pub fn save(
     tensors: &[(String, Tensor)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    write_atomically(path, &encode(path, tensors, metadata)?)
+}
+
+/// The bytes of a safetensors file holding named tensors and string metadata; `path`
+/// names the file in errors.
+pub fn encode(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     // Bytes in little-endian order, int64 for PyTorch's integer buffers.
     let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
@@ -120,9 +130,7 @@ pub fn save(
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::format(path, e.to_string()))?;
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::format(path, e.to_string()))?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::format(path, e.to_string()))
 }
 
 /// The largest checkpoint file read: 4 GiB, a thousand times a ResNet-20's 1 MiB and far

@@ -222,6 +222,11 @@ pub const MAX_METRICS_BYTES: u64 = 64 << 20;
 
 /// Saves the model (state_dict and metadata) to `path`, atomically.
 pub fn save_model(path: &Path, model: &dyn Layer, info: &ModelInfo) -> Result<()> {
+    write_atomically(path, &model_bytes(path, model, info)?)
+}
+
+/// The bytes of the model file [`save_model`] writes; `path` names it in errors.
+pub fn model_bytes(path: &Path, model: &dyn Layer, info: &ModelInfo) -> Result<Vec<u8>> {
     let mut metadata = HashMap::new();
     metadata.insert("architecture".into(), info.architecture.to_json());
     metadata.insert(
@@ -234,7 +239,7 @@ pub fn save_model(path: &Path, model: &dyn Layer, info: &ModelInfo) -> Result<()
     );
     metadata.insert("epoch".into(), info.epoch.to_string());
     metadata.insert("format".into(), "ocellus-model-1".into());
-    checkpoint::save(path, &checkpoint::state_dict(model), metadata)
+    checkpoint::encode(path, &checkpoint::state_dict(model), metadata)
 }
 
 fn metadata_field<T: for<'de> Deserialize<'de>>(
