@@ -16,7 +16,10 @@ statistics are not trivial. For each model the script
    `logits`, the metadata (class names, normalisation, ocellus version);
 3. compares onnxruntime's logits with ocellus's (`crates/train/examples/logits.rs`, in
    `Mode::Eval`) on random images, at batch 1 and batch 64 on normalised images, and at
-   batch 64 on raw images for the file with the normalisation in its graph.
+   batch 64 on raw images for the file with the normalisation in its graph;
+4. exports it with `--format pytorch` and compiles model.py (torch is not needed: its
+   constants are read with `ast`; model.safetensors must hold the model file's tensors and
+   metadata).
 
 It prints, per model and comparison, the largest |logit| and the largest difference
 relative to it, and exits with status 1 if any exceeds 1e-5 (float32 sums taken in another
@@ -25,6 +28,7 @@ and nothing else). Only numpy, onnx and onnxruntime are needed: safetensors file
 and written here directly.
 """
 import argparse
+import ast
 import json
 import pathlib
 import struct
@@ -185,6 +189,26 @@ def check_model(spec, args, work, summary):
         good, relative = compare(label, reference, got)
         ok &= good
         worst = max(worst, relative)
+
+    # The PyTorch export: without torch, model.py is compiled and its constants read.
+    torch_dir = work / f"{name}-pytorch"
+    run([args.ocellus, "export", model, "--format", "pytorch", "-o", torch_dir])
+    source = (torch_dir / "model.py").read_text(encoding="utf-8")
+    tree = ast.parse(compile(source, str(torch_dir / "model.py"), "exec", ast.PyCF_ONLY_AST))
+    constants = {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in ("CLASSES", "MEAN", "STD", "INPUT_SHAPE")
+    }
+    promised = {"CLASSES": classes, "MEAN": normalization["mean"], "STD": normalization["std"], "INPUT_SHAPE": tuple(shape)}
+    exported, exported_metadata = read_safetensors(torch_dir / "model.safetensors")
+    original, _ = read_safetensors(model)
+    same_weights = exported.keys() == original.keys() and all(np.array_equal(exported[k], original[k]) for k in original)
+    good = constants == promised and same_weights and exported_metadata == metadata
+    print(f"  --format pytorch: model.py compiles, constants and weights as in the model file   {'ok' if good else 'FAILED'}")
+    ok &= good
     summary.append((name, worst, ok))
     return ok
 

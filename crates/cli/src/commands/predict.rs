@@ -5,11 +5,15 @@ use std::path::PathBuf;
 use ocellus::{loss, LayerExt, Mode, Result};
 use ocellus_data::folder::load_image;
 use ocellus_train::run::load_model;
+use serde_json::json;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
   ocellus predict --checkpoint runs/lenet5-patterns samples/circle/000.png
-  ocellus predict --checkpoint runs/smallcnn-fashion-mnist --top-k 3 shoe.jpg shirt.png")]
+  ocellus predict --checkpoint runs/smallcnn-fashion-mnist --top-k 3 shoe.jpg shirt.png
+  ocellus predict --checkpoint runs/lenet5-patterns --json samples/circle/000.png
+With --json, each image gives one line: {\"image\": …, \"top\": [{\"class\": …, \"probability\": …}, …],
+\"probabilities\": [one per class, in the model's class order]}.")]
 pub struct Args {
     /// A run directory or a model.safetensors file.
     #[arg(long)]
@@ -20,6 +24,9 @@ pub struct Args {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 3)]
     top_k: usize,
+    /// One JSON object per image with every class's probability, at full precision.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -37,12 +44,24 @@ pub fn run(args: Args) -> Result<()> {
         let mut ranked: Vec<(usize, f32)> =
             probabilities.data().iter().copied().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let top: Vec<String> = ranked
-            .iter()
-            .take(args.top_k.max(1))
-            .map(|(k, p)| format!("{} {:.1}%", info.classes[*k], 100.0 * p))
-            .collect();
-        println!("{}: {}", path.display(), top.join(", "));
+        let top = ranked.iter().take(args.top_k.max(1));
+        let line = if args.json {
+            let top: Vec<_> = top
+                .map(|(k, p)| json!({"class": info.classes[*k], "probability": p}))
+                .collect();
+            let line = json!({
+                "image": path.display().to_string(),
+                "top": top,
+                "probabilities": probabilities.data(),
+            });
+            format!("{line}\n")
+        } else {
+            let top: Vec<String> = top
+                .map(|(k, p)| format!("{} {:.1}%", info.classes[*k], 100.0 * p))
+                .collect();
+            format!("{}: {}\n", path.display(), top.join(", "))
+        };
+        crate::print_stdout(&line)?;
     }
     Ok(())
 }
