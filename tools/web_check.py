@@ -118,7 +118,7 @@ def main():
     parser.add_argument("--dir", required=True, type=pathlib.Path, help="the exported page")
     parser.add_argument("--ocellus", required=True, help="the ocellus binary")
     parser.add_argument("--checkpoint", required=True, type=pathlib.Path, help="the run the page was exported from")
-    parser.add_argument("--screenshot", type=pathlib.Path, help="where to save a screenshot after the drawing")
+    parser.add_argument("--screenshot", type=pathlib.Path, help="where to save a screenshot of the first image's result")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     args = parser.parse_args()
     if not (args.dir / "node_modules" / "onnxruntime-web").is_dir():
@@ -148,6 +148,9 @@ def main():
                 page.set_input_files("#file", str(image))
                 runs, probabilities = settled(page, runs)
                 ok &= compare(str(image), probabilities, ocellus_probabilities(args, image))
+                if args.screenshot and image == args.images[0]:
+                    page.screenshot(path=str(args.screenshot))
+                    print(f"  screenshot: {args.screenshot}")
 
             # A drawing: three strokes with the mouse, then the canvas saved as PNG.
             box = page.locator("#draw").bounding_box()
@@ -161,9 +164,6 @@ def main():
             drawing = work / "drawing.png"
             drawing.write_bytes(base64.b64decode(data_url.split(",", 1)[1]))
             ok &= compare("drawing (280x280 canvas)", drawn, ocellus_probabilities(args, drawing))
-            if args.screenshot:
-                page.screenshot(path=str(args.screenshot))
-                print(f"  screenshot: {args.screenshot}")
         finally:
             browser.close()
             server.shutdown()

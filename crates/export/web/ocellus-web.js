@@ -180,6 +180,9 @@
       const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
       const ctx = canvas.getContext('2d');
       ctx.drawImage(bitmap, 0, 0);
+      // Shown in the drawing area, to draw on; the file's own pixels are classified.
+      clear();
+      pen.drawImage(bitmap, 0, 0, draw.width, draw.height);
       await classify(ctx.getImageData(0, 0, bitmap.width, bitmap.height), file.name);
     } catch (e) {
       say(`Cannot read ${file.name}: ${e.message || e} (PNG or JPEG images only).`, 'error');
