@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ocellus::arch::Architecture;
 use ocellus::LayerExt;
 use ocellus::{zoo, Error, Result};
+use ocellus_dashboard::{Dashboard, DashboardOptions, Status};
 use ocellus_train::run::{Run, RunConfig};
 
 use crate::dataset::{short_name, DataArgs, FOLDER_IMAGE_SIZE};
@@ -17,7 +18,8 @@ use crate::progress::{thousands, Progress};
   ocellus train                                   LeNet-5 on the built-in patterns
   ocellus train --model smallcnn --data fashion-mnist --epochs 5
   ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
-  ocellus train --resume runs/lenet5-patterns --epochs 6")]
+  ocellus train --resume runs/lenet5-patterns --epochs 6
+  ocellus train --model smallcnn --data fashion-mnist --dashboard    then open http://127.0.0.1:6070/")]
 pub struct Args {
     /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
     #[arg(long, default_value = "lenet5")]
@@ -53,6 +55,46 @@ pub struct Args {
         "augment", "label_smoothing",
     ])]
     resume: Option<PathBuf>,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+}
+
+/// The live view of a training run.
+#[derive(clap::Args, Clone)]
+pub struct DashboardArgs {
+    /// Serve a live view of the training while it runs — curves, progress, filters,
+    /// feature maps, gradient flow — at http://127.0.0.1:PORT/ (this machine only).
+    #[arg(long)]
+    dashboard: bool,
+    /// The dashboard's port; 0 takes any free one (the address is printed).
+    #[arg(long, default_value_t = 6070, requires = "dashboard")]
+    port: u16,
+    /// The address the dashboard listens on: a loopback address unless
+    /// --dashboard-allow-remote is given too.
+    #[arg(long, default_value = "127.0.0.1", requires = "dashboard")]
+    dashboard_address: std::net::IpAddr,
+    /// Allow a --dashboard-address other machines can reach (no password protects it).
+    #[arg(long, requires = "dashboard")]
+    dashboard_allow_remote: bool,
+    /// Keep serving the dashboard after training ends, until Ctrl-C.
+    #[arg(long, requires = "dashboard")]
+    keep_serving: bool,
+}
+
+impl DashboardArgs {
+    /// The dashboard, serving, if asked for; an address or port that cannot be used fails
+    /// here, before any run directory is touched.
+    fn start(&self) -> Result<Option<Dashboard>> {
+        if !self.dashboard {
+            return Ok(None);
+        }
+        let options = DashboardOptions {
+            address: self.dashboard_address,
+            port: self.port,
+            allow_remote: self.dashboard_allow_remote,
+        };
+        Dashboard::start(&options).map(Some)
+    }
 }
 
 /// The training flags `train` and `compare` share.
@@ -108,6 +150,7 @@ impl TrainingArgs {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let dashboard = args.dashboard.start()?;
     let mut run = match &args.resume {
         Some(dir) => resume(dir, args.training.epochs)?,
         None => start(&args)?,
@@ -115,16 +158,42 @@ pub fn run(args: Args) -> Result<()> {
     let total = run.config.epochs;
     describe(&run);
     let stop = stop_on_ctrl_c();
-    run.stop_when(stop);
+    run.stop_when(Arc::clone(&stop));
+    if let Some(d) = &dashboard {
+        let title = format!(
+            "{} on {}",
+            run.info.architecture.name.as_deref().unwrap_or("model"),
+            run.config.data
+        );
+        let history = run.metrics()?;
+        d.begin(&mut run, &title, history);
+        println!("dashboard: {}", d.url);
+    }
     let eval_name = if run.config.val_fraction > 0.0 {
         "val"
     } else {
         "test"
     };
     let mut progress = Progress::new(total);
+    let stopped = |status: Status, message: &str| {
+        if let Some(d) = &dashboard {
+            d.finish(status, message);
+        }
+    };
     while run.epochs_done() < total {
-        match run.train_epoch(&mut |p| progress.batch(p)) {
-            Ok(record) => progress.epoch(&record, eval_name),
+        let outcome = run.train_epoch(&mut |p| {
+            progress.batch(p);
+            if let Some(d) = &dashboard {
+                d.batch(p);
+            }
+        });
+        match outcome {
+            Ok(record) => {
+                progress.epoch(&record, eval_name);
+                if let Some(d) = &dashboard {
+                    d.epoch(&mut run, &record);
+                }
+            }
             Err(e @ Error::Diverged { .. }) => {
                 progress.abandon();
                 let kept = match run.epochs_done() {
@@ -134,10 +203,12 @@ pub fn run(args: Args) -> Result<()> {
                         run.dir.display()
                     ),
                 };
+                stopped(Status::Failed, &format!("{e}; {kept}"));
                 return Err(Error::config("train", format!("{e}; {kept}")));
             }
             Err(e @ Error::Interrupted { .. }) => {
                 progress.abandon();
+                stopped(Status::Stopped, &e.to_string());
                 let dir = run.dir.display();
                 match run.epochs_done() {
                     0 => eprintln!(
@@ -150,7 +221,10 @@ pub fn run(args: Args) -> Result<()> {
                 }
                 return Err(e);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                stopped(Status::Failed, &e.to_string());
+                return Err(e);
+            }
         }
     }
     let test = run.finish()?;
@@ -168,6 +242,18 @@ pub fn run(args: Args) -> Result<()> {
         "run saved in {} (model.safetensors, metrics.jsonl, curves.png, confusion.png)",
         run.dir.display()
     );
+    if let Some(d) = &dashboard {
+        d.finish(
+            Status::Finished,
+            &format!("test accuracy {:.2}%", 100.0 * test.accuracy),
+        );
+        if args.dashboard.keep_serving {
+            println!("dashboard still serving at {}; Ctrl-C stops it", d.url);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
     Ok(())
 }
 
