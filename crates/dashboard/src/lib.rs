@@ -236,7 +236,7 @@ impl Dashboard {
             None => Some((loss, accuracy)),
         };
         s.step_count += 1;
-        if s.step_count % s.step_stride == 0 {
+        if s.step_count.is_multiple_of(s.step_stride) {
             let at = (p.epoch - 1) as f64 + p.batch as f64 / p.batches.max(1) as f64;
             let (loss, accuracy) = s.smoothed.expect("set above");
             s.steps.push([at, loss, accuracy]);
