@@ -466,6 +466,10 @@ mod tests {
             augment_flip: false,
             label_smoothing: 0.0,
             limit_train: None,
+            init_from: None,
+            freeze: 0,
+            patience: None,
+            monitor: "val-loss".into(),
         };
         let info = ModelInfo {
             architecture: arch,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use ocellus::{Error, Result};
 use ocellus_export::{write_onnx, ExportInfo, OnnxOptions};
-use ocellus_train::run::load_model;
+use ocellus_train::run::{load_weights, Weights};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -14,6 +14,7 @@ use ocellus_train::run::load_model;
   ocellus export runs/lenet5-patterns -o lenet5.onnx
   ocellus export runs/lenet5-patterns/model.safetensors --format onnx -o lenet5.onnx
   ocellus export runs/lenet5-patterns -o lenet5-raw.onnx --with-normalization
+  ocellus export runs/smallcnn-fashion-mnist --weights best -o best.onnx
 The ONNX file (opset 17, IR version 8) takes `input`, (N, C, H, W) images normalised as in
 training, and gives `logits`, (N, classes), as ocellus computes them in evaluation (dropout
 off, BatchNorm with its running statistics). Its metadata holds the class names and the
@@ -23,6 +24,10 @@ is written.")]
 pub struct Args {
     /// A run directory, or a model.safetensors file.
     model: PathBuf,
+    /// With a run directory: the last epoch's weights or the best epoch's (by the
+    /// validation set; runs with --val-fraction keep them).
+    #[arg(long, default_value = "last", value_parser = ["best", "last"])]
+    weights: String,
     /// The format to write: onnx.
     #[arg(long, default_value = "onnx")]
     format: String,
@@ -102,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
              `ocellus train` or a model file",
         ));
     }
-    let (model, info) = load_model(&args.model)?;
+    let (model, info) = load_weights(&args.model, Weights::parse(&args.weights)?)?;
     let export = ExportInfo {
         input: info.architecture.input,
         classes: &info.classes,
