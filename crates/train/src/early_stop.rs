@@ -158,7 +158,13 @@ mod tests {
         let loss = [0.9, 0.7, 0.6, 0.5, 0.55, 0.55, 0.5, 0.52, 0.45];
         let records = curve(&loss, &[0.0; 9]);
         let best = best_epoch(&records, Monitor::ValLoss).unwrap();
-        assert_eq!(best, Best { epoch: 4, value: 0.5 });
+        assert_eq!(
+            best,
+            Best {
+                epoch: 4,
+                value: 0.5
+            }
+        );
         assert_eq!(stop_epoch(&records, Monitor::ValLoss, 2), Some(6));
         assert_eq!(stop_epoch(&records, Monitor::ValLoss, 3), Some(7));
         assert_eq!(stop_epoch(&records, Monitor::ValLoss, 4), Some(8));
@@ -191,6 +197,9 @@ mod tests {
             assert_eq!(Monitor::parse(m.name()).unwrap(), m);
         }
         let err = Monitor::parse("loss").unwrap_err().to_string();
-        assert!(err.contains("--monitor") && err.contains("val-accuracy"), "{err}");
+        assert!(
+            err.contains("--monitor") && err.contains("val-accuracy"),
+            "{err}"
+        );
     }
 }

@@ -344,7 +344,10 @@ pub fn model_file(path: &Path, weights: Weights) -> Result<PathBuf> {
                     ),
                 ))
             } else {
-                Err(Error::format(path, "no model.safetensors: not a run directory"))
+                Err(Error::format(
+                    path,
+                    "no model.safetensors: not a run directory",
+                ))
             }
         }
     }

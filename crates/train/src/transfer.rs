@@ -77,10 +77,11 @@ pub fn init_from(
     let replaced_head = wanted.iter().find_map(|(name, tensor)| {
         let t = find(name).filter(|t| in_head(name) && t.shape() != tensor.shape())?;
         let weight = format!("{}.weight", head?);
-        let (source_shape, new_shape) = match (find(&weight), wanted.iter().find(|(n, _)| *n == weight)) {
-            (Some(s), Some((_, w))) => (s.shape().to_vec(), w.shape().to_vec()),
-            _ => (t.shape().to_vec(), tensor.shape().to_vec()),
-        };
+        let (source_shape, new_shape) =
+            match (find(&weight), wanted.iter().find(|(n, _)| *n == weight)) {
+                (Some(s), Some((_, w))) => (s.shape().to_vec(), w.shape().to_vec()),
+                _ => (t.shape().to_vec(), tensor.shape().to_vec()),
+            };
         Some((head?.to_string(), source_shape, new_shape))
     });
     let mut copies: Vec<(String, Tensor)> = Vec::new();
@@ -93,7 +94,7 @@ pub fn init_from(
             Some(t) if t.shape() == tensor.shape() => copies.push((name.clone(), t.clone())),
             Some(t) => {
                 return Err(err(format!(
-                    "layer {layer}{} has {name} of shape {} here but {} in the source",
+                    "layer {layer}{}: {name} is {} in the network to train but {} in the source",
                     describe(model, name),
                     shape_str(tensor.shape()),
                     shape_str(t.shape())
@@ -143,7 +144,11 @@ pub fn init_from_run(model: &mut Sequential, source: &Path) -> Result<Transferre
 
 /// `architecture`'s layers with the head's output resized to `classes`: what a network
 /// pretrained for another class count is fine-tuned as. Only a linear head can be resized.
-pub fn with_classes(layers: &[LayerSpec], model: &Sequential, classes: usize) -> Result<Vec<LayerSpec>> {
+pub fn with_classes(
+    layers: &[LayerSpec],
+    model: &Sequential,
+    classes: usize,
+) -> Result<Vec<LayerSpec>> {
     let mut layers = layers.to_vec();
     let head = head_index(model)
         .ok_or_else(|| Error::config("--init-from", "the source model has no parameters"))?;
@@ -166,7 +171,11 @@ pub fn with_classes(layers: &[LayerSpec], model: &Sequential, classes: usize) ->
 /// How many top-level layers of `model` `--freeze N` or `--freeze-through LAYER` freezes.
 /// Whole top-level layers are frozen (a block counts as one), and at least one layer with
 /// parameters must remain trainable.
-pub fn frozen_count(model: &Sequential, count: Option<usize>, through: Option<&str>) -> Result<usize> {
+pub fn frozen_count(
+    model: &Sequential,
+    count: Option<usize>,
+    through: Option<&str>,
+) -> Result<usize> {
     let layers = model.len();
     let listing = || {
         let names: Vec<String> = model
@@ -250,7 +259,11 @@ impl Layer for PartlyFrozen<'_> {
     }
 
     fn describe(&self) -> String {
-        format!("{} with its first {} layers frozen", self.net.describe(), self.frozen)
+        format!(
+            "{} with its first {} layers frozen",
+            self.net.describe(),
+            self.frozen
+        )
     }
 
     fn spec(&self) -> LayerSpec {

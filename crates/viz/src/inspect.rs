@@ -584,7 +584,11 @@ pub fn grad_cam(
 ) -> Result<GradCam> {
     expect_nchw("Grad-CAM", x.shape(), None)?;
     if x.shape()[0] != 1 {
-        return Err(Error::shape("Grad-CAM", "one image (1, C, H, W)", x.shape()));
+        return Err(Error::shape(
+            "Grad-CAM",
+            "one image (1, C, H, W)",
+            x.shape(),
+        ));
     }
     let usable = gradcam_layers(model, x.shape())?;
     let listing = || {
@@ -608,7 +612,10 @@ pub fn grad_cam(
     let index = match usable.iter().find(|(n, _)| n == layer) {
         Some((n, _)) => n.parse::<usize>().expect("top-level names are positions"),
         None => {
-            let top = layer.split('.').next().and_then(|t| t.parse::<usize>().ok());
+            let top = layer
+                .split('.')
+                .next()
+                .and_then(|t| t.parse::<usize>().ok());
             let message = match top {
                 Some(t) if layer.contains('.') && t < model.len() => format!(
                     "layer '{layer}' is inside block {t}; Grad-CAM weighs whole layers of the network (--layer {t} takes the block's output); {}",
@@ -621,7 +628,7 @@ pub fn grad_cam(
                 ),
                 _ => format!("no layer named '{layer}'; {}", listing()),
             };
-            return Err(Error::config("Grad-CAM", message));
+            return Err(Error::config("Grad-CAM layer", message));
         }
     };
     let layers = model.layers_mut();
@@ -644,7 +651,7 @@ pub fn grad_cam(
         Some(k) if k < classes => k,
         Some(k) => {
             return Err(Error::config(
-                "Grad-CAM",
+                "Grad-CAM class",
                 format!(
                     "class {k} does not exist: the model has {classes} classes, 0 to {}",
                     classes - 1

@@ -22,7 +22,8 @@ struct Reference {
 
 impl Reference {
     fn open() -> Reference {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/gradcam.safetensors");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/gradcam.safetensors");
         let (tensors, metadata) = ocellus::checkpoint::load(&path).expect("the reference file");
         Reference {
             tensors: tensors.into_iter().collect(),
@@ -66,7 +67,11 @@ fn model(reference: &Reference, case: &str) -> Sequential {
         .params()
         .into_iter()
         .map(|(n, _)| format!("param.{n}"))
-        .chain(net.buffers().into_iter().map(|(n, _)| format!("buffer.{n}")))
+        .chain(
+            net.buffers()
+                .into_iter()
+                .map(|(n, _)| format!("buffer.{n}")),
+        )
         .collect();
     for key in names {
         let (_, name) = key.split_once('.').unwrap();
@@ -87,7 +92,11 @@ fn grad_cam_matches_pytorch() {
         let mut net = model(&reference, case);
         let x = reference.tensor(case, "x");
         let logits = net.forward_ref(x, Mode::Eval).unwrap();
-        close(&format!("{case}: logits"), &logits, reference.tensor(case, "logits"));
+        close(
+            &format!("{case}: logits"),
+            &logits,
+            reference.tensor(case, "logits"),
+        );
 
         let layer = reference.meta(case, "layer");
         let class = match reference.meta(case, "class") {
@@ -95,17 +104,35 @@ fn grad_cam_matches_pytorch() {
             k => Some(k.parse().unwrap()),
         };
         let cam = grad_cam(&mut net, x, layer, class).unwrap();
-        assert_eq!(cam.class.to_string(), reference.meta(case, "used"), "{case}: class");
+        assert_eq!(
+            cam.class.to_string(),
+            reference.meta(case, "used"),
+            "{case}: class"
+        );
         assert_eq!(cam.layer, layer);
         let alpha = Tensor::from_vec(&[cam.weights.len()], cam.weights.clone()).unwrap();
-        close(&format!("{case}: alpha"), &alpha, reference.tensor(case, "alpha"));
-        close(&format!("{case}: cam"), &cam.cam, reference.tensor(case, "cam"));
-        close(&format!("{case}: map"), &cam.map, reference.tensor(case, "map"));
+        close(
+            &format!("{case}: alpha"),
+            &alpha,
+            reference.tensor(case, "alpha"),
+        );
+        close(
+            &format!("{case}: cam"),
+            &cam.cam,
+            reference.tensor(case, "cam"),
+        );
+        close(
+            &format!("{case}: map"),
+            &cam.map,
+            reference.tensor(case, "map"),
+        );
         // The ReLU is exercised: some places of every map are kept.
         assert!(cam.cam.data().iter().any(|&v| v > 0.0), "{case}: all zero");
         // The backward pass left no parameter gradient behind.
         assert!(
-            net.params().iter().all(|(_, p)| p.grad().data().iter().all(|&g| g == 0.0)),
+            net.params()
+                .iter()
+                .all(|(_, p)| p.grad().data().iter().all(|&g| g == 0.0)),
             "{case}: gradients left"
         );
     }
