@@ -153,11 +153,11 @@ mod tests {
 
     #[test]
     fn stops_patience_epochs_after_the_best_validation_loss() {
-        // Best at epoch 4 (0.50); epoch 6 ties 0.55 but never beats it; equal is no
-        // improvement either (epoch 7).
+        // Best at epoch 4 (0.50) until epoch 9; epoch 7 equals it, which is no
+        // improvement.
         let loss = [0.9, 0.7, 0.6, 0.5, 0.55, 0.55, 0.5, 0.52, 0.45];
         let records = curve(&loss, &[0.0; 9]);
-        let best = best_epoch(&records, Monitor::ValLoss).unwrap();
+        let best = best_epoch(&records[..8], Monitor::ValLoss).unwrap();
         assert_eq!(
             best,
             Best {
@@ -165,6 +165,7 @@ mod tests {
                 value: 0.5
             }
         );
+        assert_eq!(best_epoch(&records, Monitor::ValLoss).unwrap().epoch, 9);
         assert_eq!(stop_epoch(&records, Monitor::ValLoss, 2), Some(6));
         assert_eq!(stop_epoch(&records, Monitor::ValLoss, 3), Some(7));
         assert_eq!(stop_epoch(&records, Monitor::ValLoss, 4), Some(8));
