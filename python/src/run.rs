@@ -228,6 +228,10 @@ pub fn start_training(
         augment_flip: augment,
         label_smoothing,
         limit_train,
+        init_from: None,
+        freeze: 0,
+        patience: None,
+        monitor: "val-loss".into(),
     };
     let raw_test = splits.test.clone();
     let mut run = py

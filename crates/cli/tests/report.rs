@@ -126,11 +126,13 @@ fn report_of_a_trained_run_is_one_self_contained_page() {
     assert!(!html.contains("<link") && !html.contains("<script"));
 
     // Every picture is an embedded PNG of the size its tag says: curves, confusion
-    // matrix, two convolutions' filters, three images' feature maps, the mistakes.
+    // matrix, two convolutions' filters, three images' feature maps, the mistakes and
+    // their Grad-CAM.
     let images = html.matches("<img ").count();
     let sources = attributes(&html, "src");
     assert_eq!(sources.len(), images);
-    assert_eq!(images, 8, "{images} pictures");
+    assert_eq!(images, 9, "{images} pictures");
+    assert!(html.contains("Grad-CAM of the misclassified test images"));
     let widths = attributes(&html, "width");
     let heights = attributes(&html, "height");
     for (k, src) in sources.iter().enumerate() {
@@ -192,7 +194,7 @@ fn report_of_a_trained_run_is_one_self_contained_page() {
             "check_report.sh failed:\n{stdout}{}",
             String::from_utf8_lossy(&check.stderr)
         );
-        assert!(stdout.contains("broken-images: 0 of 8"), "{stdout}");
+        assert!(stdout.contains("broken-images: 0 of 9"), "{stdout}");
         let shot_bytes = std::fs::read(&shot).unwrap();
         assert_eq!(png_size(&shot_bytes), (1200, 2400));
     } else if std::env::var_os("CI").is_some() {

@@ -1,6 +1,6 @@
 //! The report of a training run: one self-contained HTML page — the settings, the summary
 //! table, the training curves, the confusion matrix, the filters, feature maps and the
-//! misclassified test images — that opens offline in any browser.
+//! misclassified test images with their Grad-CAM — that opens offline in any browser.
 //!
 //! Every picture is drawn with [`ocellus_viz`] / [`ocellus_viz::inspect`], encoded as PNG and
 //! embedded as a `data:image/png;base64,…` URI; the styles are in the page itself. Text
@@ -22,7 +22,7 @@ use ocellus_data::Dataset;
 use ocellus_train::run::{confusion_picture, curves_picture, EpochRecord, ModelInfo, RunConfig};
 use ocellus_train::trainer::{self, Evaluation};
 use ocellus_viz::inspect::{self, FilterLimits};
-use ocellus_viz::{image_grid, Canvas, Colormap, Tile, TileRange};
+use ocellus_viz::{hstack, image_grid, vstack, Canvas, Colormap, Tile, TileRange};
 
 /// Misclassified test images shown at most.
 pub const MAX_MISTAKES: usize = 16;
@@ -387,6 +387,55 @@ fn mistakes_section(
         Colormap::Gray,
     );
     let _ = writeln!(page, "{}", img_tag(&grid, "misclassified test images")?);
+    gradcam_of_mistakes(page, model, run, normalised, &shown)
+}
+
+/// The Grad-CAM of each mistake shown, for the class the network predicted: where its
+/// evidence for the wrong answer lies.
+fn gradcam_of_mistakes(
+    page: &mut String,
+    model: &mut Sequential,
+    run: &RunReport,
+    normalised: &Dataset,
+    shown: &[usize],
+) -> Result<()> {
+    let [c, h, w] = run.info.architecture.input;
+    let Some(layer) = inspect::default_gradcam_layer(model, &[1, c, h, w])? else {
+        return Ok(());
+    };
+    let classes = &run.info.classes;
+    let labels = run.test.labels();
+    let scale = (96 / h.max(w).max(1)).max(1);
+    let mut panels = Vec::with_capacity(shown.len());
+    for &n in shown {
+        let (x, _) = normalised.gather(&[n]);
+        let gradcam = inspect::grad_cam(model, &x, &layer, None)?;
+        let (seen, _) = run.test.gather(&[n]);
+        let overlay = inspect::gradcam_overlay(&Tile::from_tensor(&seen)?, &gradcam, scale);
+        let caption = format!("{} → {}", classes[labels[n]], classes[gradcam.predicted()]);
+        panels.push((caption, overlay));
+    }
+    let rows: Vec<Canvas> = panels
+        .chunks(8)
+        .map(|row| {
+            let row: Vec<(&str, &Canvas)> = row.iter().map(|(t, c)| (t.as_str(), c)).collect();
+            hstack(&row)
+        })
+        .collect();
+    let rows: Vec<(&str, &Canvas)> = rows.iter().map(|r| ("", r)).collect();
+    let grid = vstack(&rows);
+    let description = model.layers()[layer.parse::<usize>().expect("a top-level layer")].describe();
+    let _ = writeln!(
+        page,
+        "<h3>Where the network looked</h3>\n<p class=\"note\">Grad-CAM of the same images for the predicted class, at layer {} ({}): the layer's maps weighted by their mean gradient of the predicted score, ReLU'd and interpolated to the image (yellow: most evidence for the wrong answer). <code>ocellus viz gradcam --checkpoint RUN --layer L --sample K</code> draws one image at any layer, for any class.</p>",
+        escape_html(&layer),
+        escape_html(&description)
+    );
+    let _ = writeln!(
+        page,
+        "{}",
+        img_tag(&grid, "Grad-CAM of the misclassified test images")?
+    );
     Ok(())
 }
 
@@ -466,6 +515,10 @@ mod tests {
             augment_flip: false,
             label_smoothing: 0.0,
             limit_train: None,
+            init_from: None,
+            freeze: 0,
+            patience: None,
+            monitor: "val-loss".into(),
         };
         let info = ModelInfo {
             architecture: arch,
@@ -488,10 +541,13 @@ mod tests {
             assert!(!page.contains(raw), "{raw} is not escaped");
         }
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        // No curves without metrics; confusion, 2 filters, 2 feature maps, mistakes.
+        // No curves without metrics; confusion, 2 filters, 2 feature maps, mistakes and
+        // their Grad-CAM (at layer 3, LeNet-5's last convolution).
         assert!(page.contains("no curves to draw"));
-        assert_eq!(page.matches("<img src=\"data:image/png;base64,").count(), 6);
-        assert_eq!(page.matches("<img ").count(), 6);
+        assert_eq!(page.matches("<img src=\"data:image/png;base64,").count(), 7);
+        assert_eq!(page.matches("<img ").count(), 7);
+        assert!(page
+            .contains("Grad-CAM of the same images for the predicted class, at layer 3 (Conv2d"));
     }
 
     #[test]

@@ -6,5 +6,7 @@
 pub mod bench;
 pub mod compare;
 pub mod datasets;
+pub mod early_stop;
 pub mod run;
 pub mod trainer;
+pub mod transfer;

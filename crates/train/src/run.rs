@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `config.json` | the run's settings, written when it starts |
 //! | `model.safetensors` | weights and buffers under PyTorch's `state_dict` names; metadata: architecture, normalisation, class names, epoch |
+//! | `best.safetensors` | with a validation split: the model of the best epoch so far (by `monitor`), as `model.safetensors` holds the last |
 //! | `training.safetensors` | the optimiser's state; metadata: epoch |
 //! | `lock` | held by the process that trains the run, for as long as it does |
 //! | `metrics.jsonl` | one JSON line per finished epoch |
@@ -35,7 +36,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::early_stop::{self, EarlyStop, Monitor};
 use crate::trainer::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
+use crate::transfer::{self, PartlyFrozen};
 use ocellus::arch::Architecture;
 use ocellus::checkpoint::{self, write_atomically, NamedTensors};
 use ocellus::error::{Error, Result};
@@ -79,6 +82,27 @@ pub struct RunConfig {
     pub label_smoothing: f32,
     /// Train on the first N training images only (quick experiments).
     pub limit_train: Option<usize>,
+    /// A run directory or model file whose weights start this run (transfer learning; see
+    /// [`crate::transfer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
+    /// Top-level layers kept fixed while training (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub freeze: usize,
+    /// Stop once the monitored quantity has not improved for this many epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// What picks the best epoch: `val-loss` or `val-accuracy` (see [`Monitor`]).
+    #[serde(default = "default_monitor")]
+    pub monitor: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn default_monitor() -> String {
+    Monitor::ValLoss.name().into()
 }
 
 impl RunConfig {
@@ -119,6 +143,22 @@ impl RunConfig {
         }
         if self.limit_train == Some(0) {
             return bad("--limit-train", "must be at least 1".into());
+        }
+        let monitor = Monitor::parse(&self.monitor)?;
+        if let Some(patience) = self.patience {
+            if patience == 0 {
+                return bad("--patience", "must be at least 1 epoch".into());
+            }
+            if self.val_fraction == 0.0 {
+                return bad(
+                    "--patience",
+                    format!(
+                        "watches the {} of a validation split, but there is none: add --val-fraction \
+                         (e.g. 0.1); choosing epochs by the test set would overstate its accuracy",
+                        monitor.describe()
+                    ),
+                );
+            }
         }
         self.build_optimizer()?;
         self.build_schedule(1)?;
@@ -207,6 +247,8 @@ pub struct ModelInfo {
 }
 
 const MODEL_FILE: &str = "model.safetensors";
+/// The weights of the best epoch by the validation set (runs with a validation split).
+pub const BEST_FILE: &str = "best.safetensors";
 const TRAINING_FILE: &str = "training.safetensors";
 const TRAINING_NEXT_FILE: &str = "training.next.safetensors";
 const LOCK_FILE: &str = "lock";
@@ -254,6 +296,71 @@ fn metadata_field<T: for<'de> Deserialize<'de>>(
         )
     })?;
     serde_json::from_str(text).map_err(|e| Error::format(path, format!("metadata '{key}': {e}")))
+}
+
+/// Which weights of a run directory to use: the last epoch's or the best one's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Weights {
+    /// `model.safetensors`, the last complete epoch.
+    #[default]
+    Last,
+    /// `best.safetensors`, the best epoch by the validation set.
+    Best,
+}
+
+impl Weights {
+    /// `best` or `last`, as `--weights` takes them.
+    pub fn parse(text: &str) -> Result<Weights> {
+        match text {
+            "last" => Ok(Weights::Last),
+            "best" => Ok(Weights::Best),
+            other => Err(Error::config(
+                "--weights",
+                format!("unknown weights '{other}'; choose best or last"),
+            )),
+        }
+    }
+}
+
+/// The model file of `path` — a run directory or a model file — for `weights`. The best
+/// epoch's weights need a run directory that kept them.
+pub fn model_file(path: &Path, weights: Weights) -> Result<PathBuf> {
+    match weights {
+        Weights::Last if path.is_dir() => Ok(path.join(MODEL_FILE)),
+        Weights::Last => Ok(path.to_path_buf()),
+        Weights::Best if !path.is_dir() => Err(Error::config(
+            "--weights",
+            format!(
+                "best needs a run directory, but {} is a file",
+                path.display()
+            ),
+        )),
+        Weights::Best => {
+            let best = path.join(BEST_FILE);
+            if best.is_file() {
+                Ok(best)
+            } else if path.join(MODEL_FILE).is_file() {
+                Err(Error::config(
+                    "--weights",
+                    format!(
+                        "{} keeps no best epoch: only runs with a validation split \
+                         (--val-fraction) keep one; use --weights last",
+                        path.display()
+                    ),
+                ))
+            } else {
+                Err(Error::format(
+                    path,
+                    "no model.safetensors: not a run directory",
+                ))
+            }
+        }
+    }
+}
+
+/// [`load_model`] of the weights `weights` picks in `path` (see [`model_file`]).
+pub fn load_weights(path: &Path, weights: Weights) -> Result<(Sequential, ModelInfo)> {
+    load_model(&model_file(path, weights)?)
 }
 
 /// Loads a model from a model file or a run directory: rebuilds the architecture stored
@@ -422,7 +529,13 @@ impl Run {
         }
         // Everything that can be wrong is found before anything is written.
         config.validate()?;
-        let model = architecture.build(&mut Rng::new(config.seed))?;
+        let mut model = architecture.build(&mut Rng::new(config.seed))?;
+        if let Some(source) = &config.init_from {
+            transfer::init_from_run(&mut model, Path::new(source))?;
+        }
+        if config.freeze > 0 {
+            transfer::frozen_count(&model, Some(config.freeze), None)?;
+        }
         create_run_dir(dir)?;
         let lock = RunLock::acquire(dir)?;
         // Checked again with the lock held: another process may have trained it meanwhile.
@@ -506,6 +619,7 @@ impl Run {
             .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
             .collect();
         write_atomically(&dir.join(METRICS_FILE), lines.as_bytes())?;
+        run.repair_best(&kept)?;
         if training_path.ends_with(TRAINING_NEXT_FILE) {
             // The kill came after the commit point: finish the checkpoint's last step.
             std::fs::rename(&training_path, dir.join(TRAINING_FILE))
@@ -602,7 +716,7 @@ impl Run {
             stop: self.stop.clone(),
         };
         let stats: EpochStats = trainer::train_epoch(
-            &mut self.model,
+            &mut PartlyFrozen::new(&mut self.model, self.config.freeze),
             self.optimizer.as_mut(),
             &self.train,
             &settings,
@@ -646,6 +760,7 @@ impl Run {
         file.sync_all().map_err(|e| Error::io(&path, e))?;
         self.info.epoch = epoch;
         self.save_checkpoint()?;
+        self.keep_best()?;
         curves_picture(&self.metrics()?, self.eval_name()).save_png(self.dir.join(CURVES_FILE))?;
         Ok(record)
     }
@@ -694,6 +809,67 @@ impl Run {
     /// The metrics recorded so far.
     pub fn metrics(&self) -> Result<Vec<EpochRecord>> {
         read_metrics(&self.dir)
+    }
+
+    /// True when the run keeps the weights of its best epoch: when it has a validation
+    /// split to judge epochs by.
+    pub fn keeps_best(&self) -> bool {
+        self.config.val_fraction > 0.0
+    }
+
+    /// After the checkpoint of an epoch: when that epoch is the best so far, its weights
+    /// become `best.safetensors`. Written after the checkpoint's commit point, so that a
+    /// run stopped in between finds the best epoch's weights in its model file
+    /// ([`Run::repair_best`]).
+    fn keep_best(&self) -> Result<()> {
+        if !self.keeps_best() {
+            return Ok(());
+        }
+        let monitor = Monitor::parse(&self.config.monitor)?;
+        let best = early_stop::best_epoch(&self.metrics()?, monitor);
+        if best.map(|b| b.epoch) == Some(self.info.epoch) {
+            save_model(&self.dir.join(BEST_FILE), &self.model, &self.info)?;
+        }
+        Ok(())
+    }
+
+    /// On resume, makes `best.safetensors` hold the best of the epochs `kept`: a run
+    /// stopped between an epoch's checkpoint and its best file has them in the model. A
+    /// best file of another epoch that cannot be rebuilt (a run of an ocellus that kept
+    /// none) is removed, and the next best epoch writes a new one.
+    fn repair_best(&self, kept: &[EpochRecord]) -> Result<()> {
+        if !self.keeps_best() {
+            return Ok(());
+        }
+        let monitor = Monitor::parse(&self.config.monitor)?;
+        let Some(best) = early_stop::best_epoch(kept, monitor) else {
+            return Ok(());
+        };
+        let path = self.dir.join(BEST_FILE);
+        let saved = checkpoint::load(&path)
+            .ok()
+            .and_then(|(_, metadata)| metadata_field::<usize>(&path, &metadata, "epoch").ok());
+        if saved == Some(best.epoch) {
+            Ok(())
+        } else if best.epoch == self.info.epoch {
+            save_model(&path, &self.model, &self.info)
+        } else {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Whether training should stop early: the monitored quantity has not improved for
+    /// `patience` epochs. Read from the metrics, so a resumed run decides as the run
+    /// that never stopped would.
+    pub fn early_stop(&self) -> Result<Option<EarlyStop>> {
+        let Some(patience) = self.config.patience else {
+            return Ok(None);
+        };
+        let monitor = Monitor::parse(&self.config.monitor)?;
+        Ok(early_stop::check(&self.metrics()?, monitor, patience))
     }
 }
 

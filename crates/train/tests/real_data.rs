@@ -40,6 +40,10 @@ fn lenet5_learns_fashion_mnist_in_200_steps() {
         augment_flip: false,
         label_smoothing: 0.0,
         limit_train: Some(12_800),
+        init_from: None,
+        freeze: 0,
+        patience: None,
+        monitor: "val-loss".into(),
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");

@@ -34,6 +34,10 @@ fn config() -> RunConfig {
         augment_flip: true,
         label_smoothing: 0.1,
         limit_train: None,
+        init_from: None,
+        freeze: 0,
+        patience: None,
+        monitor: "val-loss".into(),
     }
 }
 

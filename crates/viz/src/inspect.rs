@@ -12,6 +12,7 @@ use crate::{
     TileRange, TileTable,
 };
 use ocellus::error::{Error, Result};
+use ocellus::layers::upsample::{Upsample, UpsampleMode, UpsampleSize};
 use ocellus::layers::{expect_nchw, Key, Layer, Mode, Part};
 use ocellus::loss;
 use ocellus::network::walk::{forward_through_leaves, LeafVisitor};
@@ -501,4 +502,259 @@ pub fn saliency_picture(
     ]);
     let note = "gradient of the class score (the logit) in evaluation mode, largest over channels; yellow: most sensitive";
     titled(&caption, note, &row)
+}
+
+/// Grad-CAM (Selvaraju et al. 2017): where in the image a layer's evidence for a class
+/// lies. For the layer's output `A` (K maps of h×w) and the class score `y` (its logit),
+/// each map is weighted by its mean gradient, `α_k = (1/hw)·Σ_{i,j} ∂y/∂A_k[i, j]`, and
+/// `cam = ReLU(Σ_k α_k·A_k)` keeps the places that raise the score. The map is brought to
+/// the input's size by bilinear interpolation (PyTorch's `interpolate(mode="bilinear",
+/// align_corners=False)`).
+#[derive(Clone, Debug)]
+pub struct GradCam {
+    /// The layer whose output was weighted, named by its position (`3`).
+    pub layer: String,
+    /// The class whose score was differentiated.
+    pub class: usize,
+    /// Softmax of the logits: the model's probability for every class.
+    pub probabilities: Vec<f32>,
+    /// `α_k`, one weight per map (K).
+    pub weights: Vec<f32>,
+    /// `ReLU(Σ_k α_k·A_k)`, (h, w), at the layer's resolution.
+    pub cam: Tensor,
+    /// [`GradCam::cam`] interpolated to the input, (H, W).
+    pub map: Tensor,
+}
+
+impl GradCam {
+    /// The predicted class: the one with the highest probability.
+    pub fn predicted(&self) -> usize {
+        most_probable(&self.probabilities)
+    }
+}
+
+/// Layer kinds whose output Grad-CAM is usually taken from: convolutions and blocks.
+fn is_feature_layer(kind: &str) -> bool {
+    matches!(
+        kind,
+        "conv2d" | "residual" | "concat" | "dense" | "scale" | "sequential"
+    )
+}
+
+/// The layers Grad-CAM can use for an input of `input` = (1, C, H, W): the top-level
+/// layers whose output is a stack of maps (N, K, h, w), with that output's shape.
+pub fn gradcam_layers(model: &Sequential, input: &[usize]) -> Result<Vec<(String, Vec<usize>)>> {
+    let shapes = model.shapes(input)?;
+    let last = model.len().saturating_sub(1);
+    Ok(shapes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, s)| s.len() == 4 && *i < last)
+        .map(|(i, s)| (i.to_string(), s))
+        .collect())
+}
+
+/// The usual Grad-CAM layer: the last top-level convolution or block whose output is a
+/// stack of maps (otherwise the last layer with such an output).
+pub fn default_gradcam_layer(model: &Sequential, input: &[usize]) -> Result<Option<String>> {
+    let layers = gradcam_layers(model, input)?;
+    let kind = |name: &str| {
+        name.parse::<usize>()
+            .ok()
+            .and_then(|i| model.layers().get(i))
+            .map_or("", |l| l.kind())
+    };
+    Ok(layers
+        .iter()
+        .rev()
+        .find(|(n, _)| is_feature_layer(kind(n)))
+        .or(layers.last())
+        .map(|(n, _)| n.clone()))
+}
+
+/// Grad-CAM of one normalised image `x` (1, C, H, W) at the top-level layer `layer` for
+/// `class` (default: the predicted one), in [`Mode::Eval`]. An unknown layer, one inside a
+/// block, or one whose output is not a stack of maps is an error listing the layers that
+/// can be used. The parameter gradients the backward pass adds are cleared again.
+pub fn grad_cam(
+    model: &mut Sequential,
+    x: &Tensor,
+    layer: &str,
+    class: Option<usize>,
+) -> Result<GradCam> {
+    expect_nchw("Grad-CAM", x.shape(), None)?;
+    if x.shape()[0] != 1 {
+        return Err(Error::shape(
+            "Grad-CAM",
+            "one image (1, C, H, W)",
+            x.shape(),
+        ));
+    }
+    let usable = gradcam_layers(model, x.shape())?;
+    let listing = || {
+        let names: Vec<String> = usable
+            .iter()
+            .map(|(n, s)| {
+                let kind = n
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| model.layers().get(i))
+                    .map_or("", |l| l.kind());
+                format!("{n} ({kind}, {})", dims(&s[1..]))
+            })
+            .collect();
+        if names.is_empty() {
+            "the model has no layer whose output is a stack of maps".to_string()
+        } else {
+            format!("the layers with maps are {}", names.join(", "))
+        }
+    };
+    let index = match usable.iter().find(|(n, _)| n == layer) {
+        Some((n, _)) => n.parse::<usize>().expect("top-level names are positions"),
+        None => {
+            let top = layer
+                .split('.')
+                .next()
+                .and_then(|t| t.parse::<usize>().ok());
+            let message = match top {
+                Some(t) if layer.contains('.') && t < model.len() => format!(
+                    "layer '{layer}' is inside block {t}; Grad-CAM weighs whole layers of the network (--layer {t} takes the block's output); {}",
+                    listing()
+                ),
+                Some(t) if t < model.len() => format!(
+                    "layer {t} ({}) does not output a stack of maps; {}",
+                    model.layers()[t].kind(),
+                    listing()
+                ),
+                _ => format!("no layer named '{layer}'; {}", listing()),
+            };
+            return Err(Error::config("Grad-CAM layer", message));
+        }
+    };
+    let layers = model.layers_mut();
+    let (head, tail) = layers.split_at_mut(index + 1);
+    let mut activations = x.clone();
+    for (i, l) in head.iter_mut().enumerate() {
+        activations = l
+            .forward_ref(&activations, Mode::Eval)
+            .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+    }
+    let mut logits = activations.clone();
+    for (i, l) in tail.iter_mut().enumerate() {
+        logits = l
+            .forward_ref(&logits, Mode::Eval)
+            .map_err(|e| e.in_layer(&format!("layer {}", index + 1 + i)))?;
+    }
+    let probabilities = loss::softmax(&logits)?.into_vec();
+    let classes = probabilities.len();
+    let class = match class {
+        Some(k) if k < classes => k,
+        Some(k) => {
+            return Err(Error::config(
+                "Grad-CAM class",
+                format!(
+                    "class {k} does not exist: the model has {classes} classes, 0 to {}",
+                    classes - 1
+                ),
+            ))
+        }
+        None => most_probable(&probabilities),
+    };
+    // y = logits[class], so ∂y/∂logits is one-hot; back through the layers after A.
+    let mut d = Tensor::zeros(logits.shape());
+    d.data_mut()[class] = 1.0;
+    for (i, l) in tail.iter_mut().enumerate().rev() {
+        d = l
+            .backward(d)
+            .map_err(|e| e.in_layer(&format!("layer {}", index + 1 + i)))?;
+    }
+    model.zero_grad();
+    let (_, k, h, w) = activations.dims4()?;
+    let plane = h * w;
+    let (a, da) = (activations.data(), d.data());
+    // α_k = mean over positions of ∂y/∂A_k.
+    let weights: Vec<f32> = (0..k)
+        .map(|c| {
+            let sum: f64 = da[c * plane..(c + 1) * plane]
+                .iter()
+                .map(|&v| v as f64)
+                .sum();
+            (sum / plane as f64) as f32
+        })
+        .collect();
+    // cam = ReLU(Σ_k α_k·A_k)
+    let cam: Vec<f32> = (0..plane)
+        .map(|i| {
+            let s: f64 = (0..k)
+                .map(|c| weights[c] as f64 * a[c * plane + i] as f64)
+                .sum();
+            (s as f32).max(0.0)
+        })
+        .collect();
+    let cam = Tensor::from_vec(&[1, 1, h, w], cam)?;
+    let [_, _, ih, iw] = <[usize; 4]>::try_from(x.shape()).expect("checked NCHW");
+    let mut upsample = Upsample::with_size(UpsampleSize::Fixed(ih, iw), UpsampleMode::Bilinear)?;
+    let map = upsample.forward_ref(&cam, Mode::Eval)?.reshape(&[ih, iw])?;
+    Ok(GradCam {
+        layer: layer.to_string(),
+        class,
+        probabilities,
+        weights,
+        cam: cam.reshape(&[h, w])?,
+        map,
+    })
+}
+
+/// The image, its Grad-CAM map and the map over the image, side by side, under a caption
+/// naming the prediction (and the true class, when known). `image` is the picture as seen
+/// (before normalisation).
+pub fn gradcam_picture(
+    image: &Tile,
+    gradcam: &GradCam,
+    classes: &[String],
+    truth: Option<usize>,
+) -> Canvas {
+    let name = |k: usize| classes.get(k).cloned().unwrap_or_else(|| k.to_string());
+    let predicted = gradcam.predicted();
+    let mut caption = format!(
+        "predicted: {} ({:.1}%)",
+        name(predicted),
+        100.0 * gradcam.probabilities[predicted]
+    );
+    if let Some(t) = truth {
+        caption += &format!(", true: {}", name(t));
+    }
+    if gradcam.class != predicted {
+        caption += &format!(
+            "; Grad-CAM of '{}' ({:.1}%)",
+            name(gradcam.class),
+            100.0 * gradcam.probabilities[gradcam.class]
+        );
+    }
+    let scale = scale_for(image.height.max(image.width), 3 * TILE_PIXELS);
+    let (h, w) = (image.height, image.width);
+    let input = render_tile(image, Colormap::Gray, scale);
+    let heat = render_tile(
+        &Tile::gray(h, w, gradcam.map.data().to_vec()),
+        Colormap::Viridis,
+        scale,
+    );
+    let overlay = gradcam_overlay(image, gradcam, scale);
+    let [ch, cw] = <[usize; 2]>::try_from(gradcam.cam.shape()).expect("an (h, w) map");
+    let label = format!("Grad-CAM, layer {} ({ch}×{cw})", gradcam.layer);
+    let row = hstack(&[
+        ("input", &input),
+        (label.as_str(), &heat),
+        ("overlay", &overlay),
+    ]);
+    let note = format!(
+        "ReLU of the layer's maps weighted by their mean gradient of the score of '{}', interpolated to the input; yellow: most evidence",
+        name(gradcam.class)
+    );
+    titled(&caption, &note, &row)
+}
+
+/// The Grad-CAM map blended over the image at `scale` pixels per input pixel.
+pub fn gradcam_overlay(image: &Tile, gradcam: &GradCam, scale: usize) -> Canvas {
+    overlay_heat(image, gradcam.map.data(), 0.5, scale)
 }

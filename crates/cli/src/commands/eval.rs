@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use ocellus::{Error, Result};
-use ocellus_train::run::{load_model, read_config};
+use ocellus_train::run::{load_weights, read_config, Weights};
 use ocellus_train::trainer;
 
 use crate::dataset::DataArgs;
@@ -13,11 +13,16 @@ use crate::progress::thousands;
 #[command(after_help = "Examples:
   ocellus eval --checkpoint runs/lenet5-patterns
   ocellus eval --checkpoint runs/lenet5-fashion-mnist --split train
+  ocellus eval --checkpoint runs/smallcnn-fashion-mnist --weights best
   ocellus eval --checkpoint model.safetensors --data mnist --data-dir ~/mnist")]
 pub struct Args {
     /// A run directory or a model.safetensors file.
     #[arg(long)]
     checkpoint: PathBuf,
+    /// With a run directory: the last epoch's weights or the best epoch's (by the
+    /// validation set; runs with --val-fraction keep them).
+    #[arg(long, default_value = "last", value_parser = ["best", "last"])]
+    weights: String,
     /// The dataset (default: the one the run was trained on).
     #[arg(long)]
     data: Option<String>,
@@ -33,7 +38,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (mut model, info) = load_model(&args.checkpoint)?;
+    let weights = Weights::parse(&args.weights)?;
+    let (mut model, info) = load_weights(&args.checkpoint, weights)?;
     let run_config = read_config(&args.checkpoint).ok();
     let data = DataArgs {
         data: match (&args.data, &run_config) {

@@ -9,7 +9,7 @@ use ocellus_export::{
     check_directory, pytorch_module, web_files, write_directory, write_onnx, ExportInfo,
     OnnxOptions,
 };
-use ocellus_train::run::{load_model, model_bytes};
+use ocellus_train::run::{load_weights, model_bytes, Weights};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -19,6 +19,7 @@ use ocellus_train::run::{load_model, model_bytes};
   ocellus export runs/lenet5-patterns -o lenet5-raw.onnx --with-normalization
   ocellus export runs/lenet5-patterns --format pytorch -o lenet5-torch
   ocellus export runs/lenet5-patterns --format web -o lenet5-web
+  ocellus export runs/smallcnn-fashion-mnist --weights best -o best.onnx
 
 onnx: one file (opset 17, IR version 8) taking `input`, (N, C, H, W) images normalised as
 in training, and giving `logits`, (N, classes), as ocellus computes them in evaluation
@@ -39,6 +40,10 @@ running statistics) is an error, and nothing is written.")]
 pub struct Args {
     /// A run directory, or a model.safetensors file.
     model: PathBuf,
+    /// With a run directory: the last epoch's weights or the best epoch's (by the
+    /// validation set; runs with --val-fraction keep them).
+    #[arg(long, default_value = "last", value_parser = ["best", "last"])]
+    weights: String,
     /// The format to write: onnx, pytorch or web.
     #[arg(long, default_value = "onnx")]
     format: String,
@@ -122,7 +127,7 @@ pub fn run(args: Args) -> Result<()> {
              `ocellus train` or a model file",
         ));
     }
-    let (model, info) = load_model(&args.model)?;
+    let (model, info) = load_weights(&args.model, Weights::parse(&args.weights)?)?;
     let export = ExportInfo {
         input: info.architecture.input,
         classes: &info.classes,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use ocellus::{loss, LayerExt, Mode, Result};
 use ocellus_data::folder::load_image;
-use ocellus_train::run::load_model;
+use ocellus_train::run::{load_weights, Weights};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -18,6 +18,10 @@ pub struct Args {
     /// A run directory or a model.safetensors file.
     #[arg(long)]
     checkpoint: PathBuf,
+    /// With a run directory: the last epoch's weights or the best epoch's (by the
+    /// validation set; runs with --val-fraction keep them).
+    #[arg(long, default_value = "last", value_parser = ["best", "last"])]
+    weights: String,
     /// Image files (PNG or JPEG); each is converted and resized to the model's input.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -30,7 +34,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (mut model, info) = load_model(&args.checkpoint)?;
+    let weights = Weights::parse(&args.weights)?;
+    let (mut model, info) = load_weights(&args.checkpoint, weights)?;
     let [c, h, w] = info.architecture.input;
     // Load every image first, so one unreadable file fails the command before any output.
     let mut images = Vec::with_capacity(args.images.len());

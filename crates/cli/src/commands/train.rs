@@ -8,7 +8,8 @@ use ocellus::arch::Architecture;
 use ocellus::LayerExt;
 use ocellus::{zoo, Error, Result};
 use ocellus_dashboard::{Dashboard, DashboardOptions, Status};
-use ocellus_train::run::{Run, RunConfig};
+use ocellus_train::run::{load_weights, Run, RunConfig, Weights};
+use ocellus_train::{trainer, transfer};
 
 use crate::dataset::{short_name, DataArgs, FOLDER_IMAGE_SIZE};
 use crate::progress::{thousands, Progress};
@@ -19,11 +20,18 @@ use crate::progress::{thousands, Progress};
   ocellus train --model smallcnn --data fashion-mnist --epochs 5
   ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
   ocellus train --resume runs/lenet5-patterns --epochs 6
-  ocellus train --model smallcnn --data fashion-mnist --dashboard    then open http://127.0.0.1:6070/")]
+  ocellus train --data fashion-mnist --val-fraction 0.1 --epochs 30 --patience 3
+  ocellus train --init-from runs/pretrained --data folder --data-dir shoes --freeze 6
+  ocellus train --model smallcnn --data fashion-mnist --dashboard    then open http://127.0.0.1:6070/
+--init-from starts from a trained run's weights; without --model the run's architecture is
+used, with a new classifier head when the class count differs. --freeze N keeps the first N
+layers fixed (a block counts as one; `ocellus summary` lists them), --freeze-through L up to
+and including layer L. With a validation split the best epoch's weights are kept in
+best.safetensors beside the last; eval, predict, export and viz take --weights best.")]
 pub struct Args {
-    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
-    #[arg(long, default_value = "lenet5")]
-    model: String,
+    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh [default: lenet5; with --init-from, that run's architecture].
+    #[arg(long)]
+    model: Option<String>,
     #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
@@ -44,6 +52,24 @@ pub struct Args {
     augment: bool,
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
+    /// Start from the weights of this run directory or model file (transfer learning); the
+    /// classifier head is replaced when the class count differs.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Keep the first N layers fixed: no updates, no gradients, evaluation mode.
+    #[arg(long, conflicts_with = "freeze_through")]
+    freeze: Option<usize>,
+    /// Keep every layer up to and including this one fixed (a top-level layer, as
+    /// `ocellus summary` numbers them).
+    #[arg(long)]
+    freeze_through: Option<String>,
+    /// Stop when the monitored validation quantity has not improved for K epochs (needs
+    /// --val-fraction).
+    #[arg(long, value_name = "K")]
+    patience: Option<usize>,
+    /// What judges the best epoch, for --patience and best.safetensors.
+    #[arg(long, default_value = "val-loss", value_parser = ["val-loss", "val-accuracy"])]
+    monitor: String,
     /// Run directory (default: runs/<model>-<data>, numbered if taken).
     #[arg(long, short)]
     out: Option<PathBuf>,
@@ -52,7 +78,8 @@ pub struct Args {
     #[arg(long, conflicts_with_all = [
         "model", "out", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr",
         "seed", "limit_train", "weight_decay", "momentum", "schedule", "val_fraction",
-        "augment", "label_smoothing",
+        "augment", "label_smoothing", "init_from", "freeze", "freeze_through", "patience",
+        "monitor",
     ])]
     resume: Option<PathBuf>,
     #[command(flatten)]
@@ -145,6 +172,10 @@ impl TrainingArgs {
             augment_flip: false,
             label_smoothing: 0.0,
             limit_train: self.limit_train,
+            init_from: None,
+            freeze: 0,
+            patience: None,
+            monitor: "val-loss".into(),
         }
     }
 }
@@ -175,11 +206,12 @@ pub fn run(args: Args) -> Result<()> {
         "test"
     };
     let mut progress = Progress::new(total);
-    let stopped = |status: Status, message: &str| {
+    let ended = |status: Status, message: &str| {
         if let Some(d) = &dashboard {
             d.finish(status, message);
         }
     };
+    let mut stopped = None;
     while run.epochs_done() < total {
         let outcome = run.train_epoch(&mut |p| {
             progress.batch(p);
@@ -193,6 +225,11 @@ pub fn run(args: Args) -> Result<()> {
                 if let Some(d) = &dashboard {
                     d.epoch(&mut run, &record);
                 }
+                stopped = run.early_stop()?;
+                if stopped.is_some() {
+                    progress.abandon();
+                    break;
+                }
             }
             Err(e @ Error::Diverged { .. }) => {
                 progress.abandon();
@@ -203,12 +240,12 @@ pub fn run(args: Args) -> Result<()> {
                         run.dir.display()
                     ),
                 };
-                stopped(Status::Failed, &format!("{e}; {kept}"));
+                ended(Status::Failed, &format!("{e}; {kept}"));
                 return Err(Error::config("train", format!("{e}; {kept}")));
             }
             Err(e @ Error::Interrupted { .. }) => {
                 progress.abandon();
-                stopped(Status::Stopped, &e.to_string());
+                ended(Status::Stopped, &e.to_string());
                 let dir = run.dir.display();
                 match run.epochs_done() {
                     0 => eprintln!(
@@ -222,7 +259,7 @@ pub fn run(args: Args) -> Result<()> {
                 return Err(e);
             }
             Err(e) => {
-                stopped(Status::Failed, &e.to_string());
+                ended(Status::Failed, &e.to_string());
                 return Err(e);
             }
         }
@@ -238,14 +275,37 @@ pub fn run(args: Args) -> Result<()> {
         thousands(run.test.len() as f64),
         test.loss
     );
+    if let Some(stop) = stopped {
+        println!("{stop}");
+    }
+    if run.keeps_best() {
+        let (mut best, info) = load_weights(&run.dir, Weights::Best)?;
+        let test = trainer::evaluate(&mut best, &run.test, run.eval_batch_size())?;
+        println!(
+            "best epoch {} by {}: test accuracy {:.2}%, loss {:.4} (best.safetensors)",
+            info.epoch,
+            run.config.monitor,
+            100.0 * test.accuracy,
+            test.loss
+        );
+    }
+    let best = if run.keeps_best() {
+        "best.safetensors, "
+    } else {
+        ""
+    };
     println!(
-        "run saved in {} (model.safetensors, metrics.jsonl, curves.png, confusion.png)",
+        "run saved in {} (model.safetensors, {best}metrics.jsonl, curves.png, confusion.png)",
         run.dir.display()
     );
     if let Some(d) = &dashboard {
+        let how = match &stopped {
+            Some(stop) => format!("{stop}; "),
+            None => String::new(),
+        };
         d.finish(
             Status::Finished,
-            &format!("test accuracy {:.2}%", 100.0 * test.accuracy),
+            &format!("{how}test accuracy {:.2}%", 100.0 * test.accuracy),
         );
         if args.dashboard.keep_serving {
             println!("dashboard still serving at {}; Ctrl-C stops it", d.url);
@@ -258,10 +318,15 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn start(args: &Args) -> Result<Run> {
+    let model = match (&args.model, &args.init_from) {
+        (Some(model), _) => model.clone(),
+        (None, Some(source)) => source.display().to_string(),
+        (None, None) => "lenet5".to_string(),
+    };
     let mut data = args.data.clone();
-    if data.data == "folder" && data.image_size.is_none() && is_file(&args.model) {
+    if data.data == "folder" && data.image_size.is_none() && is_file(&model) {
         // The folder's images are resized to what the architecture file takes.
-        data.image_size = Some(architecture_file(Path::new(&args.model))?.input);
+        data.image_size = Some(architecture_file(Path::new(&model))?.input);
     }
     let args = &Args {
         data,
@@ -270,8 +335,21 @@ fn start(args: &Args) -> Result<Run> {
     let splits = args.data.load(args.training.seed)?;
     let (c, h, w) = splits.train.image_shape();
     let classes = splits.train.num_classes();
-    let architecture = architecture(&args.model, [c, h, w], classes)?;
+    let architecture = match (&args.model, &args.init_from) {
+        (None, Some(source)) => transfer_architecture(source, [c, h, w], classes)?,
+        _ => architecture(&model, [c, h, w], classes)?,
+    };
+    let freeze = if args.freeze.is_some() || args.freeze_through.is_some() {
+        let net = architecture.build(&mut ocellus::Rng::new(0))?;
+        transfer::frozen_count(&net, args.freeze, args.freeze_through.as_deref())?
+    } else {
+        0
+    };
     let config = RunConfig {
+        init_from: args.init_from.as_ref().map(|p| p.display().to_string()),
+        freeze,
+        patience: args.patience,
+        monitor: args.monitor.clone(),
         weight_decay: args.weight_decay,
         momentum: args.momentum,
         schedule: args.schedule.clone(),
@@ -279,11 +357,11 @@ fn start(args: &Args) -> Result<Run> {
         augment_pad: if args.augment { 4 } else { 0 },
         augment_flip: args.augment,
         label_smoothing: args.label_smoothing,
-        ..args.training.run_config(&args.model, &args.data)
+        ..args.training.run_config(&model, &args.data)
     };
     let dir = match &args.out {
         Some(dir) => dir.clone(),
-        None => free_run_dir(&format!("{}-{}", short_name(&args.model), args.data.data)),
+        None => free_run_dir(&format!("{}-{}", short_name(&model), args.data.data)),
     };
     Run::start(&dir, config, architecture, splits)
 }
@@ -306,6 +384,31 @@ fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     flag
 }
 
+/// The architecture of the trained run or model file `source`, checked to take `image`
+/// = (C, H, W) images, with its head resized to `classes` outputs.
+fn transfer_architecture(source: &Path, image: [usize; 3], classes: usize) -> Result<Architecture> {
+    let (net, info) = ocellus_train::run::load_model(source)
+        .map_err(|e| Error::config("--init-from", format!("cannot load the source model: {e}")))?;
+    let mut arch = info.architecture;
+    if arch.input != image {
+        return Err(Error::config(
+            "--init-from",
+            format!(
+                "{} takes {} images but the dataset's are {}×{}×{} (C×H×W)",
+                source.display(),
+                arch.input.map(|d| d.to_string()).join("×"),
+                image[0],
+                image[1],
+                image[2]
+            ),
+        ));
+    }
+    if info.classes.len() != classes {
+        arch.layers = transfer::with_classes(&arch.layers, &net, classes)?;
+    }
+    Ok(arch)
+}
+
 fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
     if dir.is_dir() && !dir.join("config.json").exists() {
         return Err(Error::format(
@@ -320,6 +423,16 @@ fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
         image_size: Some(config.image_size),
     };
     let mut run = Run::resume(dir, data.load(config.seed)?)?;
+    if let Some(stop) = run.early_stop()? {
+        return Err(Error::config(
+            "train",
+            format!(
+                "{} {stop} (--patience {}); nothing to resume: its best weights are in best.safetensors",
+                dir.display(),
+                stop.patience
+            ),
+        ));
+    }
     let done = run.epochs_done();
     let total = epochs.unwrap_or(run.config.epochs);
     if total <= done {
@@ -459,4 +572,27 @@ pub(crate) fn describe(run: &Run) {
         rayon::current_num_threads(),
         run.dir.display()
     );
+    if let Some(source) = &run.config.init_from {
+        let head = match ocellus_train::run::load_model(Path::new(source)) {
+            Ok((_, info)) if info.classes.len() != run.info.classes.len() => format!(
+                ", a new head for {} classes (it had {})",
+                run.info.classes.len(),
+                info.classes.len()
+            ),
+            _ => String::new(),
+        };
+        println!("weights from {source}{head}");
+    }
+    match run.config.freeze {
+        0 => {}
+        1 => println!("layer 0 frozen"),
+        n => println!("layers 0–{} frozen", n - 1),
+    }
+    if let Some(patience) = run.config.patience {
+        println!(
+            "early stopping: patience {patience} epochs on the {}",
+            ocellus_train::early_stop::Monitor::parse(&run.config.monitor)
+                .map_or("validation set", |m| m.describe())
+        );
+    }
 }

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use ocellus::Sequential;
 use ocellus::{Error, Result, Tensor};
 use ocellus_data::folder::load_image;
-use ocellus_train::run::{load_model, read_config, ModelInfo};
+use ocellus_train::run::{load_weights, read_config, ModelInfo, Weights};
 use ocellus_viz::inspect::{self, FilterLimits};
 use ocellus_viz::{Canvas, Tile};
 
@@ -17,7 +18,8 @@ use crate::progress::thousands;
 #[command(after_help = "Examples:
   ocellus viz filters --checkpoint runs/lenet5-patterns -o filters.png
   ocellus viz features --checkpoint runs/lenet5-patterns --sample 0 -o features.png
-  ocellus viz saliency --checkpoint runs/lenet5-patterns --image circle.png -o saliency.png")]
+  ocellus viz saliency --checkpoint runs/lenet5-patterns --image circle.png -o saliency.png
+  ocellus viz gradcam --checkpoint runs/lenet5-patterns --layer 3 --sample 0 -o gradcam.png")]
 pub struct Args {
     #[command(subcommand)]
     picture: Picture,
@@ -36,6 +38,9 @@ shows a table with a row per filter and a column per input channel (blue < 0 < r
         /// A run directory or a model.safetensors file.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// With a run directory: the last epoch's weights or the best epoch's.
+        #[arg(long, default_value = "last", value_parser = ["best", "last"])]
+        weights: String,
         /// The convolution, named as its parameters are (0, 3, 4.main.0); default: the first.
         #[arg(long)]
         layer: Option<String>,
@@ -84,6 +89,28 @@ Images are converted to the model's channels (grey ↔ RGB) and resized to its i
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// Grad-CAM: where in the image a layer's evidence for a class lies.
+    #[command(after_help = "Examples:
+  ocellus viz gradcam --checkpoint runs/lenet5-patterns --layer 3 --sample 0 -o gradcam.png
+  ocellus viz gradcam --checkpoint runs/resnet20-cifar10 --layer 9 --class 3 --image cat.png -o g.png
+The maps of the layer (a top-level layer whose output is a stack of maps, numbered as
+`ocellus summary` numbers them; a block counts as one) are weighted by the mean gradient of
+the class score (the logit; default: the predicted class), summed, ReLU'd and interpolated
+bilinearly to the input (Selvaraju et al. 2017), in evaluation mode.
+Images are converted to the model's channels (grey ↔ RGB) and resized to its input, as predict does.")]
+    Gradcam {
+        #[command(flatten)]
+        source: ImageSource,
+        /// The layer whose maps are weighted, e.g. 3 (the last convolution of LeNet-5).
+        #[arg(long)]
+        layer: String,
+        /// The class whose score is differentiated (default: the predicted class).
+        #[arg(long)]
+        class: Option<usize>,
+        /// The PNG file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
 }
 
 /// The model and the one image a picture is made for.
@@ -92,6 +119,9 @@ struct ImageSource {
     /// A run directory or a model.safetensors file.
     #[arg(long)]
     checkpoint: PathBuf,
+    /// With a run directory: the last epoch's weights or the best epoch's.
+    #[arg(long, default_value = "last", value_parser = ["best", "last"])]
+    weights: String,
     /// An image file (PNG or JPEG).
     #[arg(long, required_unless_present = "sample", conflicts_with = "sample")]
     image: Option<PathBuf>,
@@ -121,6 +151,11 @@ impl Input {
 }
 
 impl ImageSource {
+    /// The model and what its file says, for the weights asked for.
+    fn model(&self) -> Result<(Sequential, ModelInfo)> {
+        load_weights(&self.checkpoint, Weights::parse(&self.weights)?)
+    }
+
     fn load(&self, info: &ModelInfo) -> Result<Input> {
         let [c, h, w] = info.architecture.input;
         let (seen, label, name) = match (&self.image, self.sample) {
@@ -196,12 +231,13 @@ pub fn run(args: Args) -> Result<()> {
     match args.picture {
         Picture::Filters {
             checkpoint,
+            weights,
             layer,
             max_filters,
             max_channels,
             out,
         } => {
-            let (model, _) = load_model(&checkpoint)?;
+            let (model, _) = load_weights(&checkpoint, Weights::parse(&weights)?)?;
             let limits = FilterLimits {
                 outputs: max_filters,
                 inputs: max_channels,
@@ -215,7 +251,7 @@ pub fn run(args: Args) -> Result<()> {
             max_maps,
             out,
         } => {
-            let (mut model, info) = load_model(&source.checkpoint)?;
+            let (mut model, info) = source.model()?;
             let input = source.load(&info)?;
             let maps = inspect::feature_maps(&mut model, &input.normalised, activations)?;
             if maps.is_empty() {
@@ -230,7 +266,7 @@ pub fn run(args: Args) -> Result<()> {
             save(&canvas, &out)
         }
         Picture::Saliency { source, class, out } => {
-            let (mut model, info) = load_model(&source.checkpoint)?;
+            let (mut model, info) = source.model()?;
             let input = source.load(&info)?;
             let saliency = inspect::saliency(&mut model, &input.normalised, class)?;
             let predicted = saliency.predicted();
@@ -242,6 +278,31 @@ pub fn run(args: Args) -> Result<()> {
             let canvas = inspect::saliency_picture(
                 &tile_of(&input.seen)?,
                 &saliency,
+                &info.classes,
+                input.label,
+            );
+            save(&canvas, &out)
+        }
+        Picture::Gradcam {
+            source,
+            layer,
+            class,
+            out,
+        } => {
+            let (mut model, info) = source.model()?;
+            let input = source.load(&info)?;
+            let gradcam = inspect::grad_cam(&mut model, &input.normalised, &layer, class)?;
+            let predicted = gradcam.predicted();
+            println!(
+                "predicted {} ({:.1}%); Grad-CAM of '{}' at layer {layer}, {} maps",
+                info.classes[predicted],
+                100.0 * gradcam.probabilities[predicted],
+                info.classes[gradcam.class],
+                gradcam.weights.len()
+            );
+            let canvas = inspect::gradcam_picture(
+                &tile_of(&input.seen)?,
+                &gradcam,
                 &info.classes,
                 input.label,
             );
