@@ -228,6 +228,7 @@ pub fn start_training(
         augment_flip: augment,
         label_smoothing,
         limit_train,
+        diagnostics_every: None,
     };
     let raw_test = splits.test.clone();
     let mut run = py

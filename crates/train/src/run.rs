@@ -7,6 +7,7 @@
 //! | `training.safetensors` | the optimiser's state; metadata: epoch |
 //! | `lock` | held by the process that trains the run, for as long as it does |
 //! | `metrics.jsonl` | one JSON line per finished epoch |
+//! | `diagnostics.jsonl` | with diagnostics on: one JSON line per diagnosed step ([`crate::diagnostics`]) |
 //! | `curves.png` | loss and accuracy per epoch, training vs evaluation set |
 //! | `confusion.png` | the test set's confusion matrix, written by [`Run::finish`] |
 //!
@@ -31,10 +32,11 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::{self, DiagnosticsHook, DiagnosticsObserver, JsonlWriter, Observers};
 use crate::trainer::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
 use ocellus::arch::Architecture;
 use ocellus::checkpoint::{self, write_atomically, NamedTensors};
@@ -79,6 +81,10 @@ pub struct RunConfig {
     pub label_smoothing: f32,
     /// Train on the first N training images only (quick experiments).
     pub limit_train: Option<usize>,
+    /// Gradient-flow diagnostics every N steps, written to `diagnostics.jsonl` (`None`:
+    /// off). See [`crate::diagnostics`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics_every: Option<usize>,
 }
 
 impl RunConfig {
@@ -119,6 +125,12 @@ impl RunConfig {
         }
         if self.limit_train == Some(0) {
             return bad("--limit-train", "must be at least 1".into());
+        }
+        if self.diagnostics_every == Some(0) {
+            return bad(
+                "--diagnostics-every",
+                "must be at least 1 (1 diagnoses every step)".into(),
+            );
         }
         self.build_optimizer()?;
         self.build_schedule(1)?;
@@ -335,6 +347,9 @@ pub struct Run {
     /// When set, the epoch under way stops after its current step; see
     /// [`Run::stop_when`].
     stop: Option<Arc<AtomicBool>>,
+    /// Who receives the diagnosed steps (`diagnostics.jsonl` first), when the run takes
+    /// diagnostics.
+    observers: Option<Arc<Mutex<Observers>>>,
     /// Held for the life of the run.
     _lock: RunLock,
 }
@@ -430,6 +445,9 @@ impl Run {
         let config_text = serde_json::to_string_pretty(&run.config).expect("serialisable");
         write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
+        let _ = std::fs::remove_file(dir.join(diagnostics::DIAGNOSTICS_FILE));
+        let mut run = run;
+        run.open_diagnostics()?;
         Ok(run)
     }
 
@@ -501,6 +519,8 @@ impl Run {
             .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
             .collect();
         write_atomically(&dir.join(METRICS_FILE), lines.as_bytes())?;
+        diagnostics::keep_diagnostics_up_to(dir, epoch)?;
+        run.open_diagnostics()?;
         if training_path.ends_with(TRAINING_NEXT_FILE) {
             // The kill came after the commit point: finish the checkpoint's last step.
             std::fs::rename(&training_path, dir.join(TRAINING_FILE))
@@ -559,6 +579,7 @@ impl Run {
             test,
             schedule,
             stop: None,
+            observers: None,
             _lock: lock,
         })
     }
@@ -568,6 +589,34 @@ impl Run {
     /// checkpoint stays as it is.
     pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
         self.stop = Some(flag);
+    }
+
+    /// Starts appending to `diagnostics.jsonl` when the run takes diagnostics.
+    fn open_diagnostics(&mut self) -> Result<()> {
+        if self.config.diagnostics_every.is_some() {
+            let writer = JsonlWriter::append_to(&self.dir.join(diagnostics::DIAGNOSTICS_FILE))?;
+            let mut observers = Observers::default();
+            observers.push(Box::new(writer));
+            self.observers = Some(Arc::new(Mutex::new(observers)));
+        }
+        Ok(())
+    }
+
+    /// Hands every diagnosed step to `observer` too (after `diagnostics.jsonl`), as soon
+    /// as the step is taken. The run must take diagnostics
+    /// ([`RunConfig::diagnostics_every`]).
+    pub fn observe_diagnostics(&mut self, observer: Box<dyn DiagnosticsObserver>) -> Result<()> {
+        let observers = self.observers.as_ref().ok_or_else(|| {
+            Error::config(
+                "--diagnostics",
+                "this run takes no diagnostics; start it with diagnostics to observe them",
+            )
+        })?;
+        observers
+            .lock()
+            .map_err(|_| Error::config("diagnostics", "an observer failed earlier"))?
+            .push(observer);
+        Ok(())
     }
 
     /// Raises the number of epochs to train to `epochs` (the schedule is recomputed over
@@ -595,6 +644,14 @@ impl Run {
             label_smoothing: self.config.label_smoothing,
             seed: self.config.seed,
             stop: self.stop.clone(),
+            diagnostics: self
+                .config
+                .diagnostics_every
+                .zip(self.observers.clone())
+                .map(|(every, observer)| DiagnosticsHook {
+                    every,
+                    observer: observer as Arc<Mutex<dyn DiagnosticsObserver>>,
+                }),
         };
         let stats: EpochStats = trainer::train_epoch(
             &mut self.model,

@@ -103,6 +103,7 @@ impl TrainingArgs {
             augment_flip: false,
             label_smoothing: 0.0,
             limit_train: self.limit_train,
+            diagnostics_every: None,
         }
     }
 }
