@@ -59,6 +59,7 @@ use ocellus::optim::Optimizer;
 use ocellus::spec::{Composition, LayerSpec};
 use ocellus::tensor::Tensor;
 use ocellus::LayerExt;
+use ocellus_viz::{heatmap_over_time, line_chart, vstack, Canvas, ColorScale, Series};
 
 /// The diagnostics of one training step, every top-level layer in forward order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,6 +133,203 @@ impl StepDiagnostics {
     pub fn first_weighted_layer(&self) -> Option<&LayerDiagnostics> {
         self.layers.iter().find(|l| !l.params.is_empty())
     }
+}
+
+impl LayerDiagnostics {
+    /// `3 residual 32×14×14`: the position, the kind and the output shape of one image —
+    /// the row label of the pictures.
+    pub fn label(&self) -> String {
+        let shape: Vec<String> = self.output_shape[1..]
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        format!("{} {} {}", self.name, self.kind, shape.join("×"))
+            .trim()
+            .to_string()
+    }
+}
+
+impl StepDiagnostics {
+    /// The record as a table, a line per layer: output shape, activation mean and
+    /// standard deviation, dead units, ‖∂L/∂x‖, ‖θ‖, ‖∂L/∂θ‖ and the update ratio.
+    pub fn table(&self) -> String {
+        let header = [
+            "layer",
+            "kind",
+            "output",
+            "mean",
+            "std",
+            "dead",
+            "‖∂L/∂x‖",
+            "‖θ‖",
+            "‖∂L/∂θ‖",
+            "‖Δθ‖/‖θ‖",
+        ]
+        .map(String::from);
+        let sci = |v: f32| format!("{v:.2e}");
+        let opt = |v: Option<f32>, f: &dyn Fn(f32) -> String| v.map_or("—".to_string(), f);
+        let rows: Vec<[String; 10]> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let shape: Vec<String> =
+                    l.output_shape[1..].iter().map(|d| d.to_string()).collect();
+                let weighted = !l.params.is_empty();
+                [
+                    l.name.clone(),
+                    l.kind.clone(),
+                    shape.join("×"),
+                    format!("{:.3}", l.output_mean),
+                    format!("{:.3}", l.output_std),
+                    opt(l.dead_fraction, &|d| format!("{:.0}%", 100.0 * d)),
+                    opt(l.input_grad_norm, &sci),
+                    if weighted {
+                        sci(l.param_norm)
+                    } else {
+                        "—".into()
+                    },
+                    if weighted {
+                        sci(l.grad_norm)
+                    } else {
+                        "—".into()
+                    },
+                    opt(l.update_ratio, &sci),
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|j| {
+                rows.iter()
+                    .map(|r| r[j].chars().count())
+                    .chain([header[j].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(j, (c, &w))| {
+                    let pad = w - c.chars().count();
+                    if j < 3 {
+                        format!("{c}{}", " ".repeat(pad))
+                    } else {
+                        format!("{}{c}", " ".repeat(pad))
+                    }
+                })
+                .collect();
+            padded.join("  ").trim_end().to_string() + "\n"
+        };
+        let mut out = line(&header);
+        for row in &rows {
+            out += &line(row);
+        }
+        out
+    }
+}
+
+/// Columns drawn at most per picture; longer runs show every k-th diagnosed step.
+const MAX_COLUMNS: usize = 600;
+
+/// The gradient flow of a run over its training, one row per layer and one column per
+/// diagnosed step, stacked: ‖∂L/∂x‖ reaching each layer, ‖∂L/∂θ‖ of its parameters and
+/// the update ratio ‖Δθ‖/‖θ‖ on log colour scales, and the dead ReLU units (when the
+/// network has ReLUs). Records of different networks cannot be drawn together: an error.
+pub fn gradflow_picture(records: &[StepDiagnostics]) -> Result<Canvas> {
+    let first = records
+        .first()
+        .ok_or_else(|| Error::config("diagnostics", "no diagnosed steps to draw"))?;
+    let names: Vec<&str> = first.layers.iter().map(|l| l.name.as_str()).collect();
+    if let Some(r) = records.iter().find(|r| {
+        !r.layers
+            .iter()
+            .map(|l| l.name.as_str())
+            .eq(names.iter().copied())
+    }) {
+        return Err(Error::config(
+            "diagnostics",
+            format!(
+                "step {} has other layers than step {}: the records are of different networks",
+                r.step, first.step
+            ),
+        ));
+    }
+    let every = records.len().div_ceil(MAX_COLUMNS);
+    let shown: Vec<&StepDiagnostics> = records.iter().step_by(every).collect();
+    let times: Vec<f64> = shown.iter().map(|r| r.step as f64).collect();
+    let labels: Vec<String> = first.layers.iter().map(LayerDiagnostics::label).collect();
+    let matrix = |value: &dyn Fn(&LayerDiagnostics) -> Option<f32>| -> Vec<Vec<f64>> {
+        (0..labels.len())
+            .map(|i| {
+                shown
+                    .iter()
+                    .map(|r| value(&r.layers[i]).map_or(f64::NAN, |v| v as f64))
+                    .collect()
+            })
+            .collect()
+    };
+    let weighted = |l: &LayerDiagnostics, v: f32| (!l.params.is_empty()).then_some(v);
+    let panel = |title: &str, values: Vec<Vec<f64>>, scale| {
+        heatmap_over_time(title, &labels, &times, &values, "training step", scale, 480)
+    };
+    let mut panels = vec![
+        panel(
+            "|∂L/∂x|: the gradient reaching each layer's input",
+            matrix(&|l| l.input_grad_norm),
+            ColorScale::Log,
+        ),
+        panel(
+            "|∂L/∂θ|: the gradient of each layer's parameters",
+            matrix(&|l| weighted(l, l.grad_norm)),
+            ColorScale::Log,
+        ),
+        panel(
+            "|Δθ| / |θ|: how far each step moves the parameters",
+            matrix(&|l| l.update_ratio),
+            ColorScale::Log,
+        ),
+    ];
+    if first.layers.iter().any(|l| l.dead_fraction.is_some()) {
+        panels.push(panel(
+            "dead ReLU units: channels zero for the whole batch",
+            matrix(&|l| l.dead_fraction),
+            ColorScale::Linear(0.0, 1.0),
+        ));
+    }
+    let captioned: Vec<(&str, &Canvas)> = panels.iter().map(|p| ("", p)).collect();
+    Ok(vstack(&captioned))
+}
+
+/// One diagnosed step drawn against depth: log10 of ‖∂L/∂x‖ reaching each layer and of
+/// ‖∂L/∂θ‖ of each layer with parameters, layer by layer from the input.
+pub fn step_picture(record: &StepDiagnostics, title: &str) -> Canvas {
+    let points = |value: &dyn Fn(&LayerDiagnostics) -> Option<f32>| -> Vec<(f64, f64)> {
+        record
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let v = value(l)?;
+                (v > 0.0 && v.is_finite()).then(|| (i as f64, (v as f64).log10()))
+            })
+            .collect()
+    };
+    line_chart(
+        title,
+        "layer (0 = the input side)",
+        "log10 of the norm",
+        &[
+            Series::new("|∂L/∂x| reaching the layer", points(&|l| l.input_grad_norm)),
+            Series::new(
+                "|∂L/∂θ| of its parameters",
+                points(&|l| (!l.params.is_empty()).then_some(l.grad_norm)),
+            ),
+        ],
+        640,
+        360,
+    )
 }
 
 /// Receives the diagnostics of every diagnosed step while a network trains.

@@ -17,9 +17,16 @@ use crate::progress::{thousands, Progress};
   ocellus train                                   LeNet-5 on the built-in patterns
   ocellus train --model smallcnn --data fashion-mnist --epochs 5
   ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
-  ocellus train --resume runs/lenet5-patterns --epochs 6")]
+  ocellus train --resume runs/lenet5-patterns --epochs 6
+  ocellus train --model plain20 --data fashion-mnist --diagnostics   then: ocellus viz gradflow RUN
+
+--diagnostics records, every N steps (--diagnostics-every, default 10), per layer: the norm of
+the gradient reaching its input, of its parameters' gradients, the parameter norm, the update
+ratio |Δθ|/|θ|, the mean and standard deviation of its output and, after ReLUs, the fraction of
+channels that are zero for the whole batch. They go to RUN/diagnostics.jsonl; training itself
+is unchanged (bit for bit).")]
 pub struct Args {
-    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
+    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20/32/56, plain20/32/56, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
     #[arg(long, default_value = "lenet5")]
     model: String,
     #[command(flatten)]
@@ -50,7 +57,7 @@ pub struct Args {
     #[arg(long, conflicts_with_all = [
         "model", "out", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr",
         "seed", "limit_train", "weight_decay", "momentum", "schedule", "val_fraction",
-        "augment", "label_smoothing",
+        "augment", "label_smoothing", "diagnostics", "diagnostics_every",
     ])]
     resume: Option<PathBuf>,
 }
@@ -73,6 +80,13 @@ pub struct TrainingArgs {
     /// Train on the first N training images only.
     #[arg(long)]
     pub limit_train: Option<usize>,
+    /// Record gradient-flow diagnostics per layer while training (RUN/diagnostics.jsonl;
+    /// draw them with ocellus viz gradflow RUN).
+    #[arg(long)]
+    pub diagnostics: bool,
+    /// Diagnose every N-th step (steps 1, 1 + N, …).
+    #[arg(long, default_value_t = 10, requires = "diagnostics")]
+    pub diagnostics_every: usize,
 }
 
 impl TrainingArgs {
@@ -103,7 +117,7 @@ impl TrainingArgs {
             augment_flip: false,
             label_smoothing: 0.0,
             limit_train: self.limit_train,
-            diagnostics_every: None,
+            diagnostics_every: self.diagnostics.then_some(self.diagnostics_every),
         }
     }
 }
@@ -165,8 +179,13 @@ pub fn run(args: Args) -> Result<()> {
         thousands(run.test.len() as f64),
         test.loss
     );
+    let diagnostics = if run.config.diagnostics_every.is_some() {
+        ", diagnostics.jsonl"
+    } else {
+        ""
+    };
     println!(
-        "run saved in {} (model.safetensors, metrics.jsonl, curves.png, confusion.png)",
+        "run saved in {} (model.safetensors, metrics.jsonl{diagnostics}, curves.png, confusion.png)",
         run.dir.display()
     );
     Ok(())
