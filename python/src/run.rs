@@ -678,6 +678,7 @@ impl PyRun {
     fn report(&self, py: Python<'_>, path: Option<PathBuf>) -> PyResult<String> {
         let test = self.test_set(py, None)?;
         let metrics = read_metrics(&self.dir).or_py_err()?;
+        let diagnostics = ocellus_train::diagnostics::run_diagnostics(&self.dir).or_py_err()?;
         let name = self
             .dir
             .canonicalize()
@@ -696,6 +697,7 @@ impl PyRun {
                         info: &self.info,
                         metrics: &metrics,
                         test: &test,
+                        diagnostics: &diagnostics,
                     },
                 )
             })

@@ -419,7 +419,9 @@ impl Comparison {
     /// `resnet`), at initialisation and, when measured, the median over training. `None`
     /// when no model has it.
     pub fn gradient_chart(&self) -> Option<Canvas> {
-        let mut families: Vec<(String, Vec<(f64, f64)>, Vec<(f64, f64)>)> = Vec::new();
+        // (family, points at initialisation, points in training)
+        type Points = Vec<(f64, f64)>;
+        let mut families: Vec<(String, Points, Points)> = Vec::new();
         for m in &self.models {
             let Some(g) = &m.gradient else { continue };
             let family = m

@@ -484,6 +484,16 @@ pub fn read_diagnostics(path: &std::path::Path) -> Result<Vec<StepDiagnostics>> 
         .collect()
 }
 
+/// The diagnosed steps of run directory `dir`: its `diagnostics.jsonl`, or none when it
+/// was trained without diagnostics.
+pub fn run_diagnostics(dir: &std::path::Path) -> Result<Vec<StepDiagnostics>> {
+    if dir.join(DIAGNOSTICS_FILE).exists() {
+        read_diagnostics(dir)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// Drops the records of epochs after `epoch` from the diagnostics file of run directory
 /// `dir`, if it has one (a run resumed from the checkpoint of `epoch` takes those steps
 /// again). Written atomically.
