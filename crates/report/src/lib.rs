@@ -269,7 +269,7 @@ fn gradflow_section(page: &mut String, run: &RunReport) -> Result<()> {
     };
     let _ = writeln!(
         page,
-        "<p class=\"note\">One row per layer (0 at the input), one column per diagnosed step ({} steps, from step {} to {}), on log colour scales: the size of the gradient reaching each layer's input and of its parameters' gradient, and how far each optimiser step moved its parameters relative to their size. A gradient that fades row by row towards the input is the vanishing gradient of deep plain networks; dark rows of the update ratio are layers that barely learn. The last panel shows the ReLU channels that were zero for the whole batch (dead units): a dead channel passes no gradient back.</p>\n{}",
+        "<p class=\"note\">One row per layer (0 at the input), one column per diagnosed step ({} steps, from step {} to {}), on log colour scales: the size of the gradient reaching each layer's input and of its parameters' gradient, and how far each optimiser step moved its parameters relative to their size. A gradient that fades row by row towards the input is the vanishing gradient of deep plain networks; dark rows of the update ratio are layers that barely learn. The last panel shows the ReLU channels that were zero for the whole batch (dead units): a dead channel passes no gradient back. Grey cells have no value (a layer without parameters, or the first layer's input, which is data) or are exactly zero.</p>\n{}",
         run.diagnostics.len(),
         first.step,
         last.step,

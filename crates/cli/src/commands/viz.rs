@@ -93,7 +93,9 @@ Images are converted to the model's channels (grey ↔ RGB) and resized to its i
   ocellus viz gradflow runs/plain20 -o flow.png
 One row per layer, one column per diagnosed step, log colour scales: the norm of the gradient
 reaching each layer's input |∂L/∂x|, of its parameters' gradient |∂L/∂θ|, the update ratio
-|Δθ|/|θ|, and the fraction of dead ReLU channels (zero for the whole batch).")]
+|Δθ|/|θ|, and the fraction of dead ReLU channels (zero for the whole batch). Grey cells have no
+value (a layer without parameters; the first layer's input, which is data) or a gradient of
+exactly zero — what dead ReLUs leave behind them.")]
     Gradflow {
         /// A run directory trained with --diagnostics (or its diagnostics.jsonl).
         run: PathBuf,
