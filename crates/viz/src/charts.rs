@@ -682,7 +682,13 @@ pub fn heatmap_over_time<S: AsRef<str>>(
         let (a, b) = (times[k - 1], times[k]);
         (k - 1) as f64 + if b > a { (t - a) / (b - a) } else { 0.0 } + 0.5
     };
-    for (t, label) in ticks_with_labels(t0, t1, grid_w, 70) {
+    let time_ticks = if t1 > t0 {
+        ticks_with_labels(t0, t1, grid_w, 70)
+    } else {
+        // One time (a single column, or repeated times): one tick, as written.
+        vec![(t0, format_tick(t0, 1.0))]
+    };
+    for (t, label) in time_ticks {
         let x = gx + (col_of(t) * col_w as f64).floor() as i64;
         canvas.vline(x, below, below + TICK as i64 - 1, 1, INK);
         text_centred(&mut canvas, x, below + (TICK + 3) as i64, &label, INK, 1);
@@ -795,6 +801,17 @@ mod tests {
         assert_eq!(cell(1, 0), FRAME);
         assert_eq!(cell(1, 1), FRAME);
         assert_eq!(cell(1, 2), viridis(0.25));
+    }
+
+    #[test]
+    fn a_heatmap_of_one_time_or_one_value_draws() {
+        for (times, row) in [(vec![5.0], vec![0.5]), (vec![5.0, 5.0], vec![2.0, 2.0])] {
+            let values = vec![row];
+            for scale in [ColorScale::Log, ColorScale::Linear(0.0, 1.0)] {
+                let canvas = heatmap_over_time("t", &["a"], &times, &values, "step", scale, 40);
+                assert!(canvas.width > 40 && canvas.height > 20);
+            }
+        }
     }
 
     #[test]

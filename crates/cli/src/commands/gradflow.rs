@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     crate::print_stdout(&text)?;
     if let Some(out) = &args.out {
-        let title = format!("{name} at initialisation, one batch of {}", args.data.data);
+        let title = format!("{name}: gradients at initialisation");
         let canvas = step_picture(&record, &title);
         canvas.save_png(out)?;
         println!(
