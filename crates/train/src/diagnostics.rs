@@ -763,22 +763,48 @@ pub fn ends_in_relu(spec: &LayerSpec) -> bool {
     }
 }
 
+/// Lanes of the sums below: eight independent f64 accumulators, which the compiler turns
+/// into vector instructions (one accumulator would chain every addition to the last, as
+/// the order of floating-point additions is kept).
+const LANES: usize = 8;
+
+/// `Σ f(v[i])` in f64, over [`LANES`] accumulators.
+#[inline(always)]
+fn lane_sum(v: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += f(x as f64);
+        }
+    }
+    acc.iter().sum::<f64>() + rest.iter().map(|&x| f(x as f64)).sum::<f64>()
+}
+
 /// ‖v‖₂, summed in f64.
 pub fn norm(v: &[f32]) -> f64 {
-    v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
+    lane_sum(v, |x| x * x).sqrt()
 }
 
 /// ‖a − b‖₂, summed in f64.
 fn distance(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "a parameter changed its size in a step");
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((s, &x), &y) in acc.iter_mut().zip(xa).zip(xb) {
             let d = x as f64 - y as f64;
-            d * d
-        })
-        .sum::<f64>()
-        .sqrt()
+            *s += d * d;
+        }
+    }
+    (acc.iter().sum::<f64>() + rest).sqrt()
 }
 
 /// `num / den` as f32, `None` when `den` is 0.
@@ -786,21 +812,27 @@ fn ratio(num: f64, den: f64) -> Option<f32> {
     (den > 0.0).then(|| (num / den) as f32)
 }
 
-/// Mean and population standard deviation (`1/n`) of `v`; (0, 0) when empty.
+/// Mean and population standard deviation (`1/n`) of `v`; (0, 0) when empty. One pass,
+/// `var = Σx²/n − mean²` in f64 (activations are far from the magnitudes where that
+/// cancels badly in double precision).
 pub fn mean_std(v: &[f32]) -> (f64, f64) {
     if v.is_empty() {
         return (0.0, 0.0);
     }
+    let (mut sum, mut sq) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let chunks = v.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for ((s, q), &x) in sum.iter_mut().zip(&mut sq).zip(chunk) {
+            let x = x as f64;
+            *s += x;
+            *q += x * x;
+        }
+    }
     let n = v.len() as f64;
-    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let var = v
-        .iter()
-        .map(|&x| {
-            let d = x as f64 - mean;
-            d * d
-        })
-        .sum::<f64>()
-        / n;
+    let mean = (sum.iter().sum::<f64>() + rest.iter().map(|&x| x as f64).sum::<f64>()) / n;
+    let squares = sq.iter().sum::<f64>() + rest.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
+    let var = (squares / n - mean * mean).max(0.0);
     (mean, var.sqrt())
 }
 
