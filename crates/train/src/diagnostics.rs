@@ -599,11 +599,7 @@ impl Probe {
     /// the norm of the gradient reaching every other layer's input.
     pub fn backward_params(&mut self, model: &mut dyn Layer, dy: Tensor) -> Result<()> {
         let mut layers = top_level(model);
-        assert_eq!(
-            layers.len(),
-            self.layers.len(),
-            "Probe::backward_params: the network is not the one run forward"
-        );
+        self.expect_same_network(layers.len())?;
         let mut d = dy;
         for (i, (name, layer)) in layers.iter_mut().enumerate().rev() {
             if i == 0 {
@@ -613,6 +609,22 @@ impl Probe {
             self.layers[i].input_grad_norm = Some(norm(d.data()) as f32);
         }
         Ok(())
+    }
+
+    /// The error for a network other than the one [`Probe::forward`] ran.
+    fn expect_same_network(&self, top_level_layers: usize) -> Result<()> {
+        if top_level_layers == self.layers.len() {
+            Ok(())
+        } else {
+            Err(Error::config(
+                "diagnostics",
+                format!(
+                    "the probe ran forward through {} top-level layers but this network has {top_level_layers}: \
+                     forward, backward and finish must see the same network",
+                    self.layers.len()
+                ),
+            ))
+        }
     }
 
     /// Keeps every parameter's values, to measure how far the optimiser step moves them.
@@ -628,7 +640,19 @@ impl Probe {
     /// parameters) and how far the step moved each parameter. Without
     /// [`Probe::before_step`] (no step taken) the norms are the current values' and the
     /// update ratios are `None`.
-    pub fn finish(self, model: &mut dyn Layer, step: StepInfo) -> StepDiagnostics {
+    pub fn finish(self, model: &mut dyn Layer, step: StepInfo) -> Result<StepDiagnostics> {
+        self.expect_same_network(top_level(model).len())?;
+        let params = model.params().len();
+        if !self.before.is_empty() && self.before.len() != params {
+            return Err(Error::config(
+                "diagnostics",
+                format!(
+                    "{} parameters were kept before the step but the network has {params}: \
+                     before_step and finish must see the same network",
+                    self.before.len()
+                ),
+            ));
+        }
         let mut before = self.before.into_iter();
         let mut layers = Vec::with_capacity(self.layers.len());
         for (record, (_, layer)) in self.layers.into_iter().zip(top_level(model)) {
@@ -646,7 +670,7 @@ impl Probe {
                 // ‖θ‖ is taken before the step: the values the gradient was computed at.
                 let value = norm(old.as_deref().unwrap_or(now));
                 let grad = norm(p.grad().data());
-                let delta = old.map(|old| distance(&old, now));
+                let delta = old.and_then(|old| distance(&old, now));
                 value_sq += value * value;
                 grad_sq += grad * grad;
                 delta_sq = delta_sq.zip(delta).map(|(sum, d)| sum + d * d);
@@ -672,7 +696,7 @@ impl Probe {
                 params,
             });
         }
-        StepDiagnostics {
+        Ok(StepDiagnostics {
             epoch: step.epoch,
             step: step.step,
             batch: step.batch,
@@ -680,7 +704,7 @@ impl Probe {
             loss: step.loss,
             lr: step.lr,
             layers,
-        }
+        })
     }
 }
 
@@ -729,7 +753,7 @@ pub fn diagnosed_step(
         lr: optimizer.lr(),
         ..at
     };
-    Ok((probe.finish(model, info), logits))
+    Ok((probe.finish(model, info)?, logits))
 }
 
 /// The diagnostics of one step at initialisation: `model` (untrained) on one batch,
@@ -787,9 +811,12 @@ pub fn norm(v: &[f32]) -> f64 {
     lane_sum(v, |x| x * x).sqrt()
 }
 
-/// ‖a − b‖₂, summed in f64.
-fn distance(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "a parameter changed its size in a step");
+/// ‖a − b‖₂, summed in f64; `None` when the lengths differ (a parameter is never
+/// resized, so only values of another network would).
+fn distance(a: &[f32], b: &[f32]) -> Option<f64> {
+    if a.len() != b.len() {
+        return None;
+    }
     let mut acc = [0.0f64; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let rest: f64 = ca
@@ -804,7 +831,7 @@ fn distance(a: &[f32], b: &[f32]) -> f64 {
             *s += d * d;
         }
     }
-    (acc.iter().sum::<f64>() + rest).sqrt()
+    Some((acc.iter().sum::<f64>() + rest).sqrt())
 }
 
 /// `num / den` as f32, `None` when `den` is 0.

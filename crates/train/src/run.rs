@@ -441,12 +441,11 @@ impl Run {
         }
         remove_stale_temp_files(dir);
         let _ = std::fs::remove_file(dir.join(TRAINING_NEXT_FILE));
-        let run = Self::assemble(dir, config, architecture, splits, model, 0, lock)?;
+        let mut run = Self::assemble(dir, config, architecture, splits, model, 0, lock)?;
         let config_text = serde_json::to_string_pretty(&run.config).expect("serialisable");
         write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
         let _ = std::fs::remove_file(dir.join(diagnostics::DIAGNOSTICS_FILE));
-        let mut run = run;
         run.open_diagnostics()?;
         Ok(run)
     }

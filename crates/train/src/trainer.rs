@@ -146,7 +146,7 @@ pub fn train_epoch(
                 loss,
                 lr,
             };
-            hook.deliver(&probe.finish(model, at))?;
+            hook.deliver(&probe.finish(model, at)?)?;
         }
 
         batch += 1;

@@ -10,7 +10,8 @@ use ocellus::optim::{Sgd, SgdConfig};
 use ocellus::{zoo, LayerExt, Rng, Sequential, Tensor};
 use ocellus_data::{patterns, Splits};
 use ocellus_train::diagnostics::{
-    dead_fraction, diagnosed_step, read_diagnostics, StepDiagnostics, StepInfo, DIAGNOSTICS_FILE,
+    dead_fraction, diagnosed_step, read_diagnostics, Probe, StepDiagnostics, StepInfo,
+    DIAGNOSTICS_FILE,
 };
 use ocellus_train::run::{Run, RunConfig};
 
@@ -438,4 +439,35 @@ fn a_run_without_diagnostics_says_how_to_get_them() {
     bad.limit_train = None;
     let message = bad.validate().unwrap_err().to_string();
     assert!(message.starts_with("--diagnostics-every"), "{message}");
+}
+
+#[test]
+fn a_probe_given_another_network_is_an_error_not_a_panic() {
+    let mut rng = Rng::new(5);
+    let mut small = Sequential::new().with(Linear::new(3, 2, &mut rng).unwrap());
+    let mut large = Sequential::new()
+        .with(Linear::new(3, 4, &mut rng).unwrap())
+        .with(Relu::new())
+        .with(Linear::new(4, 2, &mut rng).unwrap());
+    let x = Tensor::randn(&[2, 3], 1.0, &mut rng);
+    let mut probe = Probe::new();
+    let y = probe.forward(&mut small, &x).unwrap();
+    let message = probe
+        .backward_params(&mut large, y.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("1 top-level layers but this network has 3"),
+        "{message}"
+    );
+    probe.before_step(&large);
+    let at = StepInfo {
+        epoch: 1,
+        step: 1,
+        batch: 1,
+        images: 2,
+        loss: 0.0,
+        lr: 0.1,
+    };
+    assert!(probe.finish(&mut small, at).is_err());
 }
