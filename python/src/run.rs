@@ -232,6 +232,7 @@ pub fn start_training(
         freeze: 0,
         patience: None,
         monitor: "val-loss".into(),
+        diagnostics_every: None,
     };
     let raw_test = splits.test.clone();
     let mut run = py
@@ -681,6 +682,7 @@ impl PyRun {
     fn report(&self, py: Python<'_>, path: Option<PathBuf>) -> PyResult<String> {
         let test = self.test_set(py, None)?;
         let metrics = read_metrics(&self.dir).or_py_err()?;
+        let diagnostics = ocellus_train::diagnostics::run_diagnostics(&self.dir).or_py_err()?;
         let name = self
             .dir
             .canonicalize()
@@ -699,6 +701,7 @@ impl PyRun {
                         info: &self.info,
                         metrics: &metrics,
                         test: &test,
+                        diagnostics: &diagnostics,
                     },
                 )
             })

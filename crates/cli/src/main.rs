@@ -39,7 +39,9 @@ enum Command {
     Summary(commands::summary::Args),
     /// Check every layer's gradients inside a model against finite differences.
     Gradcheck(commands::gradcheck::Args),
-    /// Pictures of a trained model: filters, feature maps, saliency.
+    /// Gradient flow of an untrained model on one batch: per layer, gradient and activation statistics.
+    Gradflow(commands::gradflow::Args),
+    /// Pictures of a trained model: filters, feature maps, saliency, gradient flow.
     Viz(commands::viz::Args),
     /// One self-contained HTML page about a training run: settings, layers, curves, mistakes.
     Report(commands::report::Args),
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Summary(args) => commands::summary::run(args),
         Command::Gradcheck(args) => commands::gradcheck::run(args),
+        Command::Gradflow(args) => commands::gradflow::run(args),
         Command::Viz(args) => commands::viz::run(args),
         Command::Report(args) => commands::report::run(args),
         Command::Export(args) => commands::export::run(args),

@@ -18,7 +18,7 @@ pub const ZOO_CLASSES: usize = 10;
 
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory.
+    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20/32/56, plain20/32/56, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory.
     #[arg(long, default_value = "lenet5")]
     pub model: String,
     /// Input image as CxHxW (default: the file's input; 1x28x28 for zoo models).

@@ -22,6 +22,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use ocellus::{Error, Result, Tensor};
+use ocellus_train::diagnostics::{DiagnosticsObserver, StepDiagnostics};
 use ocellus_train::run::{EpochRecord, Run};
 use ocellus_train::trainer::BatchProgress;
 use ocellus_viz::inspect::{self, FilterLimits};
@@ -62,15 +63,44 @@ pub enum Status {
     Failed,
 }
 
-/// Gradient flow: for each layer, the norm of the loss gradient reaching its input (and
-/// of its weights' gradient), at the recorded steps.
+/// Gradient flow: for each top-level layer with parameters, the norm of the loss
+/// gradient with respect to them, ‖∂L/∂θ‖₂, at the diagnosed steps — from the first
+/// layer, the far end of the gradient's way back, to the classifier.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GradientFlow {
+    /// Row labels (`0 conv2d`), in forward order.
     pub layers: Vec<String>,
     /// Global step (counted from 1) of each record.
     pub steps: Vec<usize>,
-    /// `input_grad_norm[l][i]`: ‖dL/dx‖ of layer `l` at `steps[i]`.
-    pub input_grad_norm: Vec<Vec<f64>>,
+    /// `grad_norm[l][i]`: ‖∂L/∂θ‖₂ of layer `l` at `steps[i]` (`None` if not finite).
+    pub grad_norm: Vec<Vec<Option<f64>>>,
+}
+
+impl GradientFlow {
+    /// Appends one diagnosed step. The layers are those of the first record; a record of
+    /// another network (which a run never gives) is skipped.
+    fn add(&mut self, record: &StepDiagnostics) {
+        let weighted: Vec<_> = record
+            .layers
+            .iter()
+            .filter(|l| !l.params.is_empty())
+            .collect();
+        let names: Vec<String> = weighted
+            .iter()
+            .map(|l| format!("{} {}", l.name, l.kind))
+            .collect();
+        if self.steps.is_empty() {
+            self.layers = names;
+            self.grad_norm = vec![Vec::new(); self.layers.len()];
+        } else if names != self.layers {
+            return;
+        }
+        self.steps.push(record.step);
+        for (series, layer) in self.grad_norm.iter_mut().zip(weighted) {
+            let g = layer.grad_norm as f64;
+            series.push(g.is_finite().then_some(g));
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -259,11 +289,16 @@ impl Dashboard {
         s.updates += 1;
     }
 
-    /// The gradient flow recorded so far.
-    pub fn gradient_flow(&self, flow: GradientFlow) {
-        let mut s = self.lock();
-        s.gradient_flow = Some(flow);
-        s.updates += 1;
+    /// An observer of the run's diagnosed steps that adds each to the gradient-flow chart.
+    pub fn gradient_flow_observer(&self) -> impl DiagnosticsObserver + 'static {
+        let state = Arc::clone(&self.state);
+        move |record: &StepDiagnostics| -> Result<()> {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let flow = s.gradient_flow.get_or_insert_with(GradientFlow::default);
+            flow.add(record);
+            s.updates += 1;
+            Ok(())
+        }
     }
 
     /// Training ended; `message` says how (shown on the page).

@@ -79,9 +79,11 @@ function lineChart(canvas, series, { log = false, xLabel = 'epoch', yFormat = (v
   });
   // Legend, top right (or bottom right, above the axis).
   ctx.textAlign = 'left';
-  let y = legend === 'top' ? top + 10 : height - bottom - 6 - 13 * (series.length - 1);
+  const named = series.filter((s) => s.name).length;
+  let y = legend === 'top' ? top + 10 : height - bottom - 6 - 13 * (named - 1);
   const legendX = width - right - 8 - Math.max(...series.map((s) => ctx.measureText(s.name).width)) - 14;
   for (const [i, s] of series.entries()) {
+    if (!s.name) continue;
     ctx.fillStyle = s.color || COLORS[i % COLORS.length];
     ctx.fillRect(legendX, y - 7, 10, 3);
     ctx.fillStyle = '#1d232b';
@@ -125,9 +127,15 @@ function render(state) {
   $('flow-none').style.display = flow && flow.steps.length ? 'none' : '';
   $('flow-chart').style.display = flow && flow.steps.length ? '' : 'none';
   if (flow && flow.steps.length) {
-    lineChart($('flow-chart'), flow.layers.map((name, l) => ({
-      name, points: flow.steps.map((step, i) => [step, flow.input_grad_norm[l][i]]),
-    })), { log: true, xLabel: 'step' });
+    // Colour by depth, first layer blue to last red; a legend of at most eight rows.
+    const n = flow.layers.length;
+    const series = flow.layers.map((name, l) => ({
+      name,
+      color: `hsl(${Math.round(220 - (220 * l) / Math.max(1, n - 1))}, 70%, 45%)`,
+      points: flow.steps.map((step, i) => [step, flow.grad_norm[l][i]]).filter(([, g]) => g != null),
+    }));
+    const shown = n <= 8 ? series : series.map((s, l) => (l === 0 || l === n - 1 ? s : { ...s, name: '' }));
+    lineChart($('flow-chart'), shown, { log: true, xLabel: 'step' });
   }
   if (state.pictures !== lastPictures) {
     lastPictures = state.pictures;

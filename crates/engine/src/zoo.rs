@@ -7,6 +7,8 @@
 //! | `smallcnn` | the notes' PyTorch model (§2.8): conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128-ReLU-dropout-fc |
 //! | `vgg` | a small VGG: three stages of two 3×3 conv-BN-ReLU and a max-pool (32, 64, 128 channels), then fc256-ReLU-dropout-fc |
 //! | `resnet20` | He et al. 2015's CIFAR ResNet-20: a 3×3 stem, three stages of three basic blocks (16, 32, 64 channels), global average pooling, fc |
+//! | `resnet32`, `resnet56` | the same with five and nine blocks per stage (6n + 2 weight layers, n = 5, 9) |
+//! | `plain20`, `plain32`, `plain56` | the "plain" twins of He et al.'s Figure 6: the same layers and widths as `resnet20/32/56` without the shortcuts — each block conv-BN-ReLU-conv-BN-ReLU — to measure what the shortcut does for depth |
 //! | `alexnet` | Krizhevsky et al. 2012, small: a large first kernel (5×5), ReLU, overlapping 3×3 max-pools of stride 2, five convolutions (32-96-128-128-64), dropout before each fully connected layer (512-512-classes) — the table's "ReLU + dropout" row |
 //! | `inception` | Szegedy et al. 2014, a mini-GoogLeNet: a 3×3 stem, three Inception blocks (parallel 1×1, 1×1→3×3, 1×1→5×5 and pool→1×1 branches joined along channels, 1×1 convolutions reducing channels first), global average pooling — "parallel multi-scale blocks" |
 //! | `resnet-bottleneck` | He et al. 2015's deeper ResNets' bottleneck blocks (1×1 → 3×3 → 1×1), three stages of two blocks (64, 128, 256 output channels), global average pooling — "skip connections", at ResNet-50's block |
@@ -21,13 +23,18 @@ use crate::layers::LayerExt;
 use crate::rng::Rng;
 
 /// The names [`model`] knows.
-pub const MODELS: [&str; 11] = [
+pub const MODELS: [&str; 16] = [
     "lenet5",
     "smallcnn",
     "alexnet",
     "vgg",
     "inception",
     "resnet20",
+    "resnet32",
+    "resnet56",
+    "plain20",
+    "plain32",
+    "plain56",
     "resnet-bottleneck",
     "densenet",
     "efficientnet",
@@ -51,7 +58,7 @@ pub fn milestone(name: &str) -> Option<Milestone> {
         "alexnet" => (2012, "ReLU + dropout, large first kernel"),
         "vgg" => (2014, "stacks of 3×3 convolutions"),
         "inception" => (2014, "parallel multi-scale branches, 1×1 reductions"),
-        "resnet20" => (2015, "skip connections"),
+        "resnet20" | "resnet32" | "resnet56" => (2015, "skip connections"),
         "resnet-bottleneck" => (2015, "skip connections around 1×1 → 3×3 → 1×1"),
         "densenet" => (2017, "each layer connected to all later ones"),
         "efficientnet" => (2019, "depthwise-separable MBConv + squeeze-excitation"),
@@ -66,7 +73,12 @@ pub fn model(name: &str, input: [usize; 3], classes: usize) -> Result<Architectu
         "lenet5" => lenet5(input, classes),
         "smallcnn" => smallcnn(input, classes),
         "vgg" => vgg(classes),
-        "resnet20" => resnet20(classes),
+        "resnet20" => cifar_resnet(3, true, classes),
+        "resnet32" => cifar_resnet(5, true, classes),
+        "resnet56" => cifar_resnet(9, true, classes),
+        "plain20" => cifar_resnet(3, false, classes),
+        "plain32" => cifar_resnet(5, false, classes),
+        "plain56" => cifar_resnet(9, false, classes),
         "alexnet" => alexnet(classes),
         "inception" => inception(classes),
         "resnet-bottleneck" => resnet_bottleneck(classes),
@@ -180,35 +192,34 @@ fn vgg(classes: usize) -> Vec<LayerSpec> {
     layers
 }
 
-fn resnet20(classes: usize) -> Vec<LayerSpec> {
-    let mut layers = vec![
-        LayerSpec::Conv2d {
-            in_channels: None,
-            out_channels: 16,
-            kernel: Size2::Square(3),
-            stride: Size2::Square(1),
-            padding: PadSpec::Uniform(1),
-            dilation: Size2::Square(1),
-            groups: 1,
-            bias: false,
-        },
-        batchnorm2d(),
-        LayerSpec::Relu,
-    ];
+/// He et al. 2015's CIFAR networks (§4.2): a 3×3 stem of 16 channels, three stages of
+/// `n` blocks of two 3×3 convolutions (16, 32, 64 channels; the first block of stages 2
+/// and 3 halves the size with stride 2), global average pooling, fc — 6n + 2 weight
+/// layers. With `shortcuts` the blocks are ResNet's basic blocks; without, the same
+/// layers in a plain chain, conv-BN-ReLU-conv-BN-ReLU (one architecture entry per block,
+/// as a residual block is one).
+fn cifar_resnet(n: usize, shortcuts: bool, classes: usize) -> Vec<LayerSpec> {
+    let mut layers = conv_bn_relu(16, 3, 1).to_vec();
     for (stage, channels) in [16, 32, 64].into_iter().enumerate() {
-        for block in 0..3 {
+        for block in 0..n {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            layers.push(LayerSpec::BasicBlock {
-                out_channels: channels,
-                stride,
+            layers.push(if shortcuts {
+                LayerSpec::BasicBlock {
+                    out_channels: channels,
+                    stride,
+                }
+            } else {
+                LayerSpec::Sequential {
+                    layers: [
+                        conv_bn_relu(channels, 3, stride),
+                        conv_bn_relu(channels, 3, 1),
+                    ]
+                    .concat(),
+                }
             });
         }
     }
-    layers.extend([
-        LayerSpec::GlobalAvgPool,
-        LayerSpec::Flatten,
-        linear(classes),
-    ]);
+    layers.extend(head(classes));
     layers
 }
 

@@ -19,6 +19,7 @@ use ocellus::summary::{Summary, COLUMNS};
 use ocellus::text::{bytes_str, grouped};
 use ocellus::LayerExt;
 use ocellus_data::Dataset;
+use ocellus_train::diagnostics::{gradflow_picture, StepDiagnostics};
 use ocellus_train::run::{confusion_picture, curves_picture, EpochRecord, ModelInfo, RunConfig};
 use ocellus_train::trainer::{self, Evaluation};
 use ocellus_viz::inspect::{self, FilterLimits};
@@ -41,6 +42,9 @@ pub struct RunReport<'a> {
     /// The test set as loaded, values in [0, 1]: it is shown as is and normalised with
     /// the model's statistics for evaluation.
     pub test: &'a Dataset,
+    /// The diagnosed steps of `diagnostics.jsonl` (empty when the run was trained
+    /// without diagnostics).
+    pub diagnostics: &'a [StepDiagnostics],
 }
 
 /// `&`, `<`, `>`, `"` and `'` as HTML entities, so that any text is shown as text, in an
@@ -121,6 +125,7 @@ pub fn html(model: &mut Sequential, run: &RunReport) -> Result<String> {
     header(&mut page, run, &summary, &evaluation, &title);
     summary_section(&mut page, &summary);
     curves_section(&mut page, run, &evaluation)?;
+    gradflow_section(&mut page, run)?;
     filters_section(&mut page, model)?;
     features_section(&mut page, model, run, &normalised)?;
     mistakes_section(&mut page, model, run, &normalised, &evaluation)?;
@@ -251,6 +256,24 @@ fn curves_section(page: &mut String, run: &RunReport, result: &Evaluation) -> Re
         page,
         "<p class=\"note\">The confusion matrix counts the test images of each true class (rows) by the class the network predicted (columns): the diagonal is right, everything off it is a mistake, and the largest off-diagonal cells show which classes it confuses.</p>\n{}",
         img_tag(&confusion_picture(result, &run.info.classes), "confusion matrix")?
+    );
+    Ok(())
+}
+
+/// Section 3b: how the gradients flowed through the layers while the network trained.
+fn gradflow_section(page: &mut String, run: &RunReport) -> Result<()> {
+    page.push_str("<h2>Gradient flow</h2>\n");
+    let (Some(first), Some(last)) = (run.diagnostics.first(), run.diagnostics.last()) else {
+        page.push_str("<p class=\"note\">The run was trained without <code>--diagnostics</code>, so there is no record of its gradients. <code>ocellus gradflow --model RUN</code> shows them for one batch at initialisation.</p>\n");
+        return Ok(());
+    };
+    let _ = writeln!(
+        page,
+        "<p class=\"note\">One row per layer (0 at the input), one column per diagnosed step ({} steps, from step {} to {}), on log colour scales: the size of the gradient reaching each layer's input and of its parameters' gradient, and how far each optimiser step moved its parameters relative to their size. A gradient that fades row by row towards the input is the vanishing gradient of deep plain networks; dark rows of the update ratio are layers that barely learn. The last panel shows the ReLU channels that were zero for the whole batch (dead units): a dead channel passes no gradient back. Grey cells have no value (a layer without parameters, or the first layer's input, which is data) or are exactly zero.</p>\n{}",
+        run.diagnostics.len(),
+        first.step,
+        last.step,
+        img_tag(&gradflow_picture(run.diagnostics)?, "gradient flow per layer over training")?
     );
     Ok(())
 }
@@ -519,6 +542,7 @@ mod tests {
             freeze: 0,
             patience: None,
             monitor: "val-loss".into(),
+            diagnostics_every: None,
         };
         let info = ModelInfo {
             architecture: arch,
@@ -535,6 +559,7 @@ mod tests {
             info: &info,
             metrics: &[],
             test: &test,
+            diagnostics: &[],
         };
         let page = html(&mut model, &run).unwrap();
         for raw in ["<script", "<b>", "<run>", "\"dogs\""] {
@@ -548,6 +573,21 @@ mod tests {
         assert_eq!(page.matches("<img ").count(), 7);
         assert!(page
             .contains("Grad-CAM of the same images for the predicted class, at layer 3 (Conv2d"));
+        assert!(page.contains("trained without <code>--diagnostics</code>"));
+
+        // With diagnosed steps, the gradient flow is one picture more.
+        let mut optimizer = ocellus::optim::Sgd::new(ocellus::optim::SgdConfig::new(0.1)).unwrap();
+        let (x, labels) = test.gather(&[0, 1, 2, 3]);
+        let step =
+            ocellus_train::diagnostics::at_initialisation(&mut model, &mut optimizer, &x, &labels)
+                .unwrap();
+        let diagnosed = RunReport {
+            diagnostics: &[step.clone(), step],
+            ..run
+        };
+        let page = html(&mut model, &diagnosed).unwrap();
+        assert_eq!(page.matches("<img ").count(), 8);
+        assert!(page.contains("alt=\"gradient flow per layer over training\""));
     }
 
     #[test]

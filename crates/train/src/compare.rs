@@ -23,10 +23,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::{self, StepDiagnostics};
 use crate::run::{EpochRecord, Run};
 use crate::trainer;
 use ocellus::error::Result;
 use ocellus::layers::Layer;
+use ocellus::rng::Rng;
 use ocellus::tensor::Tensor;
 use ocellus::text::grouped;
 use ocellus::LayerExt;
@@ -117,6 +119,76 @@ pub struct ModelResult {
     pub run_dir: String,
     /// The run's metrics, one record per epoch.
     pub epochs: Vec<EpochRecord>,
+    /// How large the gradient is at the first layer, for this depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient: Option<GradientAtDepth>,
+}
+
+/// The gradient that reaches the first layer of a network, against its depth: the
+/// lecture's claim that it fades through a deep plain network and that shortcuts keep it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradientAtDepth {
+    /// Weight layers: convolutions and linear layers, projection shortcuts not counted
+    /// (ResNet-20 and plain-20 have 20).
+    pub weight_layers: usize,
+    /// ‖∂L/∂θ‖ of the first layer with parameters, for the network as the run's seed
+    /// builds it, on the first batch of a shuffle of the training set by that seed.
+    pub first_layer_at_init: f32,
+    /// The median of the same over the diagnosed steps of training, when the run took
+    /// diagnostics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_layer_in_training: Option<f32>,
+}
+
+/// Weight layers of `model`: parameters named `…weight` with two or more axes
+/// (convolution and linear weights; BatchNorm's are vectors), outside shortcuts.
+pub fn weight_layers(model: &dyn Layer) -> usize {
+    model
+        .params()
+        .iter()
+        .filter(|(name, p)| {
+            name.ends_with("weight") && p.shape().len() >= 2 && !name.contains("shortcut")
+        })
+        .count()
+}
+
+/// One diagnosed step of the run's network at initialisation — rebuilt from its
+/// architecture and seed, as [`Run::start`] builds it, so the run itself is untouched —
+/// on the first batch of its training set shuffled by the seed, with the run's optimiser.
+pub fn gradient_flow_at_initialisation(run: &Run) -> Result<StepDiagnostics> {
+    let mut model = run
+        .info
+        .architecture
+        .build(&mut Rng::new(run.config.seed))?;
+    let mut optimizer = run.config.build_optimizer()?;
+    let mut batches = run
+        .train
+        .shuffled_batches(run.config.batch_size, &mut Rng::new(run.config.seed))?;
+    let (mut x, mut labels) = (Tensor::default(), Vec::new());
+    batches.next_into(&mut x, &mut labels);
+    diagnostics::at_initialisation(&mut model, optimizer.as_mut(), &x, &labels)
+}
+
+/// [`GradientAtDepth`] of a run, from its step at initialisation and, if it took any,
+/// its diagnosed training steps.
+pub fn gradient_at_depth(run: &Run, at_init: &StepDiagnostics) -> Result<GradientAtDepth> {
+    let first = |r: &StepDiagnostics| r.first_weighted_layer().map(|l| l.grad_norm);
+    let in_training = if run.config.diagnostics_every.is_some() {
+        let mut norms: Vec<f32> = diagnostics::read_diagnostics(&run.dir)?
+            .iter()
+            .filter_map(first)
+            .filter(|v| v.is_finite())
+            .collect();
+        norms.sort_by(f32::total_cmp);
+        norms.get(norms.len() / 2).copied()
+    } else {
+        None
+    };
+    Ok(GradientAtDepth {
+        weight_layers: weight_layers(&run.model),
+        first_layer_at_init: first(at_init).unwrap_or(f32::NAN),
+        first_layer_in_training: in_training,
+    })
 }
 
 /// Measures a trained run: evaluates it on the test set (drawing its confusion matrix with
@@ -149,6 +221,7 @@ pub fn measure(run: &mut Run, shifts: &[usize]) -> Result<ModelResult> {
         shifted_accuracy,
         run_dir: run.dir.display().to_string(),
         epochs,
+        gradient: None,
     })
 }
 
@@ -194,6 +267,18 @@ impl Comparison {
             .map(String::from),
         );
         header.extend(self.shifts.iter().map(|k| format!("shift {k} px")));
+        let gradients = self.models.iter().any(|m| m.gradient.is_some());
+        let in_training = self.models.iter().any(|m| {
+            m.gradient
+                .as_ref()
+                .is_some_and(|g| g.first_layer_in_training.is_some())
+        });
+        if gradients {
+            header.extend(["weight layers".into(), "first-layer ‖∂L/∂W‖ at init".into()]);
+            if in_training {
+                header.push("first-layer ‖∂L/∂W‖ in training (median)".into());
+            }
+        }
         let rows: Vec<Vec<String>> = self
             .models
             .iter()
@@ -210,6 +295,15 @@ impl Comparison {
                     format!("{:.1}", m.train_seconds),
                 ]);
                 row.extend(m.shifted_accuracy.iter().map(|&a| percent(a)));
+                if gradients {
+                    let g = m.gradient.as_ref();
+                    row.push(g.map_or("—".into(), |g| g.weight_layers.to_string()));
+                    row.push(g.map_or("—".into(), |g| format!("{:.2e}", g.first_layer_at_init)));
+                    if in_training {
+                        let median = g.and_then(|g| g.first_layer_in_training);
+                        row.push(median.map_or("—".into(), |v| format!("{v:.2e}")));
+                    }
+                }
                 row
             })
             .collect();
@@ -318,6 +412,61 @@ impl Comparison {
             320,
         );
         hstack(&[("", &accuracy), ("", &loss)])
+    }
+
+    /// The gradient norm at the first layer against the number of weight layers, on a
+    /// log scale: one line per family of models (the name without its digits: `plain`,
+    /// `resnet`), at initialisation and, when measured, the median over training. `None`
+    /// when no model has it.
+    pub fn gradient_chart(&self) -> Option<Canvas> {
+        // (family, points at initialisation, points in training)
+        type Points = Vec<(f64, f64)>;
+        let mut families: Vec<(String, Points, Points)> = Vec::new();
+        for m in &self.models {
+            let Some(g) = &m.gradient else { continue };
+            let family = m
+                .model
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .to_string();
+            let index = match families.iter().position(|f| f.0 == family) {
+                Some(i) => i,
+                None => {
+                    families.push((family, Vec::new(), Vec::new()));
+                    families.len() - 1
+                }
+            };
+            let depth = g.weight_layers as f64;
+            families[index]
+                .1
+                .push((depth, (g.first_layer_at_init as f64).log10()));
+            if let Some(v) = g.first_layer_in_training {
+                families[index].2.push((depth, (v as f64).log10()));
+            }
+        }
+        if families.is_empty() {
+            return None;
+        }
+        let mut series = Vec::new();
+        for (family, init, training) in families {
+            series.push(Series::new(format!("{family}, at initialisation"), init));
+            if !training.is_empty() {
+                series.push(Series::new(
+                    format!("{family}, training (median)"),
+                    training,
+                ));
+            }
+        }
+        for s in &mut series {
+            s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        Some(line_chart(
+            "Gradient at the first layer against depth",
+            "weight layers",
+            "log10 |∂L/∂W| of the first layer",
+            &series,
+            560,
+            380,
+        ))
     }
 
     /// Test accuracy against the shift in pixels (0 = the test set as it is), one line per

@@ -8,6 +8,7 @@
 //! | `training.safetensors` | the optimiser's state; metadata: epoch |
 //! | `lock` | held by the process that trains the run, for as long as it does |
 //! | `metrics.jsonl` | one JSON line per finished epoch |
+//! | `diagnostics.jsonl` | with diagnostics on: one JSON line per diagnosed step ([`crate::diagnostics`]) |
 //! | `curves.png` | loss and accuracy per epoch, training vs evaluation set |
 //! | `confusion.png` | the test set's confusion matrix, written by [`Run::finish`] |
 //!
@@ -32,10 +33,11 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::{self, DiagnosticsHook, DiagnosticsObserver, JsonlWriter, Observers};
 use crate::early_stop::{self, EarlyStop, Monitor};
 use crate::trainer::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
 use crate::transfer::{self, PartlyFrozen};
@@ -95,6 +97,10 @@ pub struct RunConfig {
     /// What picks the best epoch: `val-loss` or `val-accuracy` (see [`Monitor`]).
     #[serde(default = "default_monitor")]
     pub monitor: String,
+    /// Gradient-flow diagnostics every N steps, written to `diagnostics.jsonl` (`None`:
+    /// off). See [`crate::diagnostics`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics_every: Option<usize>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -159,6 +165,22 @@ impl RunConfig {
                     ),
                 );
             }
+        }
+        if self.diagnostics_every == Some(0) {
+            return bad(
+                "--diagnostics-every",
+                "must be at least 1 (1 diagnoses every step)".into(),
+            );
+        }
+        if self.diagnostics_every.is_some() && self.freeze > 0 {
+            // A diagnosed step runs every top-level layer in training mode with its
+            // gradients, which frozen layers must not have.
+            return bad(
+                "--diagnostics",
+                "cannot be combined with --freeze / --freeze-through: a diagnosed step \
+                 computes every layer's gradients, which frozen layers must not have"
+                    .into(),
+            );
         }
         self.build_optimizer()?;
         self.build_schedule(1)?;
@@ -447,6 +469,9 @@ pub struct Run {
     /// When set, the epoch under way stops after its current step; see
     /// [`Run::stop_when`].
     stop: Option<Arc<AtomicBool>>,
+    /// Who receives the diagnosed steps (`diagnostics.jsonl` first), when the run takes
+    /// diagnostics.
+    observers: Option<Arc<Mutex<Observers>>>,
     /// Held for the life of the run.
     _lock: RunLock,
 }
@@ -544,10 +569,12 @@ impl Run {
         }
         remove_stale_temp_files(dir);
         let _ = std::fs::remove_file(dir.join(TRAINING_NEXT_FILE));
-        let run = Self::assemble(dir, config, architecture, splits, model, 0, lock)?;
+        let mut run = Self::assemble(dir, config, architecture, splits, model, 0, lock)?;
         let config_text = serde_json::to_string_pretty(&run.config).expect("serialisable");
         write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
+        let _ = std::fs::remove_file(dir.join(diagnostics::DIAGNOSTICS_FILE));
+        run.open_diagnostics()?;
         Ok(run)
     }
 
@@ -620,6 +647,8 @@ impl Run {
             .collect();
         write_atomically(&dir.join(METRICS_FILE), lines.as_bytes())?;
         run.repair_best(&kept)?;
+        diagnostics::keep_diagnostics_up_to(dir, epoch)?;
+        run.open_diagnostics()?;
         if training_path.ends_with(TRAINING_NEXT_FILE) {
             // The kill came after the commit point: finish the checkpoint's last step.
             std::fs::rename(&training_path, dir.join(TRAINING_FILE))
@@ -678,6 +707,7 @@ impl Run {
             test,
             schedule,
             stop: None,
+            observers: None,
             _lock: lock,
         })
     }
@@ -687,6 +717,34 @@ impl Run {
     /// checkpoint stays as it is.
     pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
         self.stop = Some(flag);
+    }
+
+    /// Starts appending to `diagnostics.jsonl` when the run takes diagnostics.
+    fn open_diagnostics(&mut self) -> Result<()> {
+        if self.config.diagnostics_every.is_some() {
+            let writer = JsonlWriter::append_to(&self.dir.join(diagnostics::DIAGNOSTICS_FILE))?;
+            let mut observers = Observers::default();
+            observers.push(Box::new(writer));
+            self.observers = Some(Arc::new(Mutex::new(observers)));
+        }
+        Ok(())
+    }
+
+    /// Hands every diagnosed step to `observer` too (after `diagnostics.jsonl`), as soon
+    /// as the step is taken. The run must take diagnostics
+    /// ([`RunConfig::diagnostics_every`]).
+    pub fn observe_diagnostics(&mut self, observer: Box<dyn DiagnosticsObserver>) -> Result<()> {
+        let observers = self.observers.as_ref().ok_or_else(|| {
+            Error::config(
+                "--diagnostics",
+                "this run takes no diagnostics; start it with diagnostics to observe them",
+            )
+        })?;
+        observers
+            .lock()
+            .map_err(|_| Error::config("diagnostics", "an observer failed earlier"))?
+            .push(observer);
+        Ok(())
     }
 
     /// Raises the number of epochs to train to `epochs` (the schedule is recomputed over
@@ -714,6 +772,14 @@ impl Run {
             label_smoothing: self.config.label_smoothing,
             seed: self.config.seed,
             stop: self.stop.clone(),
+            diagnostics: self
+                .config
+                .diagnostics_every
+                .zip(self.observers.clone())
+                .map(|(every, observer)| DiagnosticsHook {
+                    every,
+                    observer: observer as Arc<Mutex<dyn DiagnosticsObserver>>,
+                }),
         };
         let stats: EpochStats = trainer::train_epoch(
             &mut PartlyFrozen::new(&mut self.model, self.config.freeze),

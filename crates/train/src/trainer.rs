@@ -21,6 +21,8 @@ use ocellus::LayerExt;
 use ocellus_data::augment::Augmentation;
 use ocellus_data::Dataset;
 
+use crate::diagnostics::{DiagnosticsHook, Probe, StepInfo};
+
 /// How one epoch is run.
 #[derive(Clone, Debug)]
 pub struct EpochSettings {
@@ -34,6 +36,9 @@ pub struct EpochSettings {
     /// When set (from another thread, or a signal handler), the epoch stops after the
     /// step under way with [`Error::Interrupted`].
     pub stop: Option<Arc<AtomicBool>>,
+    /// Gradient-flow diagnostics every so many steps, handed to an observer (see
+    /// [`crate::diagnostics`]); they leave the training itself unchanged.
+    pub diagnostics: Option<DiagnosticsHook>,
 }
 
 /// Where an epoch stands, reported after every batch.
@@ -107,8 +112,15 @@ pub fn train_epoch(
         optimizer.set_lr(lr)?;
         settings.augmentation.apply(&mut x, &mut augment)?;
 
+        let step = (epoch - 1) * num_batches + batch + 1;
+        let diagnostics = settings.diagnostics.as_ref().filter(|d| d.is_due(step));
+        let mut probe = diagnostics.map(|_| Probe::new());
+
         model.zero_grad();
-        let logits = model.forward_ref(&x, Mode::Train)?;
+        let logits = match &mut probe {
+            Some(probe) => probe.forward(model, &x)?,
+            None => model.forward_ref(&x, Mode::Train)?,
+        };
         let (loss, dlogits) = loss::cross_entropy(&logits, &labels, settings.label_smoothing)?;
         if !loss.is_finite() {
             return Err(Error::Diverged {
@@ -117,8 +129,25 @@ pub fn train_epoch(
                 loss,
             });
         }
-        model.backward_params(dlogits)?;
+        match &mut probe {
+            Some(probe) => {
+                probe.backward_params(model, dlogits)?;
+                probe.before_step(model);
+            }
+            None => model.backward_params(dlogits)?,
+        }
         optimizer.step(model)?;
+        if let (Some(hook), Some(probe)) = (diagnostics, probe) {
+            let at = StepInfo {
+                epoch,
+                step,
+                batch: batch + 1,
+                images: labels.len(),
+                loss,
+                lr,
+            };
+            hook.deliver(&probe.finish(model, at)?)?;
+        }
 
         batch += 1;
         loss_sum += loss as f64 * labels.len() as f64;

@@ -7,8 +7,10 @@ use ocellus::{zoo, Mode, Rng, Sequential, Tensor};
 use ocellus_data::augment::shift;
 use ocellus_data::{patterns, Dataset, Normalization};
 use ocellus_train::compare::{
-    evaluate_shifted, measure, normalised_black, shifted, Comparison, ModelResult, DIAGONALS,
+    evaluate_shifted, gradient_at_depth, gradient_flow_at_initialisation, measure,
+    normalised_black, shifted, weight_layers, Comparison, GradientAtDepth, ModelResult, DIAGONALS,
 };
+use ocellus_train::diagnostics::read_diagnostics;
 use ocellus_train::run::{EpochRecord, Run, RunConfig};
 use ocellus_train::trainer;
 
@@ -232,6 +234,7 @@ fn measuring_a_run_reports_its_size_cost_accuracy_and_time() {
         freeze: 0,
         patience: None,
         monitor: "val-loss".into(),
+        diagnostics_every: None,
     };
     let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
     let mut run = Run::start(&dir, config, arch, patterns::generate(16, 6, 3)).unwrap();
@@ -280,6 +283,7 @@ fn example() -> Comparison {
         shifted_accuracy: shifted,
         run_dir: format!("runs/x/{model}"),
         epochs: vec![record(1, accuracy - 0.05), record(2, accuracy)],
+        gradient: None,
     };
     Comparison {
         data: "fashion-mnist".into(),
@@ -403,4 +407,100 @@ fn the_comparison_round_trips_through_json_and_draws_its_charts() {
     assert!(examples.height > examples.width / 2);
     let picture = comparison.shift_picture(&examples);
     assert!(picture.width >= comparison.shift_chart().width + examples.width);
+}
+
+#[test]
+fn plain_and_residual_twins_have_the_same_weight_layers_and_widths() {
+    for (depth, plain, resnet) in [
+        (20, "plain20", "resnet20"),
+        (32, "plain32", "resnet32"),
+        (56, "plain56", "resnet56"),
+    ] {
+        let build = |name: &str| {
+            zoo::model(name, [1, 28, 28], 10)
+                .unwrap()
+                .build(&mut Rng::new(0))
+                .unwrap()
+        };
+        let (p, r) = (build(plain), build(resnet));
+        assert_eq!(weight_layers(&p), depth, "{plain}");
+        assert_eq!(weight_layers(&r), depth, "{resnet}");
+        // The same convolutions: the residual twin only adds its two projection
+        // shortcuts (1×1 convolutions 16→32 and 32→64, and their BatchNorms).
+        let projections = 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64;
+        assert_eq!(r.param_count(), p.param_count() + projections, "{resnet}");
+        assert_eq!(
+            p.shapes(&[1, 1, 28, 28]).unwrap(),
+            r.shapes(&[1, 1, 28, 28]).unwrap()
+        );
+    }
+}
+
+#[test]
+fn the_gradient_at_the_first_layer_is_measured_at_initialisation_and_in_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = RunConfig {
+        model: "lenet5".into(),
+        data: "patterns".into(),
+        data_dir: None,
+        image_size: [1, 28, 28],
+        epochs: 1,
+        batch_size: 16,
+        optimizer: "adamw".into(),
+        lr: 1e-3,
+        weight_decay: None,
+        momentum: 0.9,
+        schedule: "constant".into(),
+        seed: 3,
+        val_fraction: 0.0,
+        augment_pad: 0,
+        augment_flip: false,
+        label_smoothing: 0.0,
+        limit_train: None,
+        diagnostics_every: Some(2),
+    };
+    let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
+    let dir = tmp.path().join("run");
+    let mut run = Run::start(&dir, config, arch, patterns::generate(16, 6, 3)).unwrap();
+    let before = ocellus::checkpoint::state_dict(&run.model);
+    let at_init = gradient_flow_at_initialisation(&run).unwrap();
+    // The run's own network is untouched by the measurement.
+    assert_eq!(ocellus::checkpoint::state_dict(&run.model), before);
+    run.train_epoch(&mut |_| {}).unwrap();
+    let g = gradient_at_depth(&run, &at_init).unwrap();
+    assert_eq!(g.weight_layers, 5);
+    assert_eq!(g.first_layer_at_init, at_init.layers[0].grad_norm);
+    assert!(g.first_layer_at_init > 0.0);
+    let mut norms: Vec<f32> = read_diagnostics(&dir)
+        .unwrap()
+        .iter()
+        .map(|r| r.layers[0].grad_norm)
+        .collect();
+    // 128 images in batches of 16: 8 steps, diagnosed 1, 3, 5, 7.
+    assert_eq!(norms.len(), 4);
+    norms.sort_by(f32::total_cmp);
+    assert_eq!(g.first_layer_in_training, Some(norms[2]));
+}
+
+#[test]
+fn gradients_at_depth_get_columns_and_a_chart() {
+    let mut comparison = example();
+    assert!(comparison.gradient_chart().is_none());
+    comparison.models[0].model = "plain20".into();
+    comparison.models[1].model = "resnet20".into();
+    comparison.models[0].gradient = Some(GradientAtDepth {
+        weight_layers: 20,
+        first_layer_at_init: 0.00125,
+        first_layer_in_training: None,
+    });
+    let table = comparison.table();
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("weight layers") && header.contains("at init"),
+        "{table}"
+    );
+    assert!(!header.contains("in training"), "{table}");
+    assert!(table.lines().nth(2).unwrap().contains("1.25e-3"), "{table}");
+    assert!(table.lines().nth(3).unwrap().contains("—"), "{table}");
+    assert!(comparison.gradient_chart().is_some());
 }

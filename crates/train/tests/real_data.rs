@@ -44,6 +44,7 @@ fn lenet5_learns_fashion_mnist_in_200_steps() {
         freeze: 0,
         patience: None,
         monitor: "val-loss".into(),
+        diagnostics_every: None,
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");

@@ -38,6 +38,7 @@ fn config() -> RunConfig {
         freeze: 0,
         patience: None,
         monitor: "val-loss".into(),
+        diagnostics_every: None,
     }
 }
 

@@ -547,6 +547,177 @@ pub fn heatmap_matrix<T: CellValue, S: AsRef<str>>(
     canvas
 }
 
+/// How [`heatmap_over_time`] maps values to colours.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ColorScale {
+    /// log10 of the value, over the decades the positive values span; values ≤ 0 are
+    /// drawn grey, as missing ones.
+    Log,
+    /// The value itself, from `lo` (dark) to `hi` (bright).
+    Linear(f64, f64),
+}
+
+/// A heatmap of one quantity per row (a layer) over time: `values[row][col]` taken at
+/// `times[col]` (increasing, e.g. training steps), rows labelled on the left and the time
+/// axis below with nice ticks; a colour bar (viridis) on the right. Columns fill the
+/// `plot_width` pixels (at least one pixel each) and span the time to the next column.
+/// A value that is not finite (or not positive on a log scale) is grey.
+pub fn heatmap_over_time<S: AsRef<str>>(
+    title: &str,
+    row_labels: &[S],
+    times: &[f64],
+    values: &[Vec<f64>],
+    time_label: &str,
+    scale: ColorScale,
+    plot_width: usize,
+) -> Canvas {
+    let (rows, cols) = (values.len(), times.len());
+    assert!(rows > 0 && cols > 0, "heatmap_over_time: nothing to draw");
+    assert_eq!(
+        row_labels.len(),
+        rows,
+        "heatmap_over_time: one label per row"
+    );
+    assert!(
+        values.iter().all(|r| r.len() == cols),
+        "heatmap_over_time: one value per row and time"
+    );
+    // The value a colour stands for, on the scale: log10 or the value.
+    let scaled = |v: f64| match scale {
+        ColorScale::Log if v > 0.0 && v.is_finite() => Some(v.log10()),
+        ColorScale::Log => None,
+        ColorScale::Linear(..) => v.is_finite().then_some(v),
+    };
+    let (lo, hi) = match scale {
+        ColorScale::Log => {
+            let logs = values.iter().flatten().filter_map(|&v| scaled(v));
+            let (lo, hi) = logs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            if lo > hi {
+                (0.0, 1.0)
+            } else if hi - lo < 1.0 {
+                // Less than a decade: widen to one, centred, so the bar has a tick or two.
+                let mid = (lo + hi) / 2.0;
+                (mid - 0.5, mid + 0.5)
+            } else {
+                (lo, hi)
+            }
+        }
+        ColorScale::Linear(lo, hi) => (lo, if hi > lo { hi } else { lo + 1.0 }),
+    };
+    let t_of = |v: f64| (((v - lo) / (hi - lo)).clamp(0.0, 1.0)) as f32;
+
+    let label_h = text_height(1);
+    let row_h = LINE_HEIGHT + 1;
+    let row_label_w = row_labels
+        .iter()
+        .map(|l| text_width(l.as_ref(), 1))
+        .max()
+        .unwrap_or(0);
+    let bar_ticks: Vec<(f64, String)> = {
+        let ticks = nice_ticks(lo, hi, 6);
+        let step = if ticks.len() > 1 {
+            ticks[1] - ticks[0]
+        } else {
+            1.0
+        };
+        ticks
+            .into_iter()
+            .map(|t| {
+                let label = match scale {
+                    ColorScale::Log if (t - t.round()).abs() < 1e-9 => format!("1e{}", t.round()),
+                    ColorScale::Log => format!("{:.1e}", 10f64.powf(t)),
+                    ColorScale::Linear(..) => format_tick(t, step),
+                };
+                (t, label)
+            })
+            .collect()
+    };
+    let bar_tick_w = bar_ticks
+        .iter()
+        .map(|(_, l)| text_width(l, 1))
+        .max()
+        .unwrap_or(0);
+    let (bar_gap, bar_w) = (16, 14);
+    let col_w = (plot_width / cols).max(1);
+    let grid_w = col_w * cols;
+    let grid_h = rows * row_h;
+    let left = MARGIN + row_label_w + 6;
+    let right = bar_gap + bar_w + TICK + 4 + bar_tick_w + MARGIN;
+    let title_w = text_width(title, TITLE_SCALE) + 2 * MARGIN;
+    let width = (left + grid_w + right).max(title_w);
+    let top_h = if title.is_empty() {
+        MARGIN
+    } else {
+        2 * MARGIN + text_height(TITLE_SCALE)
+    };
+    let height = top_h + grid_h + TICK + 4 + label_h + 8 + label_h + MARGIN;
+    let mut canvas = Canvas::new(width, height, WHITE);
+    draw_title(&mut canvas, title);
+    let (gx, gy) = (left as i64, top_h as i64);
+
+    for (r, row) in values.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            let color = scaled(v).map_or(FRAME, |s| viridis(t_of(s)));
+            let x = gx + (c * col_w) as i64;
+            canvas.fill_rect(x, gy + (r * row_h) as i64, col_w, row_h, color);
+        }
+        let label = row_labels[r].as_ref();
+        let x = gx - 6 - text_width(label, 1) as i64;
+        let y = gy + (r * row_h) as i64 + (row_h as i64 - 7) / 2;
+        draw_text(&mut canvas, x, y, label, INK, 1);
+    }
+    canvas.rect(gx - 1, gy - 1, grid_w + 2, grid_h + 2, INK);
+
+    // The time axis: column c covers times[c] up to the next column's time.
+    let (t0, t1) = (times[0], times[cols - 1]);
+    let below = gy + grid_h as i64 + 1;
+    let col_of = |t: f64| -> f64 {
+        if cols == 1 || t1 <= t0 {
+            return 0.5;
+        }
+        // Columns are evenly spaced in time when taken every N steps; interpolate.
+        let k = times.partition_point(|&x| x <= t).clamp(1, cols - 1);
+        let (a, b) = (times[k - 1], times[k]);
+        (k - 1) as f64 + if b > a { (t - a) / (b - a) } else { 0.0 } + 0.5
+    };
+    let time_ticks = if t1 > t0 {
+        ticks_with_labels(t0, t1, grid_w, 70)
+    } else {
+        // One time (a single column, or repeated times): one tick, as written.
+        vec![(t0, format_tick(t0, 1.0))]
+    };
+    for (t, label) in time_ticks {
+        let x = gx + (col_of(t) * col_w as f64).floor() as i64;
+        canvas.vline(x, below, below + TICK as i64 - 1, 1, INK);
+        text_centred(&mut canvas, x, below + (TICK + 3) as i64, &label, INK, 1);
+    }
+    let ty = below + (TICK + 4 + label_h + 6) as i64;
+    text_centred(&mut canvas, gx + grid_w as i64 / 2, ty, time_label, INK, 1);
+
+    // Colour bar: hi at the top, lo at the bottom.
+    let bx = gx + (grid_w + bar_gap) as i64;
+    for i in 0..grid_h {
+        let t = 1.0 - i as f32 / (grid_h - 1).max(1) as f32;
+        canvas.hline(bx, bx + bar_w as i64 - 1, gy + i as i64, 1, viridis(t));
+    }
+    canvas.rect(bx - 1, gy - 1, bar_w + 2, grid_h + 2, INK);
+    let bar = Axis {
+        lo,
+        hi,
+        from: (gy + grid_h as i64 - 1) as f64,
+        to: gy as f64,
+    };
+    for (v, label) in &bar_ticks {
+        let y = bar.px(*v).round() as i64;
+        let tx = bx + bar_w as i64 + 1;
+        canvas.hline(tx, tx + TICK as i64 - 1, y, 1, INK);
+        draw_text(&mut canvas, tx + (TICK + 3) as i64, y - 3, label, INK, 1);
+    }
+    canvas
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,6 +774,44 @@ mod tests {
         assert_eq!(format_tick(20.0, 5.0), "20");
         assert_eq!(format_tick(-0.0, 0.5), "0.0");
         assert_eq!(format_tick(2_000_000.0, 1_000_000.0), "2.0e6");
+    }
+
+    #[test]
+    fn a_log_heatmap_colours_by_decade_and_greys_what_it_cannot_place() {
+        let values = vec![vec![1e-4, 1e-2, 1.0], vec![0.0, f64::NAN, 1e-3]];
+        let canvas = heatmap_over_time(
+            "",
+            &["a", "b"],
+            &[1.0, 11.0, 21.0],
+            &values,
+            "step",
+            ColorScale::Log,
+            30,
+        );
+        let (gx, gy) = (MARGIN + text_width("a", 1) + 6, MARGIN);
+        let cell = |r: usize, c: usize| {
+            canvas
+                .pixel(gx + c * 10 + 5, gy + r * (LINE_HEIGHT + 1) + 5)
+                .unwrap()
+        };
+        // Smallest (1e-4) darkest, largest (1) brightest; 0 and NaN grey.
+        assert_eq!(cell(0, 0), viridis(0.0));
+        assert_eq!(cell(0, 2), viridis(1.0));
+        assert_eq!(cell(0, 1), viridis(0.5));
+        assert_eq!(cell(1, 0), FRAME);
+        assert_eq!(cell(1, 1), FRAME);
+        assert_eq!(cell(1, 2), viridis(0.25));
+    }
+
+    #[test]
+    fn a_heatmap_of_one_time_or_one_value_draws() {
+        for (times, row) in [(vec![5.0], vec![0.5]), (vec![5.0, 5.0], vec![2.0, 2.0])] {
+            let values = vec![row];
+            for scale in [ColorScale::Log, ColorScale::Linear(0.0, 1.0)] {
+                let canvas = heatmap_over_time("t", &["a"], &times, &values, "step", scale, 40);
+                assert!(canvas.width > 40 && canvas.height > 20);
+            }
+        }
     }
 
     #[test]

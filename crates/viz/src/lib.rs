@@ -13,7 +13,7 @@ pub mod images;
 pub mod inspect;
 
 pub use canvas::{Canvas, Rgb};
-pub use charts::{heatmap_matrix, line_chart, nice_ticks, Series};
+pub use charts::{heatmap_matrix, heatmap_over_time, line_chart, nice_ticks, ColorScale, Series};
 pub use colormap::Colormap;
 pub use font::{draw_text, text_width};
 pub use images::{

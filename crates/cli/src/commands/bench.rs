@@ -23,7 +23,7 @@ is a forward in eval mode. Reported: images/s (and GFLOP/s, counting 2 FLOPs per
 multiply-add and a backward as twice the forward, once for the first layer) as the
 median, minimum and maximum over --repeats runs after --warmup unmeasured ones.")]
 pub struct Args {
-    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5).
+    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20/32/56, plain20/32/56, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5).
     #[arg(long, default_value = "lenet5")]
     model: String,
     /// Batch sizes, comma-separated.

@@ -19,15 +19,22 @@ use crate::progress::Progress;
   ocellus compare --data fashion-mnist --epochs 3       LeNet-5 against an MLP of the same size
   ocellus compare --data fashion-mnist --models lenet5,mlp-lenet5,mlp
   ocellus compare --models lenet5,smallcnn,mlp --limit-train 2000 --epochs 2 --out runs/quick
+  ocellus compare --data fashion-mnist --models plain20,resnet20,plain56,resnet56 --diagnostics
 
 Every model gets the same data, epochs, batch size, optimiser, learning rate and seed, and
 no augmentation, so that the shifted test measures the architectures. A shift by k moves
 every test image k pixels down and k right (and likewise down-left, up-right, up-left; the
 accuracy is the mean of the four), filling the uncovered border with black.
 
+The gradient at the first layer (the norm of its weights' gradient) is measured for every
+model at initialisation, on the first batch of the training set, and with --diagnostics also
+over training (the median of the diagnosed steps); the table gives it with the number of
+weight layers, and gradient.png draws it against depth for each family of models (plain,
+resnet, …).
+
 Writes to the output directory: one run directory per model, compare.md and compare.json
-(the table), curves.png (test accuracy and loss per epoch) and shift.png (accuracy against
-the shift, with the shifted images).")]
+(the table), curves.png (test accuracy and loss per epoch), shift.png (accuracy against
+the shift, with the shifted images) and gradient.png (first-layer gradient against depth).")]
 pub struct Args {
     /// Comma-separated zoo models or architecture files. mlp-lenet5 is a one-hidden-layer
     /// MLP with LeNet-5's parameter count; mlp is the larger 256-128 MLP.
@@ -49,6 +56,7 @@ const TABLE_MD: &str = "compare.md";
 const TABLE_JSON: &str = "compare.json";
 const CURVES_PNG: &str = "curves.png";
 const SHIFT_PNG: &str = "shift.png";
+const GRADIENT_PNG: &str = "gradient.png";
 
 pub fn run(args: Args) -> Result<()> {
     let models = model_list(&args.models)?;
@@ -85,12 +93,14 @@ pub fn run(args: Args) -> Result<()> {
         let dir = out.join(short_name(model));
         let mut run = Run::start(&dir, config, architecture, splits.clone())?;
         describe(&run);
+        let at_init = compare::gradient_flow_at_initialisation(&run)?;
         let mut progress = Progress::new(args.training.epochs());
         while run.epochs_done() < args.training.epochs() {
             let record = run.train_epoch(&mut |p| progress.batch(p))?;
             progress.epoch(&record, "test");
         }
-        let result = compare::measure(&mut run, &shifts)?;
+        let mut result = compare::measure(&mut run, &shifts)?;
+        result.gradient = Some(compare::gradient_at_depth(&run, &at_init)?);
         let shifted: Vec<String> = shifts
             .iter()
             .zip(&result.shifted_accuracy)
@@ -134,12 +144,15 @@ pub fn run(args: Args) -> Result<()> {
     comparison
         .shift_picture(&examples)
         .save_png(out.join(SHIFT_PNG))?;
+    if let Some(chart) = comparison.gradient_chart() {
+        chart.save_png(out.join(GRADIENT_PNG))?;
+    }
 
     println!();
     print!("{}", comparison.table());
     println!("{}.", compare::SHIFT_DESCRIPTION);
     println!(
-        "written to {}: {TABLE_MD}, {TABLE_JSON}, {CURVES_PNG}, {SHIFT_PNG} and one run directory per model",
+        "written to {}: {TABLE_MD}, {TABLE_JSON}, {CURVES_PNG}, {SHIFT_PNG}, {GRADIENT_PNG} and one run directory per model",
         out.display()
     );
     Ok(())

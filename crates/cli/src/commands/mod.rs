@@ -5,6 +5,7 @@ pub mod compare;
 pub mod eval;
 pub mod export;
 pub mod gradcheck;
+pub mod gradflow;
 pub mod patterns;
 pub mod predict;
 pub mod report;

@@ -7,6 +7,7 @@ use ocellus::checkpoint::write_atomically;
 use ocellus::text::bytes_str;
 use ocellus::{Error, Result};
 use ocellus_report::{self as report, RunReport};
+use ocellus_train::diagnostics::run_diagnostics;
 use ocellus_train::run::{load_model, read_config, read_metrics};
 
 use crate::dataset::run_test_set;
@@ -55,6 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     check_writable(&out)?;
     let (mut model, info) = load_model(dir)?;
     let metrics = read_metrics(dir)?;
+    let diagnostics = run_diagnostics(dir)?;
     let test = run_test_set(&config, &info, "report")?;
     let name = dir
         .canonicalize()
@@ -69,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
             info: &info,
             metrics: &metrics,
             test: &test,
+            diagnostics: &diagnostics,
         },
     )?;
     write_atomically(&out, page.as_bytes())?;

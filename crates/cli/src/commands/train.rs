@@ -23,13 +23,20 @@ use crate::progress::{thousands, Progress};
   ocellus train --data fashion-mnist --val-fraction 0.1 --epochs 30 --patience 3
   ocellus train --init-from runs/pretrained --data folder --data-dir shoes --freeze 6
   ocellus train --model smallcnn --data fashion-mnist --dashboard    then open http://127.0.0.1:6070/
+  ocellus train --model plain20 --data fashion-mnist --diagnostics   then: ocellus viz gradflow RUN
 --init-from starts from a trained run's weights; without --model the run's architecture is
 used, with a new classifier head when the class count differs. --freeze N keeps the first N
 layers fixed (a block counts as one; `ocellus summary` lists them), --freeze-through L up to
 and including layer L. With a validation split the best epoch's weights are kept in
-best.safetensors beside the last; eval, predict, export and viz take --weights best.")]
+best.safetensors beside the last; eval, predict, export and viz take --weights best.
+
+--diagnostics records, every N steps (--diagnostics-every, default 10), per layer: the norm of
+the gradient reaching its input, of its parameters' gradients, the parameter norm, the update
+ratio |Δθ|/|θ|, the mean and standard deviation of its output and, after ReLUs, the fraction of
+channels that are zero for the whole batch. They go to RUN/diagnostics.jsonl; training itself
+is unchanged (bit for bit). --dashboard records them too, for its gradient-flow chart.")]
 pub struct Args {
-    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh [default: lenet5; with --init-from, that run's architecture].
+    /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20/32/56, plain20/32/56, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh [default: lenet5; with --init-from, that run's architecture].
     #[arg(long)]
     model: Option<String>,
     #[command(flatten)]
@@ -79,7 +86,7 @@ pub struct Args {
         "model", "out", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr",
         "seed", "limit_train", "weight_decay", "momentum", "schedule", "val_fraction",
         "augment", "label_smoothing", "init_from", "freeze", "freeze_through", "patience",
-        "monitor",
+        "monitor", "diagnostics", "diagnostics_every",
     ])]
     resume: Option<PathBuf>,
     #[command(flatten)]
@@ -142,6 +149,13 @@ pub struct TrainingArgs {
     /// Train on the first N training images only.
     #[arg(long)]
     pub limit_train: Option<usize>,
+    /// Record gradient-flow diagnostics per layer while training (RUN/diagnostics.jsonl;
+    /// draw them with ocellus viz gradflow RUN).
+    #[arg(long)]
+    pub diagnostics: bool,
+    /// Diagnose every N-th step (steps 1, 1 + N, …).
+    #[arg(long, default_value_t = 10, requires = "diagnostics")]
+    pub diagnostics_every: usize,
 }
 
 impl TrainingArgs {
@@ -176,6 +190,7 @@ impl TrainingArgs {
             freeze: 0,
             patience: None,
             monitor: "val-loss".into(),
+            diagnostics_every: self.diagnostics.then_some(self.diagnostics_every),
         }
     }
 }
@@ -198,6 +213,9 @@ pub fn run(args: Args) -> Result<()> {
         );
         let history = run.metrics()?;
         d.begin(&mut run, &title, history);
+        if run.config.diagnostics_every.is_some() {
+            run.observe_diagnostics(Box::new(d.gradient_flow_observer()))?;
+        }
         println!("dashboard: {}", d.url);
     }
     let eval_name = if run.config.val_fraction > 0.0 {
@@ -275,7 +293,7 @@ pub fn run(args: Args) -> Result<()> {
         thousands(run.test.len() as f64),
         test.loss
     );
-    if let Some(stop) = stopped {
+    if let Some(stop) = &stopped {
         println!("{stop}");
     }
     if run.keeps_best() {
@@ -294,8 +312,13 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         ""
     };
+    let diagnostics = if run.config.diagnostics_every.is_some() {
+        ", diagnostics.jsonl"
+    } else {
+        ""
+    };
     println!(
-        "run saved in {} (model.safetensors, {best}metrics.jsonl, curves.png, confusion.png)",
+        "run saved in {} (model.safetensors, {best}metrics.jsonl{diagnostics}, curves.png, confusion.png)",
         run.dir.display()
     );
     if let Some(d) = &dashboard {
@@ -345,7 +368,7 @@ fn start(args: &Args) -> Result<Run> {
     } else {
         0
     };
-    let config = RunConfig {
+    let mut config = RunConfig {
         init_from: args.init_from.as_ref().map(|p| p.display().to_string()),
         freeze,
         patience: args.patience,
@@ -359,6 +382,10 @@ fn start(args: &Args) -> Result<Run> {
         label_smoothing: args.label_smoothing,
         ..args.training.run_config(&model, &args.data)
     };
+    if args.dashboard.dashboard && config.diagnostics_every.is_none() && freeze == 0 {
+        // The dashboard's gradient-flow chart is drawn from the diagnostics.
+        config.diagnostics_every = Some(args.training.diagnostics_every);
+    }
     let dir = match &args.out {
         Some(dir) => dir.clone(),
         None => free_run_dir(&format!("{}-{}", short_name(&model), args.data.data)),

@@ -1,5 +1,5 @@
 //! `ocellus viz`: pictures of what a trained model learned — its filters, the feature maps
-//! of one image, and the saliency of its pixels.
+//! of one image, the saliency of its pixels — and of how gradients flowed while it trained.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +7,7 @@ use clap::Subcommand;
 use ocellus::Sequential;
 use ocellus::{Error, Result, Tensor};
 use ocellus_data::folder::load_image;
+use ocellus_train::diagnostics::{gradflow_picture, read_diagnostics};
 use ocellus_train::run::{load_weights, read_config, ModelInfo, Weights};
 use ocellus_viz::inspect::{self, FilterLimits};
 use ocellus_viz::{Canvas, Tile};
@@ -19,7 +20,8 @@ use crate::progress::thousands;
   ocellus viz filters --checkpoint runs/lenet5-patterns -o filters.png
   ocellus viz features --checkpoint runs/lenet5-patterns --sample 0 -o features.png
   ocellus viz saliency --checkpoint runs/lenet5-patterns --image circle.png -o saliency.png
-  ocellus viz gradcam --checkpoint runs/lenet5-patterns --layer 3 --sample 0 -o gradcam.png")]
+  ocellus viz gradcam --checkpoint runs/lenet5-patterns --layer 3 --sample 0 -o gradcam.png
+  ocellus viz gradflow runs/plain20-fashion-mnist")]
 pub struct Args {
     #[command(subcommand)]
     picture: Picture,
@@ -110,6 +112,23 @@ Images are converted to the model's channels (grey ↔ RGB) and resized to its i
         /// The PNG file to write.
         #[arg(long, short)]
         out: PathBuf,
+    },
+    /// How gradients flowed through the layers while a run trained (needs train --diagnostics).
+    #[command(after_help = "Examples:
+  ocellus train --model plain20 --data fashion-mnist --diagnostics -o runs/plain20
+  ocellus viz gradflow runs/plain20                  writes runs/plain20/gradflow.png
+  ocellus viz gradflow runs/plain20 -o flow.png
+One row per layer, one column per diagnosed step, log colour scales: the norm of the gradient
+reaching each layer's input |∂L/∂x|, of its parameters' gradient |∂L/∂θ|, the update ratio
+|Δθ|/|θ|, and the fraction of dead ReLU channels (zero for the whole batch). Grey cells have no
+value (a layer without parameters; the first layer's input, which is data) or a gradient of
+exactly zero — what dead ReLUs leave behind them.")]
+    Gradflow {
+        /// A run directory trained with --diagnostics (or its diagnostics.jsonl).
+        run: PathBuf,
+        /// The PNG file to write [default: RUN/gradflow.png].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -263,6 +282,22 @@ pub fn run(args: Args) -> Result<()> {
             let title = format!("feature maps for {}", input.describe(&info));
             let canvas =
                 inspect::feature_maps_picture(&title, &tile_of(&input.seen)?, &maps, max_maps);
+            save(&canvas, &out)
+        }
+        Picture::Gradflow { run, out } => {
+            let records = read_diagnostics(&run)?;
+            let canvas = gradflow_picture(&records)?;
+            let out = match out {
+                Some(out) => out,
+                None if run.is_dir() => run.join("gradflow.png"),
+                None => run.with_file_name("gradflow.png"),
+            };
+            println!(
+                "{} diagnosed steps, {} to {}",
+                records.len(),
+                records.first().map_or(0, |r| r.step),
+                records.last().map_or(0, |r| r.step)
+            );
             save(&canvas, &out)
         }
         Picture::Saliency { source, class, out } => {
