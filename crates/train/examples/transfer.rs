@@ -62,6 +62,7 @@ fn config(epochs: usize, seed: u64) -> RunConfig {
         freeze: 0,
         patience: None,
         monitor: "val-loss".into(),
+        diagnostics_every: None,
     }
 }
 

@@ -457,6 +457,10 @@ fn the_gradient_at_the_first_layer_is_measured_at_initialisation_and_in_training
         augment_flip: false,
         label_smoothing: 0.0,
         limit_train: None,
+        init_from: None,
+        freeze: 0,
+        patience: None,
+        monitor: "val-loss".into(),
         diagnostics_every: Some(2),
     };
     let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();

@@ -344,6 +344,10 @@ fn config(diagnostics_every: Option<usize>) -> RunConfig {
         augment_flip: false,
         label_smoothing: 0.0,
         limit_train: Some(96),
+        init_from: None,
+        freeze: 0,
+        patience: None,
+        monitor: "val-loss".into(),
         diagnostics_every,
     }
 }

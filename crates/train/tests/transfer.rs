@@ -35,6 +35,7 @@ fn config(model: &str) -> RunConfig {
         freeze: 0,
         patience: None,
         monitor: "val-loss".into(),
+        diagnostics_every: None,
     }
 }
 
