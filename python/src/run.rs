@@ -228,6 +228,7 @@ pub fn start_training(
         augment_flip: augment,
         label_smoothing,
         limit_train,
+        parallel: Default::default(),
     };
     let raw_test = splits.test.clone();
     let mut run = py

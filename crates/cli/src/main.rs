@@ -3,6 +3,8 @@
 mod commands;
 mod dataset;
 mod model;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod progress;
 
 use std::process::ExitCode;
@@ -98,7 +100,10 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Command::Train(args) => commands::train::run(args),
+        #[cfg(feature = "mpi")]
+        Command::Train(args) => mpi::train(args),
+        #[cfg(not(feature = "mpi"))]
+        Command::Train(args) => commands::train::run(args, None),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Patterns(args) => commands::patterns::run(args),

@@ -254,6 +254,21 @@ impl Dataset {
         Batches::new(self, (0..self.len()).collect(), batch_size)
     }
 
+    /// Mini-batches in the stored order over the images at `range` only (one rank's share
+    /// of an evaluation).
+    pub fn batches_in(
+        &self,
+        range: std::ops::Range<usize>,
+        batch_size: usize,
+    ) -> Result<Batches<'_>> {
+        assert!(
+            range.end <= self.len(),
+            "range {range:?} out of {} images",
+            self.len()
+        );
+        Batches::new(self, range.collect(), batch_size)
+    }
+
     /// Mini-batches in an order shuffled by `rng` (one epoch of training), the last one
     /// partial when `batch_size` does not divide `N` (PyTorch's `DataLoader` with
     /// `shuffle=True, drop_last=False`).
@@ -308,6 +323,34 @@ impl<'a> Batches<'a> {
         self.next = end;
         true
     }
+
+    /// [`Batches::next_into`] for rank `rank` of `ranks` processes that share each batch:
+    /// writes only the rank's part of the next batch, [`shard`] of its images, and
+    /// returns the size of the whole batch, or `None` when the epoch is over.
+    pub fn next_shard_into(
+        &mut self,
+        rank: usize,
+        ranks: usize,
+        x: &mut Tensor,
+        labels: &mut Vec<usize>,
+    ) -> Option<usize> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let batch = &self.order[self.next..end];
+        self.data
+            .gather_into(&batch[shard(batch.len(), rank, ranks)], x, labels);
+        self.next = end;
+        Some(batch.len())
+    }
+}
+
+/// The positions `n·rank/ranks .. n·(rank + 1)/ranks` of `n` items that rank `rank` of
+/// `ranks` takes: contiguous, in rank order, sizes differing by at most one.
+pub fn shard(n: usize, rank: usize, ranks: usize) -> std::ops::Range<usize> {
+    assert!(rank < ranks, "rank {rank} of {ranks}");
+    n * rank / ranks..n * (rank + 1) / ranks
 }
 
 impl Iterator for Batches<'_> {

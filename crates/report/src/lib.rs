@@ -466,6 +466,7 @@ mod tests {
             augment_flip: false,
             label_smoothing: 0.0,
             limit_train: None,
+            parallel: Default::default(),
         };
         let info = ModelInfo {
             architecture: arch,

@@ -6,5 +6,6 @@
 pub mod bench;
 pub mod compare;
 pub mod datasets;
+pub mod parallel;
 pub mod run;
 pub mod trainer;

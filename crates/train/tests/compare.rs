@@ -228,6 +228,7 @@ fn measuring_a_run_reports_its_size_cost_accuracy_and_time() {
         augment_flip: false,
         label_smoothing: 0.0,
         limit_train: None,
+        parallel: Default::default(),
     };
     let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
     let mut run = Run::start(&dir, config, arch, patterns::generate(16, 6, 3)).unwrap();

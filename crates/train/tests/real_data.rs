@@ -40,6 +40,7 @@ fn lenet5_learns_fashion_mnist_in_200_steps() {
         augment_flip: false,
         label_smoothing: 0.0,
         limit_train: Some(12_800),
+        parallel: Default::default(),
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");

@@ -34,6 +34,7 @@ fn config() -> RunConfig {
         augment_flip: true,
         label_smoothing: 0.1,
         limit_train: None,
+        parallel: Default::default(),
     }
 }
 

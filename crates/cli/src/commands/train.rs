@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ocellus::arch::Architecture;
+use ocellus::collective::Collective;
 use ocellus::LayerExt;
 use ocellus::{zoo, Error, Result};
-use ocellus_train::run::{Run, RunConfig};
+use ocellus_train::parallel::DataParallel;
+use ocellus_train::run::{ParallelConfig, Run, RunConfig};
 
 use crate::dataset::{short_name, DataArgs, FOLDER_IMAGE_SIZE};
 use crate::progress::{thousands, Progress};
@@ -17,7 +19,8 @@ use crate::progress::{thousands, Progress};
   ocellus train                                   LeNet-5 on the built-in patterns
   ocellus train --model smallcnn --data fashion-mnist --epochs 5
   ocellus train --model my_net.toml --data mnist --data-dir ~/mnist
-  ocellus train --resume runs/lenet5-patterns --epochs 6")]
+  ocellus train --resume runs/lenet5-patterns --epochs 6
+  mpirun -n 4 ocellus train --threads 2 --data fashion-mnist    (built with the mpi feature)")]
 pub struct Args {
     /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5), an architecture file (.toml or .json), or a model file or run directory whose architecture to train afresh.
     #[arg(long, default_value = "lenet5")]
@@ -45,12 +48,20 @@ pub struct Args {
     /// Run directory (default: runs/<model>-<data>, numbered if taken).
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Under mpirun/srun: batch normalisation over the whole batch of every rank, as one
+    /// process would compute it (default: each rank normalises its own shard).
+    #[arg(long)]
+    sync_batchnorm: bool,
+    /// Under mpirun/srun: all-reduce the gradients in buckets of this many values
+    /// (default: one buffer for the whole step).
+    #[arg(long)]
+    allreduce_bucket: Option<usize>,
     /// Continue the run in this directory from its last checkpoint, with the run's own
     /// settings (only --epochs, the new total, and --threads may be given with it).
     #[arg(long, conflicts_with_all = [
         "model", "out", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr",
         "seed", "limit_train", "weight_decay", "momentum", "schedule", "val_fraction",
-        "augment", "label_smoothing",
+        "augment", "label_smoothing", "sync_batchnorm",
     ])]
     resume: Option<PathBuf>,
 }
@@ -103,15 +114,40 @@ impl TrainingArgs {
             augment_flip: false,
             label_smoothing: 0.0,
             limit_train: self.limit_train,
+            parallel: Default::default(),
         }
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// Trains as `args` say: alone, or as one rank of `group` (a data-parallel run, where rank
+/// 0 writes the run directory and prints; the other ranks stay silent unless they fail).
+pub fn run(args: Args, group: Option<Arc<dyn Collective>>) -> Result<()> {
+    let parallel = group.map(|g| {
+        Arc::new(match args.allreduce_bucket {
+            Some(values) => DataParallel::with_buckets(g, values),
+            None => DataParallel::new(g),
+        })
+    });
+    let speaks = parallel.as_ref().is_none_or(|p| p.rank() == 0);
     let mut run = match &args.resume {
-        Some(dir) => resume(dir, args.training.epochs)?,
-        None => start(&args)?,
+        Some(dir) => resume(dir, args.training.epochs, parallel.as_ref())?,
+        None => start(&args, parallel.as_ref())?,
     };
+    if let Some(parallel) = &parallel {
+        let before = run.config.parallel.ranks;
+        if speaks && run.epochs_done() > 0 && before != parallel.size() {
+            println!(
+                "note: this run was trained on {before} rank(s) and continues on {}: each batch \
+                 is shared out differently, so the result is not bit for bit what {before} rank(s) \
+                 would give",
+                parallel.size()
+            );
+        }
+        run.join(parallel.clone())?;
+    }
+    if !speaks {
+        return train_quietly(run);
+    }
     let total = run.config.epochs;
     describe(&run);
     let stop = stop_on_ctrl_c();
@@ -122,9 +158,13 @@ pub fn run(args: Args) -> Result<()> {
         "test"
     };
     let mut progress = Progress::new(total);
+    let mut trained_seconds = 0.0;
     while run.epochs_done() < total {
         match run.train_epoch(&mut |p| progress.batch(p)) {
-            Ok(record) => progress.epoch(&record, eval_name),
+            Ok(record) => {
+                trained_seconds += record.seconds;
+                progress.epoch(&record, eval_name)
+            }
             Err(e @ Error::Diverged { .. }) => {
                 progress.abandon();
                 let kept = match run.epochs_done() {
@@ -154,6 +194,18 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let test = run.finish()?;
+    if let Some(parallel) = run.parallel() {
+        let (seconds, steps) = parallel.reduce_time();
+        let step_seconds = trained_seconds / steps.max(1) as f64;
+        println!(
+            "all-reduce of {} gradients ({} KiB) per step: {:.3} ms on rank 0, {:.1}% of its {:.2} ms step",
+            thousands(run.model.param_count() as f64),
+            thousands((run.model.param_count() * 4) as f64 / 1024.0),
+            seconds * 1e3,
+            100.0 * seconds / step_seconds.max(1e-12),
+            step_seconds * 1e3,
+        );
+    }
     let correct: usize = (0..test.confusion.len())
         .map(|i| test.confusion[i][i])
         .sum();
@@ -171,7 +223,24 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn start(args: &Args) -> Result<Run> {
+/// The loop of [`run`] for a rank other than 0: train, evaluate, print nothing.
+fn train_quietly(mut run: Run) -> Result<()> {
+    stop_on_ctrl_c_quietly(&mut run);
+    while run.epochs_done() < run.config.epochs {
+        run.train_epoch(&mut |_| {})?;
+    }
+    run.finish().map(drop)
+}
+
+fn stop_on_ctrl_c_quietly(run: &mut Run) {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    // The message and the second-signal exit are rank 0's.
+    let _ = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst));
+    run.stop_when(flag);
+}
+
+fn start(args: &Args, parallel: Option<&Arc<DataParallel>>) -> Result<Run> {
     let mut data = args.data.clone();
     if data.data == "folder" && data.image_size.is_none() && is_file(&args.model) {
         // The folder's images are resized to what the architecture file takes.
@@ -193,13 +262,20 @@ fn start(args: &Args) -> Result<Run> {
         augment_pad: if args.augment { 4 } else { 0 },
         augment_flip: args.augment,
         label_smoothing: args.label_smoothing,
+        parallel: ParallelConfig {
+            ranks: parallel.map_or(1, |p| p.size()),
+            sync_batchnorm: args.sync_batchnorm,
+        },
         ..args.training.run_config(&args.model, &args.data)
     };
     let dir = match &args.out {
         Some(dir) => dir.clone(),
         None => free_run_dir(&format!("{}-{}", short_name(&args.model), args.data.data)),
     };
-    Run::start(&dir, config, architecture, splits)
+    match parallel {
+        Some(p) if p.rank() > 0 => Run::replica(&dir, config, architecture, splits),
+        _ => Run::start(&dir, config, architecture, splits),
+    }
 }
 
 /// A flag that Ctrl-C (SIGINT) or SIGTERM sets, so that training stops after the step
@@ -220,7 +296,12 @@ fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     flag
 }
 
-fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
+fn resume(dir: &Path, epochs: Option<usize>, parallel: Option<&Arc<DataParallel>>) -> Result<Run> {
+    let rank = parallel.map_or(0, |p| p.rank());
+    if rank > 0 {
+        // Rank 0 reopens the checkpoint first (and finishes one a kill interrupted).
+        parallel.expect("rank > 0").group().gather_u64(0)?;
+    }
     if dir.is_dir() && !dir.join("config.json").exists() {
         return Err(Error::format(
             dir,
@@ -233,7 +314,15 @@ fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
         data_dir: config.data_dir.as_ref().map(PathBuf::from),
         image_size: Some(config.image_size),
     };
-    let mut run = Run::resume(dir, data.load(config.seed)?)?;
+    let splits = data.load(config.seed)?;
+    let mut run = if rank == 0 {
+        Run::resume(dir, splits)?
+    } else {
+        Run::resume_replica(dir, splits)?
+    };
+    if let (0, Some(parallel)) = (rank, parallel) {
+        parallel.group().gather_u64(0)?;
+    }
     let done = run.epochs_done();
     let total = epochs.unwrap_or(run.config.epochs);
     if total <= done {
@@ -250,18 +339,22 @@ fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
         ));
     }
     if total != run.config.epochs {
-        println!(
+        if rank == 0 {
+            println!(
             "training to epoch {total} instead of {} (the learning-rate schedule spans the new total)",
             run.config.epochs
         );
+        }
         run.extend_to(total)?;
     }
-    println!(
-        "resuming {} at epoch {} of {}",
-        dir.display(),
-        run.epochs_done(),
-        run.config.epochs
-    );
+    if rank == 0 {
+        println!(
+            "resuming {} at epoch {} of {}",
+            dir.display(),
+            run.epochs_done(),
+            run.config.epochs
+        );
+    }
     Ok(run)
 }
 
@@ -373,4 +466,17 @@ pub(crate) fn describe(run: &Run) {
         rayon::current_num_threads(),
         run.dir.display()
     );
+    if let Some(parallel) = run.parallel() {
+        println!(
+            "data-parallel on {} ranks ({} thread(s) each): about {} images of each batch per rank, batch norm {}",
+            parallel.size(),
+            rayon::current_num_threads(),
+            run.config.batch_size / parallel.size(),
+            if run.config.parallel.sync_batchnorm {
+                "over the whole batch (--sync-batchnorm)"
+            } else {
+                "per rank"
+            }
+        );
+    }
 }
