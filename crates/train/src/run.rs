@@ -686,14 +686,21 @@ impl Run {
                 .sync_batch_statistics(Some(parallel.group().clone()));
         }
         self.parallel = Some(parallel);
-        if self.config.parallel.ranks != ranks {
-            self.config.parallel.ranks = ranks;
-            if self.owns_dir() {
-                let text = serde_json::to_string_pretty(&self.config).expect("serialisable");
-                write_atomically(&self.dir.join(CONFIG_FILE), text.as_bytes())?;
-            }
+        self.set_ranks(ranks)
+    }
+
+    /// Records in `config.json` that `ranks` processes train the run from now on (1: one
+    /// process alone).
+    pub fn set_ranks(&mut self, ranks: usize) -> Result<()> {
+        if self.config.parallel.ranks == ranks {
+            return Ok(());
         }
-        Ok(())
+        self.config.parallel.ranks = ranks;
+        if !self.owns_dir() {
+            return Ok(());
+        }
+        let text = serde_json::to_string_pretty(&self.config).expect("serialisable");
+        write_atomically(&self.dir.join(CONFIG_FILE), text.as_bytes())
     }
 
     /// This process's rank in a data-parallel run, if it is one.

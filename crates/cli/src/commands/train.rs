@@ -133,25 +133,32 @@ pub fn run(args: Args, group: Option<Arc<dyn Collective>>) -> Result<()> {
         Some(dir) => resume(dir, args.training.epochs, parallel.as_ref())?,
         None => start(&args, parallel.as_ref())?,
     };
+    let (before, now) = (
+        run.config.parallel.ranks,
+        parallel.as_ref().map_or(1, |p| p.size()),
+    );
+    if speaks && run.epochs_done() > 0 && before != now {
+        println!(
+            "note: this run was trained on {before} rank(s) and continues on {now}: each batch \
+             is shared out differently, so the result is not bit for bit what {before} rank(s) \
+             would give"
+        );
+    }
+    match &parallel {
+        Some(parallel) => run.join(parallel.clone())?,
+        None => run.set_ranks(1)?,
+    }
     if let Some(parallel) = &parallel {
-        let before = run.config.parallel.ranks;
-        if speaks && run.epochs_done() > 0 && before != parallel.size() {
-            println!(
-                "note: this run was trained on {before} rank(s) and continues on {}: each batch \
-                 is shared out differently, so the result is not bit for bit what {before} rank(s) \
-                 would give",
-                parallel.size()
-            );
-        }
-        run.join(parallel.clone())?;
+        end_on_signal(&run, parallel);
     }
     if !speaks {
         return train_quietly(run);
     }
     let total = run.config.epochs;
     describe(&run);
-    let stop = stop_on_ctrl_c();
-    run.stop_when(stop);
+    if parallel.is_none() {
+        run.stop_when(stop_on_ctrl_c());
+    }
     let eval_name = if run.config.val_fraction > 0.0 {
         "val"
     } else {
@@ -225,19 +232,32 @@ pub fn run(args: Args, group: Option<Arc<dyn Collective>>) -> Result<()> {
 
 /// The loop of [`run`] for a rank other than 0: train, evaluate, print nothing.
 fn train_quietly(mut run: Run) -> Result<()> {
-    stop_on_ctrl_c_quietly(&mut run);
     while run.epochs_done() < run.config.epochs {
         run.train_epoch(&mut |_| {})?;
     }
     run.finish().map(drop)
 }
 
-fn stop_on_ctrl_c_quietly(run: &mut Run) {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    // The message and the second-signal exit are rank 0's.
-    let _ = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst));
-    run.stop_when(flag);
+/// A rank of a data-parallel run ends at once on Ctrl-C or SIGTERM: the launcher sends
+/// them to every rank when the job is cancelled or a rank has died, and a rank waiting in
+/// a collective for a dead one cannot finish its step. Checkpoints are written
+/// atomically, so the last complete one stays; rank 0 says so.
+fn end_on_signal(run: &Run, parallel: &DataParallel) {
+    let (rank, ranks, dir) = (parallel.rank(), parallel.size(), run.dir.clone());
+    let installed = ctrlc::set_handler(move || {
+        if rank == 0 {
+            eprintln!(
+                "\nstopped by a signal (the job was cancelled, or a rank ended); the last \
+                 complete checkpoint in {0} is intact; continue with:\n  \
+                 mpirun -n {ranks} ocellus train --resume {0}",
+                dir.display()
+            );
+        }
+        std::process::exit(143);
+    });
+    if let (Err(e), 0) = (installed, rank) {
+        eprintln!("warning: a signal will end training without a word ({e})");
+    }
 }
 
 fn start(args: &Args, parallel: Option<&Arc<DataParallel>>) -> Result<Run> {
