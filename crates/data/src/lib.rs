@@ -501,6 +501,44 @@ fn plane_sums(values: &[f32]) -> (f64, f64) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn shards_cover_a_batch_in_rank_order_and_differ_by_at_most_one() {
+        for (n, ranks) in [(64, 2), (7, 3), (5, 5), (10, 4)] {
+            let shards: Vec<_> = (0..ranks).map(|r| shard(n, r, ranks)).collect();
+            assert_eq!(shards[0].start, 0);
+            assert_eq!(shards[ranks - 1].end, n);
+            for pair in shards.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+            }
+            let sizes: Vec<usize> = shards.iter().map(|s| s.len()).collect();
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{n} over {ranks}: {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn the_shards_of_a_batch_are_the_batch() {
+        let data = indexed(10, 1, 3);
+        let mut rng = Rng::new(9);
+        let whole: Vec<_> = data.shuffled_batches(4, &mut rng).unwrap().collect();
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); whole.len()];
+        for rank in 0..3 {
+            let mut batches = data.shuffled_batches(4, &mut Rng::new(9)).unwrap();
+            let (mut x, mut labels) = (Tensor::default(), Vec::new());
+            let mut b = 0;
+            while let Some(size) = batches.next_shard_into(rank, 3, &mut x, &mut labels) {
+                assert_eq!(size, whole[b].1.len());
+                // Every pixel holds the image index.
+                parts[b].extend(x.data().iter().step_by(4).map(|v| *v as usize));
+                b += 1;
+            }
+        }
+        for ((x, _), part) in whole.iter().zip(&parts) {
+            let ids: Vec<usize> = x.data().iter().step_by(4).map(|v| *v as usize).collect();
+            assert_eq!(&ids, part);
+        }
+    }
+
     /// `n` images of shape (C, 2, 2) whose every pixel holds the image index; labels cycle
     /// through `k` classes.
     fn indexed(n: usize, c: usize, k: usize) -> Dataset {

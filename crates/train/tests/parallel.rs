@@ -46,8 +46,11 @@ fn sgd() -> Box<dyn Optimizer> {
     Box::new(Sgd::new(SgdConfig::new(LR)).unwrap())
 }
 
-/// Every parameter and buffer of `model`, by name.
-fn state(model: &Sequential) -> Vec<(String, Vec<f32>)> {
+/// Every parameter and buffer of a model, by name.
+type State = Vec<(String, Vec<f32>)>;
+
+/// The [`State`] of `model`.
+fn state(model: &Sequential) -> State {
     ocellus::checkpoint::state_dict(model)
         .into_iter()
         .map(|(n, t)| (n, t.data().to_vec()))
@@ -62,10 +65,7 @@ fn train_both(
     ranks: usize,
     sync_batchnorm: bool,
     epochs: usize,
-) -> (
-    Vec<Vec<(String, Vec<f32>)>>,
-    Vec<Vec<Vec<(String, Vec<f32>)>>>,
-) {
+) -> (Vec<State>, Vec<Vec<State>>) {
     let train = |model: &mut Sequential, parallel: Option<Arc<DataParallel>>| {
         let mut optimizer = sgd();
         (1..=epochs)
@@ -108,7 +108,7 @@ fn train_both(
 
 /// The largest `|a − b|` of a tensor over its largest `|a|`: how far `b` is from `a`
 /// relative to the tensor's scale, over all tensors; and where.
-fn worst(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f64, String) {
+fn worst(a: &State, b: &State) -> (f64, String) {
     let mut worst = (0.0, String::new());
     for ((name, x), (_, y)) in a.iter().zip(b) {
         let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
@@ -127,7 +127,7 @@ fn worst(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> (f64, String) {
 /// After every epoch, every rank within 1e-5 of the process alone, relative to each
 /// tensor's largest value (a weight near zero carries the rounding of the larger values it
 /// was summed from, so its own magnitude is no scale for it).
-fn assert_same_steps(alone: &[Vec<(String, Vec<f32>)>], ranks: &[Vec<Vec<(String, Vec<f32>)>>]) {
+fn assert_same_steps(alone: &[State], ranks: &[Vec<State>]) {
     for (epoch, reference) in alone.iter().enumerate() {
         for (r, states) in ranks.iter().enumerate() {
             let (rel, at) = worst(reference, &states[epoch]);
