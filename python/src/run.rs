@@ -233,6 +233,7 @@ pub fn start_training(
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every: None,
+        parallel: Default::default(),
     };
     let raw_test = splits.test.clone();
     let mut run = py

@@ -3,6 +3,8 @@
 mod commands;
 mod dataset;
 mod model;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod progress;
 
 use std::process::ExitCode;
@@ -24,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model (default: LeNet-5 on the built-in patterns dataset).
-    Train(commands::train::Args),
+    Train(Box<commands::train::Args>),
     /// Accuracy and confusion matrix of a trained model on a dataset.
     Eval(commands::eval::Args),
     /// Classify image files with a trained model.
@@ -100,7 +102,10 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Command::Train(args) => commands::train::run(args),
+        #[cfg(feature = "mpi")]
+        Command::Train(args) => mpi::train(*args),
+        #[cfg(not(feature = "mpi"))]
+        Command::Train(args) => commands::train::run(*args, None),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Patterns(args) => commands::patterns::run(args),

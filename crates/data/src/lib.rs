@@ -254,6 +254,21 @@ impl Dataset {
         Batches::new(self, (0..self.len()).collect(), batch_size)
     }
 
+    /// Mini-batches in the stored order over the images at `range` only (one rank's share
+    /// of an evaluation).
+    pub fn batches_in(
+        &self,
+        range: std::ops::Range<usize>,
+        batch_size: usize,
+    ) -> Result<Batches<'_>> {
+        assert!(
+            range.end <= self.len(),
+            "range {range:?} out of {} images",
+            self.len()
+        );
+        Batches::new(self, range.collect(), batch_size)
+    }
+
     /// Mini-batches in an order shuffled by `rng` (one epoch of training), the last one
     /// partial when `batch_size` does not divide `N` (PyTorch's `DataLoader` with
     /// `shuffle=True, drop_last=False`).
@@ -308,6 +323,34 @@ impl<'a> Batches<'a> {
         self.next = end;
         true
     }
+
+    /// [`Batches::next_into`] for rank `rank` of `ranks` processes that share each batch:
+    /// writes only the rank's part of the next batch, [`shard`] of its images, and
+    /// returns the size of the whole batch, or `None` when the epoch is over.
+    pub fn next_shard_into(
+        &mut self,
+        rank: usize,
+        ranks: usize,
+        x: &mut Tensor,
+        labels: &mut Vec<usize>,
+    ) -> Option<usize> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let batch = &self.order[self.next..end];
+        self.data
+            .gather_into(&batch[shard(batch.len(), rank, ranks)], x, labels);
+        self.next = end;
+        Some(batch.len())
+    }
+}
+
+/// The positions `n·rank/ranks .. n·(rank + 1)/ranks` of `n` items that rank `rank` of
+/// `ranks` takes: contiguous, in rank order, sizes differing by at most one.
+pub fn shard(n: usize, rank: usize, ranks: usize) -> std::ops::Range<usize> {
+    assert!(rank < ranks, "rank {rank} of {ranks}");
+    n * rank / ranks..n * (rank + 1) / ranks
 }
 
 impl Iterator for Batches<'_> {
@@ -457,6 +500,44 @@ fn plane_sums(values: &[f32]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_cover_a_batch_in_rank_order_and_differ_by_at_most_one() {
+        for (n, ranks) in [(64, 2), (7, 3), (5, 5), (10, 4)] {
+            let shards: Vec<_> = (0..ranks).map(|r| shard(n, r, ranks)).collect();
+            assert_eq!(shards[0].start, 0);
+            assert_eq!(shards[ranks - 1].end, n);
+            for pair in shards.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+            }
+            let sizes: Vec<usize> = shards.iter().map(|s| s.len()).collect();
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{n} over {ranks}: {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn the_shards_of_a_batch_are_the_batch() {
+        let data = indexed(10, 1, 3);
+        let mut rng = Rng::new(9);
+        let whole: Vec<_> = data.shuffled_batches(4, &mut rng).unwrap().collect();
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); whole.len()];
+        for rank in 0..3 {
+            let mut batches = data.shuffled_batches(4, &mut Rng::new(9)).unwrap();
+            let (mut x, mut labels) = (Tensor::default(), Vec::new());
+            let mut b = 0;
+            while let Some(size) = batches.next_shard_into(rank, 3, &mut x, &mut labels) {
+                assert_eq!(size, whole[b].1.len());
+                // Every pixel holds the image index.
+                parts[b].extend(x.data().iter().step_by(4).map(|v| *v as usize));
+                b += 1;
+            }
+        }
+        for ((x, _), part) in whole.iter().zip(&parts) {
+            let ids: Vec<usize> = x.data().iter().step_by(4).map(|v| *v as usize).collect();
+            assert_eq!(&ids, part);
+        }
+    }
 
     /// `n` images of shape (C, 2, 2) whose every pixel holds the image index; labels cycle
     /// through `k` classes.

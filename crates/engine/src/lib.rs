@@ -38,6 +38,7 @@
 
 pub mod arch;
 pub mod checkpoint;
+pub mod collective;
 pub mod error;
 pub mod files;
 pub mod geometry;

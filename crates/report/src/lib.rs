@@ -543,6 +543,7 @@ mod tests {
             patience: None,
             monitor: "val-loss".into(),
             diagnostics_every: None,
+            parallel: Default::default(),
         };
         let info = ModelInfo {
             architecture: arch,

@@ -63,6 +63,7 @@ fn config(epochs: usize, seed: u64) -> RunConfig {
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every: None,
+        parallel: Default::default(),
     }
 }
 

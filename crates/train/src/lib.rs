@@ -9,6 +9,7 @@ pub mod compare;
 pub mod datasets;
 pub mod diagnostics;
 pub mod early_stop;
+pub mod parallel;
 pub mod run;
 pub mod trainer;
 pub mod transfer;

@@ -28,6 +28,10 @@
 //! epoch — in `training.safetensors`, or in `training.next.safetensors` when the kill came
 //! between steps 2 and 3 — and never mixes two epochs. The metrics line of an epoch is
 //! written before its checkpoint, and lines beyond the checkpoint are dropped on resume.
+//!
+//! In a data-parallel run ([`Run::join`]) rank 0 alone owns the directory: it takes the
+//! lock and writes every file. The other ranks are replicas ([`Run::replica`],
+//! [`Run::resume_replica`]) that read the directory (on resume) and write nothing.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -39,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diagnostics::{self, DiagnosticsHook, DiagnosticsObserver, JsonlWriter, Observers};
 use crate::early_stop::{self, EarlyStop, Monitor};
+use crate::parallel::DataParallel;
 use crate::trainer::{self, BatchProgress, EpochSettings, EpochStats, Evaluation};
 use crate::transfer::{self, PartlyFrozen};
 use ocellus::arch::Architecture;
@@ -101,6 +106,9 @@ pub struct RunConfig {
     /// off). See [`crate::diagnostics`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostics_every: Option<usize>,
+    /// How the run spreads over processes; one process unless set.
+    #[serde(default)]
+    pub parallel: ParallelConfig,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -109,6 +117,25 @@ fn is_zero(n: &usize) -> bool {
 
 fn default_monitor() -> String {
     Monitor::ValLoss.name().into()
+}
+
+/// The data-parallel settings of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParallelConfig {
+    /// The number of ranks that trained the last epoch (1: one process).
+    pub ranks: usize,
+    /// Batch normalisation over the whole batch of every rank (PyTorch's
+    /// `SyncBatchNorm`) rather than each rank's shard.
+    pub sync_batchnorm: bool,
+}
+
+impl Default for ParallelConfig {
+    fn default() -> Self {
+        ParallelConfig {
+            ranks: 1,
+            sync_batchnorm: false,
+        }
+    }
 }
 
 impl RunConfig {
@@ -472,8 +499,11 @@ pub struct Run {
     /// Who receives the diagnosed steps (`diagnostics.jsonl` first), when the run takes
     /// diagnostics.
     observers: Option<Arc<Mutex<Observers>>>,
-    /// Held for the life of the run.
-    _lock: RunLock,
+    /// This process's rank in a data-parallel run; see [`Run::join`].
+    parallel: Option<Arc<DataParallel>>,
+    /// Held for the life of the run by the process that writes its directory; `None` for
+    /// the replicas of a data-parallel run, which write nothing.
+    lock: Option<RunLock>,
 }
 
 /// The lock a process holds on a run directory while it trains the run.
@@ -569,7 +599,7 @@ impl Run {
         }
         remove_stale_temp_files(dir);
         let _ = std::fs::remove_file(dir.join(TRAINING_NEXT_FILE));
-        let mut run = Self::assemble(dir, config, architecture, splits, model, 0, lock)?;
+        let mut run = Self::assemble(dir, config, architecture, splits, model, 0, Some(lock))?;
         let config_text = serde_json::to_string_pretty(&run.config).expect("serialisable");
         write_atomically(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
         let _ = std::fs::remove_file(dir.join(METRICS_FILE));
@@ -578,12 +608,39 @@ impl Run {
         Ok(run)
     }
 
+    /// A replica of the run that rank 0 starts in `dir` with [`Run::start`], for another
+    /// rank of a data-parallel run: the same model, data and optimiser, and no file
+    /// written, ever.
+    pub fn replica(
+        dir: &Path,
+        config: RunConfig,
+        architecture: Architecture,
+        splits: Splits,
+    ) -> Result<Run> {
+        config.validate()?;
+        let model = architecture.build(&mut Rng::new(config.seed))?;
+        Self::assemble(dir, config, architecture, splits, model, 0, None)
+    }
+
     /// Reopens the run in `dir` at its last complete checkpoint. `splits` must be the same
     /// data the run started with.
     pub fn resume(dir: &Path, splits: Splits) -> Result<Run> {
-        let config = read_config(dir)?;
+        read_config(dir)?;
         let lock = RunLock::acquire(dir)?;
         remove_stale_temp_files(dir);
+        Self::reopen(dir, splits, Some(lock))
+    }
+
+    /// [`Run::resume`] for a replica of a data-parallel run: reads the checkpoint that
+    /// rank 0's [`Run::resume`] has reopened (call it after that), writes nothing.
+    pub fn resume_replica(dir: &Path, splits: Splits) -> Result<Run> {
+        Self::reopen(dir, splits, None)
+    }
+
+    /// The run in `dir` at its last complete checkpoint; with the lock, it also tidies
+    /// what an interrupted checkpoint left.
+    fn reopen(dir: &Path, splits: Splits, lock: Option<RunLock>) -> Result<Run> {
+        let config = read_config(dir)?;
         if !dir.join(MODEL_FILE).exists() {
             return Err(Error::format(
                 dir,
@@ -635,6 +692,9 @@ impl Run {
         }
         run.optimizer
             .load_state(OptimizerState { steps, tensors })?;
+        if !run.owns_dir() {
+            return Ok(run);
+        }
         // Forget epochs recorded after the checkpoint (the run stopped before saving them).
         let kept: Vec<EpochRecord> = run
             .metrics()?
@@ -665,7 +725,7 @@ impl Run {
         splits: Splits,
         model: Sequential,
         epoch: usize,
-        lock: RunLock,
+        lock: Option<RunLock>,
     ) -> Result<Run> {
         let Splits {
             mut train,
@@ -708,8 +768,93 @@ impl Run {
             schedule,
             stop: None,
             observers: None,
-            _lock: lock,
+            parallel: None,
+            lock,
         })
+    }
+
+    /// Whether this process writes the run directory: alone, or as rank 0.
+    pub fn owns_dir(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Makes this run one rank of a data-parallel run: checks, on every rank alike, that
+    /// every rank has the same settings, data, weights and optimiser state as rank 0;
+    /// synchronises batch normalisation when the settings ask for it; records the number
+    /// of ranks in `config.json`. Every rank calls it, at the same point.
+    pub fn join(&mut self, parallel: Arc<DataParallel>) -> Result<()> {
+        let ranks = parallel.size();
+        if self.config.batch_size < ranks {
+            return Err(Error::config(
+                "--batch-size",
+                format!(
+                    "{} is smaller than the {ranks} ranks: each rank needs at least one image of every batch",
+                    self.config.batch_size
+                ),
+            ));
+        }
+        let config = ParallelConfig {
+            ranks: 0,
+            ..self.config.parallel.clone()
+        };
+        let config = RunConfig {
+            parallel: config,
+            ..self.config.clone()
+        };
+        let mut optimizer = crate::parallel::Fingerprint::default();
+        let state = self.optimizer.state();
+        optimizer.word(state.steps);
+        for (name, t) in &state.tensors {
+            optimizer.bytes(name.as_bytes());
+            optimizer.floats(t.data());
+        }
+        let config = serde_json::to_string(&config).expect("serialisable");
+        parallel.expect_same(&[
+            ("settings", {
+                let mut f = crate::parallel::Fingerprint::default();
+                f.bytes(config.as_bytes());
+                f.value()
+            }),
+            (
+                "training data",
+                crate::parallel::dataset_fingerprint(&self.train),
+            ),
+            (
+                &format!("{} data", self.eval_name()),
+                crate::parallel::dataset_fingerprint(&self.val),
+            ),
+            (
+                "test data",
+                crate::parallel::dataset_fingerprint(&self.test),
+            ),
+            ("weights", crate::parallel::model_fingerprint(&self.model)),
+            ("optimiser state", optimizer.value()),
+        ])?;
+        if self.config.parallel.sync_batchnorm {
+            self.model
+                .sync_batch_statistics(Some(parallel.group().clone()));
+        }
+        self.parallel = Some(parallel);
+        self.set_ranks(ranks)
+    }
+
+    /// Records in `config.json` that `ranks` processes train the run from now on (1: one
+    /// process alone).
+    pub fn set_ranks(&mut self, ranks: usize) -> Result<()> {
+        if self.config.parallel.ranks == ranks {
+            return Ok(());
+        }
+        self.config.parallel.ranks = ranks;
+        if !self.owns_dir() {
+            return Ok(());
+        }
+        let text = serde_json::to_string_pretty(&self.config).expect("serialisable");
+        write_atomically(&self.dir.join(CONFIG_FILE), text.as_bytes())
+    }
+
+    /// This process's rank in a data-parallel run, if it is one.
+    pub fn parallel(&self) -> Option<&Arc<DataParallel>> {
+        self.parallel.as_ref()
     }
 
     /// Makes [`Run::train_epoch`] stop after the step under way once `flag` is set (by a
@@ -753,6 +898,9 @@ impl Run {
         self.config.epochs = epochs;
         let batches = self.train.len().div_ceil(self.config.batch_size.max(1));
         self.schedule = self.config.build_schedule(batches)?;
+        if !self.owns_dir() {
+            return Ok(());
+        }
         let text = serde_json::to_string_pretty(&self.config).expect("serialisable");
         write_atomically(&self.dir.join(CONFIG_FILE), text.as_bytes())
     }
@@ -780,6 +928,7 @@ impl Run {
                     every,
                     observer: observer as Arc<Mutex<dyn DiagnosticsObserver>>,
                 }),
+            parallel: self.parallel.clone(),
         };
         let stats: EpochStats = trainer::train_epoch(
             &mut PartlyFrozen::new(&mut self.model, self.config.freeze),
@@ -799,8 +948,17 @@ impl Run {
                 ),
             )
         })?;
+        if let Some(parallel) = &self.parallel {
+            // The ranks' sums agree bit for bit, so their weights do; a difference here
+            // would make the checkpoint speak for rank 0 alone.
+            parallel.expect_same(&[(
+                "weights after the epoch's last step",
+                crate::parallel::model_fingerprint(&self.model),
+            )])?;
+        }
         let batch_size = self.eval_batch_size();
-        let val = trainer::evaluate(&mut self.model, &self.val, batch_size)?;
+        let group = self.parallel.as_ref().map(|p| p.group().as_ref());
+        let val = trainer::evaluate_shared(&mut self.model, &self.val, batch_size, group)?;
         let record = EpochRecord {
             epoch,
             train_loss: stats.loss,
@@ -811,6 +969,10 @@ impl Run {
             seconds: stats.seconds,
             images_per_second: stats.images as f64 / stats.seconds.max(1e-9),
         };
+        if !self.owns_dir() {
+            self.info.epoch = epoch;
+            return Ok(record);
+        }
         let path = self.dir.join(METRICS_FILE);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -839,6 +1001,9 @@ impl Run {
     /// Evaluates the trained model on the test set and draws its confusion matrix.
     pub fn finish(&mut self) -> Result<Evaluation> {
         let result = self.evaluate_test()?;
+        if !self.owns_dir() {
+            return Ok(result);
+        }
         confusion_picture(&result, &self.info.classes).save_png(self.dir.join(CONFUSION_FILE))?;
         Ok(result)
     }
@@ -846,7 +1011,8 @@ impl Run {
     /// Evaluates the model on the test set.
     pub fn evaluate_test(&mut self) -> Result<Evaluation> {
         let batch_size = self.eval_batch_size();
-        trainer::evaluate(&mut self.model, &self.test, batch_size)
+        let group = self.parallel.as_ref().map(|p| p.group().as_ref());
+        trainer::evaluate_shared(&mut self.model, &self.test, batch_size, group)
     }
 
     /// Evaluation needs no gradients, so it takes batches of at least 256.

@@ -235,6 +235,7 @@ fn measuring_a_run_reports_its_size_cost_accuracy_and_time() {
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every: None,
+        parallel: Default::default(),
     };
     let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
     let mut run = Run::start(&dir, config, arch, patterns::generate(16, 6, 3)).unwrap();
@@ -462,6 +463,7 @@ fn the_gradient_at_the_first_layer_is_measured_at_initialisation_and_in_training
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every: Some(2),
+        parallel: Default::default(),
     };
     let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
     let dir = tmp.path().join("run");

@@ -349,6 +349,7 @@ fn config(diagnostics_every: Option<usize>) -> RunConfig {
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every,
+        parallel: Default::default(),
     }
 }
 

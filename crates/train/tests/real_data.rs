@@ -45,6 +45,7 @@ fn lenet5_learns_fashion_mnist_in_200_steps() {
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every: None,
+        parallel: Default::default(),
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");

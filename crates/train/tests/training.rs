@@ -39,6 +39,7 @@ fn config() -> RunConfig {
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every: None,
+        parallel: Default::default(),
     }
 }
 

@@ -36,6 +36,7 @@ fn config(model: &str) -> RunConfig {
         patience: None,
         monitor: "val-loss".into(),
         diagnostics_every: None,
+        parallel: Default::default(),
     }
 }
 

@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ocellus::arch::Architecture;
+use ocellus::collective::Collective;
 use ocellus::LayerExt;
 use ocellus::{zoo, Error, Result};
 use ocellus_dashboard::{Dashboard, DashboardOptions, Status};
-use ocellus_train::run::{load_weights, Run, RunConfig, Weights};
+use ocellus_train::parallel::DataParallel;
+use ocellus_train::run::{load_weights, ParallelConfig, Run, RunConfig, Weights};
 use ocellus_train::{trainer, transfer};
 
 use crate::dataset::{short_name, DataArgs, FOLDER_IMAGE_SIZE};
@@ -24,6 +26,7 @@ use crate::progress::{thousands, Progress};
   ocellus train --init-from runs/pretrained --data folder --data-dir shoes --freeze 6
   ocellus train --model smallcnn --data fashion-mnist --dashboard    then open http://127.0.0.1:6070/
   ocellus train --model plain20 --data fashion-mnist --diagnostics   then: ocellus viz gradflow RUN
+  mpirun -n 4 ocellus train --threads 2 --data fashion-mnist    (built with the mpi feature)
 --init-from starts from a trained run's weights; without --model the run's architecture is
 used, with a new classifier head when the class count differs. --freeze N keeps the first N
 layers fixed (a block counts as one; `ocellus summary` lists them), --freeze-through L up to
@@ -80,13 +83,21 @@ pub struct Args {
     /// Run directory (default: runs/<model>-<data>, numbered if taken).
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Under mpirun/srun: batch normalisation over the whole batch of every rank, as one
+    /// process would compute it (default: each rank normalises its own shard).
+    #[arg(long)]
+    sync_batchnorm: bool,
+    /// Under mpirun/srun: all-reduce the gradients in buckets of this many values
+    /// (default: one buffer for the whole step).
+    #[arg(long)]
+    allreduce_bucket: Option<usize>,
     /// Continue the run in this directory from its last checkpoint, with the run's own
     /// settings (only --epochs, the new total, and --threads may be given with it).
     #[arg(long, conflicts_with_all = [
         "model", "out", "data", "data_dir", "image_size", "batch_size", "optimizer", "lr",
         "seed", "limit_train", "weight_decay", "momentum", "schedule", "val_fraction",
         "augment", "label_smoothing", "init_from", "freeze", "freeze_through", "patience",
-        "monitor", "diagnostics", "diagnostics_every",
+        "monitor", "diagnostics", "diagnostics_every", "sync_batchnorm",
     ])]
     resume: Option<PathBuf>,
     #[command(flatten)]
@@ -191,20 +202,72 @@ impl TrainingArgs {
             patience: None,
             monitor: "val-loss".into(),
             diagnostics_every: self.diagnostics.then_some(self.diagnostics_every),
+            parallel: Default::default(),
         }
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let dashboard = args.dashboard.start()?;
-    let mut run = match &args.resume {
-        Some(dir) => resume(dir, args.training.epochs)?,
-        None => start(&args)?,
+/// Trains as `args` say: alone, or as one rank of `group` (a data-parallel run, where rank
+/// 0 writes the run directory and prints; the other ranks stay silent unless they fail).
+pub fn run(args: Args, group: Option<Arc<dyn Collective>>) -> Result<()> {
+    let parallel = group.map(|g| {
+        Arc::new(match args.allreduce_bucket {
+            Some(values) => DataParallel::with_buckets(g, values),
+            None => DataParallel::new(g),
+        })
+    });
+    let speaks = parallel.as_ref().is_none_or(|p| p.rank() == 0);
+    // Only the rank that speaks serves the dashboard.
+    let dashboard = if speaks {
+        args.dashboard.start()?
+    } else {
+        None
     };
+    let mut run = match &args.resume {
+        Some(dir) => resume(dir, args.training.epochs, parallel.as_ref())?,
+        None => start(&args, parallel.as_ref())?,
+    };
+    let (before, now) = (
+        run.config.parallel.ranks,
+        parallel.as_ref().map_or(1, |p| p.size()),
+    );
+    if speaks && run.epochs_done() > 0 && before != now {
+        println!(
+            "note: this run was trained on {before} rank(s) and continues on {now}: each batch \
+             is shared out differently, so the result is not bit for bit what {before} rank(s) \
+             would give"
+        );
+    }
+    if parallel.is_some() && run.config.patience.is_some() {
+        // Each rank would have to agree on the stop, which only rank 0's metrics decide.
+        return Err(Error::config(
+            "--patience",
+            "is not available under mpirun/srun: train a fixed number of epochs (with \
+             --val-fraction the best epoch's weights are kept in best.safetensors)",
+        ));
+    }
+    match &parallel {
+        Some(parallel) => run.join(parallel.clone())?,
+        None => run.set_ranks(1)?,
+    }
+    if let Some(parallel) = &parallel {
+        end_on_signal(&run, parallel);
+    }
+    if !speaks {
+        return train_quietly(run);
+    }
     let total = run.config.epochs;
     describe(&run);
-    let stop = stop_on_ctrl_c();
-    run.stop_when(Arc::clone(&stop));
+    // Under MPI a signal ends every rank at once (end_on_signal); alone, Ctrl-C stops
+    // training after the step under way.
+    let stop = match parallel {
+        Some(_) => Arc::new(AtomicBool::new(false)),
+        None => {
+            let stop = stop_on_ctrl_c();
+            run.stop_when(Arc::clone(&stop));
+            stop
+        }
+    };
     if let Some(d) = &dashboard {
         let title = format!(
             "{} on {}",
@@ -230,6 +293,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let mut stopped = None;
+    let mut trained_seconds = 0.0;
     while run.epochs_done() < total {
         let outcome = run.train_epoch(&mut |p| {
             progress.batch(p);
@@ -239,6 +303,7 @@ pub fn run(args: Args) -> Result<()> {
         });
         match outcome {
             Ok(record) => {
+                trained_seconds += record.seconds;
                 progress.epoch(&record, eval_name);
                 if let Some(d) = &dashboard {
                     d.epoch(&mut run, &record);
@@ -283,6 +348,18 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let test = run.finish()?;
+    if let Some(parallel) = run.parallel() {
+        let (seconds, steps) = parallel.reduce_time();
+        let step_seconds = trained_seconds / steps.max(1) as f64;
+        println!(
+            "all-reduce of {} gradients ({} KiB) per step: {:.3} ms on rank 0, {:.1}% of its {:.2} ms step",
+            thousands(run.model.param_count() as f64),
+            thousands((run.model.param_count() * 4) as f64 / 1024.0),
+            seconds * 1e3,
+            100.0 * seconds / step_seconds.max(1e-12),
+            step_seconds * 1e3,
+        );
+    }
     let correct: usize = (0..test.confusion.len())
         .map(|i| test.confusion[i][i])
         .sum();
@@ -340,7 +417,37 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn start(args: &Args) -> Result<Run> {
+/// The loop of [`run`] for a rank other than 0: train, evaluate, print nothing.
+fn train_quietly(mut run: Run) -> Result<()> {
+    while run.epochs_done() < run.config.epochs {
+        run.train_epoch(&mut |_| {})?;
+    }
+    run.finish().map(drop)
+}
+
+/// A rank of a data-parallel run ends at once on Ctrl-C or SIGTERM: the launcher sends
+/// them to every rank when the job is cancelled or a rank has died, and a rank waiting in
+/// a collective for a dead one cannot finish its step. Checkpoints are written
+/// atomically, so the last complete one stays; rank 0 says so.
+fn end_on_signal(run: &Run, parallel: &DataParallel) {
+    let (rank, ranks, dir) = (parallel.rank(), parallel.size(), run.dir.clone());
+    let installed = ctrlc::set_handler(move || {
+        if rank == 0 {
+            eprintln!(
+                "\nstopped by a signal (the job was cancelled, or a rank ended); the last \
+                 complete checkpoint in {0} is intact; continue with:\n  \
+                 mpirun -n {ranks} ocellus train --resume {0}",
+                dir.display()
+            );
+        }
+        std::process::exit(143);
+    });
+    if let (Err(e), 0) = (installed, rank) {
+        eprintln!("warning: a signal will end training without a word ({e})");
+    }
+}
+
+fn start(args: &Args, parallel: Option<&Arc<DataParallel>>) -> Result<Run> {
     let model = match (&args.model, &args.init_from) {
         (Some(model), _) => model.clone(),
         (None, Some(source)) => source.display().to_string(),
@@ -380,6 +487,10 @@ fn start(args: &Args) -> Result<Run> {
         augment_pad: if args.augment { 4 } else { 0 },
         augment_flip: args.augment,
         label_smoothing: args.label_smoothing,
+        parallel: ParallelConfig {
+            ranks: parallel.map_or(1, |p| p.size()),
+            sync_batchnorm: args.sync_batchnorm,
+        },
         ..args.training.run_config(&model, &args.data)
     };
     if args.dashboard.dashboard && config.diagnostics_every.is_none() && freeze == 0 {
@@ -390,7 +501,10 @@ fn start(args: &Args) -> Result<Run> {
         Some(dir) => dir.clone(),
         None => free_run_dir(&format!("{}-{}", short_name(&model), args.data.data)),
     };
-    Run::start(&dir, config, architecture, splits)
+    match parallel {
+        Some(p) if p.rank() > 0 => Run::replica(&dir, config, architecture, splits),
+        _ => Run::start(&dir, config, architecture, splits),
+    }
 }
 
 /// A flag that Ctrl-C (SIGINT) or SIGTERM sets, so that training stops after the step
@@ -436,7 +550,12 @@ fn transfer_architecture(source: &Path, image: [usize; 3], classes: usize) -> Re
     Ok(arch)
 }
 
-fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
+fn resume(dir: &Path, epochs: Option<usize>, parallel: Option<&Arc<DataParallel>>) -> Result<Run> {
+    let rank = parallel.map_or(0, |p| p.rank());
+    if rank > 0 {
+        // Rank 0 reopens the checkpoint first (and finishes one a kill interrupted).
+        parallel.expect("rank > 0").group().gather_u64(0)?;
+    }
     if dir.is_dir() && !dir.join("config.json").exists() {
         return Err(Error::format(
             dir,
@@ -449,7 +568,15 @@ fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
         data_dir: config.data_dir.as_ref().map(PathBuf::from),
         image_size: Some(config.image_size),
     };
-    let mut run = Run::resume(dir, data.load(config.seed)?)?;
+    let splits = data.load(config.seed)?;
+    let mut run = if rank == 0 {
+        Run::resume(dir, splits)?
+    } else {
+        Run::resume_replica(dir, splits)?
+    };
+    if let (0, Some(parallel)) = (rank, parallel) {
+        parallel.group().gather_u64(0)?;
+    }
     if let Some(stop) = run.early_stop()? {
         return Err(Error::config(
             "train",
@@ -476,18 +603,22 @@ fn resume(dir: &Path, epochs: Option<usize>) -> Result<Run> {
         ));
     }
     if total != run.config.epochs {
-        println!(
-            "training to epoch {total} instead of {} (the learning-rate schedule spans the new total)",
-            run.config.epochs
-        );
+        if rank == 0 {
+            println!(
+                "training to epoch {total} instead of {} (the learning-rate schedule spans the new total)",
+                run.config.epochs
+            );
+        }
         run.extend_to(total)?;
     }
-    println!(
-        "resuming {} at epoch {} of {}",
-        dir.display(),
-        run.epochs_done(),
-        run.config.epochs
-    );
+    if rank == 0 {
+        println!(
+            "resuming {} at epoch {} of {}",
+            dir.display(),
+            run.epochs_done(),
+            run.config.epochs
+        );
+    }
     Ok(run)
 }
 
@@ -620,6 +751,19 @@ pub(crate) fn describe(run: &Run) {
             "early stopping: patience {patience} epochs on the {}",
             ocellus_train::early_stop::Monitor::parse(&run.config.monitor)
                 .map_or("validation set", |m| m.describe())
+        );
+    }
+    if let Some(parallel) = run.parallel() {
+        println!(
+            "data-parallel on {} ranks ({} thread(s) each): about {} images of each batch per rank, batch norm {}",
+            parallel.size(),
+            rayon::current_num_threads(),
+            run.config.batch_size / parallel.size(),
+            if run.config.parallel.sync_batchnorm {
+                "over the whole batch (--sync-batchnorm)"
+            } else {
+                "per rank"
+            }
         );
     }
 }

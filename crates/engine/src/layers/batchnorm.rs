@@ -5,9 +5,11 @@
 
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::collective::Collective;
 use crate::error::{Error, Result};
 use crate::kernels::{lane_sum, lane_sum_pairs};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
@@ -271,6 +273,10 @@ impl RunningStats {
 ///   by one — all as PyTorch's `nn.BatchNorm{1,2}d`.
 /// - [`Mode::Eval`]: μ and σ² are the running statistics, constants for backward; without
 ///   running statistics (`track_running_stats=False`) the batch statistics, as in Train.
+/// - Synchronised over a group of ranks ([`LayerExt::sync_batch_statistics`](crate::LayerExt::sync_batch_statistics),
+///   PyTorch's `SyncBatchNorm`): in Train, μ and σ² (and m) are those of the batch that
+///   the inputs of every rank make together, and backward's sums span it too — what one
+///   process would compute on the whole batch.
 ///
 /// Parameters `weight` (γ, initially 1) and `bias` (β, initially 0), unless not affine;
 /// buffers `running_mean` (initially 0), `running_var` (initially 1) and
@@ -293,6 +299,15 @@ pub struct BatchNorm<L: Layout> {
     /// no running statistics): then μ and σ² depend on x, and backward differentiates
     /// through them.
     batch_statistics: bool,
+    /// The ranks whose inputs together form the batch in training (PyTorch's
+    /// `SyncBatchNorm`); `None`: this layer's input alone.
+    sync: Option<Arc<dyn Collective>>,
+    /// m of the last forward pass: the values per channel its statistics were taken over,
+    /// on every rank together when it was synchronised.
+    count: usize,
+    /// Whether the last forward pass took its statistics over the ranks of `sync`: then
+    /// backward sums its per-channel terms over them too.
+    synced: bool,
     layout: PhantomData<L>,
 }
 
@@ -331,6 +346,9 @@ impl<L: Layout> BatchNorm<L> {
             mean: Vec::new(),
             inv_std: Vec::new(),
             batch_statistics: false,
+            sync: None,
+            count: 0,
+            synced: false,
             layout: PhantomData,
         })
     }
@@ -386,16 +404,76 @@ fn channel_slices(n: usize, c: usize, s: usize, ch: usize) -> impl Iterator<Item
 /// (PyTorch's CPU kernel accumulates in double too), two passes for accuracy.
 fn batch_stats(x: &[f32], n: usize, c: usize, s: usize) -> Vec<(f64, f64)> {
     let m = (n * s) as f64;
+    let means: Vec<f64> = channel_sums(x, n, c, s, |_| |v| v)
+        .into_iter()
+        .map(|sum| sum / m)
+        .collect();
+    let squares = channel_sums(x, n, c, s, |ch| {
+        let mean = means[ch];
+        move |v| (v - mean) * (v - mean)
+    });
+    means
+        .into_iter()
+        .zip(squares)
+        .map(|(mean, sq)| (mean, sq / m))
+        .collect()
+}
+
+/// [`batch_stats`] of the batch that the inputs `x` of every rank of `group` make
+/// together, and its m: the same two passes, each rank's per-channel sums added over
+/// the ranks. Fails, on every rank alike, when the batch has fewer than two values per
+/// channel.
+fn synced_batch_stats(
+    x: &[f32],
+    (n, c, s): (usize, usize, usize),
+    group: &dyn Collective,
+    kind: &str,
+) -> Result<(Vec<(f64, f64)>, usize)> {
+    // Σx per channel, then the count of values m.
+    let mut sums = channel_sums(x, n, c, s, |_| |v| v);
+    sums.push((n * s) as f64);
+    group.sum_f64(&mut sums)?;
+    let m = sums[c];
+    if m < 2.0 {
+        return Err(Error::config(
+            kind,
+            format!(
+                "the batch spread over {} ranks holds {m} value(s) per channel; the batch \
+                 variance needs at least two: use a larger batch",
+                group.size()
+            ),
+        ));
+    }
+    let means: Vec<f64> = sums[..c].iter().map(|sum| sum / m).collect();
+    let mut squares = channel_sums(x, n, c, s, |ch| {
+        let mean = means[ch];
+        move |v| (v - mean) * (v - mean)
+    });
+    group.sum_f64(&mut squares)?;
+    let stats = means
+        .into_iter()
+        .zip(squares)
+        .map(|(mean, sq)| (mean, sq / m))
+        .collect();
+    Ok((stats, m as usize))
+}
+
+/// `Σ f(x)` over the values of each channel of an (N, C, S) tensor, in f64, where
+/// `term(ch)` gives the `f` of channel `ch`.
+fn channel_sums<F: Fn(f64) -> f64>(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    s: usize,
+    term: impl Fn(usize) -> F + Sync,
+) -> Vec<f64> {
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let slices = || channel_slices(n, c, s, ch).map(|r| &x[r]);
-            let mean = slices().map(|x| lane_sum(x, |v| v)).sum::<f64>() / m;
-            let var = slices()
-                .map(|x| lane_sum(x, |v| (v - mean) * (v - mean)))
+            let f = term(ch);
+            channel_slices(n, c, s, ch)
+                .map(|r| lane_sum(&x[r], &f))
                 .sum::<f64>()
-                / m;
-            (mean, var)
         })
         .collect()
 }
@@ -430,8 +508,21 @@ impl<L: Layout> Layer for BatchNorm<L> {
         // PyTorch normalises with the batch statistics in training, and in evaluation too
         // when it keeps no running statistics (`bn_training` in `_BatchNorm.forward`).
         let batch_statistics = mode == Mode::Train || self.running.is_none();
+        // Synchronised batch normalisation, as PyTorch's, spans the ranks in training only.
+        let sync = self.sync.as_deref().filter(|_| mode == Mode::Train);
+        self.synced = sync.is_some();
+        self.count = m;
         // (μ, σ²) per channel.
         let stats: Vec<(f64, f64)> = match (&mut self.running, batch_statistics) {
+            (running, true) if sync.is_some() => {
+                let group = sync.expect("checked by the guard");
+                let (stats, total) = synced_batch_stats(x.data(), (n, c, s), group, L::KIND)?;
+                if let Some(running) = running {
+                    running.update(&stats, total, self.config.momentum);
+                }
+                self.count = total;
+                stats
+            }
             (running, true) => {
                 if m < 2 {
                     let hint = if mode == Mode::Train {
@@ -503,6 +594,9 @@ impl<L: Layout> Layer for BatchNorm<L> {
     ///   `dx = (1/m)·inv_std·γ·(m·dy − Σ dy − x̂·Σ(dy·x̂))`.
     /// - running statistics (Eval): μ and σ² are constants, so `dx = dy·γ·inv_std`.
     ///
+    /// Synchronised, m, `Σ dy` and `Σ dy·x̂` in dx are over every rank's part of the batch;
+    /// dγ and dβ take this rank's part only (the ranks add their gradients up later).
+    ///
     /// dx is written over dy in dy's memory when nothing else holds it: each value of dx
     /// needs only the value of dy at the same place, once the per-channel sums are known.
     fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
@@ -510,9 +604,9 @@ impl<L: Layout> Layer for BatchNorm<L> {
         expect_same_shape(L::KIND, x.shape(), dy.shape())?;
         let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
-        let m = (n * s) as f64;
+        let m = self.count as f64;
         // (Σ dy, Σ dy·x̂) per channel, accumulated in f64.
-        let sums: Vec<(f64, f64)> = (0..c)
+        let mut sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
                 channel_slices(n, c, s, ch)
@@ -531,6 +625,16 @@ impl<L: Layout> Layer for BatchNorm<L> {
             for (ch, (sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
                 affine.bias.grad_mut()[ch] += *sum_dy as f32;
                 affine.weight.grad_mut()[ch] += *sum_dy_xhat as f32;
+            }
+        }
+        if let Some(group) = self.sync.as_deref().filter(|_| self.synced) {
+            // dx of a synchronised layer needs the sums over the whole batch, every rank's
+            // part of it; dγ and dβ took this rank's own sums above, and the ranks add
+            // their parameter gradients up after backward.
+            let mut flat: Vec<f64> = sums.iter().flat_map(|&(a, b)| [a, b]).collect();
+            group.sum_f64(&mut flat)?;
+            for (pair, sum) in flat.chunks_exact(2).zip(&mut sums) {
+                *sum = (pair[0], pair[1]);
             }
         }
 
@@ -587,6 +691,10 @@ impl<L: Layout> Layer for BatchNorm<L> {
                 Ok(dx)
             }
         }
+    }
+
+    fn set_own_batch_sync(&mut self, group: Option<Arc<dyn Collective>>) {
+        self.sync = group;
     }
 
     fn parts(&self) -> Vec<(Key, Part<'_>)> {

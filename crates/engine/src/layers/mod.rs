@@ -37,6 +37,9 @@ pub use linear::{Flatten, Linear};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d, Pool2dConfig};
 pub use upsample::{Upsample, UpsampleMode, UpsampleSize};
 
+use std::sync::Arc;
+
+use crate::collective::Collective;
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
 use crate::spec::LayerSpec;
@@ -225,6 +228,12 @@ pub trait Layer: Send {
     /// Sets how this layer (not its children) makes random choices; layers without any
     /// ignore it. Call [`LayerExt::set_randomness`] to reach a whole network.
     fn set_own_randomness(&mut self, _randomness: Randomness) {}
+
+    /// Makes this layer (not its children) compute its batch statistics over every rank
+    /// of `group` in training (`None`: over its own input only, the default). Only batch
+    /// normalisation has such statistics; call [`LayerExt::sync_batch_statistics`] to
+    /// reach a whole network.
+    fn set_own_batch_sync(&mut self, _group: Option<Arc<dyn Collective>>) {}
 }
 
 /// What every layer and network offers on top of the [`Layer`] contract, written once by
@@ -325,6 +334,13 @@ pub trait LayerExt: Layer {
         set_randomness_in(self.as_dyn_mut(), randomness);
     }
 
+    /// Makes every batch-normalisation layer inside normalise a training batch with the
+    /// statistics of the whole batch spread over the ranks of `group` (PyTorch's
+    /// `SyncBatchNorm`); `None` goes back to each rank's own statistics.
+    fn sync_batch_statistics(&mut self, group: Option<Arc<dyn Collective>>) {
+        set_batch_sync_in(self.as_dyn_mut(), &group);
+    }
+
     #[doc(hidden)]
     fn as_dyn(&self) -> &dyn Layer;
     #[doc(hidden)]
@@ -401,6 +417,15 @@ fn set_randomness_in(layer: &mut dyn Layer, randomness: Randomness) {
                 other => other,
             };
             set_randomness_in(child, derived);
+        }
+    }
+}
+
+fn set_batch_sync_in(layer: &mut dyn Layer, group: &Option<Arc<dyn Collective>>) {
+    layer.set_own_batch_sync(group.clone());
+    for (_, part) in layer.parts_mut() {
+        if let PartMut::Layer(child) = part {
+            set_batch_sync_in(child, group);
         }
     }
 }
