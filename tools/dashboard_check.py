@@ -42,11 +42,15 @@ def main():
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     parser.add_argument("--model", default="smallcnn", help="a model that takes some seconds per epoch")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--data", default="patterns")
+    parser.add_argument("--limit-train", type=int, help="train on the first N images")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as work, sync_playwright() as p:
         command = [args.ocellus, "train", "--model", args.model, "--epochs", str(args.epochs), "--threads", "1"]
-        command += ["--dashboard"]
+        command += ["--data", args.data, "--dashboard"]
+        if args.limit_train:
+            command += ["--limit-train", str(args.limit_train)]
         command += ["--port", "0", "--out", str(pathlib.Path(work) / "run")]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         url = None
