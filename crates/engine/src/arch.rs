@@ -559,15 +559,12 @@ fn fits_with(kind: &str, params: u128, part: &Sequential) -> Result<u128> {
 
 /// The padding of each side a [`PadSpec`] writes.
 fn padding_sides(padding: PadSpec) -> Padding {
-    match padding {
-        PadSpec::Uniform(p) => Padding::uniform(p),
-        PadSpec::Symmetric([ph, pw]) => Padding::symmetric(ph, pw),
-        PadSpec::PerSide([top, bottom, left, right]) => Padding {
-            top,
-            bottom,
-            left,
-            right,
-        },
+    let [top, bottom, left, right] = padding.sides();
+    Padding {
+        top,
+        bottom,
+        left,
+        right,
     }
 }
 

@@ -42,6 +42,15 @@ pub enum PadSpec {
 }
 
 impl PadSpec {
+    /// The zeros on each side: `[top, bottom, left, right]`.
+    pub fn sides(self) -> [usize; 4] {
+        match self {
+            PadSpec::Uniform(p) => [p; 4],
+            PadSpec::Symmetric([ph, pw]) => [ph, ph, pw, pw],
+            PadSpec::PerSide(sides) => sides,
+        }
+    }
+
     /// `ph` rows above and below, `pw` columns left and right, written as briefly as it
     /// can be.
     pub fn from_hw(ph: usize, pw: usize) -> Self {

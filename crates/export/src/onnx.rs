@@ -28,7 +28,7 @@ use std::path::Path;
 
 use ocellus::checkpoint::write_atomically;
 use ocellus::layers::{Key, Layer, Part};
-use ocellus::spec::{Composition, LayerSpec, PadSpec, UpsampleMode};
+use ocellus::spec::{Composition, LayerSpec, UpsampleMode};
 use ocellus::{Error, Result, Tensor};
 use prost::Message;
 
@@ -510,11 +510,7 @@ impl Graph {
                 bias,
                 ..
             } => {
-                let (top, bottom, left, right) = match *padding {
-                    PadSpec::Uniform(p) => (p, p, p, p),
-                    PadSpec::Symmetric([ph, pw]) => (ph, ph, pw, pw),
-                    PadSpec::PerSide([t, b, l, r]) => (t, b, l, r),
-                };
+                let [top, bottom, left, right] = padding.sides();
                 let mut inputs = vec![x.name, init(self, "weight")?];
                 if *bias {
                     inputs.push(init(self, "bias")?);

@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use ocellus::layers::{Key, Layer, Part};
-use ocellus::spec::{Composition, LayerSpec, PadSpec, Size2, UpsampleMode};
+use ocellus::spec::{Composition, LayerSpec, Size2, UpsampleMode};
 use ocellus::{Error, Result};
 
 use crate::onnx::ExportInfo;
@@ -425,11 +425,7 @@ impl Writer {
                 bias,
                 ..
             } => {
-                let (top, bottom, left, right) = match *padding {
-                    PadSpec::Uniform(p) => (p, p, p, p),
-                    PadSpec::Symmetric([ph, pw]) => (ph, ph, pw, pw),
-                    PadSpec::PerSide([t, b, l, r]) => (t, b, l, r),
-                };
+                let [top, bottom, left, right] = padding.sides();
                 let mut args = vec![
                     channels.to_string(),
                     out_channels.to_string(),
