@@ -228,12 +228,7 @@ pub fn start_training(
         augment_flip: augment,
         label_smoothing,
         limit_train,
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
-        diagnostics_every: None,
-        parallel: Default::default(),
+        ..RunConfig::default()
     };
     let raw_test = splits.test.clone();
     let mut run = py

@@ -523,27 +523,12 @@ mod tests {
         let config = RunConfig {
             model: "<script>alert(1)</script>".into(),
             data: "folder".into(),
-            data_dir: None,
-            image_size: [1, 28, 28],
             epochs: 1,
             batch_size: 4,
             optimizer: "sgd".into(),
             lr: 0.1,
-            weight_decay: None,
             momentum: 0.0,
-            schedule: "constant".into(),
-            seed: 0,
-            val_fraction: 0.0,
-            augment_pad: 0,
-            augment_flip: false,
-            label_smoothing: 0.0,
-            limit_train: None,
-            init_from: None,
-            freeze: 0,
-            patience: None,
-            monitor: "val-loss".into(),
-            diagnostics_every: None,
-            parallel: Default::default(),
+            ..RunConfig::default()
         };
         let info = ModelInfo {
             architecture: arch,

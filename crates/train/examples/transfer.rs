@@ -41,29 +41,11 @@ fn classes(splits: &Splits, from: usize, to: usize) -> Result<Splits> {
 
 fn config(epochs: usize, seed: u64) -> RunConfig {
     RunConfig {
-        model: "lenet5".into(),
         data: "fashion-mnist".into(),
-        data_dir: None,
-        image_size: [1, 28, 28],
         epochs,
         batch_size: 32,
-        optimizer: "adamw".into(),
-        lr: 1e-3,
-        weight_decay: None,
-        momentum: 0.9,
-        schedule: "constant".into(),
         seed,
-        val_fraction: 0.0,
-        augment_pad: 0,
-        augment_flip: false,
-        label_smoothing: 0.0,
-        limit_train: None,
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
-        diagnostics_every: None,
-        parallel: Default::default(),
+        ..RunConfig::default()
     }
 }
 

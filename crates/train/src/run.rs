@@ -138,6 +138,38 @@ impl Default for ParallelConfig {
     }
 }
 
+impl Default for RunConfig {
+    /// The command line's defaults: LeNet-5 on the built-in patterns, 5 epochs of AdamW at
+    /// 1e-3 in batches of 64, seed 0, nothing else switched on.
+    fn default() -> Self {
+        RunConfig {
+            model: "lenet5".into(),
+            data: "patterns".into(),
+            data_dir: None,
+            image_size: [1, 28, 28],
+            epochs: 5,
+            batch_size: 64,
+            optimizer: "adamw".into(),
+            lr: 1e-3,
+            weight_decay: None,
+            momentum: 0.9,
+            schedule: "constant".into(),
+            seed: 0,
+            val_fraction: 0.0,
+            augment_pad: 0,
+            augment_flip: false,
+            label_smoothing: 0.0,
+            limit_train: None,
+            init_from: None,
+            freeze: 0,
+            patience: None,
+            monitor: default_monitor(),
+            diagnostics_every: None,
+            parallel: ParallelConfig::default(),
+        }
+    }
+}
+
 impl RunConfig {
     /// Checks every setting, naming the command-line flag that sets it.
     pub fn validate(&self) -> Result<()> {

@@ -213,29 +213,10 @@ fn measuring_a_run_reports_its_size_cost_accuracy_and_time() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let config = RunConfig {
-        model: "lenet5".into(),
-        data: "patterns".into(),
-        data_dir: None,
-        image_size: [1, 28, 28],
         epochs: 1,
         batch_size: 32,
-        optimizer: "adamw".into(),
-        lr: 1e-3,
-        weight_decay: None,
-        momentum: 0.9,
-        schedule: "constant".into(),
         seed: 3,
-        val_fraction: 0.0,
-        augment_pad: 0,
-        augment_flip: false,
-        label_smoothing: 0.0,
-        limit_train: None,
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
-        diagnostics_every: None,
-        parallel: Default::default(),
+        ..RunConfig::default()
     };
     let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
     let mut run = Run::start(&dir, config, arch, patterns::generate(16, 6, 3)).unwrap();
@@ -441,29 +422,11 @@ fn plain_and_residual_twins_have_the_same_weight_layers_and_widths() {
 fn the_gradient_at_the_first_layer_is_measured_at_initialisation_and_in_training() {
     let tmp = tempfile::tempdir().unwrap();
     let config = RunConfig {
-        model: "lenet5".into(),
-        data: "patterns".into(),
-        data_dir: None,
-        image_size: [1, 28, 28],
         epochs: 1,
         batch_size: 16,
-        optimizer: "adamw".into(),
-        lr: 1e-3,
-        weight_decay: None,
-        momentum: 0.9,
-        schedule: "constant".into(),
         seed: 3,
-        val_fraction: 0.0,
-        augment_pad: 0,
-        augment_flip: false,
-        label_smoothing: 0.0,
-        limit_train: None,
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
         diagnostics_every: Some(2),
-        parallel: Default::default(),
+        ..RunConfig::default()
     };
     let arch = zoo::model("lenet5", [1, 28, 28], 8).unwrap();
     let dir = tmp.path().join("run");

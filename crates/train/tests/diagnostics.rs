@@ -328,28 +328,13 @@ fn data() -> Splits {
 fn config(diagnostics_every: Option<usize>) -> RunConfig {
     RunConfig {
         model: "resnet20".into(),
-        data: "patterns".into(),
-        data_dir: None,
-        image_size: [1, 28, 28],
         epochs: 2,
         batch_size: 32,
-        optimizer: "adamw".into(),
-        lr: 1e-3,
-        weight_decay: None,
-        momentum: 0.9,
         schedule: "cosine".into(),
         seed: 4,
-        val_fraction: 0.0,
-        augment_pad: 0,
-        augment_flip: false,
-        label_smoothing: 0.0,
         limit_train: Some(96),
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
         diagnostics_every,
-        parallel: Default::default(),
+        ..RunConfig::default()
     }
 }
 

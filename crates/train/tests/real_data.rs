@@ -23,29 +23,11 @@ fn lenet5_learns_fashion_mnist_in_200_steps() {
     let splits = idx::load(Path::new(DIR), IdxKind::FashionMnist).unwrap();
     assert_eq!((splits.train.len(), splits.test.len()), (60_000, 10_000));
     let config = RunConfig {
-        model: "lenet5".into(),
         data: "fashion-mnist".into(),
-        data_dir: None,
-        image_size: [1, 28, 28],
         epochs: 1,
-        batch_size: 64,
-        optimizer: "adamw".into(),
         lr: 2e-3,
-        weight_decay: None,
-        momentum: 0.9,
-        schedule: "constant".into(),
-        seed: 0,
-        val_fraction: 0.0,
-        augment_pad: 0,
-        augment_flip: false,
-        label_smoothing: 0.0,
         limit_train: Some(12_800),
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
-        diagnostics_every: None,
-        parallel: Default::default(),
+        ..RunConfig::default()
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");

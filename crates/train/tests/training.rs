@@ -18,28 +18,15 @@ fn data() -> Splits {
 fn config() -> RunConfig {
     RunConfig {
         model: "smallcnn".into(),
-        data: "patterns".into(),
-        data_dir: None,
-        image_size: [1, 28, 28],
         epochs: 2,
         batch_size: 32,
-        optimizer: "adamw".into(),
-        lr: 1e-3,
-        weight_decay: None,
-        momentum: 0.9,
         schedule: "cosine".into(),
         seed: 11,
         val_fraction: 0.1,
         augment_pad: 2,
         augment_flip: true,
         label_smoothing: 0.1,
-        limit_train: None,
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
-        diagnostics_every: None,
-        parallel: Default::default(),
+        ..RunConfig::default()
     }
 }
 

@@ -15,28 +15,12 @@ use ocellus_train::run::{load_model, load_weights, read_metrics, Run, RunConfig,
 fn config(model: &str) -> RunConfig {
     RunConfig {
         model: model.into(),
-        data: "patterns".into(),
-        data_dir: None,
-        image_size: [1, 28, 28],
         epochs: 3,
         batch_size: 32,
-        optimizer: "adamw".into(),
         lr: 2e-3,
-        weight_decay: None,
-        momentum: 0.9,
-        schedule: "constant".into(),
         seed: 5,
         val_fraction: 0.2,
-        augment_pad: 0,
-        augment_flip: false,
-        label_smoothing: 0.0,
-        limit_train: None,
-        init_from: None,
-        freeze: 0,
-        patience: None,
-        monitor: "val-loss".into(),
-        diagnostics_every: None,
-        parallel: Default::default(),
+        ..RunConfig::default()
     }
 }
 

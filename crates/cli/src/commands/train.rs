@@ -188,21 +188,10 @@ impl TrainingArgs {
             batch_size: self.batch_size,
             optimizer: self.optimizer.clone(),
             lr: self.lr,
-            weight_decay: None,
-            momentum: 0.9,
-            schedule: "constant".into(),
             seed: self.seed,
-            val_fraction: 0.0,
-            augment_pad: 0,
-            augment_flip: false,
-            label_smoothing: 0.0,
             limit_train: self.limit_train,
-            init_from: None,
-            freeze: 0,
-            patience: None,
-            monitor: "val-loss".into(),
             diagnostics_every: self.diagnostics.then_some(self.diagnostics_every),
-            parallel: Default::default(),
+            ..RunConfig::default()
         }
     }
 }
