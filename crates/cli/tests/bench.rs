@@ -123,6 +123,39 @@ fn bench_conv_reports_gflops_and_bad_flags_are_one_line_errors() {
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(v["results"].as_array().unwrap().len(), 2);
     assert!(v["results"][0]["gflops"]["median"].as_f64().unwrap() > 0.0);
+    assert!(v["peak"].is_null(), "no peak unless asked");
+
+    // With --peak: the peak of the one thread, and each row's GFLOP/s as its fraction.
+    let output = ocellus(&[
+        "--threads",
+        "1",
+        "bench",
+        "--conv",
+        "4,3,1",
+        "--input",
+        "2x6x6",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--peak",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let peak = v["peak"]["gflops"].as_f64().unwrap();
+    assert!(peak.is_finite() && peak > 0.0, "{v}");
+    assert_eq!(v["peak"]["threads"], 1);
+    assert!(["AVX-512", "AVX2 + FMA", "portable"].contains(&v["peak"]["isa"].as_str().unwrap()));
+    for row in v["results"].as_array().unwrap() {
+        let fraction = row["fraction_of_peak"].as_f64().unwrap();
+        let gflops = row["gflops"]["median"].as_f64().unwrap();
+        assert!(
+            (fraction - gflops / peak).abs() <= 1e-12 * fraction.max(1.0),
+            "{row}"
+        );
+    }
 
     let output = ocellus(&["bench", "--input", "1x28"]);
     assert!(!output.status.success());

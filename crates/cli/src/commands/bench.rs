@@ -1,6 +1,7 @@
 //! `ocellus bench`: training and inference throughput of zoo models (or of one convolution)
 //! on random data, with an optional per-layer profile.
 
+use ocellus::kernels::peak::{self, Peak};
 use ocellus::layers::{Conv2d, Conv2dConfig};
 use ocellus::optim::{Adam, AdamConfig};
 use ocellus::LayerExt;
@@ -16,12 +17,19 @@ use serde_json::{json, Value};
   ocellus --threads 1 bench --model mlp --json    one thread, machine-readable
   ocellus bench --conv 64,3,1 --input 32x16x16 --batch-size 128
                                                   Conv2d(32→64, 3×3, padding 1) in GFLOP/s
+  ocellus bench --model resnet20 --batch-size 128 --peak
+                                                  and each row as a fraction of the peak
 
 A training step is zero_grad, forward (train mode), cross-entropy, backward (the first
 layer without the gradient of the data) and an AdamW step on one random batch; inference
 is a forward in eval mode. Reported: images/s (and GFLOP/s, counting 2 FLOPs per
 multiply-add and a backward as twice the forward, once for the first layer) as the
-median, minimum and maximum over --repeats runs after --warmup unmeasured ones.")]
+median, minimum and maximum over --repeats runs after --warmup unmeasured ones.
+
+--peak first measures the machine's f32 multiply-add peak on the same threads with the
+instruction set the kernels dispatch to (AVX-512, AVX2 + FMA or portable): independent
+fused multiply-adds on registers, no memory traffic, the best of 5 runs of 0.2 s. Each
+row's GFLOP/s is then also given as a percentage of it.")]
 pub struct Args {
     /// A zoo model (lenet5, smallcnn, alexnet, vgg, inception, resnet20/32/56, plain20/32/56, resnet-bottleneck, densenet, efficientnet, mlp, mlp-lenet5).
     #[arg(long, default_value = "lenet5")]
@@ -53,6 +61,9 @@ pub struct Args {
     /// images instead of a model: "infer" is its forward, "train" forward + backward.
     #[arg(long, value_parser = parse_conv, conflicts_with = "model")]
     conv: Option<[usize; 3]>,
+    /// Measure the f32 FMA peak first and give every row's fraction of it.
+    #[arg(long)]
+    peak: bool,
 }
 
 fn parse_input(s: &str) -> std::result::Result<[usize; 3], String> {
@@ -115,6 +126,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => &["train", "infer"],
     };
 
+    let peak = args.peak.then(|| peak::measure(0.2, 5));
     let mut rows = Vec::new();
     let mut profiles = Vec::new();
     for &n in &args.batch_size {
@@ -151,9 +163,9 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     if args.json {
-        println!("{}", to_json(&args, &name, input, &rows, &profiles));
+        println!("{}", to_json(&args, &name, input, &rows, &profiles, peak));
     } else {
-        print_tables(&args, &name, input, &rows, &profiles);
+        print_tables(&args, &name, input, &rows, &profiles, peak);
     }
     Ok(())
 }
@@ -221,17 +233,22 @@ fn to_json(
     input: [usize; 3],
     rows: &[Row],
     profiles: &[(usize, Vec<LayerTiming>)],
+    peak: Option<Peak>,
 ) -> Value {
     let results: Vec<Value> = rows
         .iter()
         .map(|r| {
-            json!({
+            let mut row = json!({
                 "mode": r.mode,
                 "batch_size": r.batch_size,
                 "images_per_second": stats_json(r.images_per_second()),
                 "gflops": stats_json(r.gflops()),
                 "seconds": r.seconds,
-            })
+            });
+            if let Some(p) = peak {
+                row["fraction_of_peak"] = json!(r.gflops().median / p.gflops);
+            }
+            row
         })
         .collect();
     let profiles: Vec<Value> = profiles
@@ -263,6 +280,7 @@ fn to_json(
         "repeats": args.repeats,
         "results": results,
         "profiles": profiles,
+        "peak": peak.map(|p| json!({"gflops": p.gflops, "threads": p.threads, "isa": p.isa.name()})),
     })
 }
 
@@ -272,6 +290,7 @@ fn print_tables(
     input: [usize; 3],
     rows: &[Row],
     profiles: &[(usize, Vec<LayerTiming>)],
+    peak: Option<Peak>,
 ) {
     println!(
         "{name} on {}×{}×{} images, {} threads; {} warm-up and {} measured runs",
@@ -282,14 +301,31 @@ fn print_tables(
         args.warmup,
         args.repeats
     );
+    if let Some(p) = peak {
+        println!(
+            "f32 multiply-add peak: {:.1} GFLOP/s on {} thread(s) ({})",
+            p.gflops,
+            p.threads,
+            p.isa.name()
+        );
+    }
     println!(
-        "{:<6} {:>6} {:>12} {:>12} {:>12} {:>10}",
-        "mode", "batch", "images/s", "min", "max", "GFLOP/s"
+        "{:<6} {:>6} {:>12} {:>12} {:>12} {:>10}{}",
+        "mode",
+        "batch",
+        "images/s",
+        "min",
+        "max",
+        "GFLOP/s",
+        if peak.is_some() { "  of peak" } else { "" }
     );
     for r in rows {
         let ips = r.images_per_second();
+        let of_peak = peak.map_or(String::new(), |p| {
+            format!(" {:>7.1}%", 100.0 * r.gflops().median / p.gflops)
+        });
         println!(
-            "{:<6} {:>6} {:>12.0} {:>12.0} {:>12.0} {:>10.1}",
+            "{:<6} {:>6} {:>12.0} {:>12.0} {:>12.0} {:>10.1}{of_peak}",
             r.mode,
             r.batch_size,
             ips.median,

@@ -7,6 +7,7 @@ pub mod conv;
 pub mod direct;
 pub mod dot;
 pub mod matmul;
+pub mod peak;
 pub mod pool;
 pub mod reference;
 
