@@ -10,14 +10,26 @@ The right-hand columns give the best run seen by each framework over all samples
 ratio: what each can do when the machine is quiet. Under heavy load the two disagree,
 because PyTorch's OpenMP threads wait at barriers for a core that another process holds.
 
+PyTorch is measured in each of its CPU variants (--variants): eager NCHW (the default),
+eager channels_last (`model.to(memory_format=torch.channels_last)` and the inputs alike,
+the one-line change for CPU speed) and `torch.compile` (compiled once per row before the
+samples; a row whose compilation fails or takes longer than --compile-budget seconds says
+so and is left out). Every pair measures ocellus and then each variant, and the ratio that
+counts is ocellus against the fastest variant of that pair; each variant's own median is
+printed too.
+
 The models are the zoo's, layer for layer: LeNet-5 with padding 2 on conv1 for 28×28,
 ReLU and max-pooling; SmallCNN (conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128-ReLU-
-dropout-fc); MLP 784-256-128-10. A training step is zero_grad, forward (train mode),
+dropout-fc); MLP 784-256-128-10; VGG (two conv-BN-ReLU of 32, 64, 128 channels, each pair
+then pooled; fc256-ReLU-dropout-fc); ResNet-20 (He et al.'s CIFAR network: 3×3 stem of 16,
+three stages of three basic blocks of 16, 32, 64 channels with 1×1 projection shortcuts
+where the shape changes, global average pooling, fc). A training step is zero_grad, forward (train mode),
 cross-entropy, backward and an AdamW step (lr 1e-3, weight decay 0.01); inference is a
 forward in eval mode under torch.no_grad().
 
 Usage: python3 tools/pytorch_bench.py [--ocellus target/release/ocellus] [--pairs 5]
                                       [--threads 2] [--rows lenet5-train-64,...]
+                                      [--variants nchw,channels_last,compile]
 """
 
 import argparse
@@ -56,17 +68,60 @@ def mlp():
     )
 
 
+def vgg():
+    layers, channels = [], 3
+    for width in (32, 64, 128):
+        for _ in range(2):
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+            channels = width
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(
+        *layers, nn.Flatten(), nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 10)
+    )
+
+
+class BasicBlock(nn.Module):
+    """relu(conv-BN-ReLU-conv-BN(x) + shortcut(x)), the shortcut a 1×1 conv + BN when the
+    shape changes (torchvision's BasicBlock; ocellus's basicblock)."""
+
+    def __init__(self, channels, out_channels, stride):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = nn.Identity() if stride == 1 and channels == out_channels else nn.Sequential(
+            nn.Conv2d(channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+        )
+
+    def forward(self, x):
+        return F.relu(self.main(x) + self.shortcut(x))
+
+
+def resnet20():
+    layers, channels = [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
+    for stage, width in enumerate((16, 32, 64)):
+        for block in range(3):
+            layers.append(BasicBlock(channels, width, 2 if stage > 0 and block == 0 else 1))
+            channels = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
 MODELS = {"lenet5": (lenet5, (1, 28, 28)), "smallcnn": (smallcnn, (3, 32, 32)),
-          "mlp": (mlp, (1, 28, 28))}
+          "mlp": (mlp, (1, 28, 28)), "vgg": (vgg, (3, 32, 32)), "resnet20": (resnet20, (3, 32, 32))}
 
 # (row name, kind, model or conv, batch size); kind: train | infer | conv-fwd | conv-fwdbwd.
 ROWS = [
     ("lenet5-train-64", "train", "lenet5", 64),
     ("lenet5-train-256", "train", "lenet5", 256),
     ("smallcnn-train-128", "train", "smallcnn", 128),
+    ("resnet20-train-128", "train", "resnet20", 128),
+    ("vgg-train-128", "train", "vgg", 128),
     ("mlp-train-64", "train", "mlp", 64),
     ("lenet5-infer-256", "infer", "lenet5", 256),
     ("smallcnn-infer-256", "infer", "smallcnn", 256),
+    ("resnet20-infer-256", "infer", "resnet20", 256),
     ("conv-fwd", "conv-fwd", "conv", 128),
     ("conv-fwdbwd", "conv-fwdbwd", "conv", 128),
 ]
@@ -87,44 +142,54 @@ def timed(warmup, repeats, f):
     return statistics.median(times), min(times)
 
 
-def pytorch_sample(kind, model_name, n, warmup, repeats):
-    """Images/s (models) or GFLOP/s (conv rows): (median, best) of `repeats` runs."""
+def pytorch_step(kind, model_name, n, variant):
+    """The step function of one row in one PyTorch variant, and the work one step does
+    (images, or GFLOP for the conv rows)."""
     torch.manual_seed(0)
+    layout = torch.channels_last if variant == "channels_last" else torch.contiguous_format
     if kind.startswith("conv"):
-        conv = nn.Conv2d(32, 64, 3, padding=1)
-        x = torch.randn(n, 32, 16, 16, requires_grad=True)
-        dy = torch.randn(n, 64, 16, 16)
+        conv = nn.Conv2d(32, 64, 3, padding=1).to(memory_format=layout)
+        x = torch.randn(n, 32, 16, 16).to(memory_format=layout).requires_grad_()
+        dy = torch.randn(n, 64, 16, 16).to(memory_format=layout)
+        forward = torch.compile(conv) if variant == "compile" else conv
         if kind == "conv-fwd":
             def step():
                 with torch.no_grad():
-                    conv(x)
-            return rates(CONV_FLOPS / 1e9, timed(warmup, repeats, step))
+                    forward(x)
+            return step, CONV_FLOPS / 1e9
 
         def step():
             conv.zero_grad()
             x.grad = None
-            conv(x).backward(dy)
-        return rates(3 * CONV_FLOPS / 1e9, timed(warmup, repeats, step))
+            forward(x).backward(dy)
+        return step, 3 * CONV_FLOPS / 1e9
 
     build, shape = MODELS[model_name]
-    model = build()
-    x = torch.randn(n, *shape)
+    model = build().to(memory_format=layout)
+    x = torch.randn(n, *shape).to(memory_format=layout)
     labels = torch.randint(0, 10, (n,))
+    forward = torch.compile(model) if variant == "compile" else model
     if kind == "train":
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
 
         def step():
             opt.zero_grad()
-            F.cross_entropy(model(x), labels).backward()
+            F.cross_entropy(forward(x), labels).backward()
             opt.step()
     else:
         model.eval()
 
         def step():
             with torch.no_grad():
-                model(x)
-    return rates(n, timed(warmup, repeats, step))
+                forward(x)
+    return step, n
+
+
+def pytorch_sample(prepared, warmup, repeats):
+    """(median, best) rate of `repeats` runs of a prepared (step, work)."""
+    step, work = prepared
+    return rates(work, timed(warmup, repeats, step))
 
 
 def rates(work, seconds):
@@ -146,6 +211,24 @@ def ocellus_sample(binary, threads, kind, model_name, n, warmup, repeats):
     return result[key]["median"], result[key]["max"]
 
 
+def prepare(kind, model_name, n, variant, budget):
+    """(step, work) of a variant, compiled and warmed up when it is torch.compile; None
+    with the reason when it cannot be had within `budget` seconds."""
+    start = time.perf_counter()
+    try:
+        step, work = pytorch_step(kind, model_name, n, variant)
+        if variant == "compile":
+            step()  # compiles (forward and, for training, backward)
+            step()
+    except Exception as e:  # noqa: BLE001 — any failure of the compiler is reported
+        return None, f"{variant}: {type(e).__name__}: {str(e).splitlines()[0][:100]}"
+    took = time.perf_counter() - start
+    if took > budget:
+        return None, f"{variant}: compiling took {took:.0f} s, over the {budget:.0f} s budget"
+    note = f"{variant}: compiled in {took:.0f} s" if variant == "compile" else None
+    return (step, work), note
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ocellus", default="target/release/ocellus")
@@ -154,30 +237,50 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", default=",".join(r[0] for r in ROWS))
+    parser.add_argument("--variants", default="nchw,channels_last,compile")
+    parser.add_argument("--compile-budget", type=float, default=600.0,
+                        help="seconds torch.compile may take per row")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     wanted = args.rows.split(",")
+    variants = args.variants.split(",")
 
     print(f"PyTorch {torch.__version__}, {args.threads} threads; {args.pairs} pairs of "
-          f"(ocellus, PyTorch) samples per row, each the median of {args.repeats} runs "
-          f"after {args.warmup} warm-up runs")
-    print(f"{'row':<20} {'unit':>9} {'ocellus':>10} {'PyTorch':>10} {'ratio':>6}"
-          f" | {'best ocellus':>12} {'best PyTorch':>12} {'ratio':>6}")
+          f"(ocellus, then each PyTorch variant) samples per row, each the median of "
+          f"{args.repeats} runs after {args.warmup} warm-up runs; ratio = ocellus / fastest variant")
+    header = f"{'row':<20} {'unit':>9} {'ocellus':>10} " + " ".join(f"{v:>13}" for v in variants)
+    print(header + f" {'fastest':>13} {'ratio':>6}")
     for name, kind, model_name, n in ROWS:
         if name not in wanted:
             continue
-        ours, theirs = [], []
+        prepared, notes = {}, []
+        for variant in variants:
+            ready, note = prepare(kind, model_name, n, variant, args.compile_budget)
+            if ready is not None:
+                prepared[variant] = ready
+            if note:
+                notes.append(note)
+        ours, theirs = [], {v: [] for v in prepared}
+        ratios, fastest_names = [], []
         for _ in range(args.pairs):
             ours.append(ocellus_sample(args.ocellus, args.threads, kind, model_name, n,
                                        args.warmup, args.repeats))
-            theirs.append(pytorch_sample(kind, model_name, n, args.warmup, args.repeats))
-        ratio = statistics.median(a[0] / b[0] for a, b in zip(ours, theirs))
-        best_ours, best_theirs = max(a[1] for a in ours), max(b[1] for b in theirs)
+            pair = {v: pytorch_sample(prepared[v], args.warmup, args.repeats) for v in prepared}
+            for v, sample in pair.items():
+                theirs[v].append(sample)
+            best = max(pair, key=lambda v: pair[v][0])
+            fastest_names.append(best)
+            ratios.append(ours[-1][0] / pair[best][0])
         unit = "GFLOP/s" if kind.startswith("conv") else "images/s"
-        print(f"{name:<20} {unit:>9} {statistics.median(a[0] for a in ours):>10.1f} "
-              f"{statistics.median(b[0] for b in theirs):>10.1f} {ratio:>6.2f} | "
-              f"{best_ours:>12.1f} {best_theirs:>12.1f} {best_ours / best_theirs:>6.2f}",
-              flush=True)
+        cells = " ".join(
+            f"{statistics.median(s[0] for s in theirs[v]):>13.1f}" if v in theirs else f"{'—':>13}"
+            for v in variants
+        )
+        fastest = max(set(fastest_names), key=fastest_names.count)
+        print(f"{name:<20} {unit:>9} {statistics.median(a[0] for a in ours):>10.1f} {cells} "
+              f"{fastest:>13} {statistics.median(ratios):>6.2f}", flush=True)
+        for note in notes:
+            print(f"{'':<20}   note: {note}")
 
 
 if __name__ == "__main__":
