@@ -206,6 +206,9 @@ pub fn run(args: Args, group: Option<Arc<dyn Collective>>) -> Result<()> {
         })
     });
     let speaks = parallel.as_ref().is_none_or(|p| p.rank() == 0);
+    if parallel.is_some() && args.patience.is_some() {
+        return Err(patience_under_mpi());
+    }
     // Only the rank that speaks serves the dashboard.
     let dashboard = if speaks {
         args.dashboard.start()?
@@ -228,12 +231,8 @@ pub fn run(args: Args, group: Option<Arc<dyn Collective>>) -> Result<()> {
         );
     }
     if parallel.is_some() && run.config.patience.is_some() {
-        // Each rank would have to agree on the stop, which only rank 0's metrics decide.
-        return Err(Error::config(
-            "--patience",
-            "is not available under mpirun/srun: train a fixed number of epochs (with \
-             --val-fraction the best epoch's weights are kept in best.safetensors)",
-        ));
+        // A run started alone with --patience, resumed under mpirun.
+        return Err(patience_under_mpi());
     }
     match &parallel {
         Some(parallel) => run.join(parallel.clone())?,
@@ -404,6 +403,16 @@ pub fn run(args: Args, group: Option<Arc<dyn Collective>>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Early stopping is refused under MPI: every rank would have to agree on the stop, which
+/// only rank 0's metrics decide.
+fn patience_under_mpi() -> Error {
+    Error::config(
+        "--patience",
+        "is not available under mpirun/srun: train a fixed number of epochs (with \
+         --val-fraction the best epoch's weights are kept in best.safetensors)",
+    )
 }
 
 /// The loop of [`run`] for a rank other than 0: train, evaluate, print nothing.
