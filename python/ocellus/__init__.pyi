@@ -385,6 +385,9 @@ class Run:
     def architecture(self) -> str: ...
     @property
     def metrics(self) -> List[Dict[str, float]]: ...
+    @property
+    def diagnostics(self) -> List[Dict[str, object]]:
+        """Gradient flow per diagnosed step (train with diagnostics_every); [] without."""
     def evaluate(self, data: Optional[Tuple[ArrayLike, ArrayLike]] = None) -> Dict[str, object]:
         """accuracy, loss, confusion (K, K) int64, predictions (N,) on the test set."""
     def predict(self, images: ArrayLike) -> npt.NDArray[np.float32]:
@@ -419,6 +422,7 @@ def train(
     out: Optional[PathLike] = None,
     classes: Optional[Sequence[str]] = None,
     test_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+    diagnostics_every: Optional[int] = None,
     verbose: bool = True,
 ) -> Run:
     """Trains as `ocellus train` does, into a run directory; Ctrl-C keeps the last checkpoint."""

@@ -57,7 +57,7 @@ def _epoch_line(record, total, eval_name):
 
 def _start(model, data, data_dir, image_size, epochs, batch_size, optimizer, lr,
            weight_decay, momentum, schedule, seed, val_fraction, augment, label_smoothing,
-           limit_train, out, classes, test_data):
+           limit_train, out, classes, test_data, diagnostics_every=None):
     name, data_dir, arrays = _data_spec(data, data_dir)
     if out is None:
         label = "arrays" if arrays is not None else os.path.basename(name)
@@ -72,7 +72,7 @@ def _start(model, data, data_dir, image_size, epochs, batch_size, optimizer, lr,
         os.fspath(out), model, name, None if data_dir is None else os.fspath(data_dir),
         image_size, arrays, test_data, classes, epochs, batch_size, optimizer, lr,
         weight_decay, momentum, schedule, seed, val_fraction, augment, label_smoothing,
-        limit_train,
+        limit_train, diagnostics_every,
     )
 
 
@@ -102,7 +102,7 @@ def train(model="lenet5", data="patterns", *, data_dir=None, image_size=None, ep
           batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=None, momentum=0.9,
           schedule="constant", seed=0, val_fraction=0.0, augment=False,
           label_smoothing=0.0, limit_train=None, out=None, classes=None, test_data=None,
-          verbose=True):
+          diagnostics_every=None, verbose=True):
     """Trains ``model`` on ``data`` as ``ocellus train`` does and returns the ``Run``.
 
     ``model``: a zoo name (``"lenet5"``, ``"smallcnn"``, ``"mlp"``, …), an architecture
@@ -120,7 +120,8 @@ def train(model="lenet5", data="patterns", *, data_dir=None, image_size=None, ep
     ``"onecycle"``; ``val_fraction`` holds out a validation split (else the test set is
     reported each epoch); ``augment`` random-crops and flips; ``limit_train`` keeps the
     first N training images. ``out`` is the run directory (default
-    ``runs/<model>-<data>``, numbered if taken).
+    ``runs/<model>-<data>``, numbered if taken). ``diagnostics_every=N`` records the
+    gradient flow every N steps (``ocellus train --diagnostics``): ``Run.diagnostics``.
 
     A line is printed per epoch (``verbose=False``: none). Ctrl-C stops after the step
     under way with the last epoch's checkpoint intact, and raises ``KeyboardInterrupt``.
@@ -129,7 +130,8 @@ def train(model="lenet5", data="patterns", *, data_dir=None, image_size=None, ep
     """
     training = _start(model, data, data_dir, image_size, epochs, batch_size, optimizer, lr,
                       weight_decay, momentum, schedule, seed, val_fraction, augment,
-                      label_smoothing, limit_train, out, classes, test_data)
+                      label_smoothing, limit_train, out, classes, test_data,
+                      diagnostics_every)
     eval_name = "val" if val_fraction > 0 else "test"
     if verbose:
         print(training.describe(), flush=True)

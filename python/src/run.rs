@@ -122,7 +122,7 @@ pub struct Training {
 #[pyo3(signature = (
     out, model, data, data_dir, image_size, arrays, test_arrays, classes, epochs, batch_size,
     optimizer, lr, weight_decay, momentum, schedule, seed, val_fraction, augment,
-    label_smoothing, limit_train
+    label_smoothing, limit_train, diagnostics_every
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn start_training(
@@ -147,6 +147,7 @@ pub fn start_training(
     augment: bool,
     label_smoothing: f32,
     limit_train: Option<usize>,
+    diagnostics_every: Option<usize>,
 ) -> PyResult<Training> {
     let splits = match &arrays {
         Some((x, y)) => {
@@ -228,6 +229,7 @@ pub fn start_training(
         augment_flip: augment,
         label_smoothing,
         limit_train,
+        diagnostics_every,
         ..RunConfig::default()
     };
     let raw_test = splits.test.clone();
@@ -545,6 +547,19 @@ impl PyRun {
             list.append(record_dict(py, record)?)?;
         }
         Ok(list)
+    }
+
+    /// The gradient-flow diagnostics of the run (trained with `diagnostics_every`): a dict
+    /// per diagnosed step — epoch, step, batch, images, loss, lr and `layers`, a dict per
+    /// top-level layer (name, kind, output_shape, input_grad_norm, output_mean,
+    /// output_std, dead_fraction, param_norm, grad_norm, update_ratio, params); as
+    /// `diagnostics.jsonl` holds them. Empty for a run trained without diagnostics.
+    #[getter]
+    fn diagnostics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let records = ocellus_train::diagnostics::run_diagnostics(&self.dir).or_py_err()?;
+        let text = serde_json::to_string(&records)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (text,))
     }
 
     /// Evaluates on the test set (or on `data` = (X, y)): a dict with `accuracy`, `loss`,

@@ -272,3 +272,24 @@ def test_train_on_a_folder_of_class_folders(tmp_path):
     assert run.config["data"] == "folder"
     assert run.classes == list(names[:2])
     assert run.evaluate()["confusion"].sum() == 16           # 20 % of 80 images
+
+
+def test_gradient_flow_diagnostics_every_n_steps(tmp_path, patterns_run):
+    run = ocellus.train("lenet5", "patterns", epochs=1, batch_size=50, limit_train=500,
+                        diagnostics_every=4, out=tmp_path / "run", verbose=False)
+    records = run.diagnostics
+    # 500 images in batches of 50: steps 1..10, diagnosed at 1, 5 and 9.
+    assert [r["step"] for r in records] == [1, 5, 9]
+    assert (tmp_path / "run" / "diagnostics.jsonl").is_file()
+    layers = records[0]["layers"]
+    assert [layer["name"] for layer in layers] == [str(i) for i in range(len(layers))]
+    assert layers[0]["kind"] == "conv2d" and layers[0]["input_grad_norm"] is None
+    for layer in layers[1:]:
+        assert layer["input_grad_norm"] > 0
+    weighted = [layer for layer in layers if layer["params"]]
+    for layer in weighted:
+        # The layer's norms combine its parameters' norms: ‖(a, b)‖² = ‖a‖² + ‖b‖².
+        grads = sum(p["grad_norm"] ** 2 for p in layer["params"])
+        assert abs(layer["grad_norm"] ** 2 - grads) <= 1e-4 * grads
+    # A run trained without diagnostics has none.
+    assert patterns_run.diagnostics == []
