@@ -70,4 +70,5 @@ def test_readme_training_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["run"].epochs == 2
     assert (tmp_path / "report.html").is_file()
+    assert [r["step"] for r in namespace["deep"].diagnostics] == [1, 11]
     assert "epoch 2/2" in capsys.readouterr().out
