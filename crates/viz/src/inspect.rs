@@ -471,37 +471,83 @@ pub fn saliency_picture(
     classes: &[String],
     truth: Option<usize>,
 ) -> Canvas {
-    let name = |k: usize| classes.get(k).cloned().unwrap_or_else(|| k.to_string());
-    let predicted = saliency.predicted();
-    let mut caption = format!(
-        "predicted: {} ({:.1}%)",
-        name(predicted),
-        100.0 * saliency.probabilities[predicted]
-    );
-    if let Some(t) = truth {
-        caption += &format!(", true: {}", name(t));
+    let name = class_name(classes, saliency.class);
+    let score = format!("|∂ score({name}) / ∂ pixel|");
+    Explanation {
+        method: "saliency",
+        map: saliency.map.data(),
+        probabilities: &saliency.probabilities,
+        class: saliency.class,
+        predicted: saliency.predicted(),
     }
-    if saliency.class != predicted {
-        caption += &format!(
-            "; saliency of '{}' ({:.1}%)",
-            name(saliency.class),
-            100.0 * saliency.probabilities[saliency.class]
+    .picture(
+        image,
+        classes,
+        truth,
+        &score,
+        "gradient of the class score (the logit) in evaluation mode, largest over channels; yellow: most sensitive",
+    )
+}
+
+/// `classes[k]`, or `k` for a class without a name.
+fn class_name(classes: &[String], k: usize) -> String {
+    classes.get(k).cloned().unwrap_or_else(|| k.to_string())
+}
+
+/// A map over the input that explains a class score (saliency, Grad-CAM), and the
+/// prediction it explains.
+struct Explanation<'a> {
+    /// How the map was made, as the caption names it.
+    method: &'a str,
+    /// (H, W), values in [0, 1].
+    map: &'a [f32],
+    probabilities: &'a [f32],
+    /// The class whose score the map explains.
+    class: usize,
+    predicted: usize,
+}
+
+impl Explanation<'_> {
+    /// The image, the map (under `map_label`) and the map over the image, side by side,
+    /// under a caption naming the prediction (and the true class, when known) and `note`.
+    fn picture(
+        &self,
+        image: &Tile,
+        classes: &[String],
+        truth: Option<usize>,
+        map_label: &str,
+        note: &str,
+    ) -> Canvas {
+        let name = |k: usize| class_name(classes, k);
+        let p = self.probabilities;
+        let mut caption = format!(
+            "predicted: {} ({:.1}%)",
+            name(self.predicted),
+            100.0 * p[self.predicted]
         );
+        if let Some(t) = truth {
+            caption += &format!(", true: {}", name(t));
+        }
+        if self.class != self.predicted {
+            caption += &format!(
+                "; {} of '{}' ({:.1}%)",
+                self.method,
+                name(self.class),
+                100.0 * p[self.class]
+            );
+        }
+        let scale = scale_for(image.height.max(image.width), 3 * TILE_PIXELS);
+        let (h, w) = (image.height, image.width);
+        let input = render_tile(image, Colormap::Gray, scale);
+        let heat = render_tile(
+            &Tile::gray(h, w, self.map.to_vec()),
+            Colormap::Viridis,
+            scale,
+        );
+        let overlay = overlay_heat(image, self.map, 0.5, scale);
+        let row = hstack(&[("input", &input), (map_label, &heat), ("overlay", &overlay)]);
+        titled(&caption, note, &row)
     }
-    let scale = scale_for(image.height.max(image.width), 3 * TILE_PIXELS);
-    let (h, w) = (image.height, image.width);
-    let map = Tile::gray(h, w, saliency.map.data().to_vec());
-    let input = render_tile(image, Colormap::Gray, scale);
-    let heat = render_tile(&map, Colormap::Viridis, scale);
-    let overlay = overlay_heat(image, saliency.map.data(), 0.5, scale);
-    let score = format!("|∂ score({}) / ∂ pixel|", name(saliency.class));
-    let row = hstack(&[
-        ("input", &input),
-        (score.as_str(), &heat),
-        ("overlay", &overlay),
-    ]);
-    let note = "gradient of the class score (the logit) in evaluation mode, largest over channels; yellow: most sensitive";
-    titled(&caption, note, &row)
 }
 
 /// Grad-CAM (Selvaraju et al. 2017): where in the image a layer's evidence for a class
@@ -714,44 +760,20 @@ pub fn gradcam_picture(
     classes: &[String],
     truth: Option<usize>,
 ) -> Canvas {
-    let name = |k: usize| classes.get(k).cloned().unwrap_or_else(|| k.to_string());
-    let predicted = gradcam.predicted();
-    let mut caption = format!(
-        "predicted: {} ({:.1}%)",
-        name(predicted),
-        100.0 * gradcam.probabilities[predicted]
-    );
-    if let Some(t) = truth {
-        caption += &format!(", true: {}", name(t));
-    }
-    if gradcam.class != predicted {
-        caption += &format!(
-            "; Grad-CAM of '{}' ({:.1}%)",
-            name(gradcam.class),
-            100.0 * gradcam.probabilities[gradcam.class]
-        );
-    }
-    let scale = scale_for(image.height.max(image.width), 3 * TILE_PIXELS);
-    let (h, w) = (image.height, image.width);
-    let input = render_tile(image, Colormap::Gray, scale);
-    let heat = render_tile(
-        &Tile::gray(h, w, gradcam.map.data().to_vec()),
-        Colormap::Viridis,
-        scale,
-    );
-    let overlay = gradcam_overlay(image, gradcam, scale);
     let [ch, cw] = <[usize; 2]>::try_from(gradcam.cam.shape()).expect("an (h, w) map");
     let label = format!("Grad-CAM, layer {} ({ch}×{cw})", gradcam.layer);
-    let row = hstack(&[
-        ("input", &input),
-        (label.as_str(), &heat),
-        ("overlay", &overlay),
-    ]);
     let note = format!(
         "ReLU of the layer's maps weighted by their mean gradient of the score of '{}', interpolated to the input; yellow: most evidence",
-        name(gradcam.class)
+        class_name(classes, gradcam.class)
     );
-    titled(&caption, &note, &row)
+    Explanation {
+        method: "Grad-CAM",
+        map: gradcam.map.data(),
+        probabilities: &gradcam.probabilities,
+        class: gradcam.class,
+        predicted: gradcam.predicted(),
+    }
+    .picture(image, classes, truth, &label, &note)
 }
 
 /// The Grad-CAM map blended over the image at `scale` pixels per input pixel.
