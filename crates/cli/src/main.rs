@@ -43,12 +43,37 @@ enum Command {
     Gradcheck(commands::gradcheck::Args),
     /// Gradient flow of an untrained model on one batch: per layer, gradient and activation statistics.
     Gradflow(commands::gradflow::Args),
-    /// Pictures of a trained model: filters, feature maps, saliency, gradient flow.
+    /// Pictures of a trained model: filters, feature maps, saliency, Grad-CAM, gradient flow.
     Viz(commands::viz::Args),
     /// One self-contained HTML page about a training run: settings, layers, curves, mistakes.
     Report(commands::report::Args),
-    /// Write a trained model as ONNX, to run it with onnxruntime and other frameworks.
+    /// Write a trained model as ONNX, a PyTorch module or a web page, to run it elsewhere.
     Export(commands::export::Args),
+}
+
+/// Fails early, before any work, when the file `out` cannot be written: its directory is
+/// missing, or it is a directory itself. `what` names the output in the message
+/// ("report"), `example` is a file name to suggest ("report.html").
+pub(crate) fn check_output_file(
+    out: &std::path::Path,
+    what: &str,
+    example: &str,
+) -> ocellus::Result<()> {
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let problem = if !dir.is_dir() {
+        format!(
+            "cannot write the {what}: the directory {} does not exist",
+            dir.display()
+        )
+    } else if out.is_dir() {
+        format!("cannot write the {what}: this is a directory; give a file name such as {example}")
+    } else {
+        return Ok(());
+    };
+    Err(ocellus::Error::format(out, problem))
 }
 
 /// Writes `text` to standard output. A reader that stops early (`ocellus summary | head`)

@@ -1,7 +1,7 @@
 //! `ocellus export`: a trained model in another framework's format — ONNX, a PyTorch
 //! module, a web page — to run it outside ocellus.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use ocellus::{Error, Result};
@@ -84,27 +84,6 @@ impl FromStr for Format {
     }
 }
 
-/// Fails early, before any work, when `out` cannot be written: its directory is missing,
-/// or it is a directory itself.
-fn check_writable(out: &Path) -> Result<()> {
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let problem = if !dir.is_dir() {
-        format!(
-            "cannot write the export: the directory {} does not exist",
-            dir.display()
-        )
-    } else if out.is_dir() {
-        "cannot write the export: this is a directory; give a file name such as model.onnx"
-            .to_string()
-    } else {
-        return Ok(());
-    };
-    Err(Error::format(out, problem))
-}
-
 pub fn run(args: Args) -> Result<()> {
     let format: Format = args.format.parse()?;
     if args.with_normalization && format != Format::Onnx {
@@ -117,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     match format {
-        Format::Onnx => check_writable(&args.out)?,
+        Format::Onnx => crate::check_output_file(&args.out, "export", "model.onnx")?,
         Format::Pytorch | Format::Web => check_directory(&args.out)?,
     }
     if args.model.is_dir() && !args.model.join("model.safetensors").is_file() {

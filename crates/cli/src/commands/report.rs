@@ -1,11 +1,11 @@
 //! `ocellus report`: one self-contained HTML page about a training run — its settings,
 //! layer table, curves, confusion matrix, filters, feature maps and mistakes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ocellus::checkpoint::write_atomically;
 use ocellus::text::bytes_str;
-use ocellus::{Error, Result};
+use ocellus::Result;
 use ocellus_report::{self as report, RunReport};
 use ocellus_train::diagnostics::run_diagnostics;
 use ocellus_train::run::{load_model, read_config, read_metrics};
@@ -28,32 +28,11 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-/// Fails early, before any work, when `out` cannot be written: its directory is missing,
-/// or it is a directory itself.
-fn check_writable(out: &Path) -> Result<()> {
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let problem = if !dir.is_dir() {
-        format!(
-            "cannot write the report: the directory {} does not exist",
-            dir.display()
-        )
-    } else if out.is_dir() {
-        "cannot write the report: this is a directory; give a file name such as report.html"
-            .to_string()
-    } else {
-        return Ok(());
-    };
-    Err(Error::format(out, problem))
-}
-
 pub fn run(args: Args) -> Result<()> {
     let dir = &args.run;
     let config = read_config(dir)?;
     let out = args.out.unwrap_or_else(|| dir.join("report.html"));
-    check_writable(&out)?;
+    crate::check_output_file(&out, "report", "report.html")?;
     let (mut model, info) = load_model(dir)?;
     let metrics = read_metrics(dir)?;
     let diagnostics = run_diagnostics(dir)?;
