@@ -6,12 +6,14 @@
 use ocellus::arch::Architecture;
 use ocellus::checkpoint::state_dict;
 use ocellus::layers::{Layer, Mode};
-use ocellus::spec::LayerSpec;
 use ocellus::{zoo, Result, Rng, Sequential, Tensor};
 use ocellus_export::onnx::{IR_VERSION, OPSET};
 use ocellus_export::proto::{attribute_type, data_type, AttributeProto, ModelProto, NodeProto};
 use ocellus_export::{onnx_model, write_onnx, ExportInfo, OnnxOptions};
 use prost::Message;
+
+mod common;
+use common::Doubler;
 
 fn classes(k: usize) -> Vec<String> {
     (0..k).map(|i| format!("class {i}")).collect()
@@ -547,34 +549,6 @@ fn normalization_in_front_takes_raw_images() {
     assert!(props
         .iter()
         .any(|p| p.key == "normalization_in_graph" && p.value == "true"));
-}
-
-/// A layer defined outside ocellus.
-struct Doubler;
-
-impl Layer for Doubler {
-    fn kind(&self) -> &'static str {
-        "doubler"
-    }
-    fn describe(&self) -> String {
-        "Doubler".into()
-    }
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::Custom {
-            kind: "doubler".into(),
-        }
-    }
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-    fn forward(&mut self, mut x: Tensor, _mode: Mode) -> Result<Tensor> {
-        x.data_mut().iter_mut().for_each(|v| *v *= 2.0);
-        Ok(x)
-    }
-    fn backward(&mut self, mut dy: Tensor) -> Result<Tensor> {
-        dy.data_mut().iter_mut().for_each(|v| *v *= 2.0);
-        Ok(dy)
-    }
 }
 
 fn info<'a>(names: &'a [String], mean: &'a [f32], std: &'a [f32]) -> ExportInfo<'a> {

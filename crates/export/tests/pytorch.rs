@@ -8,10 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 use ocellus::arch::Architecture;
-use ocellus::layers::{Layer, Mode};
-use ocellus::spec::LayerSpec;
-use ocellus::{zoo, Result, Rng, Tensor};
+use ocellus::{zoo, Rng};
 use ocellus_export::{pytorch_module, ExportInfo};
+
+mod common;
+use common::Doubler;
 
 /// `model.py` of an architecture, with `classes` and one mean/std per input channel.
 fn module_source(arch: &Architecture, classes: &[String], mean: &[f32], std: &[f32]) -> String {
@@ -214,32 +215,6 @@ track_running_stats = false
         "class Scale",
     ] {
         assert!(!source.contains(unused), "{unused} is not used");
-    }
-}
-
-/// A layer defined outside ocellus.
-struct Doubler;
-
-impl Layer for Doubler {
-    fn kind(&self) -> &'static str {
-        "doubler"
-    }
-    fn describe(&self) -> String {
-        "Doubler".into()
-    }
-    fn spec(&self) -> LayerSpec {
-        LayerSpec::Custom {
-            kind: "doubler".into(),
-        }
-    }
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(input.to_vec())
-    }
-    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
-        Ok(x)
-    }
-    fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
-        Ok(dy)
     }
 }
 
