@@ -97,24 +97,27 @@ fn bench_json_parses_and_reports_every_batch_size_and_mode() {
     assert_eq!(layers[0]["macs"], 4 * 6 * 28 * 28 * 25);
 }
 
+/// One thread, one small convolution, one measured run, as JSON.
+const TINY_CONV: &[&str] = &[
+    "--threads",
+    "1",
+    "bench",
+    "--conv",
+    "4,3,1",
+    "--input",
+    "2x6x6",
+    "--batch-size",
+    "2",
+    "--repeats",
+    "1",
+    "--warmup",
+    "0",
+    "--json",
+];
+
 #[test]
 fn bench_conv_reports_gflops_and_bad_flags_are_one_line_errors() {
-    let output = ocellus(&[
-        "--threads",
-        "1",
-        "bench",
-        "--conv",
-        "4,3,1",
-        "--input",
-        "2x6x6",
-        "--batch-size",
-        "2",
-        "--repeats",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-    ]);
+    let output = ocellus(TINY_CONV);
     assert!(
         output.status.success(),
         "{}",
@@ -126,23 +129,7 @@ fn bench_conv_reports_gflops_and_bad_flags_are_one_line_errors() {
     assert!(v["peak"].is_null(), "no peak unless asked");
 
     // With --peak: the peak of the one thread, and each row's GFLOP/s as its fraction.
-    let output = ocellus(&[
-        "--threads",
-        "1",
-        "bench",
-        "--conv",
-        "4,3,1",
-        "--input",
-        "2x6x6",
-        "--batch-size",
-        "2",
-        "--repeats",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-        "--peak",
-    ]);
+    let output = ocellus(&[TINY_CONV, &["--peak"]].concat());
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let peak = v["peak"]["gflops"].as_f64().unwrap();
     assert!(peak.is_finite() && peak > 0.0, "{v}");
