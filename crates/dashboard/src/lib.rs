@@ -143,8 +143,6 @@ struct State {
     features_png: Option<Vec<u8>>,
     #[serde(skip)]
     started: Option<Instant>,
-    #[serde(skip)]
-    epochs_before: usize,
 }
 
 /// A running dashboard; dropping it stops the server.
@@ -229,7 +227,6 @@ impl Dashboard {
         s.eval_name = run.eval_name().to_string();
         s.epochs = run.config.epochs;
         s.epoch = run.epochs_done();
-        s.epochs_before = run.epochs_done();
         s.batches = run.train.len().div_ceil(run.config.batch_size.max(1));
         s.records = history;
         s.started = Some(Instant::now());
