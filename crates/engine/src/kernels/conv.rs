@@ -14,9 +14,10 @@
 //!   all their gradients) and the border is cut off again.
 //!
 //! A 1×1 convolution with stride 1 and no padding needs no unrolling: the image
-//! `(IC, H·W)` already is `cols`, and `dcols` is `dx`. A forward pass with few input
-//! channels (a first layer) is not unrolled either: [`super::direct`] computes it from the
-//! padded image.
+//! `(IC, H·W)` already is `cols`, and `dcols` is `dx`. Convolutions with stride 1, no
+//! dilation and one group (the 3×3 "same" convolutions of most networks, first layers)
+//! are not unrolled either: [`super::direct`] computes y, dx and dW from the padded
+//! images, image by image on the same threads and chunks.
 //!
 //! Small images are lowered a few at a time: the `cols` of a tile of `T` images sit side
 //! by side in one `(K, T·P)` matrix, so each product has `T·P` columns instead of `P`,
@@ -34,7 +35,7 @@
 //! depend on the thread count at all; `dW` and `db` depend only on it: the same thread
 //! count gives the same bits on every run.
 
-use super::direct::{self, Isa};
+use super::direct::{self, Isa, Plan};
 use super::matmul::gemm_one_thread;
 use super::{lane_sum, ConvGeometry};
 use rayon::prelude::*;
@@ -50,8 +51,11 @@ pub struct Workspace {
     threads: Vec<Mutex<TileScratch>>,
     /// The gradient sums of each chunk of the batch.
     chunks: Vec<ChunkGrads>,
-    /// The direct path's weights, arranged by [`direct::arrange_weights`].
+    /// The direct path's weights, arranged by [`Plan::arrange_weights`].
     direct_weights: Vec<f32>,
+    /// The direct path's weights for the input gradient, by
+    /// [`Plan::arrange_flipped_weights`].
+    direct_flipped: Vec<f32>,
 }
 
 /// The buffers one thread needs for one tile of T images.
@@ -67,15 +71,18 @@ struct TileScratch {
     side_by_side: Vec<f32>,
     /// Gradient with respect to `padded`: (IC, PT+H+PB, PL+W+PR)
     dpadded: Vec<f32>,
+    /// The direct path's buffers.
+    direct: direct::Scratch,
 }
 
 /// One chunk's share of the parameter gradients.
 #[derive(Default)]
 struct ChunkGrads {
-    /// dweight transposed group by group: (groups, IC/groups·KH·KW, OC/groups). GEMM
-    /// computes `dW_gᵀ = cols_g · dY_gᵀ` faster than `dW_g = dY_g · cols_gᵀ`, so the sums
-    /// stay transposed and are turned back once, when they are added into dweight.
-    dw_t: Vec<f32>,
+    /// dweight, on the direct path as dweight is, (OC, IC, KH, KW); through im2col
+    /// transposed group by group, (groups, IC/groups·KH·KW, OC/groups): GEMM computes
+    /// `dW_gᵀ = cols_g · dY_gᵀ` faster than `dW_g = dY_g · cols_gᵀ`, so the sums stay
+    /// transposed and are turned back once, when they are added into dweight.
+    dw: Vec<f32>,
     /// (OC,), or empty without bias
     db: Vec<f32>,
 }
@@ -129,9 +136,23 @@ struct Lowering {
     pointwise: bool,
     /// Images lowered together, T: enough for about [`TILE_COLUMNS`] columns.
     tile: usize,
-    /// Few input channels: the forward pass runs the [`direct`] kernel for these
-    /// instructions, image by image, without lowering.
-    direct: Option<Isa>,
+    /// Stride 1, one group: the [`direct`] kernels compute the convolution image by
+    /// image, without lowering.
+    direct: Option<Plan>,
+    /// How the weight gradient is computed.
+    weight_gradient: WeightGradient,
+}
+
+/// How a convolution's weight gradient is computed; the chunk sums are dweight as it is
+/// for `ByPosition`, transposed (IC/groups·KH·KW, OC/groups) group by group otherwise.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WeightGradient {
+    /// im2col + GEMM.
+    Lowered,
+    /// [`Plan::add_weight_gradient`]: vectors over positions (large images).
+    ByPosition,
+    /// [`Plan::add_weight_gradient_by_channel`]: vectors over output channels.
+    ByChannel,
 }
 
 /// Columns of a tile's products: GEMM reaches its speed once a product has a few hundred
@@ -148,7 +169,12 @@ impl Lowering {
             && g.stride == (1, 1)
             && g.pad == (0, 0, 0, 0)
             && (g.oh, g.ow) == (g.h, g.w);
-        let direct = direct::applies(g).then(Isa::detect);
+        let direct = direct::applies(g).then(|| Plan::new(g, Isa::detect()));
+        let weight_gradient = match &direct {
+            Some(plan) if plan.weight_gradient_pays() => WeightGradient::ByPosition,
+            Some(plan) if plan.weight_gradient_by_channel() => WeightGradient::ByChannel,
+            _ => WeightGradient::Lowered,
+        };
         Lowering {
             groups: g.groups,
             ocg: g.oc_per_group(),
@@ -158,12 +184,14 @@ impl Lowering {
             pw: pl + g.w + pr,
             has_padding: g.pad != (0, 0, 0, 0),
             pointwise,
-            direct,
-            tile: if pointwise {
-                1
-            } else {
-                (TILE_COLUMNS / (g.oh * g.ow).max(1)).max(1)
+            tile: match (&direct, weight_gradient) {
+                (Some(plan), WeightGradient::ByPosition) => plan.tile(),
+                (_, WeightGradient::ByChannel) => 1,
+                _ if pointwise => 1,
+                _ => (TILE_COLUMNS / (g.oh * g.ow).max(1)).max(1),
             },
+            weight_gradient,
+            direct,
         }
     }
 
@@ -348,8 +376,8 @@ pub fn forward(
     let low = Lowering::new(g);
     let (x_per, y_per) = (x.len() / g.n, y.len() / g.n);
     ws.prepare_threads();
-    if let Some(isa) = low.direct {
-        direct::arrange_weights(g, isa, w, &mut ws.direct_weights);
+    if let Some(plan) = &low.direct {
+        plan.arrange_weights(w, &mut ws.direct_weights);
     }
     let (threads, direct_weights) = (&ws.threads, &ws.direct_weights);
     // Images are independent: small jobs let rayon keep every thread busy even when some
@@ -363,12 +391,11 @@ pub fn forward(
             for (t, y_tile) in y_job.chunks_mut(low.tile * y_per).enumerate() {
                 let first = job * job_len + t * low.tile;
                 let x_tile = &x[first * x_per..][..y_tile.len() / y_per * x_per];
-                match low.direct {
-                    Some(isa) => {
+                match &low.direct {
+                    Some(plan) => {
                         let images = x_tile.chunks(x_per).zip(y_tile.chunks_mut(y_per));
                         for (x_img, y_img) in images {
-                            let (weights, padded) = (direct_weights, &mut s.padded);
-                            direct::forward_image(g, isa, x_img, weights, b, y_img, padded);
+                            plan.forward_image(x_img, direct_weights, b, y_img, &mut s.direct);
                         }
                     }
                     None => forward_tile(g, &low, x_tile, w, b, y_tile, s),
@@ -522,6 +549,12 @@ pub fn backward(
     if ws.chunks.len() < pieces.len() {
         ws.chunks.resize_with(pieces.len(), Default::default);
     }
+    // The direct path's input gradient: a forward pass of dy with the flipped kernel.
+    let flipped = low.direct.as_ref().map(|plan| {
+        let plan_t = Plan::for_input_gradient(g, plan.isa());
+        plan_t.arrange_flipped_weights(w, &mut ws.direct_flipped);
+        (plan_t, &ws.direct_flipped[..])
+    });
     let sums = &mut ws.chunks[..pieces.len()];
     let threads = &ws.threads;
     let db_len = if db.is_some() { g.oc } else { 0 };
@@ -531,7 +564,7 @@ pub fn backward(
         .enumerate()
         .with_max_len(1)
         .for_each(|(chunk, (mut dx_chunk, sum))| {
-            zeroed(&mut sum.dw_t, w.len());
+            zeroed(&mut sum.dw, w.len());
             zeroed(&mut sum.db, db_len);
             let s = &mut thread_scratch(threads);
             let first = chunk * chunk_len;
@@ -543,20 +576,50 @@ pub fn backward(
                 let dx_tile = dx_chunk
                     .as_deref_mut()
                     .map(|dx| &mut dx[tile.start * x_per..tile.end * x_per]);
-                backward_tile(g, &low, x_tile, w, dy_tile, dx_tile, sum, s);
+                add_bias_gradient(g, dy_tile, &mut sum.db);
+                let Some((plan_t, flipped)) = &flipped else {
+                    backward_tile(g, &low, x_tile, w, dy_tile, dx_tile, sum, s);
+                    continue;
+                };
+                match (&low.direct, low.weight_gradient) {
+                    (Some(plan), WeightGradient::ByPosition) => {
+                        plan.add_weight_gradient(x_tile, dy_tile, &mut sum.dw, &mut s.direct);
+                    }
+                    (Some(plan), WeightGradient::ByChannel) => {
+                        let images = x_tile.chunks(x_per).zip(dy_tile.chunks(y_per));
+                        for (x_img, dy_img) in images {
+                            let (dw_t, scratch) = (&mut sum.dw, &mut s.direct);
+                            plan.add_weight_gradient_by_channel(x_img, dy_img, dw_t, scratch);
+                        }
+                    }
+                    _ => backward_tile(g, &low, x_tile, w, dy_tile, None, sum, s),
+                }
+                if let Some(dx_tile) = dx_tile {
+                    let images = dy_tile.chunks(y_per).zip(dx_tile.chunks_mut(x_per));
+                    for (dy_img, dx_img) in images {
+                        plan_t.forward_image(dy_img, flipped, None, dx_img, &mut s.direct);
+                    }
+                }
             }
         });
     // The chunk sums, totalled in chunk order (reproducible for a given thread count),
     // then added into the caller's gradients once.
     let (total, rest) = sums.split_first_mut().expect("at least one chunk");
     for sum in rest.iter() {
-        add_into(&mut total.dw_t, &sum.dw_t);
+        add_into(&mut total.dw, &sum.dw);
         add_into(&mut total.db, &sum.db);
+    }
+    if let Some(db) = db {
+        add_into(db, &total.db);
+    }
+    if low.weight_gradient == WeightGradient::ByPosition {
+        add_into(dw, &total.dw);
+        return;
     }
     let (k, ocg) = (low.k, low.ocg);
     for (dw_g, dw_t_g) in dw
         .chunks_exact_mut(ocg * k)
-        .zip(total.dw_t.chunks_exact(k * ocg))
+        .zip(total.dw.chunks_exact(k * ocg))
     {
         // dW_g[o, kk] += dW_gᵀ[kk, o]
         for (o, row) in dw_g.chunks_exact_mut(k).enumerate() {
@@ -565,8 +628,15 @@ pub fn backward(
             }
         }
     }
-    if let Some(db) = db {
-        add_into(db, &total.db);
+}
+
+/// `db += Σ_P dY` for each image of a tile.
+fn add_bias_gradient(g: &ConvGeometry, dy_tile: &[f32], db: &mut [f32]) {
+    let p = g.oh * g.ow;
+    for dy_img in dy_tile.chunks_exact(g.oc * p) {
+        for (d, row) in db.iter_mut().zip(dy_img.chunks_exact(p)) {
+            *d += lane_sum(row, |v| v) as f32;
+        }
     }
 }
 
@@ -579,7 +649,7 @@ fn add_into(acc: &mut [f32], v: &[f32]) {
 }
 
 /// One tile of T images, group by group, differentiating `y_g = b_g + W_g · cols_g`:
-/// `db += Σ_P dY`, `dW_gᵀ += cols_g · dY_gᵀ`, `dcols_g = W_gᵀ · dY_g` (all with the
+/// `dW_gᵀ += cols_g · dY_gᵀ`, `dcols_g = W_gᵀ · dY_g` (all with the
 /// images side by side, T·P columns), then col2im of each image's columns into dx.
 #[allow(clippy::too_many_arguments)]
 fn backward_tile(
@@ -595,11 +665,6 @@ fn backward_tile(
     let (k, p, ocg) = (low.k, low.p, low.ocg);
     let images = dy_tile.len() / (g.oc * p).max(1);
     let ld = images * p;
-    for dy_img in dy_tile.chunks_exact(g.oc * p) {
-        for (d, row) in sum.db.iter_mut().zip(dy_img.chunks_exact(p)) {
-            *d += lane_sum(row, |v| v) as f32;
-        }
-    }
     let dy: &[f32] = if images == 1 {
         dy_tile
     } else {
@@ -618,7 +683,7 @@ fn backward_tile(
             false,
             &dy[grp * ocg * ld..][..ocg * ld],
             true,
-            &mut sum.dw_t[grp * k * ocg..][..k * ocg],
+            &mut sum.dw[grp * k * ocg..][..k * ocg],
             true,
         );
     }
@@ -681,6 +746,12 @@ pub fn input_gradient(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], w
     let low = Lowering::new(g);
     let (x_per, y_per) = (dx.len() / g.n, dy.len() / g.n);
     ws.prepare_threads();
+    // The direct path: the same forward pass of dy with the flipped kernel as `backward`.
+    let flipped = low.direct.as_ref().map(|plan| {
+        let plan_t = Plan::for_input_gradient(g, plan.isa());
+        plan_t.arrange_flipped_weights(w, &mut ws.direct_flipped);
+        (plan_t, &ws.direct_flipped[..])
+    });
     let threads = &ws.threads;
     let job_len = images_per_job(g, low.tile);
     dx.par_chunks_mut(job_len * x_per)
@@ -692,6 +763,13 @@ pub fn input_gradient(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], w
                 let first = job * job_len + t * low.tile;
                 let images = dx_tile.len() / x_per;
                 let dy_tile = &dy[first * y_per..][..images * y_per];
+                if let Some((plan_t, flipped)) = &flipped {
+                    let images = dy_tile.chunks(y_per).zip(dx_tile.chunks_mut(x_per));
+                    for (dy_img, dx_img) in images {
+                        plan_t.forward_image(dy_img, flipped, None, dx_img, &mut s.direct);
+                    }
+                    continue;
+                }
                 let dy: &[f32] = if images == 1 {
                     dy_tile
                 } else {
@@ -1010,6 +1088,10 @@ pub(crate) mod tests {
             // Rows of 16 to 31 and of 32 or more values, copied differently by im2col.
             same_3x3(2, 2, 3, 20),
             same_3x3(1, 1, 2, 33),
+            // The direct path's weight gradients: by channel (whole vectors of output
+            // channels, small images) and by position (rows of 512 positions and more).
+            same_3x3(3, 5, 32, 6),
+            same_3x3(2, 3, 5, 24),
         ];
         for (i, case) in cases.iter().enumerate() {
             check_against_reference(case, i as u64);

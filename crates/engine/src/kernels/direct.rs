@@ -1,40 +1,34 @@
-//! Direct forward convolution for layers with few input channels, a network's first
-//! layer above all (1 to 3 channels, `IC·KH·KW` = 9 to 27 taps). There im2col writes a
-//! copy of every pixel per tap, 25 values per input value for LeNet-5's first layer, and
-//! the product that follows has a sum too short to run at speed. Here nothing is
-//! unrolled: output rows are vectors, and each tap's input row is read straight from the
-//! padded image.
+//! Direct convolution for stride 1, no dilation and one group, in both directions:
+//! nothing is unrolled, every tap's inputs are read straight from the padded image.
 //!
-//! One output row `oy` at a time, for a block of output channels:
-//! `y[oc, oy, ox] = b[oc] + Σ_(ic,i,j) w[oc, ic, i, j] · x_padded[ic, oy + i, ox + j]`.
-//! The row is `V` vectors of `L` lanes (`V·L ≥ OW`, the lanes past OW computed and
-//! dropped); each tap's input row `x_padded[ic, oy + i, j..]` is loaded once and serves
-//! every channel of the block, whose running sums stay in registers.
+//! **The flattened padded image.** An image with its zero border written out, (IC, PH,
+//! PW), is read as one long row per channel. Output pixel `(oy, ox)` sits at flat
+//! position `q = oy·PW + ox`, and tap `t = (ic, i, j)` reads `x_flat[off(t) + q]` with
+//! `off(t) = (ic·PH + i)·PW + j`: for a run of consecutive positions, a tap's inputs are
+//! consecutive too, one vector load whatever the image's width. The positions with
+//! `ox ≥ OW` (the last `PW − OW` of each row) are computed along and dropped, so the
+//! path pays `PW / OW` of the work: little for the 3×3 "same" convolutions of 8×8 and
+//! larger images it is used for.
 //!
-//! Applies to stride 1, no dilation, one group and output rows of at most [`MAX_WIDTH`]
-//! values ([`applies`]). The backward pass stays with im2col: its weight gradient, a
-//! product with a long sum, runs there at least as fast as a direct kernel measured.
+//! - forward: `y[oc, q] = b[oc] + Σ_t w[oc, t] · x_flat[off(t) + q]`, in blocks of `B`
+//!   output channels by `V` vectors of positions whose running sums stay in registers:
+//!   each loaded input vector serves `B` multiply-adds, each broadcast weight `V`.
+//! - input gradient: `dx` is the forward pass of `dy` padded by `K − 1 − pad` with the
+//!   kernel turned by 180° and input and output channels swapped,
+//!   `dx[ic, y, x] = Σ_(oc, i, j) w[oc, ic, KH−1−i, KW−1−j] · dy_padded[oc, y + i, x + j]`
+//!   ([`Plan::for_input_gradient`], [`Plan::arrange_flipped_weights`]).
+//! - weight gradient: `dw[oc, t] = Σ_q dy_flat[oc, q] · x_flat[off(t) + q]`, in one of
+//!   two ways. On large images, with `dy` laid out on the same flat positions and zero at
+//!   the dropped ones: blocks of output channels by taps, each running sum a vector over
+//!   positions, reduced to a number once per tile of images. On small images, where
+//!   those reductions would weigh: the vectors run over output channels instead, `dy`
+//!   turned to (OH·OW, OC), each position's inputs broadcast, and the running sums are
+//!   `dwᵀ`'s vectors themselves ([`Plan::add_weight_gradient_by_channel`]).
+//!
+//! Everything here is written once over [`Lanes`] and compiled for AVX-512, AVX2 + FMA
+//! and portable code; [`Isa`] picks one at run time.
 
 use super::ConvGeometry;
-
-/// Running sums (vector registers) of a block: `SUMS / V` output channels of `V` vectors
-/// each, so each loaded input vector serves `SUMS / V` multiply-adds. Twelve leave
-/// registers for the loads even with AVX2's sixteen.
-const SUMS: usize = 12;
-/// Most taps (`IC·KH·KW`) a layer may have to take the direct path: beyond, the products
-/// of im2col + GEMM have sums long enough to run well.
-const MAX_TAPS: usize = 27;
-/// Widest output row, in values.
-pub const MAX_WIDTH: usize = 32;
-
-/// Whether the direct path computes this convolution (see the module documentation).
-pub fn applies(g: &ConvGeometry) -> bool {
-    g.stride == (1, 1)
-        && g.dilation == (1, 1)
-        && g.groups == 1
-        && g.ic * g.kh * g.kw <= MAX_TAPS
-        && (1..=MAX_WIDTH).contains(&g.ow)
-}
 
 /// An instruction set the kernels are compiled for, found on this CPU: a value of this
 /// type can only be made by asking the CPU ([`Isa::detect`], [`Isa::available`]), so a
@@ -98,15 +92,30 @@ trait Lanes: Copy {
     /// # Safety
     /// As [`Lanes::zero`].
     unsafe fn splat(v: f32) -> Self;
-    /// The first `L` values of `src` (which must hold that many).
+    /// The `L` values from `src` on.
     ///
     /// # Safety
-    /// As [`Lanes::zero`].
-    unsafe fn load(src: &[f32]) -> Self;
+    /// As [`Lanes::zero`], and the `L` values from `src` on are valid for reads.
+    unsafe fn load_ptr(src: *const f32) -> Self;
     /// Into the first `L` values of `dst`.
     fn store(self, dst: &mut [f32]);
     /// `self·b + c`, lane by lane.
     fn mul_add(self, b: Self, c: Self) -> Self;
+    /// The sum of the lanes, added in halves (the same order on every run).
+    fn sum(self) -> f32;
+}
+
+/// The sum of `L` lanes, halves added until one value is left.
+#[inline(always)]
+fn halving_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
+    let mut len = L;
+    while len > 1 {
+        len /= 2;
+        for i in 0..len {
+            lanes[i] += lanes[i + len];
+        }
+    }
+    lanes[0]
 }
 
 /// 8 lanes in plain Rust, a multiplication and an addition (two roundings).
@@ -124,8 +133,9 @@ impl Lanes for Portable {
         Portable([v; 8])
     }
     #[inline(always)]
-    unsafe fn load(src: &[f32]) -> Self {
-        Portable(src[..8].try_into().expect("8 values"))
+    unsafe fn load_ptr(src: *const f32) -> Self {
+        // SAFETY: the 8 values from `src` on are valid for reads (the caller's contract).
+        Portable(unsafe { std::ptr::read_unaligned(src as *const [f32; 8]) })
     }
     #[inline(always)]
     fn store(self, dst: &mut [f32]) {
@@ -134,6 +144,10 @@ impl Lanes for Portable {
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
         Portable(std::array::from_fn(|l| self.0[l] * b.0[l] + c.0[l]))
+    }
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        halving_sum(self.0)
     }
 }
 
@@ -160,10 +174,10 @@ mod simd {
             Avx512(unsafe { _mm512_set1_ps(v) })
         }
         #[inline(always)]
-        unsafe fn load(src: &[f32]) -> Self {
-            // SAFETY: the CPU has AVX-512F (the caller's contract); `src[..16]` checks
-            // that the 16 values read exist.
-            Avx512(unsafe { _mm512_loadu_ps(src[..16].as_ptr()) })
+        unsafe fn load_ptr(src: *const f32) -> Self {
+            // SAFETY: the CPU has AVX-512F and the 16 values from `src` on are valid for
+            // reads (the caller's contract).
+            Avx512(unsafe { _mm512_loadu_ps(src) })
         }
         #[inline(always)]
         fn store(self, dst: &mut [f32]) {
@@ -175,6 +189,20 @@ mod simd {
         fn mul_add(self, b: Self, c: Self) -> Self {
             // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`).
             Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+        }
+        #[inline(always)]
+        fn sum(self) -> f32 {
+            // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`).
+            unsafe {
+                // Halves added until one value is left, in registers: 256 + 256, then
+                // 128 + 128 and so on down to one lane.
+                let lo = _mm512_castps512_ps256(self.0);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(self.0), 1));
+                let v8 = _mm256_add_ps(lo, hi);
+                let v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+                let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+                _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)))
+            }
         }
     }
 
@@ -194,10 +222,10 @@ mod simd {
             Avx2(unsafe { _mm256_set1_ps(v) })
         }
         #[inline(always)]
-        unsafe fn load(src: &[f32]) -> Self {
-            // SAFETY: the CPU has AVX2 and FMA (the caller's contract); `src[..8]` checks
-            // that the 8 values read exist.
-            Avx2(unsafe { _mm256_loadu_ps(src[..8].as_ptr()) })
+        unsafe fn load_ptr(src: *const f32) -> Self {
+            // SAFETY: the CPU has AVX2 and FMA and the 8 values from `src` on are valid
+            // for reads (the caller's contract).
+            Avx2(unsafe { _mm256_loadu_ps(src) })
         }
         #[inline(always)]
         fn store(self, dst: &mut [f32]) {
@@ -210,183 +238,645 @@ mod simd {
             // SAFETY: `self` exists, so the CPU has AVX2 and FMA (see `Lanes`).
             Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
         }
-    }
-}
-
-/// The rows of an image padded for the direct kernels: `(C, PT+H+PB, row)` with `row =
-/// V·L + KW − 1` values, room for a tap's whole vectors at every output row.
-struct PaddedRows {
-    /// Vectors per output row.
-    vectors: usize,
-    /// Values per padded row.
-    width: usize,
-    /// Rows per channel.
-    height: usize,
-}
-
-impl PaddedRows {
-    fn new(g: &ConvGeometry, isa: Isa) -> Self {
-        let vectors = g.ow.div_ceil(isa.lanes());
-        PaddedRows {
-            vectors,
-            width: vectors * isa.lanes() + g.kw - 1,
-            height: g.pad.0 + g.h + g.pad.1,
-        }
-    }
-
-    /// img (C, H, W) → buf (C, height, width), zero around the image.
-    fn fill<'a>(&self, g: &ConvGeometry, img: &[f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
-        let (pt, _, pl, _) = g.pad;
-        buf.clear();
-        buf.resize(g.ic * self.height * self.width, 0.0);
-        for (c, plane) in img.chunks_exact(g.h * g.w).enumerate() {
-            for (y, row) in plane.chunks_exact(g.w).enumerate() {
-                let start = (c * self.height + pt + y) * self.width + pl;
-                buf[start..start + g.w].copy_from_slice(row);
+        #[inline(always)]
+        fn sum(self) -> f32 {
+            // SAFETY: `self` exists, so the CPU has AVX2 (see `Lanes`).
+            unsafe {
+                // Halves added until one value is left, as for AVX-512.
+                let v4 = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps(self.0, 1));
+                let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+                _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)))
             }
         }
-        buf
-    }
-
-    /// Where tap `t = (ic, i, j)` starts reading for output row 0.
-    fn tap_offset(&self, g: &ConvGeometry, t: usize) -> usize {
-        let (ic, i, j) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
-        (ic * self.height + i) * self.width + j
     }
 }
 
-/// w (OC, IC, KH, KW) → (⌈OC/B⌉, IC·KH·KW, B) for blocks of `B = SUMS / V` channels (V
-/// for these rows and instructions): a block's B weights of each tap side by side, zero
-/// for the channels past OC.
-pub fn arrange_weights(g: &ConvGeometry, isa: Isa, w: &[f32], out: &mut Vec<f32>) {
-    let taps = g.ic * g.kh * g.kw;
-    let block = SUMS / PaddedRows::new(g, isa).vectors;
-    out.clear();
-    out.resize(g.oc.div_ceil(block) * taps * block, 0.0);
-    for (oc, filter) in w.chunks_exact(taps).enumerate() {
-        for (t, &v) in filter.iter().enumerate() {
-            out[((oc / block) * taps + t) * block + oc % block] = v;
+/// Whether the direct path computes this convolution: stride 1, no dilation, one group,
+/// padding of at most `K − 1` on every side (so that the input gradient is a convolution
+/// too), an output of the size the formula gives, and not a 1×1 convolution without
+/// padding (the image itself is then GEMM's operand).
+pub fn applies(g: &ConvGeometry) -> bool {
+    let (pt, pb, pl, pr) = g.pad;
+    g.stride == (1, 1)
+        && g.dilation == (1, 1)
+        && g.groups == 1
+        && g.ic > 0
+        && g.oc > 0
+        && pt.max(pb) < g.kh
+        && pl.max(pr) < g.kw
+        && g.h + pt + pb + 1 == g.oh + g.kh
+        && g.w + pl + pr + 1 == g.ow + g.kw
+        && g.oh > 0
+        && g.ow > 0
+        && !(g.kh == 1 && g.kw == 1 && g.pad == (0, 0, 0, 0))
+}
+
+/// Output channels by vectors of positions of the forward kernel's register block, for
+/// each instruction set: 20 to 24 running sums of AVX-512's 32 registers, 12 of AVX2's
+/// 16. [`Plan::new`] takes the one that computes the fewest sums in all — channels past
+/// OC and positions past the last output are computed and dropped — the first of equals.
+const FORWARD_BLOCKS_AVX512: [(usize, usize); 4] = [(8, 3), (6, 4), (4, 6), (4, 5)];
+const FORWARD_BLOCKS_NARROW: [(usize, usize); 4] = [(4, 3), (6, 2), (3, 4), (4, 2)];
+
+/// Shortest flat row of positions on which [`Plan::weight_gradient_pays`].
+const DIRECT_WEIGHT_GRADIENT_ROW: usize = 512;
+
+/// Output channels by taps of the weight-gradient kernel's block.
+const GRADIENT_BLOCK_AVX512: (usize, usize) = (4, 6);
+const GRADIENT_BLOCK_NARROW: (usize, usize) = (3, 4);
+
+/// How one convolution runs on the direct path: the flat layout of its padded images and
+/// the register blocks. Made once per call, shared by every image.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    g: ConvGeometry,
+    isa: Isa,
+    /// Output channels and vectors of positions per forward block.
+    block: (usize, usize),
+    /// Padded height and width, PH and PW.
+    ph: usize,
+    pw: usize,
+    /// Forward blocks of `V·L` positions covering them.
+    steps: usize,
+    /// `positions` rounded up to whole vectors: the weight gradient's row length.
+    gradient_row: usize,
+    /// Values of one padded image, with the slack the last vectors read past it.
+    padded_len: usize,
+    /// `off(t)` of every tap.
+    offsets: Vec<usize>,
+}
+
+impl Plan {
+    /// The plan of a convolution [`applies`] accepts, for these instructions.
+    pub fn new(g: &ConvGeometry, isa: Isa) -> Plan {
+        assert!(applies(g), "direct convolution: {g:?} is not stride 1, one group");
+        let lanes = isa.lanes();
+        let candidates = match isa.0 {
+            Kind::Avx512 => FORWARD_BLOCKS_AVX512,
+            _ => FORWARD_BLOCKS_NARROW,
+        };
+        let (pt, pb, pl, pr) = g.pad;
+        let (ph, pw) = (pt + g.h + pb, pl + g.w + pr);
+        // Flat positions holding outputs.
+        let positions = (g.oh - 1) * pw + g.ow;
+        let block = *candidates
+            .iter()
+            .min_by_key(|(b, v)| {
+                g.oc.div_ceil(*b) * b * positions.next_multiple_of(v * lanes)
+            })
+            .expect("candidates");
+        let steps = positions.div_ceil(block.1 * lanes);
+        let gradient_row = positions.next_multiple_of(lanes);
+        let offsets: Vec<usize> = (0..g.ic)
+            .flat_map(|c| (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c * ph + i) * pw + j)))
+            .collect();
+        let last = offsets.last().copied().unwrap_or(0);
+        let read_end = last + (steps * block.1 * lanes).max(gradient_row);
+        Plan {
+            g: *g,
+            isa,
+            block,
+            ph,
+            pw,
+            steps,
+            gradient_row,
+            padded_len: read_end.max(g.ic * ph * pw),
+            offsets,
+        }
+    }
+
+    /// The plan of the input gradient of `g` (which [`applies`]): the convolution of dy
+    /// padded by `K − 1 − pad` with the flipped kernel, output channels in, input channels
+    /// out.
+    pub fn for_input_gradient(g: &ConvGeometry, isa: Isa) -> Plan {
+        let (pt, pb, pl, pr) = g.pad;
+        let (kh, kw) = (g.kh - 1, g.kw - 1);
+        let transposed = ConvGeometry {
+            ic: g.oc,
+            h: g.oh,
+            w: g.ow,
+            oc: g.ic,
+            pad: (kh - pt, kh - pb, kw - pl, kw - pr),
+            oh: g.h,
+            ow: g.w,
+            ..*g
+        };
+        Plan::new(&transposed, isa)
+    }
+
+    /// Images whose flat input and gradient together take about `TILE_BYTES`, which
+    /// stay in a core's cache: the weight gradient reduces its running sums to numbers
+    /// once per tile, so small images need many per tile.
+    pub fn tile(&self) -> usize {
+        const TILE_BYTES: usize = 768 << 10;
+        let per_image = 4 * (self.padded_len + self.g.oc * self.gradient_row);
+        (TILE_BYTES / per_image.max(1)).clamp(1, 32)
+    }
+
+    /// Whether the direct weight gradient beats im2col + GEMM here: its running sums run
+    /// over rows of positions and are then reduced to numbers, which pays only on rows
+    /// long enough (measurements in `docs/PERFORMANCE.md`).
+    pub fn weight_gradient_pays(&self) -> bool {
+        self.gradient_row >= DIRECT_WEIGHT_GRADIENT_ROW
+    }
+
+    /// Whether [`Plan::add_weight_gradient_by_channel`] can compute the weight gradient:
+    /// output channels fill whole vectors.
+    pub fn weight_gradient_by_channel(&self) -> bool {
+        self.g.oc.is_multiple_of(self.isa.lanes())
+    }
+
+    /// The instructions the plan's kernels run with.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    fn taps(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// w (OC, IC, KH, KW) → (⌈OC/B⌉, IC·KH·KW, B): a block's `B` weights of each tap side
+    /// by side, zero for the channels past OC.
+    pub fn arrange_weights(&self, w: &[f32], out: &mut Vec<f32>) {
+        let (taps, b) = (self.taps(), self.block.0);
+        assert_eq!(w.len(), self.g.oc * taps, "direct convolution: weights");
+        out.clear();
+        out.resize(self.g.oc.div_ceil(b) * taps * b, 0.0);
+        for (oc, filter) in w.chunks_exact(taps).enumerate() {
+            for (t, &v) in filter.iter().enumerate() {
+                out[((oc / b) * taps + t) * b + oc % b] = v;
+            }
+        }
+    }
+
+    /// For the plan of [`Plan::for_input_gradient`]: the original weights w (OC, IC, KH,
+    /// KW) turned into this plan's (IC, OC, KH, KW) by `w'[ic, oc, i, j] = w[oc, ic,
+    /// KH−1−i, KW−1−j]`, then arranged as [`Plan::arrange_weights`] does.
+    pub fn arrange_flipped_weights(&self, w: &[f32], out: &mut Vec<f32>) {
+        let g = &self.g;
+        let (oc, ic, kk) = (g.ic, g.oc, g.kh * g.kw);
+        assert_eq!(w.len(), oc * ic * kk, "direct convolution: weights");
+        let mut flipped = vec![0.0; w.len()];
+        for o in 0..oc {
+            for c in 0..ic {
+                for k in 0..kk {
+                    flipped[(c * oc + o) * kk + k] = w[(o * ic + c) * kk + kk - 1 - k];
+                }
+            }
+        }
+        self.arrange_weights(&flipped, out);
+    }
+
+    /// img (IC, H, W) → out (IC, PH, PW) and the slack after it, zero around the image.
+    fn fill_padded(&self, img: &[f32], out: &mut [f32]) {
+        let g = &self.g;
+        let (pt, _, pl, _) = g.pad;
+        out.fill(0.0);
+        for (c, plane) in img.chunks_exact(g.h * g.w).enumerate() {
+            for (y, row) in plane.chunks_exact(g.w).enumerate() {
+                let start = (c * self.ph + pt + y) * self.pw + pl;
+                out[start..start + g.w].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// dy_img (OC, OH, OW) → out (OC, gradient_row): each row of dy at its flat position,
+    /// zero at the dropped positions and past the last.
+    fn fill_gradient(&self, dy_img: &[f32], out: &mut [f32]) {
+        let g = &self.g;
+        out.fill(0.0);
+        for (o, plane) in dy_img.chunks_exact(g.oh * g.ow).enumerate() {
+            for (y, row) in plane.chunks_exact(g.ow).enumerate() {
+                let start = o * self.gradient_row + y * self.pw;
+                out[start..start + g.ow].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// One image: x_img (IC, H, W) → y_img (OC, OH, OW) (overwritten), with weights from
+    /// [`Plan::arrange_weights`] (or [`Plan::arrange_flipped_weights`] for an input
+    /// gradient, x_img being dy).
+    pub fn forward_image(
+        &self,
+        x_img: &[f32],
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        y_img: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        let g = &self.g;
+        assert_eq!(x_img.len(), g.ic * g.h * g.w, "direct convolution: x");
+        assert_eq!(y_img.len(), g.oc * g.oh * g.ow, "direct convolution: y");
+        let (b, v) = self.block;
+        let row = self.steps * v * self.isa.lanes();
+        let padded = sized(&mut scratch.padded, self.padded_len);
+        self.fill_padded(x_img, padded);
+        let flat = sized(&mut scratch.flat, g.oc.div_ceil(b) * b * row);
+        let args = (&self.offsets[..], &*padded, weights, &mut *flat, self.steps);
+        match self.isa.0 {
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => unsafe { forward_avx512(self.block, args) },
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => unsafe { forward_avx2(self.block, args) },
+            // SAFETY: the portable vectors need no particular instructions.
+            _ => unsafe { forward_with::<Portable>(self.block, args) },
+        }
+        // The outputs, without the dropped positions; the bias added on the way.
+        for (o, plane) in y_img.chunks_exact_mut(g.oh * g.ow).enumerate() {
+            let bias = bias.map_or(0.0, |b| b[o]);
+            for (y, out) in plane.chunks_exact_mut(g.ow).enumerate() {
+                let sums = &flat[o * row + y * self.pw..][..g.ow];
+                for (d, s) in out.iter_mut().zip(sums) {
+                    *d = s + bias;
+                }
+            }
+        }
+    }
+
+    /// The weight gradient of a tile of images, added into dw (OC, IC, KH, KW):
+    /// `dw[oc, t] += Σ_images Σ_q dy_flat[oc, q] · x_flat[off(t) + q]`.
+    pub fn add_weight_gradient(
+        &self,
+        x_tile: &[f32],
+        dy_tile: &[f32],
+        dw: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        let g = &self.g;
+        let (x_per, y_per) = (g.ic * g.h * g.w, g.oc * g.oh * g.ow);
+        let images = x_tile.len() / x_per.max(1);
+        assert_eq!(x_tile.len(), images * x_per, "direct convolution: x");
+        assert_eq!(dy_tile.len(), images * y_per, "direct convolution: dy");
+        assert_eq!(dw.len(), g.oc * self.taps(), "direct convolution: dw");
+        let xs = sized(&mut scratch.padded, images * self.padded_len);
+        for (x_img, out) in x_tile.chunks_exact(x_per).zip(xs.chunks_exact_mut(self.padded_len)) {
+            self.fill_padded(x_img, out);
+        }
+        let dys = sized(&mut scratch.flat, images * g.oc * self.gradient_row);
+        let dy_flat_len = g.oc * self.gradient_row;
+        for (dy_img, out) in dy_tile.chunks_exact(y_per).zip(dys.chunks_exact_mut(dy_flat_len)) {
+            self.fill_gradient(dy_img, out);
+        }
+        let args = GradientArgs {
+            offsets: &self.offsets,
+            xs,
+            x_len: self.padded_len,
+            dys,
+            oc: g.oc,
+            row: self.gradient_row,
+            dw,
+        };
+        match self.isa.0 {
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => unsafe { weight_gradient_avx512(args) },
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => unsafe { weight_gradient_avx2(args) },
+            // SAFETY: the portable vectors need no particular instructions.
+            _ => unsafe { weight_gradient_with::<Portable, 3, 4>(args) },
         }
     }
 }
 
-/// One image: x_img (IC, H, W) → y_img (OC, OH, OW) (overwritten), with weights from
-/// [`arrange_weights`]. `padded` is scratch.
-pub fn forward_image(
-    g: &ConvGeometry,
-    isa: Isa,
-    x_img: &[f32],
-    weights: &[f32],
-    bias: Option<&[f32]>,
-    y_img: &mut [f32],
-    padded: &mut Vec<f32>,
-) {
-    assert!(
-        applies(g),
-        "direct convolution: {g:?} has too many taps or too wide rows"
-    );
-    let rows = PaddedRows::new(g, isa);
-    let x = rows.fill(g, x_img, padded);
-    let args = (g, &rows, x, weights, bias, y_img);
-    match isa.0 {
-        // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
-        #[cfg(target_arch = "x86_64")]
-        Kind::Avx512 => unsafe { forward_avx512(args) },
-        // SAFETY: as above, AVX2 and FMA.
-        #[cfg(target_arch = "x86_64")]
-        Kind::Avx2 => unsafe { forward_avx2(args) },
-        // SAFETY: the portable vectors need no particular instructions.
-        _ => unsafe { forward_with::<Portable>(args) },
+impl Plan {
+    /// The weight gradient of one image, added into dw_t (IC·KH·KW, OC), dweight
+    /// transposed: `dw_t[t, oc] += Σ_(oy, ox) x_flat[off(t) + oy·PW + ox] · dy[oc, oy, ox]`.
+    /// For OC a multiple of the vector length ([`Plan::weight_gradient_by_channel`]).
+    pub fn add_weight_gradient_by_channel(
+        &self,
+        x_img: &[f32],
+        dy_img: &[f32],
+        dw_t: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        let g = &self.g;
+        let p = g.oh * g.ow;
+        assert!(self.weight_gradient_by_channel(), "whole vectors of channels");
+        assert_eq!(x_img.len(), g.ic * g.h * g.w, "direct convolution: x");
+        assert_eq!(dy_img.len(), g.oc * p, "direct convolution: dy");
+        assert_eq!(dw_t.len(), self.taps() * g.oc, "direct convolution: dw");
+        let x = sized(&mut scratch.padded, self.padded_len);
+        self.fill_padded(x_img, x);
+        // dy (OC, P) → (P, OC).
+        let dy_t = sized(&mut scratch.flat, p * g.oc);
+        for (o, plane) in dy_img.chunks_exact(p).enumerate() {
+            for (q, &v) in plane.iter().enumerate() {
+                dy_t[q * g.oc + o] = v;
+            }
+        }
+        let args = ByChannelArgs {
+            offsets: &self.offsets,
+            x,
+            dy_t,
+            oc: g.oc,
+            rows: (g.oh, g.ow, self.pw),
+            dw_t,
+        };
+        match self.isa.0 {
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => unsafe { by_channel_avx512(args) },
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => unsafe { by_channel_avx2(args) },
+            // SAFETY: the portable vectors need no particular instructions.
+            _ => unsafe { by_channel_with::<Portable>(args) },
+        }
     }
 }
 
-type ForwardArgs<'a> = (
-    &'a ConvGeometry,
-    &'a PaddedRows,
-    &'a [f32],
-    &'a [f32],
-    Option<&'a [f32]>,
-    &'a mut [f32],
-);
+/// The operands of the channel-vectorised weight gradient: tap offsets, one padded image,
+/// its dy as (OH·OW, OC), (OH, OW, PW), and dw_t (taps, OC), added into.
+struct ByChannelArgs<'a> {
+    offsets: &'a [usize],
+    x: &'a [f32],
+    dy_t: &'a [f32],
+    oc: usize,
+    rows: (usize, usize, usize),
+    dw_t: &'a mut [f32],
+}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn forward_avx512(args: ForwardArgs) {
+fn by_channel_avx512(args: ByChannelArgs) {
     // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
-    // called after detection).
-    unsafe { forward_with::<simd::Avx512>(args) }
+    // reached through `Isa`).
+    unsafe { by_channel_with::<simd::Avx512>(args) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn forward_avx2(args: ForwardArgs) {
+fn by_channel_avx2(args: ByChannelArgs) {
     // SAFETY: this function runs only on a CPU with AVX2 and FMA (it is compiled for them
-    // and called after detection).
-    unsafe { forward_with::<simd::Avx2>(args) }
+    // and reached through `Isa`).
+    unsafe { by_channel_with::<simd::Avx2>(args) }
 }
 
-/// [`forward_rows`] for the number of vectors per row.
+/// [`by_channel_block`] over the vectors of channels, in blocks of `C` vectors by `T`
+/// taps: 24 running sums with AVX-512's 32 registers, 12 with 16.
 ///
 /// # Safety
 /// The CPU has the instruction set of `S`.
 #[inline(always)]
-unsafe fn forward_with<S: Lanes>(args: ForwardArgs) {
-    // SAFETY (each arm): the caller's contract, passed on.
-    match args.1.vectors {
-        1 => unsafe { forward_rows::<S, 1, { SUMS }>(args) },
-        2 => unsafe { forward_rows::<S, 2, { SUMS / 2 }>(args) },
-        3 => unsafe { forward_rows::<S, 3, { SUMS / 3 }>(args) },
-        4 => unsafe { forward_rows::<S, 4, { SUMS / 4 }>(args) },
-        v => unreachable!("{v} vectors of {} for rows of at most {MAX_WIDTH}", S::L),
+unsafe fn by_channel_with<S: Lanes>(mut a: ByChannelArgs) {
+    let vectors = a.oc / S::L;
+    assert!(a.oc.is_multiple_of(S::L) && vectors > 0, "whole vectors of channels");
+    let wide = S::L == 16;
+    let mut v0 = 0;
+    while v0 < vectors {
+        let count = match vectors - v0 {
+            left if wide => left.min(4),
+            left => left.min(2),
+        };
+        // SAFETY (every arm): the caller's contract, passed on; `v0 + C ≤ vectors`.
+        unsafe {
+            match (wide, count) {
+                (true, 1) => by_channel_block::<S, 1, 24>(&mut a, v0),
+                (true, 2) => by_channel_block::<S, 2, 12>(&mut a, v0),
+                (true, 3) => by_channel_block::<S, 3, 8>(&mut a, v0),
+                (true, _) => by_channel_block::<S, 4, 6>(&mut a, v0),
+                (false, 1) => by_channel_block::<S, 1, 12>(&mut a, v0),
+                (false, _) => by_channel_block::<S, 2, 6>(&mut a, v0),
+            }
+        }
+        v0 += count;
     }
 }
 
-/// The forward pass of one padded image in blocks of `B` output channels, rows of `V`
-/// vectors: `B·V` running sums.
+/// `dw_t[t, oc] += Σ_positions x[off(t) + q] · dy_t[p, oc]` for the `C` vectors of
+/// channels from vector `v0` on, all taps in blocks of `T`; a block cut short by the
+/// number of taps reads a real tap again and drops its sums.
 ///
 /// # Safety
-/// The CPU has the instruction set of `S`.
+/// The CPU has the instruction set of `S`, and `(v0 + C)·L ≤ OC`.
 #[inline(always)]
-unsafe fn forward_rows<S: Lanes, const V: usize, const B: usize>(
-    (g, rows, x, weights, bias, y): ForwardArgs,
+unsafe fn by_channel_block<S: Lanes, const C: usize, const T: usize>(
+    a: &mut ByChannelArgs,
+    v0: usize,
 ) {
-    let taps = g.ic * g.kh * g.kw;
-    // On the stack: no allocation per image.
-    let mut offsets = [0; MAX_TAPS];
-    for (t, offset) in offsets[..taps].iter_mut().enumerate() {
-        *offset = rows.tap_offset(g, t);
-    }
-    let offsets = &offsets[..taps];
-    let row_len = V * S::L;
-    for (block, w_block) in weights.chunks_exact(taps * B).enumerate() {
-        let oc0 = block * B;
-        for oy in 0..g.oh {
-            // SAFETY: the CPU has S's instructions (the caller's contract).
-            let mut sums = [[unsafe { S::zero() }; V]; B];
-            for (&offset, w) in offsets.iter().zip(w_block.as_chunks::<B>().0) {
-                let x_row = &x[offset + oy * rows.width..][..row_len];
-                // SAFETY: as above.
-                let xv: [S; V] = std::array::from_fn(|v| unsafe { S::load(&x_row[v * S::L..]) });
-                for r in 0..B {
-                    // SAFETY: as above.
-                    let wr = unsafe { S::splat(w[r]) };
-                    for v in 0..V {
-                        sums[r][v] = wr.mul_add(xv[v], sums[r][v]);
+    let taps = a.offsets.len();
+    let (oh, ow, pw) = a.rows;
+    assert_eq!(a.dy_t.len(), oh * ow * a.oc, "dy turned");
+    assert_eq!(a.dw_t.len(), taps * a.oc, "weight gradient");
+    let last = a.offsets.iter().max().copied().unwrap_or(0);
+    assert!(oh > 0 && ow > 0 && last + (oh - 1) * pw + ow <= a.x.len(), "padded image");
+    for t0 in (0..taps).step_by(T) {
+        let offs: [usize; T] = std::array::from_fn(|t| a.offsets[(t0 + t).min(taps - 1)]);
+        // SAFETY: the CPU has S's instructions (the caller's contract).
+        let mut acc = [[unsafe { S::zero() }; T]; C];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (q, p) = (oy * pw + ox, oy * ow + ox);
+                let dy = &a.dy_t[p * a.oc + v0 * S::L..][..C * S::L];
+                // SAFETY: `c·L + L ≤ C·L`: inside `dy` (sliced above); the CPU has S's
+                // instructions.
+                let dv: [S; C] =
+                    std::array::from_fn(|c| unsafe { S::load_ptr(dy.as_ptr().add(c * S::L)) });
+                for (t, &off) in offs.iter().enumerate() {
+                    // SAFETY: `off + q ≤ last + (OH − 1)·PW + OW − 1 < x.len()` (asserted
+                    // above); the CPU has S's instructions.
+                    let xb = unsafe { S::splat(*a.x.get_unchecked(off + q)) };
+                    for c in 0..C {
+                        acc[c][t] = dv[c].mul_add(xb, acc[c][t]);
                     }
                 }
             }
-            // V·L ≤ MAX_WIDTH: the lanes (8 or 16) divide it.
-            let mut row = [0.0f32; MAX_WIDTH];
-            for r in 0..B {
-                for v in 0..V {
-                    sums[r][v].store(&mut row[v * S::L..]);
+        }
+        for (c, acc) in acc.iter().enumerate() {
+            for (t, sum) in acc.iter().enumerate().take(taps - t0) {
+                let out = &mut a.dw_t[(t0 + t) * a.oc + (v0 + c) * S::L..][..S::L];
+                let mut lanes = [0.0; 16];
+                sum.store(&mut lanes);
+                for (o, v) in out.iter_mut().zip(&lanes) {
+                    *o += v;
                 }
-                if oc0 + r < g.oc {
-                    let dst = &mut y[((oc0 + r) * g.oh + oy) * g.ow..][..g.ow];
-                    let b = bias.map_or(0.0, |b| b[oc0 + r]);
-                    for (d, s) in dst.iter_mut().zip(&row) {
-                        *d = s + b;
+            }
+        }
+    }
+}
+
+/// A thread's buffers for the direct kernels, reused from image to image.
+#[derive(Default)]
+pub struct Scratch {
+    /// Padded flat images.
+    padded: Vec<f32>,
+    /// Forward sums on flat positions, or the weight gradient's flat dy.
+    flat: Vec<f32>,
+}
+
+/// `buf` with length `len`, its old values left (every caller overwrites them).
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    &mut buf[..len]
+}
+
+/// Offsets of the taps, the padded image, the arranged weights, the sums (⌈OC/B⌉·B rows
+/// of `steps·V·L` positions) and the number of steps.
+type ForwardArgs<'a> = (&'a [usize], &'a [f32], &'a [f32], &'a mut [f32], usize);
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn forward_avx512(block: (usize, usize), args: ForwardArgs) {
+    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
+    // reached through `Isa`).
+    unsafe { forward_with::<simd::Avx512>(block, args) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn forward_avx2(block: (usize, usize), args: ForwardArgs) {
+    // SAFETY: this function runs only on a CPU with AVX2 and FMA (it is compiled for them
+    // and reached through `Isa`).
+    unsafe { forward_with::<simd::Avx2>(block, args) }
+}
+
+/// [`forward_blocks`] for the block shape.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn forward_with<S: Lanes>(block: (usize, usize), args: ForwardArgs) {
+    // SAFETY (every arm): the caller's contract, passed on.
+    unsafe {
+        match block {
+            (8, 3) => forward_blocks::<S, 8, 3>(args),
+            (6, 4) => forward_blocks::<S, 6, 4>(args),
+            (4, 6) => forward_blocks::<S, 4, 6>(args),
+            (4, 3) => forward_blocks::<S, 4, 3>(args),
+            (6, 2) => forward_blocks::<S, 6, 2>(args),
+            (3, 4) => forward_blocks::<S, 3, 4>(args),
+            (4, 5) => forward_blocks::<S, 4, 5>(args),
+            (4, 2) => forward_blocks::<S, 4, 2>(args),
+            other => unreachable!("no forward block {other:?}"),
+        }
+    }
+}
+
+/// The forward sums of one padded image in blocks of `B` output channels by `V` vectors
+/// of positions: `sums[oc, q] = Σ_t w[oc, t] · x[off(t) + q]` for `q < steps·V·L`.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn forward_blocks<S: Lanes, const B: usize, const V: usize>(
+    (offsets, x, weights, sums, steps): ForwardArgs,
+) {
+    let taps = offsets.len();
+    let row = steps * V * S::L;
+    let blocks = sums.len() / (B * row).max(1);
+    assert_eq!(sums.len(), blocks * B * row, "forward sums");
+    assert_eq!(weights.len(), blocks * taps * B, "arranged weights");
+    let last = offsets.iter().max().copied().unwrap_or(0);
+    assert!(last + row <= x.len(), "padded image too short");
+    for (block, w_block) in weights.chunks_exact(taps * B).enumerate() {
+        for step in 0..steps {
+            let q = step * V * S::L;
+            // SAFETY: the CPU has S's instructions (the caller's contract).
+            let mut acc = [[unsafe { S::zero() }; V]; B];
+            for (&offset, w) in offsets.iter().zip(w_block.as_chunks::<B>().0) {
+                // SAFETY: `offset + q + V·L ≤ last + row ≤ x.len()` (asserted above):
+                // the V vectors read are inside x; the CPU has S's instructions.
+                let xv: [S; V] = std::array::from_fn(|v| unsafe {
+                    S::load_ptr(x.as_ptr().add(offset + q + v * S::L))
+                });
+                for r in 0..B {
+                    // SAFETY: the CPU has S's instructions (the caller's contract).
+                    let wr = unsafe { S::splat(w[r]) };
+                    for v in 0..V {
+                        acc[r][v] = wr.mul_add(xv[v], acc[r][v]);
                     }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let out = &mut sums[(block * B + r) * row + q..][..V * S::L];
+                for (v, a) in acc.iter().enumerate() {
+                    a.store(&mut out[v * S::L..]);
+                }
+            }
+        }
+    }
+}
+
+/// The operands of the weight-gradient kernel: tap offsets, the tile's padded images
+/// (`x_len` values apart), its flat dy (OC rows of `row` values per image) and dw (OC,
+/// taps), added into.
+struct GradientArgs<'a> {
+    offsets: &'a [usize],
+    xs: &'a [f32],
+    x_len: usize,
+    dys: &'a [f32],
+    oc: usize,
+    row: usize,
+    dw: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn weight_gradient_avx512(args: GradientArgs) {
+    const B: usize = GRADIENT_BLOCK_AVX512.0;
+    const T: usize = GRADIENT_BLOCK_AVX512.1;
+    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
+    // reached through `Isa`).
+    unsafe { weight_gradient_with::<simd::Avx512, B, T>(args) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn weight_gradient_avx2(args: GradientArgs) {
+    const B: usize = GRADIENT_BLOCK_NARROW.0;
+    const T: usize = GRADIENT_BLOCK_NARROW.1;
+    // SAFETY: this function runs only on a CPU with AVX2 and FMA (it is compiled for them
+    // and reached through `Isa`).
+    unsafe { weight_gradient_with::<simd::Avx2, B, T>(args) }
+}
+
+/// `dw[oc, t] += Σ_images Σ_q dy[oc, q] · x[off(t) + q]` in blocks of `B` output channels
+/// by `T` taps, each running sum a vector over positions. A block cut short by OC or by
+/// the number of taps reads a real row or tap again and drops its sums.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn weight_gradient_with<S: Lanes, const B: usize, const T: usize>(a: GradientArgs) {
+    let taps = a.offsets.len();
+    let images = a.xs.len() / a.x_len.max(1);
+    assert!(a.row.is_multiple_of(S::L), "rows of whole vectors");
+    assert_eq!(a.xs.len(), images * a.x_len, "padded images");
+    assert_eq!(a.dys.len(), images * a.oc * a.row, "flat gradients");
+    assert_eq!(a.dw.len(), a.oc * taps, "weight gradient");
+    let last = a.offsets.iter().max().copied().unwrap_or(0);
+    assert!(last + a.row <= a.x_len, "padded image too short");
+    for oc0 in (0..a.oc).step_by(B) {
+        let rows: [usize; B] = std::array::from_fn(|b| (oc0 + b).min(a.oc - 1));
+        for t0 in (0..taps).step_by(T) {
+            let offs: [usize; T] = std::array::from_fn(|t| a.offsets[(t0 + t).min(taps - 1)]);
+            // SAFETY: the CPU has S's instructions (the caller's contract).
+            let mut acc = [[unsafe { S::zero() }; T]; B];
+            for image in 0..images {
+                let x = &a.xs[image * a.x_len..][..a.x_len];
+                let dy = &a.dys[image * a.oc * a.row..][..a.oc * a.row];
+                for q in (0..a.row).step_by(S::L) {
+                    // SAFETY: `rows[b] < OC` and `q + L ≤ row`: inside dy; the CPU has
+                    // S's instructions.
+                    let dyv: [S; B] = std::array::from_fn(|b| unsafe {
+                        S::load_ptr(dy.as_ptr().add(rows[b] * a.row + q))
+                    });
+                    for (t, &off) in offs.iter().enumerate() {
+                        // SAFETY: `off + q + L ≤ last + row ≤ x_len` (asserted above):
+                        // inside this image; the CPU has S's instructions.
+                        let xv = unsafe { S::load_ptr(x.as_ptr().add(off + q)) };
+                        for b in 0..B {
+                            acc[b][t] = dyv[b].mul_add(xv, acc[b][t]);
+                        }
+                    }
+                }
+            }
+            for (b, acc) in acc.iter().enumerate().take(a.oc - oc0) {
+                for (t, sum) in acc.iter().enumerate().take(taps - t0) {
+                    a.dw[(oc0 + b) * taps + t0 + t] += sum.sum();
                 }
             }
         }
@@ -400,15 +890,10 @@ mod tests {
     use crate::kernels::reference;
     use crate::rng::Rng;
 
-    /// Every kernel variant this CPU can run: the portable one always.
-    fn variants() -> Vec<Isa> {
-        Isa::available()
-    }
-
     fn geometry(ic: usize, oc: usize, hw: (usize, usize), k: usize, pad: usize) -> ConvGeometry {
         let out = |len: usize| len + 2 * pad + 1 - k;
         ConvGeometry {
-            n: 2,
+            n: 3,
             ic,
             h: hw.0,
             w: hw.1,
@@ -424,47 +909,131 @@ mod tests {
         }
     }
 
-    /// Each variant against the reference loops, on the first layers of LeNet-5 and
-    /// SmallCNN and on edge cases: rows of 1 and of 32 values, blocks of channels cut
-    /// short, padding wider than the kernel, uneven images.
-    #[test]
-    fn every_variant_matches_the_reference_loops() {
-        let cases = [
+    /// First layers (LeNet-5, SmallCNN), the 3×3 convolutions of ResNet's three stages,
+    /// blocks of channels cut short (5, 7, 13 output channels), rows of one value,
+    /// uneven and asymmetric padding, a kernel as large as the padded image.
+    fn cases() -> Vec<ConvGeometry> {
+        let asymmetric = ConvGeometry {
+            pad: (0, 2, 1, 0),
+            oh: 7 + 2 - 3 + 1,
+            ow: 5 + 1 - 3 + 1,
+            ..geometry(4, 7, (7, 5), 3, 0)
+        };
+        let wide = ConvGeometry {
+            kw: 1,
+            pad: (1, 1, 0, 0),
+            ow: 9,
+            ..geometry(3, 5, (6, 9), 3, 1)
+        };
+        vec![
             geometry(1, 6, (28, 28), 5, 2),
             geometry(3, 32, (32, 32), 3, 1),
-            geometry(3, 5, (9, 17), 3, 0),
-            geometry(2, 3, (4, 1), 1, 0),
-            geometry(1, 13, (6, 30), 3, 2),
-            geometry(1, 1, (3, 3), 2, 3),
-        ];
-        let mut rng = Rng::new(8);
-        for g in cases {
+            geometry(16, 16, (12, 12), 3, 1),
+            geometry(32, 32, (16, 16), 3, 1),
+            geometry(64, 64, (8, 8), 3, 1),
+            geometry(6, 13, (9, 17), 3, 0),
+            geometry(2, 3, (4, 1), 3, 1),
+            geometry(5, 5, (3, 3), 3, 2),
+            asymmetric,
+            wide,
+        ]
+    }
+
+    struct Data {
+        x: Vec<f32>,
+        w: Vec<f32>,
+        b: Vec<f32>,
+        dy: Vec<f32>,
+    }
+
+    fn data(g: &ConvGeometry, seed: u64) -> Data {
+        let mut rng = Rng::new(seed);
+        let mut normal = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal()).collect() };
+        Data {
+            x: normal(g.n * g.ic * g.h * g.w),
+            w: normal(g.oc * g.ic * g.kh * g.kw),
+            b: normal(g.oc),
+            dy: normal(g.n * g.oc * g.oh * g.ow),
+        }
+    }
+
+    /// The forward pass, image by image, with every instruction set this CPU has.
+    #[test]
+    fn forward_matches_the_reference_loops() {
+        for g in cases() {
             assert!(applies(&g), "{g:?}");
-            let mut normal = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal()).collect() };
-            let (x, w) = (
-                normal(g.n * g.ic * g.h * g.w),
-                normal(g.oc * g.ic * g.kh * g.kw),
-            );
-            let b = normal(g.oc);
-            let want = reference::conv2d_forward(&g, &x, &w, Some(&b));
+            let d = data(&g, 8);
+            let want = reference::conv2d_forward(&g, &d.x, &d.w, Some(&d.b));
             let (x_per, y_per) = (g.ic * g.h * g.w, g.oc * g.oh * g.ow);
-            for isa in variants() {
-                let (mut padded, mut weights) = (Vec::new(), Vec::new());
-                arrange_weights(&g, isa, &w, &mut weights);
+            for isa in Isa::available() {
+                let plan = Plan::new(&g, isa);
+                let (mut scratch, mut weights) = (Scratch::default(), Vec::new());
+                plan.arrange_weights(&d.w, &mut weights);
                 let mut y = vec![f32::NAN; want.len()];
-                for (x_img, y_img) in x.chunks(x_per).zip(y.chunks_mut(y_per)) {
-                    forward_image(&g, isa, x_img, &weights, Some(&b), y_img, &mut padded);
+                for (x_img, y_img) in d.x.chunks(x_per).zip(y.chunks_mut(y_per)) {
+                    plan.forward_image(x_img, &weights, Some(&d.b), y_img, &mut scratch);
                 }
                 assert_close(&format!("{isa:?} {g:?}"), &y, &want);
             }
         }
     }
 
+    /// dx as the forward pass of dy with the flipped kernel, dw over tiles of one and of
+    /// several images and, where the channels fill vectors, dwᵀ by channel; the weight
+    /// gradients added into what they held.
     #[test]
-    fn the_direct_path_is_for_few_input_channels_stride_one_and_narrow_rows() {
+    fn gradients_match_the_reference_loops() {
+        let mut by_channel = 0;
+        for g in cases() {
+            let d = data(&g, 9);
+            let (want_dx, want_dw, _) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
+            let (x_per, y_per) = (g.ic * g.h * g.w, g.oc * g.oh * g.ow);
+            for isa in Isa::available() {
+                let plan = Plan::for_input_gradient(&g, isa);
+                let (mut scratch, mut weights) = (Scratch::default(), Vec::new());
+                plan.arrange_flipped_weights(&d.w, &mut weights);
+                let mut dx = vec![f32::NAN; want_dx.len()];
+                for (dy_img, dx_img) in d.dy.chunks(y_per).zip(dx.chunks_mut(x_per)) {
+                    plan.forward_image(dy_img, &weights, None, dx_img, &mut scratch);
+                }
+                assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
+
+                let plan = Plan::new(&g, isa);
+                for tile in [1, 2, 3] {
+                    let mut dw = vec![1.0; d.w.len()];
+                    let tiles = d.x.chunks(tile * x_per).zip(d.dy.chunks(tile * y_per));
+                    for (x_tile, dy_tile) in tiles {
+                        plan.add_weight_gradient(x_tile, dy_tile, &mut dw, &mut scratch);
+                    }
+                    let want: Vec<f32> = want_dw.iter().map(|v| v + 1.0).collect();
+                    assert_close(&format!("dw {isa:?} tile {tile} {g:?}"), &dw, &want);
+                }
+                if plan.weight_gradient_by_channel() {
+                    let taps = g.ic * g.kh * g.kw;
+                    let mut dw_t = vec![1.0; d.w.len()];
+                    for (x_img, dy_img) in d.x.chunks(x_per).zip(d.dy.chunks(y_per)) {
+                        plan.add_weight_gradient_by_channel(x_img, dy_img, &mut dw_t, &mut scratch);
+                    }
+                    let want: Vec<f32> = (0..taps * g.oc)
+                        .map(|i| want_dw[(i % g.oc) * taps + i / g.oc] + 1.0)
+                        .collect();
+                    assert_close(&format!("dw by channel {isa:?} {g:?}"), &dw_t, &want);
+                    by_channel += 1;
+                }
+            }
+        }
+        // 16, 32 and 64 channels, with every instruction set (the portable one at least).
+        assert!(by_channel >= 4, "{by_channel} weight gradients by channel");
+    }
+
+    #[test]
+    fn the_direct_path_is_for_stride_one_single_group_convolutions() {
         assert!(applies(&geometry(3, 64, (32, 32), 3, 1)));
-        assert!(!applies(&geometry(4, 64, (32, 32), 3, 1)), "36 taps");
-        assert!(!applies(&geometry(1, 8, (33, 33), 3, 1)), "rows of 33");
+        assert!(applies(&geometry(64, 64, (40, 40), 3, 1)), "any width");
+        assert!(!applies(&geometry(8, 8, (8, 8), 1, 0)), "1×1: GEMM");
+        assert!(!applies(&geometry(8, 8, (8, 8), 3, 3)), "padding beyond K − 1");
+        assert!(!applies(&geometry(8, 8, (8, 8), 1, 0).with_pad(1)), "as for 1×1");
+        assert!(applies(&geometry(8, 8, (8, 8), 3, 0).with_pad(2)));
         let strided = ConvGeometry {
             stride: (2, 2),
             oh: 4,
@@ -472,5 +1041,34 @@ mod tests {
             ..geometry(1, 8, (8, 8), 2, 0)
         };
         assert!(!applies(&strided));
+        let dilated = ConvGeometry {
+            dilation: (2, 2),
+            oh: 4,
+            ow: 4,
+            ..geometry(1, 8, (8, 8), 3, 0)
+        };
+        assert!(!applies(&dilated));
+        let grouped = ConvGeometry {
+            groups: 2,
+            ..geometry(4, 4, (8, 8), 3, 1)
+        };
+        assert!(!applies(&grouped));
+        let cut_short = ConvGeometry {
+            oh: 7,
+            ..geometry(4, 4, (8, 8), 3, 1)
+        };
+        assert!(!applies(&cut_short), "an output smaller than the formula's");
+    }
+
+    impl ConvGeometry {
+        /// The same convolution with `pad` on every side and the output it gives.
+        fn with_pad(self, pad: usize) -> ConvGeometry {
+            ConvGeometry {
+                pad: (pad, pad, pad, pad),
+                oh: self.h + 2 * pad + 1 - self.kh,
+                ow: self.w + 2 * pad + 1 - self.kw,
+                ..self
+            }
+        }
     }
 }
