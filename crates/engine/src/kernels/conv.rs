@@ -37,7 +37,7 @@
 
 use super::direct::{self, Isa, Plan};
 use super::matmul::gemm_one_thread;
-use super::{lane_sum, ConvGeometry};
+use super::{copy_row, lane_sum, ConvGeometry};
 use rayon::prelude::*;
 use std::sync::{Mutex, MutexGuard};
 
@@ -251,20 +251,6 @@ fn with_padding<'a>(
         copy_row(&mut padded[to..to + g.w], &x_img[from..from + g.w]);
     }
     padded
-}
-
-/// `dst = src` for the short rows of an image (often 8 to 32 values): copied eight
-/// values at a time in registers, which costs less than a call to `memcpy` per row.
-#[inline(always)]
-fn copy_row(dst: &mut [f32], src: &[f32]) {
-    let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
-    for (d, s) in (&mut d8).zip(&mut s8) {
-        let s: &[f32; 8] = s.try_into().expect("chunks of 8");
-        d.copy_from_slice(s);
-    }
-    for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
-        *d = *s;
-    }
 }
 
 /// `dst = src` for rows of `2H` values at most and `H` at least: the first `H` and the

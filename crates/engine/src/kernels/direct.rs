@@ -28,7 +28,7 @@
 //! Everything here is written once over [`Lanes`] and compiled for AVX-512, AVX2 + FMA
 //! and portable code; [`Isa`] picks one at run time.
 
-use super::ConvGeometry;
+use super::{copy_row, ConvGeometry};
 
 /// An instruction set the kernels are compiled for, found on this CPU: a value of this
 /// type can only be made by asking the CPU ([`Isa::detect`], [`Isa::available`]), so a
@@ -243,7 +243,10 @@ mod simd {
             // SAFETY: `self` exists, so the CPU has AVX2 (see `Lanes`).
             unsafe {
                 // Halves added until one value is left, as for AVX-512.
-                let v4 = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps(self.0, 1));
+                let v4 = _mm_add_ps(
+                    _mm256_castps256_ps128(self.0),
+                    _mm256_extractf128_ps(self.0, 1),
+                );
                 let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
                 _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)))
             }
@@ -262,6 +265,8 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && g.groups == 1
         && g.ic > 0
         && g.oc > 0
+        && g.h > 0
+        && g.w > 0
         && pt.max(pb) < g.kh
         && pl.max(pr) < g.kw
         && g.h + pt + pb + 1 == g.oh + g.kh
@@ -309,7 +314,10 @@ pub struct Plan {
 impl Plan {
     /// The plan of a convolution [`applies`] accepts, for these instructions.
     pub fn new(g: &ConvGeometry, isa: Isa) -> Plan {
-        assert!(applies(g), "direct convolution: {g:?} is not stride 1, one group");
+        assert!(
+            applies(g),
+            "direct convolution: {g:?} is not stride 1, one group"
+        );
         let lanes = isa.lanes();
         let candidates = match isa.0 {
             Kind::Avx512 => FORWARD_BLOCKS_AVX512,
@@ -321,14 +329,14 @@ impl Plan {
         let positions = (g.oh - 1) * pw + g.ow;
         let block = *candidates
             .iter()
-            .min_by_key(|(b, v)| {
-                g.oc.div_ceil(*b) * b * positions.next_multiple_of(v * lanes)
-            })
+            .min_by_key(|(b, v)| g.oc.div_ceil(*b) * b * positions.next_multiple_of(v * lanes))
             .expect("candidates");
         let steps = positions.div_ceil(block.1 * lanes);
         let gradient_row = positions.next_multiple_of(lanes);
         let offsets: Vec<usize> = (0..g.ic)
-            .flat_map(|c| (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c * ph + i) * pw + j)))
+            .flat_map(|c| {
+                (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c * ph + i) * pw + j))
+            })
             .collect();
         let last = offsets.last().copied().unwrap_or(0);
         let read_end = last + (steps * block.1 * lanes).max(gradient_row);
@@ -432,10 +440,13 @@ impl Plan {
         let g = &self.g;
         let (pt, _, pl, _) = g.pad;
         out.fill(0.0);
-        for (c, plane) in img.chunks_exact(g.h * g.w).enumerate() {
-            for (y, row) in plane.chunks_exact(g.w).enumerate() {
-                let start = (c * self.ph + pt + y) * self.pw + pl;
-                out[start..start + g.w].copy_from_slice(row);
+        for (src, dst) in img
+            .chunks_exact(g.h * g.w)
+            .zip(out.chunks_exact_mut(self.ph * self.pw))
+        {
+            for (y, row) in src.chunks_exact(g.w).enumerate() {
+                let start = (pt + y) * self.pw + pl;
+                copy_row(&mut dst[start..start + g.w], row);
             }
         }
     }
@@ -444,11 +455,19 @@ impl Plan {
     /// zero at the dropped positions and past the last.
     fn fill_gradient(&self, dy_img: &[f32], out: &mut [f32]) {
         let g = &self.g;
-        out.fill(0.0);
-        for (o, plane) in dy_img.chunks_exact(g.oh * g.ow).enumerate() {
+        for (plane, dst) in dy_img
+            .chunks_exact(g.oh * g.ow)
+            .zip(out.chunks_exact_mut(self.gradient_row))
+        {
             for (y, row) in plane.chunks_exact(g.ow).enumerate() {
-                let start = o * self.gradient_row + y * self.pw;
-                out[start..start + g.ow].copy_from_slice(row);
+                let start = y * self.pw;
+                copy_row(&mut dst[start..start + g.ow], row);
+                let next = if y + 1 < g.oh {
+                    start + self.pw
+                } else {
+                    self.gradient_row
+                };
+                dst[start + g.ow..next].fill(0.0);
             }
         }
     }
@@ -511,12 +530,18 @@ impl Plan {
         assert_eq!(dy_tile.len(), images * y_per, "direct convolution: dy");
         assert_eq!(dw.len(), g.oc * self.taps(), "direct convolution: dw");
         let xs = sized(&mut scratch.padded, images * self.padded_len);
-        for (x_img, out) in x_tile.chunks_exact(x_per).zip(xs.chunks_exact_mut(self.padded_len)) {
+        for (x_img, out) in x_tile
+            .chunks_exact(x_per)
+            .zip(xs.chunks_exact_mut(self.padded_len))
+        {
             self.fill_padded(x_img, out);
         }
         let dys = sized(&mut scratch.flat, images * g.oc * self.gradient_row);
         let dy_flat_len = g.oc * self.gradient_row;
-        for (dy_img, out) in dy_tile.chunks_exact(y_per).zip(dys.chunks_exact_mut(dy_flat_len)) {
+        for (dy_img, out) in dy_tile
+            .chunks_exact(y_per)
+            .zip(dys.chunks_exact_mut(dy_flat_len))
+        {
             self.fill_gradient(dy_img, out);
         }
         let args = GradientArgs {
@@ -554,7 +579,10 @@ impl Plan {
     ) {
         let g = &self.g;
         let p = g.oh * g.ow;
-        assert!(self.weight_gradient_by_channel(), "whole vectors of channels");
+        assert!(
+            self.weight_gradient_by_channel(),
+            "whole vectors of channels"
+        );
         assert_eq!(x_img.len(), g.ic * g.h * g.w, "direct convolution: x");
         assert_eq!(dy_img.len(), g.oc * p, "direct convolution: dy");
         assert_eq!(dw_t.len(), self.taps() * g.oc, "direct convolution: dw");
@@ -623,7 +651,10 @@ fn by_channel_avx2(args: ByChannelArgs) {
 #[inline(always)]
 unsafe fn by_channel_with<S: Lanes>(mut a: ByChannelArgs) {
     let vectors = a.oc / S::L;
-    assert!(a.oc.is_multiple_of(S::L) && vectors > 0, "whole vectors of channels");
+    assert!(
+        a.oc.is_multiple_of(S::L) && vectors > 0,
+        "whole vectors of channels"
+    );
     let wide = S::L == 16;
     let mut v0 = 0;
     while v0 < vectors {
@@ -662,7 +693,10 @@ unsafe fn by_channel_block<S: Lanes, const C: usize, const T: usize>(
     assert_eq!(a.dy_t.len(), oh * ow * a.oc, "dy turned");
     assert_eq!(a.dw_t.len(), taps * a.oc, "weight gradient");
     let last = a.offsets.iter().max().copied().unwrap_or(0);
-    assert!(oh > 0 && ow > 0 && last + (oh - 1) * pw + ow <= a.x.len(), "padded image");
+    assert!(
+        oh > 0 && ow > 0 && last + (oh - 1) * pw + ow <= a.x.len(),
+        "padded image"
+    );
     for t0 in (0..taps).step_by(T) {
         let offs: [usize; T] = std::array::from_fn(|t| a.offsets[(t0 + t).min(taps - 1)]);
         // SAFETY: the CPU has S's instructions (the caller's contract).
@@ -1031,8 +1065,14 @@ mod tests {
         assert!(applies(&geometry(3, 64, (32, 32), 3, 1)));
         assert!(applies(&geometry(64, 64, (40, 40), 3, 1)), "any width");
         assert!(!applies(&geometry(8, 8, (8, 8), 1, 0)), "1×1: GEMM");
-        assert!(!applies(&geometry(8, 8, (8, 8), 3, 3)), "padding beyond K − 1");
-        assert!(!applies(&geometry(8, 8, (8, 8), 1, 0).with_pad(1)), "as for 1×1");
+        assert!(
+            !applies(&geometry(8, 8, (8, 8), 3, 3)),
+            "padding beyond K − 1"
+        );
+        assert!(
+            !applies(&geometry(8, 8, (8, 8), 1, 0).with_pad(1)),
+            "as for 1×1"
+        );
         assert!(applies(&geometry(8, 8, (8, 8), 3, 0).with_pad(2)));
         let strided = ConvGeometry {
             stride: (2, 2),

@@ -81,6 +81,20 @@ impl<'a> RowsMut<'a> {
 // SAFETY: a block is a unique borrow of its rows, like `&mut [f32]`, which is `Send`.
 unsafe impl Send for RowsMut<'_> {}
 
+/// `dst = src` for the short rows of an image (often 8 to 32 values): copied eight
+/// values at a time in registers, which costs less than a call to `memcpy` per row.
+#[inline(always)]
+pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        let s: &[f32; 8] = s.try_into().expect("chunks of 8");
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *d = *s;
+    }
+}
+
 /// `Σ_i f(v[i])`, accumulated in f64: see [`lane_sum_pairs`].
 #[inline(always)]
 pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {

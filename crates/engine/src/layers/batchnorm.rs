@@ -401,21 +401,29 @@ fn channel_slices(n: usize, c: usize, s: usize, ch: usize) -> impl Iterator<Item
 }
 
 /// Per-channel mean and biased variance (÷ m) of an (N, C, S) tensor, accumulated in f64
-/// (PyTorch's CPU kernel accumulates in double too), two passes for accuracy.
+/// (PyTorch's CPU kernel accumulates in double too), in one pass over memory: the
+/// sums of `d = x − k` and of `d²` around a value `k` of the channel (its first), then
+/// `mean = k + Σd/m` and `var = (Σd² − (Σd)²/m)/m`. Shifting by a value of the channel
+/// keeps `Σd²` and `(Σd)²/m` of the size of the variance itself, so the subtraction
+/// loses nothing to cancellation even when the mean is far from zero.
 fn batch_stats(x: &[f32], n: usize, c: usize, s: usize) -> Vec<(f64, f64)> {
     let m = (n * s) as f64;
-    let means: Vec<f64> = channel_sums(x, n, c, s, |_| |v| v)
-        .into_iter()
-        .map(|sum| sum / m)
-        .collect();
-    let squares = channel_sums(x, n, c, s, |ch| {
-        let mean = means[ch];
-        move |v| (v - mean) * (v - mean)
-    });
-    means
-        .into_iter()
-        .zip(squares)
-        .map(|(mean, sq)| (mean, sq / m))
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let k = x[ch * s] as f64;
+            // Plane by plane, the second sum reading the plane from cache after the first.
+            let (sum, squares) = channel_slices(n, c, s, ch)
+                .map(|r| {
+                    let plane = &x[r];
+                    (
+                        lane_sum(plane, |v| v - k),
+                        lane_sum(plane, |v| (v - k) * (v - k)),
+                    )
+                })
+                .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v));
+            (k + sum / m, ((squares - sum * sum / m) / m).max(0.0))
+        })
         .collect()
 }
 
@@ -613,6 +621,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
                     .map(|r| {
                         let (dy, x) = (&dy.data()[r.clone()], &x.data()[r]);
                         let (mu, inv_std) = (mean[ch] as f64, inv_std[ch] as f64);
+                        // The second sum reads the plane from cache, after the first.
                         (
                             lane_sum(dy, |d| d),
                             lane_sum_pairs(dy, x, |d, x| d * (x - mu) * inv_std),
