@@ -569,6 +569,73 @@ mod dropout {
 mod batchnorm {
     use super::*;
 
+    /// A `Sequential` runs BatchNorm and the ReLU after it as one forward pass: the same
+    /// bits as the two layers one after the other — y, then dx, dγ, dβ and the running
+    /// statistics — in training and evaluation, 2-D and 4-D, with values landing exactly
+    /// on the kink too (γ = 0 in a channel). The ReLU keeps the fused pass's output for
+    /// its own backward.
+    #[test]
+    fn batchnorm_then_relu_runs_fused_with_the_same_bits() {
+        fn pair(features: usize, two_d: bool) -> (Box<dyn Layer>, Box<dyn Layer>) {
+            let mut bn: Box<dyn Layer> = if two_d {
+                Box::new(BatchNorm1d::new(features).unwrap())
+            } else {
+                Box::new(BatchNorm2d::new(features).unwrap())
+            };
+            let gamma: Vec<f32> = (0..features).map(|c| [0.0, 0.7, -1.3][c % 3]).collect();
+            let beta: Vec<f32> = (0..features).map(|c| 0.1 * c as f32 - 0.2).collect();
+            bn.set("weight", Tensor::from_vec(&[features], gamma).unwrap())
+                .unwrap();
+            bn.set("bias", Tensor::from_vec(&[features], beta).unwrap())
+                .unwrap();
+            (bn, Box::new(Relu::default()))
+        }
+        for (shape, two_d) in [(vec![4, 5, 3, 6], false), (vec![7, 6], true)] {
+            let features = shape[1];
+            let mut rng = Rng::new(11);
+            let x = Tensor::randn(&shape, 1.0, &mut rng);
+            let dy = Tensor::randn(&shape, 1.0, &mut rng);
+            for mode in [Mode::Train, Mode::Eval] {
+                let (mut bn, mut relu) = pair(features, two_d);
+                let y_apart = relu
+                    .forward(bn.forward_ref(&x, mode).unwrap(), mode)
+                    .unwrap();
+                let dx_apart = bn.backward(relu.backward_ref(&dy).unwrap()).unwrap();
+
+                let (bn2, relu2) = pair(features, two_d);
+                let mut fused = Sequential::new();
+                fused.push(bn2);
+                fused.push(relu2);
+                assert!(fused.layers()[0].fuses_relu());
+                let y_fused = fused.forward_ref(&x, mode).unwrap();
+                let dx_fused = fused.backward_ref(&dy).unwrap();
+                assert_eq!(y_fused.data(), y_apart.data(), "{mode:?} {shape:?}: y");
+                assert_eq!(dx_fused.data(), dx_apart.data(), "{mode:?} {shape:?}: dx");
+                let apart: Vec<_> = bn
+                    .params()
+                    .into_iter()
+                    .map(|(_, p)| p.grad().clone())
+                    .collect();
+                for ((name, p), want) in fused.params().into_iter().zip(&apart) {
+                    assert_eq!(p.grad().data(), want.data(), "{mode:?} {shape:?}: {name}");
+                }
+                for ((name, b), (_, want)) in fused.buffers().into_iter().zip(bn.buffers()) {
+                    assert_eq!(b.data(), want.data(), "{mode:?} {shape:?}: {name}");
+                }
+                assert!(y_fused.data().contains(&0.0) && y_fused.data().iter().any(|v| *v > 0.0));
+
+                // The ReLU's own backward after the fused forward.
+                let relu_dx = fused.layers_mut()[1].backward_ref(&dy).unwrap();
+                let want = relu.backward_ref(&dy).unwrap();
+                assert_eq!(
+                    relu_dx.data(),
+                    want.data(),
+                    "{mode:?} {shape:?}: ReLU alone"
+                );
+            }
+        }
+    }
+
     fn param<'a>(layer: &'a dyn Layer, name: &str) -> &'a ocellus::Param {
         layer
             .params()

@@ -95,6 +95,12 @@ impl<F: Elementwise> Layer for Activation<F> {
         let function = &self.function;
         dy.into_zip_map(kept, |d, k| d * function.derivative(k))
     }
+
+    fn keep_fused_output(&mut self, y: &Tensor) {
+        if F::KIND == ReluFn::KIND {
+            self.kept = Some(y.clone());
+        }
+    }
 }
 
 /// `y = max(x, 0)`.

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::collective::Collective;
 use crate::error::{Error, Result};
 use crate::kernels::{lane_sum, lane_sum_pairs};
+use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
 use crate::spec::{BatchNormSpec, LayerSpec};
 use crate::tensor::Tensor;
@@ -393,6 +394,92 @@ impl<L: Layout> BatchNorm<L> {
             ),
         }
     }
+
+    /// The forward pass, followed by a ReLU with `RELU` (both in the one pass that writes
+    /// y): `y = γ·x̂ + β` or `max(0, γ·x̂ + β)`, the ReLU's arithmetic [`ReluFn`]'s.
+    fn forward_then<const RELU: bool>(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+        let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
+        let m = n * s;
+        // PyTorch normalises with the batch statistics in training, and in evaluation too
+        // when it keeps no running statistics (`bn_training` in `_BatchNorm.forward`).
+        let batch_statistics = mode == Mode::Train || self.running.is_none();
+        // Synchronised batch normalisation, as PyTorch's, spans the ranks in training only.
+        let sync = self.sync.as_deref().filter(|_| mode == Mode::Train);
+        self.synced = sync.is_some();
+        self.count = m;
+        // (μ, σ²) per channel.
+        let stats: Vec<(f64, f64)> = match (&mut self.running, batch_statistics) {
+            (running, true) if sync.is_some() => {
+                let group = sync.expect("checked by the guard");
+                let (stats, total) = synced_batch_stats(x.data(), (n, c, s), group, L::KIND)?;
+                if let Some(running) = running {
+                    running.update(&stats, total, self.config.momentum);
+                }
+                self.count = total;
+                stats
+            }
+            (running, true) => {
+                if m < 2 {
+                    let hint = if mode == Mode::Train {
+                        "the batch variance of a single value is undefined and PyTorch \
+                         refuses it too: use a larger batch, or Mode::Eval"
+                    } else {
+                        "without running statistics (track_running_stats = false) evaluation \
+                         normalises with the batch variance too, which a single value does \
+                         not have: use a larger batch"
+                    };
+                    return Err(Error::shape(
+                        L::KIND,
+                        "more than one value per channel with batch statistics",
+                        x.shape(),
+                    )
+                    .with_hint(hint));
+                }
+                let stats = batch_stats(x.data(), n, c, s);
+                if let (Mode::Train, Some(running)) = (mode, running) {
+                    running.update(&stats, m, self.config.momentum);
+                }
+                stats
+            }
+            (Some(running), false) => running
+                .mean
+                .data()
+                .iter()
+                .zip(running.var.data())
+                .map(|(&mu, &sigma2)| (mu as f64, sigma2 as f64))
+                .collect(),
+            (None, false) => unreachable!("without running statistics every pass uses the batch's"),
+        };
+        let eps = self.config.eps;
+        self.inv_std.clear();
+        self.inv_std.extend(
+            stats
+                .iter()
+                .map(|(_, sigma2)| (1.0 / (sigma2 + eps).sqrt()) as f32),
+        );
+        self.mean.clear();
+        self.mean.extend(stats.iter().map(|(mu, _)| *mu as f32));
+
+        let mut y = Tensor::for_overwrite(x.shape());
+        let (gamma, beta) = self.gamma_beta();
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        y.data_mut()
+            .par_chunks_mut(s.max(1))
+            .zip(x.data().par_chunks(s.max(1)))
+            .enumerate()
+            .for_each(|(plane, (y, x))| {
+                let ch = plane % c;
+                let (mean, inv_std, gamma, beta) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let x_hat = (x - mean) * inv_std;
+                    let v = gamma * x_hat + beta;
+                    *y = if RELU { ReluFn.f(v) } else { v };
+                }
+            });
+        self.input = Some(x);
+        self.batch_statistics = batch_statistics;
+        Ok(y)
+    }
 }
 
 /// Indices of channel `ch` in an (N, C, S) tensor: `S` contiguous values per image.
@@ -511,86 +598,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
 
     /// x: (N, C, H, W) or (N, F) → y: same shape, `y = γ·(x − μ)/√(σ² + eps) + β`.
     fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
-        let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
-        let m = n * s;
-        // PyTorch normalises with the batch statistics in training, and in evaluation too
-        // when it keeps no running statistics (`bn_training` in `_BatchNorm.forward`).
-        let batch_statistics = mode == Mode::Train || self.running.is_none();
-        // Synchronised batch normalisation, as PyTorch's, spans the ranks in training only.
-        let sync = self.sync.as_deref().filter(|_| mode == Mode::Train);
-        self.synced = sync.is_some();
-        self.count = m;
-        // (μ, σ²) per channel.
-        let stats: Vec<(f64, f64)> = match (&mut self.running, batch_statistics) {
-            (running, true) if sync.is_some() => {
-                let group = sync.expect("checked by the guard");
-                let (stats, total) = synced_batch_stats(x.data(), (n, c, s), group, L::KIND)?;
-                if let Some(running) = running {
-                    running.update(&stats, total, self.config.momentum);
-                }
-                self.count = total;
-                stats
-            }
-            (running, true) => {
-                if m < 2 {
-                    let hint = if mode == Mode::Train {
-                        "the batch variance of a single value is undefined and PyTorch \
-                         refuses it too: use a larger batch, or Mode::Eval"
-                    } else {
-                        "without running statistics (track_running_stats = false) evaluation \
-                         normalises with the batch variance too, which a single value does \
-                         not have: use a larger batch"
-                    };
-                    return Err(Error::shape(
-                        L::KIND,
-                        "more than one value per channel with batch statistics",
-                        x.shape(),
-                    )
-                    .with_hint(hint));
-                }
-                let stats = batch_stats(x.data(), n, c, s);
-                if let (Mode::Train, Some(running)) = (mode, running) {
-                    running.update(&stats, m, self.config.momentum);
-                }
-                stats
-            }
-            (Some(running), false) => running
-                .mean
-                .data()
-                .iter()
-                .zip(running.var.data())
-                .map(|(&mu, &sigma2)| (mu as f64, sigma2 as f64))
-                .collect(),
-            (None, false) => unreachable!("without running statistics every pass uses the batch's"),
-        };
-        let eps = self.config.eps;
-        self.inv_std.clear();
-        self.inv_std.extend(
-            stats
-                .iter()
-                .map(|(_, sigma2)| (1.0 / (sigma2 + eps).sqrt()) as f32),
-        );
-        self.mean.clear();
-        self.mean.extend(stats.iter().map(|(mu, _)| *mu as f32));
-
-        let mut y = Tensor::for_overwrite(x.shape());
-        let (gamma, beta) = self.gamma_beta();
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
-        y.data_mut()
-            .par_chunks_mut(s.max(1))
-            .zip(x.data().par_chunks(s.max(1)))
-            .enumerate()
-            .for_each(|(plane, (y, x))| {
-                let ch = plane % c;
-                let (mean, inv_std, gamma, beta) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
-                for (y, &x) in y.iter_mut().zip(x) {
-                    let x_hat = (x - mean) * inv_std;
-                    *y = gamma * x_hat + beta;
-                }
-            });
-        self.input = Some(x);
-        self.batch_statistics = batch_statistics;
-        Ok(y)
+        self.forward_then::<false>(x, mode)
     }
 
     /// dy: same shape as x → dx: same shape as x; adds into dγ (`weight`) and dβ (`bias`).
@@ -613,6 +621,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
         let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
         let m = self.count as f64;
+
         // (Σ dy, Σ dy·x̂) per channel, accumulated in f64.
         let mut sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -702,6 +711,14 @@ impl<L: Layout> Layer for BatchNorm<L> {
         }
     }
 
+    fn fuses_relu(&self) -> bool {
+        true
+    }
+
+    /// `y = max(0, γ·(x − μ)/√(σ² + eps) + β)`, one pass writing y.
+    fn forward_relu(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_then::<true>(x, mode)
+    }
     fn set_own_batch_sync(&mut self, group: Option<Arc<dyn Collective>>) {
         self.sync = group;
     }

@@ -202,6 +202,27 @@ pub trait Layer: Send {
         self.backward(dy).map(drop)
     }
 
+    /// Whether this layer can compute itself and a ReLU after it in one pass over the
+    /// values ([`Layer::forward_relu`]), as batch normalisation does. A
+    /// [`crate::network::Sequential`] runs such a pair's forward pass fused, the values
+    /// between the two never written out; the backward passes stay the layers' own.
+    fn fuses_relu(&self) -> bool {
+        false
+    }
+
+    /// `y = max(0, forward(x))` in one pass, for a layer that [`Layer::fuses_relu`];
+    /// keeps what [`Layer::backward`] needs, as `forward` does.
+    fn forward_relu(&mut self, _x: Tensor, _mode: Mode) -> Result<Tensor> {
+        Err(crate::error::Error::config(
+            self.kind(),
+            "this layer does not run fused with a ReLU",
+        ))
+    }
+
+    /// For a ReLU whose input layer computed it fused: keeps the output `y` of that pass,
+    /// as its own forward would have, for its backward. Other layers ignore it.
+    fn keep_fused_output(&mut self, _y: &Tensor) {}
+
     /// The layer's own parameters and buffers and, for a container, its children, each
     /// with its name (PyTorch's `state_dict` names). Parts of children are not listed:
     /// [`LayerExt`] walks the whole tree.

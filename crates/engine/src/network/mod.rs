@@ -18,6 +18,7 @@ pub use scale::Scale;
 
 use crate::error::Result;
 use crate::geometry::ReceptiveField;
+use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{Key, Layer, Mode, Part, PartMut};
 use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
@@ -101,6 +102,15 @@ fn backward_through(layers: &mut [Box<dyn Layer>], offset: usize, dy: Tensor) ->
     Ok(d)
 }
 
+/// Whether the first of these layers runs fused with a ReLU that follows it
+/// ([`Layer::fuses_relu`]).
+fn fused_with_relu(layers: &[Box<dyn Layer>]) -> bool {
+    match layers {
+        [first, second, ..] => first.fuses_relu() && second.kind() == ReluFn::KIND,
+        _ => false,
+    }
+}
+
 impl Layer for Sequential {
     fn kind(&self) -> &'static str {
         "sequential"
@@ -122,12 +132,20 @@ impl Layer for Sequential {
     }
 
     /// x: the first layer's input → y: the last layer's output.
+    /// A layer that [`Layer::fuses_relu`] and the ReLU after it run as one pass.
     fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         let mut y = x;
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            y = layer
-                .forward(y, mode)
-                .map_err(|e| e.in_layer(&format!("layer {i}")))?;
+        let mut i = 0;
+        while i < self.layers.len() {
+            let in_layer = |e: crate::error::Error| e.in_layer(&format!("layer {i}"));
+            if fused_with_relu(&self.layers[i..]) {
+                y = self.layers[i].forward_relu(y, mode).map_err(in_layer)?;
+                self.layers[i + 1].keep_fused_output(&y);
+                i += 2;
+            } else {
+                y = self.layers[i].forward(y, mode).map_err(in_layer)?;
+                i += 1;
+            }
         }
         Ok(y)
     }
