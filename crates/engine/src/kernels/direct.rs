@@ -25,7 +25,7 @@
 //!   turned to (OH·OW, OC), each position's inputs broadcast, and the running sums are
 //!   `dwᵀ`'s vectors themselves ([`Plan::add_weight_gradient_by_channel`]).
 //!
-//! Everything here is written once over [`Lanes`] and compiled for AVX-512, AVX2 + FMA
+//! Everything here is written once over `Lanes` and compiled for AVX-512, AVX2 + FMA
 //! and portable code; [`Isa`] picks one at run time.
 
 use super::{copy_row, ConvGeometry};
