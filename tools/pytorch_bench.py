@@ -208,7 +208,18 @@ def ocellus_sample(binary, threads, kind, model_name, n, warmup, repeats):
     out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
     result = out["results"][0]
     key = "gflops" if kind.startswith("conv") else "images_per_second"
-    return result[key]["median"], result[key]["max"]
+    # FLOPs per unit of the row's measure (1 for GFLOP/s rows), for the fraction of peak.
+    flops = 1.0 if kind.startswith("conv") else result["gflops"]["median"] / result[key]["median"]
+    return result[key]["median"], result[key]["max"], flops
+
+
+def ocellus_peak(binary, threads):
+    """The machine's f32 multiply-add peak in GFLOP/s on these threads, as `ocellus bench
+    --peak` measures it with the instruction set its kernels dispatch to."""
+    args = [binary, "--threads", str(threads), "bench", "--peak", "--json", "--model", "mlp",
+            "--mode", "infer", "--warmup", "0", "--repeats", "1"]
+    out = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    return out["peak"]["gflops"], out["peak"]["isa"]
 
 
 def prepare(kind, model_name, n, variant, budget):
@@ -245,11 +256,14 @@ def main():
     wanted = args.rows.split(",")
     variants = args.variants.split(",")
 
+    peak, isa = ocellus_peak(args.ocellus, args.threads)
     print(f"PyTorch {torch.__version__}, {args.threads} threads; {args.pairs} pairs of "
           f"(ocellus, then each PyTorch variant) samples per row, each the median of "
-          f"{args.repeats} runs after {args.warmup} warm-up runs; ratio = ocellus / fastest variant")
+          f"{args.repeats} runs after {args.warmup} warm-up runs; ratio = ocellus / fastest variant; "
+          f"peak {peak:.0f} GFLOP/s ({isa}), '% peak' = GFLOP/s of ocellus and of the fastest "
+          f"variant against it (both counted with ocellus's FLOPs per image)")
     header = f"{'row':<20} {'unit':>9} {'ocellus':>10} " + " ".join(f"{v:>13}" for v in variants)
-    print(header + f" {'fastest':>13} {'ratio':>6}")
+    print(header + f" {'fastest':>13} {'ratio':>6} {'% peak':>6} {'theirs':>6}")
     for name, kind, model_name, n in ROWS:
         if name not in wanted:
             continue
@@ -277,8 +291,13 @@ def main():
             for v in variants
         )
         fastest = max(set(fastest_names), key=fastest_names.count)
-        print(f"{name:<20} {unit:>9} {statistics.median(a[0] for a in ours):>10.1f} {cells} "
-              f"{fastest:>13} {statistics.median(ratios):>6.2f}", flush=True)
+        ours_median = statistics.median(a[0] for a in ours)
+        flops = ours[-1][2]
+        theirs_median = statistics.median(s[0] for s in theirs[fastest])
+        print(f"{name:<20} {unit:>9} {ours_median:>10.1f} {cells} "
+              f"{fastest:>13} {statistics.median(ratios):>6.2f} "
+              f"{100 * ours_median * flops / peak:>5.0f}% {100 * theirs_median * flops / peak:>5.0f}%",
+              flush=True)
         for note in notes:
             print(f"{'':<20}   note: {note}")
 
