@@ -197,25 +197,26 @@ impl Dataset {
         (x, y)
     }
 
-    /// Like [`Dataset::gather`], reusing the allocations of `x` and `labels`: one `memcpy`
-    /// per image, no allocation once the buffers have grown to the batch size.
+    /// Like [`Dataset::gather`], reusing allocations: `labels`'s, and for `x` a buffer
+    /// from the engine's pool of freed tensors (where `x`'s old values go, once the
+    /// network no longer holds them as a layer's kept input): one `memcpy` per image, no
+    /// allocation once the pool holds buffers of the batch's size.
     pub fn gather_into(&self, indices: &[usize], x: &mut Tensor, labels: &mut Vec<usize>) {
         let (c, h, w) = self.image_shape();
-        let mut buf = std::mem::take(x).into_vec();
-        buf.clear();
-        buf.reserve(indices.len() * c * h * w);
+        drop(std::mem::take(x));
+        let mut batch = Tensor::for_overwrite(&[indices.len(), c, h, w]);
         labels.clear();
-        for &i in indices {
+        let (per_image, values) = (c * h * w, batch.data_mut());
+        for (k, &i) in indices.iter().enumerate() {
             assert!(
                 i < self.len(),
                 "image index {i} out of range for {} images",
                 self.len()
             );
-            buf.extend_from_slice(self.image(i));
+            values[k * per_image..][..per_image].copy_from_slice(self.image(i));
             labels.push(self.labels[i]);
         }
-        *x = Tensor::from_vec(&[indices.len(), c, h, w], buf)
-            .expect("gathered exactly B·C·H·W values");
+        *x = batch;
     }
 
     /// Moves a random `fraction` of the images, the same fraction of every class
