@@ -301,8 +301,16 @@ pub struct Plan {
     /// Padded height and width, PH and PW.
     ph: usize,
     pw: usize,
-    /// Forward blocks of `V·L` positions covering them.
+    /// Forward steps of `V` vectors each, covering the outputs.
     steps: usize,
+    /// Where the forward pass's vector `k` reads (its first position, flat): `k·L` when
+    /// vectors run along the flat row; when output rows are whole vectors (OW a multiple
+    /// of L), the `OW/L` vectors of each output row only, so nothing is dropped. Past the
+    /// last vector (a last step cut short) the last one again.
+    starts: Vec<usize>,
+    /// Output rows are whole vectors: the sums come out as y's own rows, one after the
+    /// other, instead of on flat positions.
+    exact_rows: bool,
     /// `positions` rounded up to whole vectors: the weight gradient's row length.
     gradient_row: usize,
     /// Values of one padded image, with the slack the last vectors read past it.
@@ -327,11 +335,25 @@ impl Plan {
         let (ph, pw) = (pt + g.h + pb, pl + g.w + pr);
         // Flat positions holding outputs.
         let positions = (g.oh - 1) * pw + g.ow;
+        let exact_rows = g.ow.is_multiple_of(lanes);
+        // The forward pass's vectors: those of each output row, or along the flat row.
+        let vectors = if exact_rows {
+            g.oh * g.ow / lanes
+        } else {
+            positions.div_ceil(lanes)
+        };
         let block = *candidates
             .iter()
-            .min_by_key(|(b, v)| g.oc.div_ceil(*b) * b * positions.next_multiple_of(v * lanes))
+            .min_by_key(|(b, v)| g.oc.div_ceil(*b) * b * vectors.next_multiple_of(*v))
             .expect("candidates");
-        let steps = positions.div_ceil(block.1 * lanes);
+        let steps = vectors.div_ceil(block.1);
+        let per_row = g.ow / lanes;
+        let starts = (0..steps * block.1)
+            .map(|k| match k.min(vectors - 1) {
+                k if exact_rows => (k / per_row) * pw + (k % per_row) * lanes,
+                k => k * lanes,
+            })
+            .collect();
         let gradient_row = positions.next_multiple_of(lanes);
         let offsets: Vec<usize> = (0..g.ic)
             .flat_map(|c| {
@@ -347,6 +369,8 @@ impl Plan {
             ph,
             pw,
             steps,
+            starts,
+            exact_rows,
             gradient_row,
             padded_len: read_end.max(g.ic * ph * pw),
             offsets,
@@ -491,7 +515,13 @@ impl Plan {
         let padded = sized(&mut scratch.padded, self.padded_len);
         self.fill_padded(x_img, padded);
         let flat = sized(&mut scratch.flat, g.oc.div_ceil(b) * b * row);
-        let args = (&self.offsets[..], &*padded, weights, &mut *flat, self.steps);
+        let args = (
+            &self.offsets[..],
+            &self.starts[..],
+            &*padded,
+            weights,
+            &mut *flat,
+        );
         match self.isa.0 {
             // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
             #[cfg(target_arch = "x86_64")]
@@ -503,10 +533,11 @@ impl Plan {
             _ => unsafe { forward_with::<Portable>(self.block, args) },
         }
         // The outputs, without the dropped positions; the bias added on the way.
+        let row_stride = if self.exact_rows { g.ow } else { self.pw };
         for (o, plane) in y_img.chunks_exact_mut(g.oh * g.ow).enumerate() {
             let bias = bias.map_or(0.0, |b| b[o]);
             for (y, out) in plane.chunks_exact_mut(g.ow).enumerate() {
-                let sums = &flat[o * row + y * self.pw..][..g.ow];
+                let sums = &flat[o * row + y * row_stride..][..g.ow];
                 for (d, s) in out.iter_mut().zip(sums) {
                     *d = s + bias;
                 }
@@ -747,9 +778,16 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
-/// Offsets of the taps, the padded image, the arranged weights, the sums (⌈OC/B⌉·B rows
-/// of `steps·V·L` positions) and the number of steps.
-type ForwardArgs<'a> = (&'a [usize], &'a [f32], &'a [f32], &'a mut [f32], usize);
+/// Offsets of the taps, where each vector reads (`steps·V` of them), the padded image,
+/// the arranged weights and the sums (⌈OC/B⌉·B rows of `steps·V·L` values, vector `k` at
+/// `k·L`).
+type ForwardArgs<'a> = (
+    &'a [usize],
+    &'a [usize],
+    &'a [f32],
+    &'a [f32],
+    &'a mut [f32],
+);
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -789,32 +827,34 @@ unsafe fn forward_with<S: Lanes>(block: (usize, usize), args: ForwardArgs) {
     }
 }
 
-/// The forward sums of one padded image in blocks of `B` output channels by `V` vectors
-/// of positions: `sums[oc, q] = Σ_t w[oc, t] · x[off(t) + q]` for `q < steps·V·L`.
+/// The forward sums of one padded image in blocks of `B` output channels by `V` vectors:
+/// `sums[oc, k·L + l] = Σ_t w[oc, t] · x[off(t) + starts[k] + l]` for every vector `k`.
 ///
 /// # Safety
 /// The CPU has the instruction set of `S`.
 #[inline(always)]
 unsafe fn forward_blocks<S: Lanes, const B: usize, const V: usize>(
-    (offsets, x, weights, sums, steps): ForwardArgs,
+    (offsets, starts, x, weights, sums): ForwardArgs,
 ) {
     let taps = offsets.len();
-    let row = steps * V * S::L;
+    let (steps, row) = (starts.len() / V, starts.len() * S::L);
     let blocks = sums.len() / (B * row).max(1);
+    assert_eq!(starts.len(), steps * V, "whole steps of vectors");
     assert_eq!(sums.len(), blocks * B * row, "forward sums");
     assert_eq!(weights.len(), blocks * taps * B, "arranged weights");
     let last = offsets.iter().max().copied().unwrap_or(0);
-    assert!(last + row <= x.len(), "padded image too short");
+    let reach = starts.iter().max().map_or(0, |s| s + S::L);
+    assert!(last + reach <= x.len(), "padded image too short");
     for (block, w_block) in weights.chunks_exact(taps * B).enumerate() {
-        for step in 0..steps {
+        for (step, starts) in starts.as_chunks::<V>().0.iter().enumerate() {
             let q = step * V * S::L;
             // SAFETY: the CPU has S's instructions (the caller's contract).
             let mut acc = [[unsafe { S::zero() }; V]; B];
             for (&offset, w) in offsets.iter().zip(w_block.as_chunks::<B>().0) {
-                // SAFETY: `offset + q + V·L ≤ last + row ≤ x.len()` (asserted above):
-                // the V vectors read are inside x; the CPU has S's instructions.
+                // SAFETY: `offset + starts[v] + L ≤ last + reach ≤ x.len()` (asserted
+                // above): the V vectors read are inside x; the CPU has S's instructions.
                 let xv: [S; V] = std::array::from_fn(|v| unsafe {
-                    S::load_ptr(x.as_ptr().add(offset + q + v * S::L))
+                    S::load_ptr(x.as_ptr().add(offset + starts[v]))
                 });
                 for r in 0..B {
                     // SAFETY: the CPU has S's instructions (the caller's contract).
