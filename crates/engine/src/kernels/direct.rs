@@ -8,7 +8,9 @@
 //! consecutive too, one vector load whatever the image's width. The positions with
 //! `ox ≥ OW` (the last `PW − OW` of each row) are computed along and dropped, so the
 //! path pays `PW / OW` of the work: little for the 3×3 "same" convolutions of 8×8 and
-//! larger images it is used for.
+//! larger images it is used for. Where output rows are whole vectors (OW a multiple of
+//! the vector length: 16, 32, 64 …), the vectors are taken row by row instead, each at
+//! its row's flat position, and nothing is dropped.
 //!
 //! - forward: `y[oc, q] = b[oc] + Σ_t w[oc, t] · x_flat[off(t) + q]`, in blocks of `B`
 //!   output channels by `V` vectors of positions whose running sums stay in registers:
