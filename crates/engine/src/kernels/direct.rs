@@ -407,9 +407,10 @@ impl Plan {
         (TILE_BYTES / per_image.max(1)).clamp(1, 32)
     }
 
-    /// Whether the direct weight gradient beats im2col + GEMM here: its running sums run
-    /// over rows of positions and are then reduced to numbers, which pays only on rows
-    /// long enough (measurements in `docs/PERFORMANCE.md`).
+    /// Whether the weight gradient by position ([`Plan::add_weight_gradient`]) beats the
+    /// other ways here: its running sums run over rows of positions and are then reduced
+    /// to numbers, which pays only on rows long enough (measurements in
+    /// `docs/PERFORMANCE.md`).
     pub fn weight_gradient_pays(&self) -> bool {
         self.gradient_row >= DIRECT_WEIGHT_GRADIENT_ROW
     }
