@@ -401,6 +401,34 @@ impl Saliency {
 }
 
 /// The index of the largest probability (the first one on a tie).
+/// The class an explanation is of — `class`, or the most probable one — with the
+/// probabilities of the logits (1, K) and the one-hot `∂logits[class]/∂logits`. A class
+/// the model does not have is an error naming `what`.
+fn explained_class(
+    logits: &Tensor,
+    class: Option<usize>,
+    what: &str,
+) -> Result<(Vec<f32>, usize, Tensor)> {
+    let probabilities = loss::softmax(logits)?.into_vec();
+    let classes = probabilities.len();
+    let class = match class {
+        Some(k) if k < classes => k,
+        Some(k) => {
+            return Err(Error::config(
+                what,
+                format!(
+                    "class {k} does not exist: the model has {classes} classes, 0 to {}",
+                    classes - 1
+                ),
+            ))
+        }
+        None => most_probable(&probabilities),
+    };
+    let mut one_hot = Tensor::zeros(logits.shape());
+    one_hot.data_mut()[class] = 1.0;
+    Ok((probabilities, class, one_hot))
+}
+
 fn most_probable(probabilities: &[f32]) -> usize {
     let mut best = 0;
     for (k, p) in probabilities.iter().enumerate() {
@@ -425,24 +453,8 @@ pub fn saliency(model: &mut Sequential, x: &Tensor, class: Option<usize>) -> Res
         ));
     }
     let logits = model.forward_ref(x, Mode::Eval)?;
-    let probabilities = loss::softmax(&logits)?.into_vec();
-    let classes = probabilities.len();
-    let class = match class {
-        Some(k) if k < classes => k,
-        Some(k) => {
-            return Err(Error::config(
-                "saliency",
-                format!(
-                    "class {k} does not exist: the model has {classes} classes, 0 to {}",
-                    classes - 1
-                ),
-            ))
-        }
-        None => most_probable(&probabilities),
-    };
     // L = logits[class], so ∂L/∂logits is one-hot.
-    let mut dy = Tensor::zeros(logits.shape());
-    dy.data_mut()[class] = 1.0;
+    let (probabilities, class, dy) = explained_class(&logits, class, "saliency")?;
     let gradient = model.backward(dy)?;
     model.zero_grad();
     let (_, c, h, w) = gradient.dims4()?;
@@ -691,24 +703,8 @@ pub fn grad_cam(
             .forward_ref(&logits, Mode::Eval)
             .map_err(|e| e.in_layer(&format!("layer {}", index + 1 + i)))?;
     }
-    let probabilities = loss::softmax(&logits)?.into_vec();
-    let classes = probabilities.len();
-    let class = match class {
-        Some(k) if k < classes => k,
-        Some(k) => {
-            return Err(Error::config(
-                "Grad-CAM class",
-                format!(
-                    "class {k} does not exist: the model has {classes} classes, 0 to {}",
-                    classes - 1
-                ),
-            ))
-        }
-        None => most_probable(&probabilities),
-    };
     // y = logits[class], so ∂y/∂logits is one-hot; back through the layers after A.
-    let mut d = Tensor::zeros(logits.shape());
-    d.data_mut()[class] = 1.0;
+    let (probabilities, class, mut d) = explained_class(&logits, class, "Grad-CAM class")?;
     for (i, l) in tail.iter_mut().enumerate().rev() {
         d = l
             .backward(d)
