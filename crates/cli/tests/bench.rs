@@ -1,13 +1,7 @@
 //! `ocellus bench`: the structure of its tables and of its JSON output (never its timings).
 
-use std::process::{Command, Output};
-
-fn ocellus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .output()
-        .expect("the ocellus binary runs")
-}
+mod common;
+use common::ocellus;
 
 const SMALL: [&str; 9] = [
     "--threads",

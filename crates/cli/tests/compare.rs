@@ -1,14 +1,8 @@
 //! `ocellus compare` end to end on the built-in patterns: the files it writes, and
 //! one-line errors for a bad model list.
 
-use std::process::{Command, Output};
-
-fn ocellus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .output()
-        .expect("the ocellus binary runs")
-}
+mod common;
+use common::ocellus;
 
 #[test]
 fn compare_trains_every_model_and_writes_the_table_and_charts() {

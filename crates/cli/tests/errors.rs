@@ -5,24 +5,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ocellus::{checkpoint, zoo, Rng, Tensor};
 use ocellus_data::Normalization;
 use ocellus_train::run::{save_model, ModelInfo};
 use tempfile::TempDir;
 
-/// Runs the binary in `cwd` (so a default `runs/` directory would land there). With
-/// `RUST_BACKTRACE` unset, a panic would print its `panicked at` line and a note naming
-/// `RUST_BACKTRACE`.
-fn ocellus(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the ocellus binary runs")
-}
+mod common;
+use common::ocellus_in as ocellus;
 
 fn text(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")

@@ -3,20 +3,15 @@
 //! ending with one line `error: …`, a non-zero exit status and no file written.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ocellus::arch::Architecture;
 use ocellus::Rng;
 use ocellus_data::Normalization;
 use ocellus_train::run::{save_model, ModelInfo};
 
-fn ocellus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the ocellus binary runs")
-}
+mod common;
+use common::ocellus;
 
 fn text(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")

@@ -2,30 +2,13 @@
 //! `viz gradflow` draws them, `report` includes them, `gradflow` shows one batch at
 //! initialisation; mistakes end with one line naming the flag or the file.
 
-use std::process::{Command, Output};
-
 use ocellus_train::diagnostics::read_diagnostics;
 
-fn ocellus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .output()
-        .expect("the ocellus binary runs")
-}
+mod common;
+use common::{ocellus, success};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn success(args: &[&str]) -> String {
-    let out = ocellus(args);
-    assert!(
-        out.status.success(),
-        "ocellus {args:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// A command that must fail with one line on stderr (clap's usage errors exit with 2).

@@ -3,7 +3,7 @@
 //! pictures, and mistakes end with a one-line error naming the thing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use ocellus::arch::Architecture;
@@ -12,31 +12,11 @@ use ocellus_data::folder::save_png_rgb;
 use ocellus_train::run::{load_model, save_model};
 use tempfile::TempDir;
 
-fn ocellus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .output()
-        .expect("the ocellus binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod common;
+use common::{ocellus, success};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs a command that must succeed and returns its standard output.
-fn success(args: &[&str]) -> String {
-    let out = ocellus(args);
-    assert!(
-        out.status.success(),
-        "ocellus {args:?} failed:\n{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
 }
 
 /// Runs a command that must fail with one line on stderr (no panic) and returns it.

@@ -4,26 +4,10 @@
 //! `tools/check_report.sh`. On CI (`CI` set) Chromium is required.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn ocellus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the ocellus binary runs")
-}
-
-fn success(args: &[&str]) -> String {
-    let out = ocellus(args);
-    assert!(
-        out.status.success(),
-        "ocellus {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod common;
+use common::success;
 
 /// Standard base64 (RFC 4648) back to bytes; `None` on a character outside the alphabet
 /// or a length that is not a multiple of 4.

@@ -4,27 +4,9 @@
 //! written — for every flag given a layer, a source or a setting that does not fit.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn ocellus(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ocellus"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the ocellus binary runs")
-}
-
-fn success(cwd: &Path, args: &[&str]) -> String {
-    let out = ocellus(cwd, args);
-    assert!(
-        out.status.success(),
-        "ocellus {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod common;
+use common::{ocellus_in as ocellus, success_in as success};
 
 /// A failed command: non-zero exit, one line `error: …` naming every one of `expected`.
 fn error(cwd: &Path, args: &[&str], expected: &[&str]) -> String {
