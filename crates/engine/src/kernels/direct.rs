@@ -303,8 +303,6 @@ pub struct Plan {
     /// Padded height and width, PH and PW.
     ph: usize,
     pw: usize,
-    /// Forward steps of `V` vectors each, covering the outputs.
-    steps: usize,
     /// Where the forward pass's vector `k` reads (its first position, flat): `k·L` when
     /// vectors run along the flat row; when output rows are whole vectors (OW a multiple
     /// of L), the `OW/L` vectors of each output row only, so nothing is dropped. Past the
@@ -370,7 +368,6 @@ impl Plan {
             block,
             ph,
             pw,
-            steps,
             starts,
             exact_rows,
             gradient_row,
@@ -433,13 +430,19 @@ impl Plan {
     /// w (OC, IC, KH, KW) → (⌈OC/B⌉, IC·KH·KW, B): a block's `B` weights of each tap side
     /// by side, zero for the channels past OC.
     pub fn arrange_weights(&self, w: &[f32], out: &mut Vec<f32>) {
-        let (taps, b) = (self.taps(), self.block.0);
+        let taps = self.taps();
         assert_eq!(w.len(), self.g.oc * taps, "direct convolution: weights");
+        self.arrange(|oc, t| w[oc * taps + t], out);
+    }
+
+    /// out (⌈OC/B⌉, taps, B) from `weight(oc, tap)`, zero for the channels past OC.
+    fn arrange(&self, weight: impl Fn(usize, usize) -> f32, out: &mut Vec<f32>) {
+        let (taps, b) = (self.taps(), self.block.0);
         out.clear();
         out.resize(self.g.oc.div_ceil(b) * taps * b, 0.0);
-        for (oc, filter) in w.chunks_exact(taps).enumerate() {
-            for (t, &v) in filter.iter().enumerate() {
-                out[((oc / b) * taps + t) * b + oc % b] = v;
+        for oc in 0..self.g.oc {
+            for t in 0..taps {
+                out[((oc / b) * taps + t) * b + oc % b] = weight(oc, t);
             }
         }
     }
@@ -449,17 +452,11 @@ impl Plan {
     /// KH−1−i, KW−1−j]`, then arranged as [`Plan::arrange_weights`] does.
     pub fn arrange_flipped_weights(&self, w: &[f32], out: &mut Vec<f32>) {
         let g = &self.g;
+        // This plan's channels are the original's swapped: it has g.ic = the original OC.
         let (oc, ic, kk) = (g.ic, g.oc, g.kh * g.kw);
         assert_eq!(w.len(), oc * ic * kk, "direct convolution: weights");
-        let mut flipped = vec![0.0; w.len()];
-        for o in 0..oc {
-            for c in 0..ic {
-                for k in 0..kk {
-                    flipped[(c * oc + o) * kk + k] = w[(o * ic + c) * kk + kk - 1 - k];
-                }
-            }
-        }
-        self.arrange_weights(&flipped, out);
+        // Tap (o, k) of this plan's channel c: the original's filter o, channel c, turned.
+        self.arrange(|c, t| w[((t / kk) * ic + c) * kk + kk - 1 - t % kk], out);
     }
 
     /// img (IC, H, W) → out (IC, PH, PW) and the slack after it, zero around the image.
@@ -513,8 +510,9 @@ impl Plan {
         let g = &self.g;
         assert_eq!(x_img.len(), g.ic * g.h * g.w, "direct convolution: x");
         assert_eq!(y_img.len(), g.oc * g.oh * g.ow, "direct convolution: y");
-        let (b, v) = self.block;
-        let row = self.steps * v * self.isa.lanes();
+        let b = self.block.0;
+        // Every vector's sums, whole steps of V of them (`starts` holds one per vector).
+        let row = self.starts.len() * self.isa.lanes();
         let padded = sized(&mut scratch.padded, self.padded_len);
         self.fill_padded(x_img, padded);
         let flat = sized(&mut scratch.flat, g.oc.div_ceil(b) * b * row);
