@@ -143,17 +143,22 @@ def pytorch_worker(model_name, epochs, variant, threads, seed, out):
         json.dump({"epochs": epochs_out}, f)
 
 
+def timed_child(args, cwd=None):
+    """Runs a command to its end: (wall seconds, peak resident MiB, whether it succeeded)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status) == 0
+
+
 def ocellus_run(binary, model, epochs, threads, seed):
     workdir = tempfile.mkdtemp(prefix="ocellus-e2e-")
     try:
-        start = time.perf_counter()
-        proc = subprocess.Popen([os.path.abspath(binary), "--threads", str(threads), "train",
-                                 "--model", model, "--data", "fashion-mnist", "--epochs", str(epochs),
-                                 "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3",
-                                 "--weight-decay", "0.01", "--seed", str(seed)], cwd=workdir)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall, rss = time.perf_counter() - start, usage.ru_maxrss / 1024
-        if os.waitstatus_to_exitcode(status) != 0:
+        wall, rss, ok = timed_child([os.path.abspath(binary), "--threads", str(threads), "train",
+                                     "--model", model, "--data", "fashion-mnist", "--epochs", str(epochs),
+                                     "--batch-size", "128", "--optimizer", "adamw", "--lr", "1e-3",
+                                     "--weight-decay", "0.01", "--seed", str(seed)], cwd=workdir)
+        if not ok:
             sys.exit(f"end_to_end: ocellus train failed for {model}")
         run_dir = os.path.join(workdir, "runs", os.listdir(os.path.join(workdir, "runs"))[0])
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
@@ -168,13 +173,10 @@ def pytorch_run(model, epochs, variant, threads, seed):
     fd, out = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", variant,
-                                 "--runs", f"{model}:{epochs}", "--threads", str(threads),
-                                 "--seed", str(seed), "--out", out])
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall, rss = time.perf_counter() - start, usage.ru_maxrss / 1024
-        if os.waitstatus_to_exitcode(status) != 0:
+        wall, rss, ok = timed_child([sys.executable, os.path.abspath(__file__), "--worker", variant,
+                                     "--runs", f"{model}:{epochs}", "--threads", str(threads),
+                                     "--seed", str(seed), "--out", out])
+        if not ok:
             return None
         with open(out) as f:
             epochs_out = json.load(f)["epochs"]
