@@ -37,6 +37,7 @@
 
 use super::direct::{self, Isa, Plan};
 use super::matmul::gemm_one_thread;
+use super::winograd;
 use super::{copy_row, lane_sum, ConvGeometry};
 use rayon::prelude::*;
 use std::sync::{Mutex, MutexGuard};
@@ -51,11 +52,11 @@ pub struct Workspace {
     threads: Vec<Mutex<TileScratch>>,
     /// The gradient sums of each chunk of the batch.
     chunks: Vec<ChunkGrads>,
-    /// The direct path's weights, arranged by [`Plan::arrange_weights`].
-    direct_weights: Vec<f32>,
-    /// The direct path's weights for the input gradient, by
-    /// [`Plan::arrange_flipped_weights`].
-    direct_flipped: Vec<f32>,
+    /// The weights arranged for the direct path ([`Plan::arrange_weights`]) or transformed
+    /// for the Winograd path ([`winograd::Plan::transform_weights`]).
+    weights: Vec<f32>,
+    /// The same for the input gradient, from the flipped kernel.
+    flipped: Vec<f32>,
 }
 
 /// The buffers one thread needs for one tile of T images.
@@ -73,6 +74,8 @@ struct TileScratch {
     dpadded: Vec<f32>,
     /// The direct path's buffers.
     direct: direct::Scratch,
+    /// The Winograd path's buffers.
+    winograd: winograd::Scratch,
 }
 
 /// One chunk's share of the parameter gradients.
@@ -139,6 +142,9 @@ struct Lowering {
     /// Stride 1, one group: the [`direct`] kernels compute the convolution image by
     /// image, without lowering.
     direct: Option<Plan>,
+    /// 3×3, stride 1, one group, enough channels: [`winograd`] computes y and dx, a
+    /// chunk of images at a time (dW stays direct).
+    winograd: bool,
     /// How the weight gradient is computed.
     weight_gradient: WeightGradient,
 }
@@ -192,6 +198,7 @@ impl Lowering {
             },
             weight_gradient,
             direct,
+            winograd: winograd::applies(g),
         }
     }
 
@@ -362,10 +369,16 @@ pub fn forward(
     let low = Lowering::new(g);
     let (x_per, y_per) = (x.len() / g.n, y.len() / g.n);
     ws.prepare_threads();
-    if let Some(plan) = &low.direct {
-        plan.arrange_weights(w, &mut ws.direct_weights);
+    if low.winograd {
+        let plan = winograd::Plan::new(g, Isa::detect());
+        plan.transform_weights(w, &mut ws.weights);
+        forward_winograd(&plan, x, &ws.weights, b, y, &ws.threads);
+        return;
     }
-    let (threads, direct_weights) = (&ws.threads, &ws.direct_weights);
+    if let Some(plan) = &low.direct {
+        plan.arrange_weights(w, &mut ws.weights);
+    }
+    let (threads, direct_weights) = (&ws.threads, &ws.weights);
     // Images are independent: small jobs let rayon keep every thread busy even when some
     // are slowed down by other work on the machine.
     let job_len = images_per_job(g, low.tile);
@@ -387,6 +400,28 @@ pub fn forward(
                     None => forward_tile(g, &low, x_tile, w, b, y_tile, s),
                 }
             }
+        });
+}
+
+/// [`forward`] on the Winograd path: one job per chunk of images, chunks starting at
+/// multiples of [`winograd::Plan::images`] (for dx, with `x` being dy and `u` the
+/// flipped filters).
+fn forward_winograd(
+    plan: &winograd::Plan,
+    x: &[f32],
+    u: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+    threads: &[Mutex<TileScratch>],
+) {
+    let n = plan.images();
+    let (x_per, y_per) = plan.image_lengths();
+    y.par_chunks_mut(n * y_per)
+        .zip(x.par_chunks(n * x_per))
+        .with_max_len(1)
+        .for_each(|(y_job, x_job)| {
+            let s = &mut thread_scratch(threads);
+            plan.forward_images(x_job, u, b, y_job, &mut s.winograd);
         });
 }
 
@@ -535,12 +570,7 @@ pub fn backward(
     if ws.chunks.len() < pieces.len() {
         ws.chunks.resize_with(pieces.len(), Default::default);
     }
-    // The direct path's input gradient: a forward pass of dy with the flipped kernel.
-    let flipped = low.direct.as_ref().map(|plan| {
-        let plan_t = Plan::for_input_gradient(g, plan.isa());
-        plan_t.arrange_flipped_weights(w, &mut ws.direct_flipped);
-        (plan_t, &ws.direct_flipped[..])
-    });
+    let flipped = Flipped::new(g, &low, w, &mut ws.flipped);
     let sums = &mut ws.chunks[..pieces.len()];
     let threads = &ws.threads;
     let db_len = if db.is_some() { g.oc } else { 0 };
@@ -559,14 +589,14 @@ pub fn backward(
                 let tile = start..(start + low.tile).min(images);
                 let x_tile = &x[(first + tile.start) * x_per..(first + tile.end) * x_per];
                 let dy_tile = &dy[(first + tile.start) * y_per..(first + tile.end) * y_per];
-                let dx_tile = dx_chunk
-                    .as_deref_mut()
-                    .map(|dx| &mut dx[tile.start * x_per..tile.end * x_per]);
                 add_bias_gradient(g, dy_tile, &mut sum.db);
-                let Some((plan_t, flipped)) = &flipped else {
+                if flipped.is_none() {
+                    let dx_tile = dx_chunk
+                        .as_deref_mut()
+                        .map(|dx| &mut dx[tile.start * x_per..tile.end * x_per]);
                     backward_tile(g, &low, x_tile, w, dy_tile, dx_tile, sum, s);
                     continue;
-                };
+                }
                 match (&low.direct, low.weight_gradient) {
                     (Some(plan), WeightGradient::ByPosition) => {
                         plan.add_weight_gradient(x_tile, dy_tile, &mut sum.dw, &mut s.direct);
@@ -580,12 +610,10 @@ pub fn backward(
                     }
                     _ => backward_tile(g, &low, x_tile, w, dy_tile, None, sum, s),
                 }
-                if let Some(dx_tile) = dx_tile {
-                    let images = dy_tile.chunks(y_per).zip(dx_tile.chunks_mut(x_per));
-                    for (dy_img, dx_img) in images {
-                        plan_t.forward_image(dy_img, flipped, None, dx_img, &mut s.direct);
-                    }
-                }
+            }
+            if let (Some(flipped), Some(dx_chunk)) = (&flipped, dx_chunk) {
+                let dy_chunk = &dy[first * y_per..][..images * y_per];
+                flipped.run(dy_chunk, dx_chunk, s);
             }
         });
     // The chunk sums, totalled in chunk order (reproducible for a given thread count),
@@ -611,6 +639,57 @@ pub fn backward(
         for (o, row) in dw_g.chunks_exact_mut(k).enumerate() {
             for (kk, d) in row.iter_mut().enumerate() {
                 *d += dw_t_g[kk * ocg + o];
+            }
+        }
+    }
+}
+
+/// The input gradient of a stride-1, single-group convolution: the forward pass of dy
+/// with the flipped kernel, on the Winograd path where it applies, else the direct one.
+enum Flipped<'a> {
+    Direct(Plan, &'a [f32]),
+    Winograd(winograd::Plan, &'a [f32]),
+}
+
+impl<'a> Flipped<'a> {
+    /// The plan and its weights from w, arranged into `buf`; `None` off the direct path.
+    fn new(g: &ConvGeometry, low: &Lowering, w: &[f32], buf: &'a mut Vec<f32>) -> Option<Self> {
+        let isa = low.direct.as_ref()?.isa();
+        Some(if low.winograd {
+            let plan_t = winograd::Plan::for_input_gradient(g, isa);
+            plan_t.transform_flipped_weights(w, buf);
+            Flipped::Winograd(plan_t, buf)
+        } else {
+            let plan_t = Plan::for_input_gradient(g, isa);
+            plan_t.arrange_flipped_weights(w, buf);
+            Flipped::Direct(plan_t, buf)
+        })
+    }
+
+    /// Images per job of [`input_gradient`]: whole chunks of the Winograd path.
+    fn images_per_job(&self, g: &ConvGeometry) -> usize {
+        match self {
+            Flipped::Direct(..) => images_per_job(g, 1),
+            Flipped::Winograd(plan_t, _) => plan_t.images(),
+        }
+    }
+
+    /// dy of consecutive images → their dx (overwritten); on the Winograd path in chunks
+    /// from the first image on.
+    fn run(&self, dy: &[f32], dx: &mut [f32], s: &mut TileScratch) {
+        match self {
+            Flipped::Direct(plan_t, w) => {
+                let (y_per, x_per) = plan_t.image_lengths();
+                for (dy_img, dx_img) in dy.chunks(y_per).zip(dx.chunks_mut(x_per)) {
+                    plan_t.forward_image(dy_img, w, None, dx_img, &mut s.direct);
+                }
+            }
+            Flipped::Winograd(plan_t, u) => {
+                let (y_per, x_per) = plan_t.image_lengths();
+                let n = plan_t.images();
+                for (dy, dx) in dy.chunks(n * y_per).zip(dx.chunks_mut(n * x_per)) {
+                    plan_t.forward_images(dy, u, None, dx, &mut s.winograd);
+                }
             }
         }
     }
@@ -732,30 +811,27 @@ pub fn input_gradient(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], w
     let low = Lowering::new(g);
     let (x_per, y_per) = (dx.len() / g.n, dy.len() / g.n);
     ws.prepare_threads();
-    // The direct path: the same forward pass of dy with the flipped kernel as `backward`.
-    let flipped = low.direct.as_ref().map(|plan| {
-        let plan_t = Plan::for_input_gradient(g, plan.isa());
-        plan_t.arrange_flipped_weights(w, &mut ws.direct_flipped);
-        (plan_t, &ws.direct_flipped[..])
-    });
+    // The same forward pass of dy with the flipped kernel as `backward`, where there is one.
+    let flipped = Flipped::new(g, &low, w, &mut ws.flipped);
     let threads = &ws.threads;
-    let job_len = images_per_job(g, low.tile);
+    let job_len = match &flipped {
+        Some(flipped) => flipped.images_per_job(g),
+        None => images_per_job(g, low.tile),
+    };
     dx.par_chunks_mut(job_len * x_per)
         .enumerate()
         .with_max_len(1)
         .for_each(|(job, dx_job)| {
             let s = &mut *thread_scratch(threads);
+            if let Some(flipped) = &flipped {
+                let dy_job = &dy[job * job_len * y_per..][..dx_job.len() / x_per * y_per];
+                flipped.run(dy_job, dx_job, s);
+                return;
+            }
             for (t, dx_tile) in dx_job.chunks_mut(low.tile * x_per).enumerate() {
                 let first = job * job_len + t * low.tile;
                 let images = dx_tile.len() / x_per;
                 let dy_tile = &dy[first * y_per..][..images * y_per];
-                if let Some((plan_t, flipped)) = &flipped {
-                    let images = dy_tile.chunks(y_per).zip(dx_tile.chunks_mut(x_per));
-                    for (dy_img, dx_img) in images {
-                        plan_t.forward_image(dy_img, flipped, None, dx_img, &mut s.direct);
-                    }
-                    continue;
-                }
                 let dy: &[f32] = if images == 1 {
                     dy_tile
                 } else {
@@ -997,6 +1073,35 @@ pub(crate) mod tests {
         }
     }
 
+    /// The input gradient alone on the Winograd path, as a transposed convolution
+    /// computes it: the reference's dx, and the same bits as the full backward pass's.
+    #[test]
+    fn input_gradient_alone_on_the_winograd_path() {
+        for case in [same_3x3(5, 48, 64, 8), same_3x3(3, 64, 40, 7)] {
+            let g = case.geometry().unwrap();
+            assert!(winograd::applies(&direct::input_gradient_geometry(&g)));
+            let d = random_data(&g, false, 5);
+            let mut ws = Workspace::default();
+            let mut dx = vec![f32::NAN; d.x.len()];
+            input_gradient(&g, &d.w, &d.dy, &mut dx, &mut ws);
+            let (rdx, _, _) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
+            assert_close("dx", &dx, &rdx);
+            let mut full_dx = vec![f32::NAN; d.x.len()];
+            let mut dw = vec![0.0; d.w.len()];
+            backward(
+                &g,
+                &d.x,
+                &d.w,
+                &d.dy,
+                Some(&mut full_dx),
+                &mut dw,
+                None,
+                &mut ws,
+            );
+            assert_eq!(dx, full_dx, "{g:?}");
+        }
+    }
+
     /// A 3×3 "same" convolution, the shape most networks use.
     fn same_3x3(n: usize, ic: usize, oc: usize, hw: usize) -> Case {
         Case {
@@ -1078,6 +1183,10 @@ pub(crate) mod tests {
             // channels, small images) and by position (rows of 512 positions and more).
             same_3x3(3, 5, 32, 6),
             same_3x3(2, 3, 5, 24),
+            // The Winograd path (forward and dx): chunks of several images, the last one
+            // short; odd sizes, whose last tiles are cut.
+            same_3x3(5, 32, 64, 8),
+            same_3x3(3, 40, 48, 9),
         ];
         for (i, case) in cases.iter().enumerate() {
             check_against_reference(case, i as u64);
@@ -1157,6 +1266,7 @@ pub(crate) mod tests {
         // Images large enough for one forward job each, and small ones grouped into jobs.
         let cases = [
             same_3x3(7, 8, 16, 24),
+            same_3x3(9, 64, 48, 6),
             Case {
                 hw: (9, 7),
                 kernel: (3, 2),

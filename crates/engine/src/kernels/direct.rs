@@ -36,10 +36,10 @@ use super::{copy_row, ConvGeometry};
 /// type can only be made by asking the CPU ([`Isa::detect`], [`Isa::available`]), so a
 /// kernel dispatched on it runs only where its instructions exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Isa(Kind);
+pub struct Isa(pub(super) Kind);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Avx512,
     Avx2,
     Portable,
@@ -86,7 +86,7 @@ impl Isa {
 /// A vector can only be made by the `unsafe` constructors, whose caller promises that the
 /// CPU has the vector's instructions; a vector that exists is that promise, so its methods
 /// are safe.
-trait Lanes: Copy {
+pub(super) trait Lanes: Copy {
     const L: usize;
     /// # Safety
     /// The CPU has the instruction set of `Self`.
@@ -103,6 +103,14 @@ trait Lanes: Copy {
     fn store(self, dst: &mut [f32]);
     /// `self·b + c`, lane by lane.
     fn mul_add(self, b: Self, c: Self) -> Self;
+    /// `self + b`, lane by lane.
+    fn add(self, b: Self) -> Self;
+    /// `self − b`, lane by lane.
+    fn sub(self, b: Self) -> Self;
+    /// The even lanes and the odd lanes of `a` followed by `b`.
+    fn deinterleave(a: Self, b: Self) -> (Self, Self);
+    /// `e` and `o` taken lane by lane, `e0 o0 e1 o1 …`: its first `L` values and its last.
+    fn interleave(e: Self, o: Self) -> (Self, Self);
     /// The sum of the lanes, added in halves (the same order on every run).
     fn sum(self) -> f32;
 }
@@ -122,7 +130,7 @@ fn halving_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
 
 /// 8 lanes in plain Rust, a multiplication and an addition (two roundings).
 #[derive(Clone, Copy)]
-struct Portable([f32; 8]);
+pub(super) struct Portable([f32; 8]);
 
 impl Lanes for Portable {
     const L: usize = 8;
@@ -148,6 +156,30 @@ impl Lanes for Portable {
         Portable(std::array::from_fn(|l| self.0[l] * b.0[l] + c.0[l]))
     }
     #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] + b.0[l]))
+    }
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        Portable(std::array::from_fn(|l| self.0[l] - b.0[l]))
+    }
+    #[inline(always)]
+    fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+        let at = |l: usize| if l < 8 { a.0[l] } else { b.0[l - 8] };
+        (
+            Portable(std::array::from_fn(|l| at(2 * l))),
+            Portable(std::array::from_fn(|l| at(2 * l + 1))),
+        )
+    }
+    #[inline(always)]
+    fn interleave(e: Self, o: Self) -> (Self, Self) {
+        let at = |l: usize| if l % 2 == 0 { e.0[l / 2] } else { o.0[l / 2] };
+        (
+            Portable(std::array::from_fn(at)),
+            Portable(std::array::from_fn(|l| at(l + 8))),
+        )
+    }
+    #[inline(always)]
     fn sum(self) -> f32 {
         halving_sum(self.0)
     }
@@ -156,7 +188,7 @@ impl Lanes for Portable {
 /// AVX-512 and AVX2 registers with fused multiply-adds. Only to be used inside functions
 /// compiled for the instruction set (`#[target_feature]`), on a CPU that has it.
 #[cfg(target_arch = "x86_64")]
-mod simd {
+pub(super) mod simd {
     use super::Lanes;
     use std::arch::x86_64::*;
 
@@ -191,6 +223,45 @@ mod simd {
         fn mul_add(self, b: Self, c: Self) -> Self {
             // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`).
             Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+        }
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`).
+            Avx512(unsafe { _mm512_add_ps(self.0, b.0) })
+        }
+        #[inline(always)]
+        fn sub(self, b: Self) -> Self {
+            // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`).
+            Avx512(unsafe { _mm512_sub_ps(self.0, b.0) })
+        }
+        #[inline(always)]
+        fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+            // SAFETY: `a` exists, so the CPU has AVX-512F (see `Lanes`). Lane indices
+            // 0–15 pick from `a`, 16–31 from `b`.
+            unsafe {
+                let even =
+                    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                let odd =
+                    _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+                (
+                    Avx512(_mm512_permutex2var_ps(a.0, even, b.0)),
+                    Avx512(_mm512_permutex2var_ps(a.0, odd, b.0)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn interleave(e: Self, o: Self) -> (Self, Self) {
+            // SAFETY: `e` exists, so the CPU has AVX-512F (see `Lanes`). Lane indices
+            // 0–15 pick from `e`, 16–31 from `o`.
+            unsafe {
+                let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                let high =
+                    _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                (
+                    Avx512(_mm512_permutex2var_ps(e.0, low, o.0)),
+                    Avx512(_mm512_permutex2var_ps(e.0, high, o.0)),
+                )
+            }
         }
         #[inline(always)]
         fn sum(self) -> f32 {
@@ -241,6 +312,44 @@ mod simd {
             Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
         }
         #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            // SAFETY: `self` exists, so the CPU has AVX2 (see `Lanes`).
+            Avx2(unsafe { _mm256_add_ps(self.0, b.0) })
+        }
+        #[inline(always)]
+        fn sub(self, b: Self) -> Self {
+            // SAFETY: `self` exists, so the CPU has AVX2 (see `Lanes`).
+            Avx2(unsafe { _mm256_sub_ps(self.0, b.0) })
+        }
+        #[inline(always)]
+        fn deinterleave(a: Self, b: Self) -> (Self, Self) {
+            // SAFETY: `a` exists, so the CPU has AVX2 (see `Lanes`). The shuffles give
+            // a0 a2 b0 b2 | a4 a6 b4 b6 (and the odd lanes alike); the 64-bit pairs are
+            // then put in order 0, 2, 1, 3.
+            unsafe {
+                let even = _mm256_shuffle_ps::<0b10_00_10_00>(a.0, b.0);
+                let odd = _mm256_shuffle_ps::<0b11_01_11_01>(a.0, b.0);
+                let order = |v: __m256| {
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+                };
+                (Avx2(order(even)), Avx2(order(odd)))
+            }
+        }
+        #[inline(always)]
+        fn interleave(e: Self, o: Self) -> (Self, Self) {
+            // SAFETY: `e` exists, so the CPU has AVX2 (see `Lanes`). The unpacks give
+            // e0 o0 e1 o1 | e4 o4 e5 o5 and e2 o2 e3 o3 | e6 o6 e7 o7; the 128-bit halves
+            // are then put in order.
+            unsafe {
+                let low = _mm256_unpacklo_ps(e.0, o.0);
+                let high = _mm256_unpackhi_ps(e.0, o.0);
+                (
+                    Avx2(_mm256_permute2f128_ps::<0x20>(low, high)),
+                    Avx2(_mm256_permute2f128_ps::<0x31>(low, high)),
+                )
+            }
+        }
+        #[inline(always)]
         fn sum(self) -> f32 {
             // SAFETY: `self` exists, so the CPU has AVX2 (see `Lanes`).
             unsafe {
@@ -278,12 +387,43 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && !(g.kh == 1 && g.kw == 1 && g.pad == (0, 0, 0, 0))
 }
 
+/// The convolution whose forward pass is the input gradient of `g` (which [`applies`]):
+/// dy padded by `K − 1 − pad`, output channels in, input channels out (with the kernel
+/// flipped).
+pub(super) fn input_gradient_geometry(g: &ConvGeometry) -> ConvGeometry {
+    let (pt, pb, pl, pr) = g.pad;
+    let (kh, kw) = (g.kh - 1, g.kw - 1);
+    ConvGeometry {
+        ic: g.oc,
+        h: g.oh,
+        w: g.ow,
+        oc: g.ic,
+        pad: (kh - pt, kh - pb, kw - pl, kw - pr),
+        oh: g.h,
+        ow: g.w,
+        ..*g
+    }
+}
+
 /// Output channels by vectors of positions of the forward kernel's register block, for
 /// each instruction set: 20 to 24 running sums of AVX-512's 32 registers, 12 of AVX2's
-/// 16. [`Plan::new`] takes the one that computes the fewest sums in all — channels past
-/// OC and positions past the last output are computed and dropped — the first of equals.
+/// 16. [`forward_block`] takes the one that computes the fewest sums in all.
 const FORWARD_BLOCKS_AVX512: [(usize, usize); 4] = [(8, 3), (6, 4), (4, 6), (4, 5)];
 const FORWARD_BLOCKS_NARROW: [(usize, usize); 4] = [(4, 3), (6, 2), (3, 4), (4, 2)];
+
+/// The forward kernel's block for `rows` output rows by `vectors` vectors: the one that
+/// computes the fewest sums in all — rows past the last and vectors past the last are
+/// computed and dropped — the first of equals.
+pub(super) fn forward_block(isa: Isa, rows: usize, vectors: usize) -> (usize, usize) {
+    let candidates = match isa.0 {
+        Kind::Avx512 => FORWARD_BLOCKS_AVX512,
+        _ => FORWARD_BLOCKS_NARROW,
+    };
+    *candidates
+        .iter()
+        .min_by_key(|(b, v)| rows.div_ceil(*b) * b * vectors.next_multiple_of(*v))
+        .expect("candidates")
+}
 
 /// Shortest flat row of positions on which [`Plan::weight_gradient_pays`].
 const DIRECT_WEIGHT_GRADIENT_ROW: usize = 512;
@@ -327,10 +467,6 @@ impl Plan {
             "direct convolution: {g:?} is not stride 1, one group"
         );
         let lanes = isa.lanes();
-        let candidates = match isa.0 {
-            Kind::Avx512 => FORWARD_BLOCKS_AVX512,
-            _ => FORWARD_BLOCKS_NARROW,
-        };
         let (pt, pb, pl, pr) = g.pad;
         let (ph, pw) = (pt + g.h + pb, pl + g.w + pr);
         // Flat positions holding outputs.
@@ -342,10 +478,7 @@ impl Plan {
         } else {
             positions.div_ceil(lanes)
         };
-        let block = *candidates
-            .iter()
-            .min_by_key(|(b, v)| g.oc.div_ceil(*b) * b * vectors.next_multiple_of(*v))
-            .expect("candidates");
+        let block = forward_block(isa, g.oc, vectors);
         let steps = vectors.div_ceil(block.1);
         let per_row = g.ow / lanes;
         let starts = (0..steps * block.1)
@@ -380,19 +513,7 @@ impl Plan {
     /// padded by `K − 1 − pad` with the flipped kernel, output channels in, input channels
     /// out.
     pub fn for_input_gradient(g: &ConvGeometry, isa: Isa) -> Plan {
-        let (pt, pb, pl, pr) = g.pad;
-        let (kh, kw) = (g.kh - 1, g.kw - 1);
-        let transposed = ConvGeometry {
-            ic: g.oc,
-            h: g.oh,
-            w: g.ow,
-            oc: g.ic,
-            pad: (kh - pt, kh - pb, kw - pl, kw - pr),
-            oh: g.h,
-            ow: g.w,
-            ..*g
-        };
-        Plan::new(&transposed, isa)
+        Plan::new(&input_gradient_geometry(g), isa)
     }
 
     /// Images whose flat input and gradient together take about `TILE_BYTES`, which
@@ -416,6 +537,12 @@ impl Plan {
     /// output channels fill whole vectors.
     pub fn weight_gradient_by_channel(&self) -> bool {
         self.g.oc.is_multiple_of(self.isa.lanes())
+    }
+
+    /// Values of one input image and of one output image, (IC·H·W, OC·OH·OW).
+    pub fn image_lengths(&self) -> (usize, usize) {
+        let g = &self.g;
+        (g.ic * g.h * g.w, g.oc * g.oh * g.ow)
     }
 
     /// The instructions the plan's kernels run with.
@@ -774,7 +901,7 @@ pub struct Scratch {
 }
 
 /// `buf` with length `len`, its old values left (every caller overwrites them).
-fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(super) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf.resize(len, 0.0);
     &mut buf[..len]
 }
@@ -782,7 +909,7 @@ fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// Offsets of the taps, where each vector reads (`steps·V` of them), the padded image,
 /// the arranged weights and the sums (⌈OC/B⌉·B rows of `steps·V·L` values, vector `k` at
 /// `k·L`).
-type ForwardArgs<'a> = (
+pub(super) type ForwardArgs<'a> = (
     &'a [usize],
     &'a [usize],
     &'a [f32],
@@ -811,7 +938,7 @@ fn forward_avx2(block: (usize, usize), args: ForwardArgs) {
 /// # Safety
 /// The CPU has the instruction set of `S`.
 #[inline(always)]
-unsafe fn forward_with<S: Lanes>(block: (usize, usize), args: ForwardArgs) {
+pub(super) unsafe fn forward_with<S: Lanes>(block: (usize, usize), args: ForwardArgs) {
     // SAFETY (every arm): the caller's contract, passed on.
     unsafe {
         match block {

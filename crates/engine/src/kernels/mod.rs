@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod peak;
 pub mod pool;
 pub mod reference;
+pub mod winograd;
 
 /// Rows of a block of a row-major matrix whose rows lie `stride` apart: row `i` is the
 /// `cols` values at `ptr + i·stride`. Between a block's rows lie values that are not its

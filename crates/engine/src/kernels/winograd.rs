@@ -1,0 +1,692 @@
+//! Winograd convolution F(2×2, 3×3) for 3×3 convolutions of stride 1 — the convolutions
+//! of VGG and ResNet — in the forward pass and for the input gradient: each 2×2 block of
+//! outputs costs 16 multiplications per pair of channels instead of 36 (Lavin and Gray,
+//! *Fast Algorithms for Convolutional Neural Networks*, 2016).
+//!
+//! **The algorithm.** The output is cut into tiles of 2×2 pixels; tile `(ty, tx)` depends
+//! on the 4×4 window `d` of the padded input at `(2ty, 2tx)`. With
+//!
+//! ```text
+//!      ⎡1  0 −1  0⎤        ⎡1   0   0⎤
+//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢½   ½   ½⎥    Aᵀ = ⎡1  1  1  0⎤
+//!      ⎢0 −1  1  0⎥        ⎢½  −½   ½⎥         ⎣0  1 −1 −1⎦
+//!      ⎣0  1  0 −1⎦        ⎣0   0   1⎦
+//! ```
+//!
+//! the tile's outputs are `Y[oc] = Aᵀ (Σ_ic U[oc, ic] ⊙ V[ic]) A`, with the filters
+//! transformed once, `U = G w Gᵀ` (4×4), and each window once, `V = Bᵀ d B` (4×4): the
+//! same sums as the direct convolution's, in another order (exact in exact arithmetic).
+//! For each of the 16 positions ξ of a transformed tile the sum over channels is a matrix
+//! product, `M_ξ (OC, tiles) = U_ξ (OC, IC) · V_ξ (IC, tiles)`, computed by the direct
+//! kernel's register blocks ([`super::direct`]) with the input channels as its taps.
+//! The transforms only add and subtract.
+//!
+//! **Layout.** A chunk of images is transformed at a time, few enough that its `V` and
+//! `M` stay in the core's cache. Each channel of each image is first split into 8
+//! planes, `plane(a, s, c)[r·TW + tx] = padded[2r + a, 2tx + 2c + s]`, so that every
+//! tile's window value `d[i, j]` sits at `plane(i % 2, j % 2, j / 2)[f + (i / 2)·TW]` for
+//! the tile's flat index `f = ty·TW + tx`: consecutive tiles read consecutive values, and
+//! the transforms run on vectors of tiles. An image's tiles are counted up to whole
+//! vectors; the tiles past the last (and the outputs past OH × OW of odd sizes) are
+//! computed and dropped.
+//!
+//! The input gradient of a 3×3 convolution of stride 1 is itself one (the forward pass of
+//! dy with the kernel turned by 180° and the channels swapped, as in [`super::direct`]),
+//! so [`Plan::for_input_gradient`] computes it the same way.
+
+use super::direct::{self, forward_block, forward_with, input_gradient_geometry, sized};
+use super::direct::{Isa, Kind, Lanes, Portable};
+use super::{copy_row, ConvGeometry};
+
+#[cfg(target_arch = "x86_64")]
+use super::direct::simd;
+
+/// The transforms cost in proportion to `IC + OC` per tile, the products to `IC·OC`: the
+/// path pays once `IC·OC ≥ CHANNEL_RATIO·(IC + OC)`, i.e. from 32 channels in and 64
+/// out, or 40 and 40 (measured: `docs/PERFORMANCE.md`).
+const CHANNEL_RATIO: usize = 20;
+
+/// Tiles × (IC + OC) of a chunk: its `V` and `M`, 16 values per tile and channel each,
+/// then take 512 KiB, which stay in a core's cache.
+const CHUNK_TILE_CHANNELS: usize = 16384;
+
+/// Positions of a transformed tile.
+const XI: usize = 16;
+
+/// Values between the 16 planes of a chunk's `V` and of its products past their own
+/// size: one cache line. The transforms read or write all 16 at once, and planes whose
+/// distance is a multiple of 4 KiB would all fall on the same sets of the L1 cache,
+/// which has fewer ways than 16.
+const SKEW: usize = 16;
+
+/// Whether the Winograd path computes this convolution: one it can compute
+/// ([`computes`]) with channels enough that it pays (`CHANNEL_RATIO`).
+pub fn applies(g: &ConvGeometry) -> bool {
+    computes(g) && g.ic * g.oc >= CHANNEL_RATIO * (g.ic + g.oc)
+}
+
+/// Whether the Winograd path can compute this convolution: 3×3, and one the direct path
+/// takes (stride 1, no dilation, one group, padding under 3).
+pub fn computes(g: &ConvGeometry) -> bool {
+    g.kh == 3 && g.kw == 3 && direct::applies(g)
+}
+
+/// How one convolution runs on the Winograd path. Made once per call, shared by every
+/// chunk of images.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    g: ConvGeometry,
+    isa: Isa,
+    /// Output channels and vectors of tiles per block of the products.
+    block: (usize, usize),
+    /// Tile rows and columns of an image, ⌈OH/2⌉ and ⌈OW/2⌉.
+    th: usize,
+    tw: usize,
+    /// Tiles of an image counted up to whole vectors.
+    tiles: usize,
+    /// Images per chunk.
+    images: usize,
+    /// Where each input channel's row of a transformed chunk starts: `ic·columns`.
+    offsets: Vec<usize>,
+}
+
+impl Plan {
+    /// The plan of a convolution the path [`computes`], for these instructions.
+    pub fn new(g: &ConvGeometry, isa: Isa) -> Plan {
+        assert!(
+            computes(g),
+            "Winograd convolution: {g:?} is not 3×3, stride 1"
+        );
+        let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+        let tiles = (th * tw).next_multiple_of(isa.lanes());
+        let images = (CHUNK_TILE_CHANNELS / ((g.ic + g.oc) * tiles)).clamp(1, g.n.max(1));
+        let mut plan = Plan {
+            g: *g,
+            isa,
+            block: (1, 1),
+            th,
+            tw,
+            tiles,
+            images,
+            offsets: Vec::new(),
+        };
+        let columns = plan.columns(images);
+        plan.block = forward_block(isa, g.oc, columns / isa.lanes());
+        plan.offsets = (0..g.ic).map(|c| c * columns).collect();
+        plan
+    }
+
+    /// The plan of the input gradient of `g` (which the path [`computes`]): the convolution of dy
+    /// padded by `2 − pad` with the flipped kernel, output channels in, input channels out.
+    pub fn for_input_gradient(g: &ConvGeometry, isa: Isa) -> Plan {
+        Plan::new(&input_gradient_geometry(g), isa)
+    }
+
+    /// Values of one input image and of one output image, (IC·H·W, OC·OH·OW).
+    pub fn image_lengths(&self) -> (usize, usize) {
+        let g = &self.g;
+        (g.ic * g.h * g.w, g.oc * g.oh * g.ow)
+    }
+
+    /// Images per chunk: [`Plan::forward_images`] takes at most this many.
+    pub fn images(&self) -> usize {
+        self.images
+    }
+
+    /// Tiles of `n` images.
+    fn columns(&self, n: usize) -> usize {
+        n * self.tiles
+    }
+
+    /// Values of one split plane: `TH + 1` rows of `TW` and what the last vectors read
+    /// past them.
+    fn plane(&self) -> usize {
+        self.tiles + self.tw
+    }
+
+    /// Values of each of the 16 planes of a chunk's `V`, (IC, columns) and the skew.
+    fn v_plane(&self) -> usize {
+        self.g.ic * self.columns(self.images) + SKEW
+    }
+
+    /// w (OC, IC, 3, 3) → the transformed filters `U_ξ = (G w Gᵀ)[ξ]`, arranged for the
+    /// products: (16, ⌈OC/B⌉, IC, B), zero for the channels past OC.
+    pub fn transform_weights(&self, w: &[f32], out: &mut Vec<f32>) {
+        let (oc, ic) = (self.g.oc, self.g.ic);
+        assert_eq!(w.len(), oc * ic * 9, "Winograd convolution: weights");
+        self.transform(|o, c, tap| w[(o * ic + c) * 9 + tap], out);
+    }
+
+    /// For the plan of [`Plan::for_input_gradient`]: the original weights w (OC, IC, 3, 3)
+    /// turned into this plan's (IC, OC, 3, 3) by `w'[ic, oc, i, j] = w[oc, ic, 2−i, 2−j]`,
+    /// then transformed as [`Plan::transform_weights`] does.
+    pub fn transform_flipped_weights(&self, w: &[f32], out: &mut Vec<f32>) {
+        // This plan's channels are the original's swapped: it has g.ic = the original OC.
+        let (oc, ic) = (self.g.ic, self.g.oc);
+        assert_eq!(w.len(), oc * ic * 9, "Winograd convolution: weights");
+        self.transform(|c, o, tap| w[(o * ic + c) * 9 + 8 - tap], out);
+    }
+
+    /// out (16, ⌈OC/B⌉, IC, B) from `weight(oc, ic, tap)`, the tap `3i + j`.
+    fn transform(&self, weight: impl Fn(usize, usize, usize) -> f32, out: &mut Vec<f32>) {
+        let (oc, ic, b) = (self.g.oc, self.g.ic, self.block.0);
+        let per_xi = oc.div_ceil(b) * ic * b;
+        out.clear();
+        out.resize(XI * per_xi, 0.0);
+        // G's rows applied to three values.
+        let g_rows = |v: [f32; 3]| {
+            [
+                v[0],
+                0.5 * (v[0] + v[1] + v[2]),
+                0.5 * (v[0] - v[1] + v[2]),
+                v[2],
+            ]
+        };
+        for o in 0..oc {
+            for c in 0..ic {
+                // G w: the rows combined, column by column.
+                let cols: [[f32; 4]; 3] = std::array::from_fn(|j| {
+                    g_rows(std::array::from_fn(|i| weight(o, c, 3 * i + j)))
+                });
+                for r in 0..4 {
+                    // (G w) Gᵀ: row r's three values combined.
+                    let u = g_rows([cols[0][r], cols[1][r], cols[2][r]]);
+                    for (col, &v) in u.iter().enumerate() {
+                        let xi = 4 * r + col;
+                        out[xi * per_xi + ((o / b) * ic + c) * b + o % b] = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A chunk of at most [`Plan::images`] images: x (n, IC, H, W) → y (n, OC, OH, OW)
+    /// (overwritten), with filters from [`Plan::transform_weights`] (or
+    /// [`Plan::transform_flipped_weights`] for an input gradient, x being dy).
+    pub fn forward_images(
+        &self,
+        x: &[f32],
+        u: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        let g = &self.g;
+        let (x_per, y_per) = self.image_lengths();
+        let n = x.len() / x_per;
+        assert!(
+            n >= 1 && n <= self.images && x.len() == n * x_per,
+            "Winograd convolution: x"
+        );
+        assert_eq!(y.len(), n * y_per, "Winograd convolution: y");
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), g.oc, "Winograd convolution: bias");
+        }
+        let (b, v) = self.block;
+        let lanes = self.isa.lanes();
+        let vectors = self.columns(n) / lanes;
+        scratch.starts.clear();
+        let starts = (0..vectors.next_multiple_of(v)).map(|k| k.min(vectors - 1) * lanes);
+        scratch.starts.extend(starts);
+        let row = scratch.starts.len() * lanes;
+        let products = g.oc.div_ceil(b) * b * row + SKEW;
+        assert_eq!(
+            u.len(),
+            XI * g.oc.div_ceil(b) * g.ic * b,
+            "Winograd convolution: filters"
+        );
+        let args = ChunkArgs {
+            plan: self,
+            n,
+            x,
+            bias,
+            y,
+            u,
+            planes: sized(&mut scratch.planes, g.ic * n * 8 * self.plane()),
+            parity: sized(&mut scratch.parity, g.h * g.w),
+            v: sized(&mut scratch.v, XI * self.v_plane()),
+            m: sized(&mut scratch.m, XI * products),
+            row,
+            starts: &scratch.starts,
+        };
+        match self.isa.0 {
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => unsafe { chunk_avx512(args) },
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => unsafe { chunk_avx2(args) },
+            // SAFETY: the portable vectors need no particular instructions.
+            _ => unsafe { chunk_with::<Portable>(args) },
+        }
+    }
+}
+
+/// A thread's buffers for the Winograd path, reused from chunk to chunk.
+#[derive(Default)]
+pub struct Scratch {
+    /// The split input planes, (IC, n, 8, plane).
+    planes: Vec<f32>,
+    /// An image channel split by the parity of its columns.
+    parity: Vec<f32>,
+    /// Transformed tiles, 16 planes of (IC, columns), `SKEW` apart.
+    v: Vec<f32>,
+    /// Products, 16 planes of (⌈OC/B⌉·B, row), `SKEW` apart.
+    m: Vec<f32>,
+    /// Where each vector of the products starts.
+    starts: Vec<usize>,
+}
+
+/// The operands of one chunk of `n` images.
+struct ChunkArgs<'a> {
+    plan: &'a Plan,
+    n: usize,
+    x: &'a [f32],
+    bias: Option<&'a [f32]>,
+    y: &'a mut [f32],
+    u: &'a [f32],
+    planes: &'a mut [f32],
+    parity: &'a mut [f32],
+    v: &'a mut [f32],
+    m: &'a mut [f32],
+    row: usize,
+    starts: &'a [usize],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn chunk_avx512(args: ChunkArgs) {
+    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
+    // reached through `Isa`).
+    unsafe { chunk_with::<simd::Avx512>(args) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn chunk_avx2(args: ChunkArgs) {
+    // SAFETY: this function runs only on a CPU with AVX2 and FMA (it is compiled for them
+    // and reached through `Isa`).
+    unsafe { chunk_with::<simd::Avx2>(args) }
+}
+
+/// One chunk: the split, the input transform, the 16 products and the output transform
+/// into y, all compiled for the instruction set.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn chunk_with<S: Lanes>(a: ChunkArgs) {
+    let p = a.plan;
+    let ic = p.g.ic;
+    let (columns, v_plane) = (p.columns(p.images), p.v_plane());
+    let products = a.m.len() / XI;
+    // SAFETY (all four steps): the caller's contract, passed on.
+    unsafe { split::<S>(p, a.x, a.n, a.planes, a.parity) };
+    // SAFETY: as above.
+    unsafe { transform_inputs::<S>(p, a.n, a.planes, a.v) };
+    let u_len = a.u.len() / XI;
+    for xi in 0..XI {
+        let args = (
+            &p.offsets[..],
+            a.starts,
+            &a.v[xi * v_plane..][..ic * columns],
+            &a.u[xi * u_len..][..u_len],
+            &mut a.m[xi * products..][..products - SKEW],
+        );
+        // SAFETY: as above.
+        unsafe { forward_with::<S>(p.block, args) };
+    }
+    // SAFETY: as above.
+    unsafe { transform_outputs::<S>(p, a.m, a.row, a.bias, a.y) };
+}
+
+/// x (n, IC, H, W) → the 8 planes of every channel of every image, (IC, n, 8, plane):
+/// plane `4a + 2s + c` holds `padded[2r + a, 2(tx + c) + s]` at `r·TW + tx`, zero around
+/// the image. Each channel is first split into its even and its odd columns
+/// ([`split_columns`]); each row of those is then copied into the planes of its parities
+/// at both shifts.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn split<S: Lanes>(p: &Plan, x: &[f32], n: usize, planes: &mut [f32], parity: &mut [f32]) {
+    let g = &p.g;
+    let (pt, _, pl, _) = g.pad;
+    let (tw, plane) = (p.tw, p.plane());
+    // Values per row in the even and the odd input columns.
+    let (ew, odw) = (g.w.div_ceil(2), g.w / 2);
+    let (evens, odds) = parity[..g.h * g.w].split_at_mut(g.h * ew);
+    planes.fill(0.0);
+    for (i, image_planes) in planes.chunks_exact_mut(8 * plane).enumerate() {
+        let (c, img) = (i / n, i % n);
+        let channel = &x[(img * g.ic + c) * g.h * g.w..][..g.h * g.w];
+        // SAFETY: the caller's contract, passed on.
+        unsafe { split_columns::<S>(channel, g.w, evens, odds) };
+        for y in 0..g.h {
+            // Padded row R = y + PT: plane parity a = R % 2, row r = R / 2. Input column x
+            // lands at padded column x + PL: parity s = (x + PL) % 2, column (x + PL) / 2.
+            let (a, r) = ((y + pt) % 2, (y + pt) / 2);
+            let classes = [
+                (pl % 2, pl / 2, &evens[y * ew..][..ew]),
+                ((pl + 1) % 2, pl.div_ceil(2), &odds[y * odw..][..odw]),
+            ];
+            for (s, first, values) in classes {
+                for shift in 0..2 {
+                    // Plane column tx holds padded column k = tx + shift.
+                    let lo = first.max(shift) - shift;
+                    let hi = (first + values.len()).saturating_sub(shift).min(tw);
+                    if lo < hi {
+                        let row = &mut image_planes[(4 * a + 2 * s + shift) * plane + r * tw..];
+                        copy_row(&mut row[lo..hi], &values[lo + shift - first..][..hi - lo]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// channel (H, W) → its even columns, evens (H, ⌈W/2⌉), and its odd ones, odds (H,
+/// ⌊W/2⌋); in one pass over the channel when W is even.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn split_columns<S: Lanes>(channel: &[f32], w: usize, evens: &mut [f32], odds: &mut [f32]) {
+    if !w.is_multiple_of(2) {
+        let (ew, odw) = (w.div_ceil(2), w / 2);
+        for (y, row) in channel.chunks_exact(w).enumerate() {
+            for (x, &v) in row.iter().enumerate() {
+                match x % 2 {
+                    0 => evens[y * ew + x / 2] = v,
+                    _ => odds[y * odw + x / 2] = v,
+                }
+            }
+        }
+        return;
+    }
+    let len = evens.len();
+    assert!(channel.len() == 2 * len && odds.len() == len, "pairs");
+    let whole = len - len % S::L;
+    for k in (0..whole).step_by(S::L) {
+        // SAFETY: `2k + 2L ≤ 2·whole ≤ channel.len()`; the CPU has S's instructions.
+        let (a, b) = unsafe {
+            let at = channel.as_ptr().add(2 * k);
+            (S::load_ptr(at), S::load_ptr(at.add(S::L)))
+        };
+        let (e, o) = S::deinterleave(a, b);
+        e.store(&mut evens[k..]);
+        o.store(&mut odds[k..]);
+    }
+    for k in whole..len {
+        evens[k] = channel[2 * k];
+        odds[k] = channel[2 * k + 1];
+    }
+}
+
+/// `V = Bᵀ d B` of every tile of `n` images: planes (IC, n, 8, plane) → v (16 planes of
+/// (IC, columns)), image `img`'s tiles from `img·tiles` on. Tile `f`'s window value
+/// `d[i, j]` is `plane(4·(i % 2) + 2·(j % 2) + j / 2)[f + (i / 2)·TW]`.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn transform_inputs<S: Lanes>(p: &Plan, n: usize, planes: &[f32], v: &mut [f32]) {
+    let (ic, tw, plane) = (p.g.ic, p.tw, p.plane());
+    let (columns, v_plane) = (p.columns(p.images), p.v_plane());
+    assert_eq!(planes.len(), ic * n * 8 * plane, "split planes");
+    assert_eq!(v.len(), XI * v_plane, "transformed tiles");
+    assert!(
+        p.tiles.is_multiple_of(S::L) && p.tiles + tw <= plane,
+        "planes too short"
+    );
+    for c in 0..ic {
+        for img in 0..n {
+            let base = (c * n + img) * 8 * plane;
+            for f in (0..p.tiles).step_by(S::L) {
+                let d: [[S; 4]; 4] = std::array::from_fn(|i| {
+                    std::array::from_fn(|j| {
+                        let at = base + (4 * (i % 2) + 2 * (j % 2) + j / 2) * plane;
+                        // SAFETY: `f + L ≤ tiles` and `tiles + TW ≤ plane`: inside this
+                        // plane (asserted above); the CPU has S's instructions (the
+                        // caller's contract).
+                        unsafe { S::load_ptr(planes.as_ptr().add(at + f + (i / 2) * tw)) }
+                    })
+                });
+                // Bᵀ d: rows combined, column by column; then (Bᵀ d) B: columns combined.
+                let t: [[S; 4]; 4] =
+                    std::array::from_fn(|j| b_transposed([d[0][j], d[1][j], d[2][j], d[3][j]]));
+                let at = c * columns + img * p.tiles + f;
+                for r in 0..4 {
+                    let out = b_transposed([t[0][r], t[1][r], t[2][r], t[3][r]]);
+                    for (col, value) in out.iter().enumerate() {
+                        value.store(&mut v[(4 * r + col) * v_plane + at..]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Bᵀ applied to four values: `(d0 − d2, d1 + d2, d2 − d1, d1 − d3)`.
+#[inline(always)]
+fn b_transposed<S: Lanes>(d: [S; 4]) -> [S; 4] {
+    [
+        d[0].sub(d[2]),
+        d[1].add(d[2]),
+        d[2].sub(d[1]),
+        d[1].sub(d[3]),
+    ]
+}
+
+/// Aᵀ applied to four values: `(m0 + m1 + m2, m1 − m2 − m3)`.
+#[inline(always)]
+fn a_transposed<S: Lanes>(m: [S; 4]) -> [S; 2] {
+    [m[0].add(m[1]).add(m[2]), m[1].sub(m[2]).sub(m[3])]
+}
+
+/// `Y = Aᵀ M A` of every tile, the bias added, written into y (n, OC, OH, OW): products
+/// m (16 planes of (⌈OC/B⌉·B, row)). A vector's two output columns of each row parity
+/// are interleaved in registers into the `2L` outputs of its tiles, which lie side by
+/// side in an output row for tiles of one tile row; the tiles past the last and the
+/// outputs past OH and OW are dropped.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn transform_outputs<S: Lanes>(
+    p: &Plan,
+    m: &[f32],
+    row: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let g = &p.g;
+    let (tw, real) = (p.tw, p.th * p.tw);
+    let products = m.len() / XI;
+    let planes = y.len() / (g.oh * g.ow);
+    assert!(
+        g.oc * row <= products && planes / g.oc * p.tiles <= row,
+        "products"
+    );
+    assert_eq!(planes % g.oc, 0, "whole images");
+    for (i, plane) in y.chunks_exact_mut(g.oh * g.ow).enumerate() {
+        let (img, o) = (i / g.oc, i % g.oc);
+        // SAFETY: the CPU has S's instructions (the caller's contract).
+        let b = unsafe { S::splat(bias.map_or(0.0, |b| b[o])) };
+        for f in (0..p.tiles).step_by(S::L) {
+            let at = o * row + img * p.tiles + f;
+            // SAFETY: `at + L ≤ o·row + n·tiles ≤ oc·row ≤ products` (asserted above,
+            // `tiles` whole vectors): inside product ξ; the CPU has S's instructions.
+            let mv: [[S; 4]; 4] = std::array::from_fn(|r| {
+                std::array::from_fn(|c| unsafe {
+                    S::load_ptr(m.as_ptr().add((4 * r + c) * products + at))
+                })
+            });
+            // Aᵀ M: rows combined, column by column; then (Aᵀ M) A.
+            let t: [[S; 2]; 4] =
+                std::array::from_fn(|c| a_transposed([mv[0][c], mv[1][c], mv[2][c], mv[3][c]]));
+            for a in 0..2 {
+                let [even, odd] = a_transposed([t[0][a], t[1][a], t[2][a], t[3][a]]);
+                let (low, high) = S::interleave(even.add(b), odd.add(b));
+                let mut pairs = [0.0; 32];
+                low.store(&mut pairs);
+                high.store(&mut pairs[S::L..]);
+                // Runs of tiles in one tile row: their outputs side by side in row
+                // 2ty + a, from column 2tx on.
+                let mut tile = f;
+                while tile < (f + S::L).min(real) {
+                    let (ty, tx) = (tile / tw, tile % tw);
+                    let run = (tw - tx).min(f + S::L - tile);
+                    let oy = 2 * ty + a;
+                    if oy < g.oh {
+                        let x0 = 2 * tx;
+                        let x1 = (2 * (tx + run)).min(g.ow);
+                        let from = 2 * (tile - f);
+                        copy_row(
+                            &mut plane[oy * g.ow + x0..][..x1 - x0],
+                            &pairs[from..][..x1 - x0],
+                        );
+                    }
+                    tile += run;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::conv::tests::assert_close;
+    use crate::kernels::reference;
+    use crate::rng::Rng;
+
+    fn geometry(
+        n: usize,
+        ic: usize,
+        oc: usize,
+        hw: (usize, usize),
+        pad: (usize, usize, usize, usize),
+    ) -> ConvGeometry {
+        ConvGeometry {
+            n,
+            ic,
+            h: hw.0,
+            w: hw.1,
+            oc,
+            kh: 3,
+            kw: 3,
+            stride: (1, 1),
+            pad,
+            dilation: (1, 1),
+            groups: 1,
+            oh: hw.0 + pad.0 + pad.1 - 2,
+            ow: hw.1 + pad.2 + pad.3 - 2,
+        }
+    }
+
+    /// ResNet's three stages, odd sizes (outputs past the last dropped), no padding,
+    /// the largest padding, asymmetric padding, channels not a multiple of any block,
+    /// 1×1 outputs, chunks of several images.
+    fn cases() -> Vec<ConvGeometry> {
+        vec![
+            geometry(2, 16, 16, (32, 32), (1, 1, 1, 1)),
+            geometry(5, 32, 32, (16, 16), (1, 1, 1, 1)),
+            geometry(9, 64, 64, (8, 8), (1, 1, 1, 1)),
+            geometry(3, 9, 13, (7, 11), (1, 1, 1, 1)),
+            geometry(3, 8, 8, (5, 6), (0, 0, 0, 0)),
+            geometry(3, 11, 8, (4, 5), (2, 2, 2, 2)),
+            geometry(4, 10, 17, (9, 6), (0, 2, 1, 0)),
+            geometry(2, 8, 9, (3, 3), (0, 0, 0, 0)),
+            geometry(7, 12, 8, (14, 14), (1, 1, 1, 1)),
+        ]
+    }
+
+    /// Every chunk of `plan` over the batch.
+    fn run(
+        plan: &Plan,
+        x: &[f32],
+        u: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        x_per: usize,
+        y_per: usize,
+    ) {
+        let mut scratch = Scratch::default();
+        let images = plan.images();
+        for (xs, ys) in x.chunks(images * x_per).zip(y.chunks_mut(images * y_per)) {
+            plan.forward_images(xs, u, bias, ys, &mut scratch);
+        }
+    }
+
+    #[test]
+    fn forward_and_input_gradient_agree_with_the_reference_on_every_isa() {
+        let mut rng = Rng::new(17);
+        let mut normal = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal()).collect() };
+        for g in cases() {
+            assert!(computes(&g), "{g:?}");
+            let (x, w, b) = (
+                normal(g.n * g.ic * g.h * g.w),
+                normal(g.oc * g.ic * 9),
+                normal(g.oc),
+            );
+            let dy = normal(g.n * g.oc * g.oh * g.ow);
+            let want_y = reference::conv2d_forward(&g, &x, &w, Some(&b));
+            let (want_dx, _, _) = reference::conv2d_backward(&g, &x, &w, &dy);
+            let (x_per, y_per) = (g.ic * g.h * g.w, g.oc * g.oh * g.ow);
+            for isa in Isa::available() {
+                let plan = Plan::new(&g, isa);
+                let mut u = Vec::new();
+                plan.transform_weights(&w, &mut u);
+                let mut y = vec![f32::NAN; want_y.len()];
+                run(&plan, &x, &u, Some(&b), &mut y, x_per, y_per);
+                assert_close(&format!("y {isa:?} {g:?}"), &y, &want_y);
+                let plan_t = Plan::for_input_gradient(&g, isa);
+                plan_t.transform_flipped_weights(&w, &mut u);
+                let mut dx = vec![f32::NAN; want_dx.len()];
+                run(&plan_t, &dy, &u, None, &mut dx, y_per, x_per);
+                assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
+            }
+        }
+    }
+
+    #[test]
+    fn applies_to_3x3_stride_1_with_enough_channels_only() {
+        let g = geometry(2, 64, 64, (8, 8), (1, 1, 1, 1));
+        assert!(applies(&g));
+        assert!(applies(&ConvGeometry { ic: 32, ..g }), "32 → 64");
+        assert!(
+            !applies(&ConvGeometry {
+                ic: 32,
+                oc: 32,
+                ..g
+            }),
+            "32 → 32"
+        );
+        assert!(!applies(&ConvGeometry { ic: 3, ..g }), "a first layer");
+        assert!(computes(&ConvGeometry { ic: 3, ..g }));
+        let five = ConvGeometry {
+            kh: 5,
+            kw: 5,
+            oh: 6,
+            ow: 6,
+            ..g
+        };
+        assert!(!computes(&five), "5×5");
+        let strided = ConvGeometry {
+            stride: (2, 2),
+            oh: 4,
+            ow: 4,
+            ..g
+        };
+        assert!(!computes(&strided));
+        assert!(!computes(&ConvGeometry { groups: 2, ..g }));
+        let dilated = ConvGeometry {
+            dilation: (2, 2),
+            oh: 4,
+            ow: 4,
+            ..g
+        };
+        assert!(!computes(&dilated));
+    }
+}
