@@ -488,6 +488,54 @@ mod activations {
         assert_eq!(Silu::new().describe(), "SiLU");
         assert_eq!(Hardswish::new().describe(), "Hardswish");
     }
+
+    /// A `Sequential` runs a convolution and the ReLU after it as one forward pass (the
+    /// ReLU applied as the kernel writes each output): the same bits as the two layers
+    /// one after the other — y, then dx, dweight and dbias — on each of the convolution's
+    /// paths (direct, Winograd, im2col + GEMM), in training and evaluation.
+    #[test]
+    fn convolution_then_relu_runs_fused_with_the_same_bits() {
+        let cases = [
+            (Conv2dConfig::new(3, 8, 3).padding(1), [2, 3, 9, 7]),
+            (Conv2dConfig::new(64, 64, 3).padding(1), [3, 64, 6, 6]),
+            (
+                Conv2dConfig::new(4, 6, 3).stride(2).padding(1),
+                [2, 4, 9, 9],
+            ),
+            (Conv2dConfig::new(4, 6, 1).bias(false), [2, 4, 5, 5]),
+        ];
+        for (config, shape) in cases {
+            let mut rng = Rng::new(5);
+            let conv = Conv2d::new(config, &mut rng).unwrap();
+            let x = Tensor::randn(&shape, 1.0, &mut rng);
+            let out = conv.output_shape(&shape).unwrap();
+            let dy = Tensor::randn(&out, 1.0, &mut rng);
+            let copy = |conv: &Conv2d| {
+                let w = conv.weight().value().clone();
+                let b = conv.bias().map(|b| b.value().clone());
+                Conv2d::from_weights(config, w, b).unwrap()
+            };
+            for mode in [Mode::Train, Mode::Eval] {
+                let (mut alone, mut relu) = (copy(&conv), Relu::default());
+                let y_apart = relu
+                    .forward(alone.forward_ref(&x, mode).unwrap(), mode)
+                    .unwrap();
+                let dx_apart = alone.backward(relu.backward_ref(&dy).unwrap()).unwrap();
+
+                let mut fused = Sequential::new().with(copy(&conv)).with(Relu::default());
+                assert!(fused.layers()[0].fuses_relu());
+                let y_fused = fused.forward_ref(&x, mode).unwrap();
+                let dx_fused = fused.backward_ref(&dy).unwrap();
+                let what = format!("{mode:?} {config:?}");
+                assert_eq!(y_fused.data(), y_apart.data(), "{what}: y");
+                assert_eq!(dx_fused.data(), dx_apart.data(), "{what}: dx");
+                for ((name, p), (_, want)) in fused.params().into_iter().zip(alone.params()) {
+                    assert_eq!(p.grad().data(), want.grad().data(), "{what}: {name}");
+                }
+                assert!(y_fused.data().contains(&0.0) && y_fused.data().iter().any(|v| *v > 0.0));
+            }
+        }
+    }
 }
 
 mod dropout {
@@ -634,6 +682,97 @@ mod batchnorm {
                 );
             }
         }
+    }
+
+    /// In evaluation a `Sequential` folds a convolution, the batch normalisation after it
+    /// (with running statistics) and a ReLU after that into one convolution: y is the
+    /// layers' one after the other up to rounding; a backward pass afterwards runs them
+    /// again unfolded, so dx and every parameter gradient are the same bits as after the
+    /// layers one by one. Also without the ReLU, and inside a residual block; training,
+    /// and a normalisation without running statistics, are not folded (same bits).
+    #[test]
+    fn evaluation_folds_batchnorm_into_the_convolution_before_it() {
+        fn network(relu: bool, track: bool, residual: bool) -> Sequential {
+            let mut rng = Rng::new(8);
+            let conv = Conv2d::new(Conv2dConfig::new(6, 6, 3).padding(1), &mut rng).unwrap();
+            let config = BatchNormConfig {
+                track_running_stats: track,
+                ..BatchNormConfig::new(6)
+            };
+            let mut bn = BatchNorm2d::with_config(config).unwrap();
+            let values = |scale: f32, offset: f32| {
+                let v: Vec<f32> = (0..6).map(|c| offset + scale * (c as f32 - 2.5)).collect();
+                Tensor::from_vec(&[6], v).unwrap()
+            };
+            bn.set("weight", values(0.4, 0.5)).unwrap();
+            bn.set("bias", values(0.2, -0.1)).unwrap();
+            if track {
+                bn.set("running_mean", values(0.3, 0.1)).unwrap();
+                bn.set("running_var", values(0.2, 0.9)).unwrap();
+            }
+            let mut main = Sequential::new().with(conv).with(bn);
+            if relu {
+                main = main.with(Relu::default());
+            }
+            if residual {
+                Sequential::new().with(Residual::new(main, None, None))
+            } else {
+                main
+            }
+        }
+        let mut rng = Rng::new(9);
+        let x = Tensor::randn(&[3, 6, 7, 5], 1.0, &mut rng);
+        let dy = Tensor::randn(&[3, 6, 7, 5], 1.0, &mut rng);
+        let cases = [
+            (true, true, false),
+            (false, true, false),
+            (true, true, true),
+            (true, false, false),
+        ];
+        for (relu, track, residual) in cases {
+            for mode in [Mode::Eval, Mode::Train] {
+                let what =
+                    format!("relu {relu}, running stats {track}, block {residual}, {mode:?}");
+                let mut apart = network(relu, track, false);
+                let (mut y_apart, mut dx_apart) = one_by_one(apart.layers_mut(), &x, &dy, mode);
+                if residual {
+                    // The identity shortcut: its input added to y, dy to dx.
+                    y_apart.add_assign(&x).unwrap();
+                    dx_apart.add_assign(&dy).unwrap();
+                }
+                let mut net = network(relu, track, residual);
+                let y = net.forward_ref(&x, mode).unwrap();
+                if mode == Mode::Eval && track {
+                    assert_close(&format!("{what}: y"), y.data(), y_apart.data(), 0.0, 1e-5);
+                    assert_ne!(y.data(), y_apart.data(), "{what}: the folded arithmetic");
+                } else {
+                    assert_eq!(y.data(), y_apart.data(), "{what}: y");
+                }
+                let dx = net.backward_ref(&dy).unwrap();
+                assert_eq!(dx.data(), dx_apart.data(), "{what}: dx");
+                for ((name, p), (_, want)) in net.params().into_iter().zip(apart.params()) {
+                    assert_eq!(p.grad().data(), want.grad().data(), "{what}: {name}");
+                }
+            }
+        }
+    }
+
+    /// Forward and backward through `layers` one at a time: (y, dx).
+    fn one_by_one(
+        layers: &mut [Box<dyn Layer>],
+        x: &Tensor,
+        dy: &Tensor,
+        mode: Mode,
+    ) -> (Tensor, Tensor) {
+        let mut y = x.clone();
+        for layer in layers.iter_mut() {
+            y = layer.forward(y, mode).unwrap();
+        }
+        let mut d = dy.clone();
+        for layer in layers.iter_mut().rev() {
+            d = layer.backward(d).unwrap();
+        }
+        (y, d)
     }
 
     fn param<'a>(layer: &'a dyn Layer, name: &str) -> &'a ocellus::Param {

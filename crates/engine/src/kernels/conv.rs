@@ -38,7 +38,7 @@
 use super::direct::{self, Isa, Plan};
 use super::matmul::gemm_one_thread;
 use super::winograd;
-use super::{copy_row, lane_sum, ConvGeometry};
+use super::{copy_row, lane_sum, ConvGeometry, Epilogue};
 use rayon::prelude::*;
 use std::sync::{Mutex, MutexGuard};
 
@@ -350,17 +350,18 @@ fn col2im(g: &ConvGeometry, low: &Lowering, dcols: &[f32], dpadded: &mut [f32], 
     }
 }
 
-/// x: (N, IC, H, W), w: (OC, IC/groups, KH, KW), b: (OC,) → y: (N, OC, OH, OW) (overwritten)
+/// x: (N, IC, H, W), w: (OC, IC/groups, KH, KW) → y: (N, OC, OH, OW) (overwritten), the
+/// epilogue (bias (OC,), ReLU) applied to each output.
 pub fn forward(
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
-    b: Option<&[f32]>,
+    epilogue: Epilogue,
     y: &mut [f32],
     ws: &mut Workspace,
 ) {
     check_lengths(g, x, w, y);
-    if let Some(b) = b {
+    if let Some(b) = epilogue.bias {
         assert_eq!(b.len(), g.oc, "conv forward: bias holds {} values", b.len());
     }
     if g.n == 0 {
@@ -372,7 +373,7 @@ pub fn forward(
     if low.winograd {
         let plan = winograd::Plan::new(g, Isa::detect());
         plan.transform_weights(w, &mut ws.weights);
-        forward_winograd(&plan, x, &ws.weights, b, y, &ws.threads);
+        forward_winograd(&plan, x, &ws.weights, epilogue, y, &ws.threads);
         return;
     }
     if let Some(plan) = &low.direct {
@@ -394,10 +395,11 @@ pub fn forward(
                     Some(plan) => {
                         let images = x_tile.chunks(x_per).zip(y_tile.chunks_mut(y_per));
                         for (x_img, y_img) in images {
-                            plan.forward_image(x_img, direct_weights, b, y_img, &mut s.direct);
+                            let s = &mut s.direct;
+                            plan.forward_image(x_img, direct_weights, epilogue, y_img, s);
                         }
                     }
-                    None => forward_tile(g, &low, x_tile, w, b, y_tile, s),
+                    None => forward_tile(g, &low, x_tile, w, epilogue, y_tile, s),
                 }
             }
         });
@@ -410,7 +412,7 @@ fn forward_winograd(
     plan: &winograd::Plan,
     x: &[f32],
     u: &[f32],
-    b: Option<&[f32]>,
+    epilogue: Epilogue,
     y: &mut [f32],
     threads: &[Mutex<TileScratch>],
 ) {
@@ -421,7 +423,7 @@ fn forward_winograd(
         .with_max_len(1)
         .for_each(|(y_job, x_job)| {
             let s = &mut thread_scratch(threads);
-            plan.forward_images(x_job, u, b, y_job, &mut s.winograd);
+            plan.forward_images(x_job, u, epilogue, y_job, &mut s.winograd);
         });
 }
 
@@ -485,7 +487,7 @@ fn forward_tile(
     low: &Lowering,
     x_tile: &[f32],
     w: &[f32],
-    b: Option<&[f32]>,
+    epilogue: Epilogue,
     y_tile: &mut [f32],
     s: &mut TileScratch,
 ) {
@@ -511,13 +513,14 @@ fn forward_tile(
             false,
         );
     }
-    // The bias is added after the product, while y is still in cache: filling y with it
-    // first meant an extra pass over memory not yet cached. `b + Σ` and `Σ + b` are the
-    // same rounding.
-    if let Some(b) = b {
-        for (row, &bias) in y.chunks_exact_mut(ld).zip(b) {
+    // The epilogue is applied after the product, while y is still in cache: filling y
+    // with the bias first meant an extra pass over memory not yet cached. `b + Σ` and
+    // `Σ + b` are the same rounding.
+    if epilogue.bias.is_some() || epilogue.relu {
+        for (o, row) in y.chunks_exact_mut(ld).enumerate() {
+            let bias = epilogue.bias(o);
             for v in row {
-                *v += bias;
+                *v = epilogue.finish(*v + bias);
             }
         }
     }
@@ -681,14 +684,16 @@ impl<'a> Flipped<'a> {
             Flipped::Direct(plan_t, w) => {
                 let (y_per, x_per) = plan_t.image_lengths();
                 for (dy_img, dx_img) in dy.chunks(y_per).zip(dx.chunks_mut(x_per)) {
-                    plan_t.forward_image(dy_img, w, None, dx_img, &mut s.direct);
+                    let s = &mut s.direct;
+                    plan_t.forward_image(dy_img, w, Epilogue::default(), dx_img, s);
                 }
             }
             Flipped::Winograd(plan_t, u) => {
                 let (y_per, x_per) = plan_t.image_lengths();
                 let n = plan_t.images();
                 for (dy, dx) in dy.chunks(n * y_per).zip(dx.chunks_mut(n * x_per)) {
-                    plan_t.forward_images(dy, u, None, dx, &mut s.winograd);
+                    let s = &mut s.winograd;
+                    plan_t.forward_images(dy, u, Epilogue::default(), dx, s);
                 }
             }
         }
@@ -953,7 +958,11 @@ pub(crate) mod tests {
     fn fast(g: &ConvGeometry, d: &Data) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
         let mut ws = Workspace::default();
         let mut y = vec![f32::NAN; d.dy.len()];
-        forward(g, &d.x, &d.w, d.b.as_deref(), &mut y, &mut ws);
+        let epilogue = Epilogue {
+            bias: d.b.as_deref(),
+            relu: false,
+        };
+        forward(g, &d.x, &d.w, epilogue, &mut y, &mut ws);
         let mut dx = vec![f32::NAN; d.x.len()];
         let mut dw = vec![0.0; d.w.len()];
         let mut db = vec![0.0; g.oc];
@@ -982,11 +991,17 @@ pub(crate) mod tests {
         let g = case.geometry().expect("non-empty output");
         let d = random_data(&g, case.bias, seed);
         let (y, dx, dw, db) = fast(&g, &d);
-        assert_close(
-            "y",
-            &y,
-            &reference::conv2d_forward(&g, &d.x, &d.w, d.b.as_deref()),
-        );
+        let want_y = reference::conv2d_forward(&g, &d.x, &d.w, d.b.as_deref());
+        assert_close("y", &y, &want_y);
+        // With the ReLU in the epilogue: exactly the ReLU of the plain pass's y.
+        let relu = Epilogue {
+            bias: d.b.as_deref(),
+            relu: true,
+        };
+        let mut y_relu = vec![f32::NAN; y.len()];
+        forward(&g, &d.x, &d.w, relu, &mut y_relu, &mut Workspace::default());
+        let want_relu: Vec<f32> = y.iter().map(|&v| relu.finish(v)).collect();
+        assert_eq!(y_relu, want_relu, "y with the ReLU, {g:?}");
         let (rdx, rdw, rdb) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
         assert_close("dx", &dx, &rdx);
         assert_close("dw", &dw, &rdw);

@@ -30,7 +30,7 @@
 //! Everything here is written once over `Lanes` and compiled for AVX-512, AVX2 + FMA
 //! and portable code; [`Isa`] picks one at run time.
 
-use super::{copy_row, ConvGeometry};
+use super::{copy_row, ConvGeometry, Epilogue};
 
 /// An instruction set the kernels are compiled for, found on this CPU: a value of this
 /// type can only be made by asking the CPU ([`Isa::detect`], [`Isa::available`]), so a
@@ -625,12 +625,12 @@ impl Plan {
 
     /// One image: x_img (IC, H, W) → y_img (OC, OH, OW) (overwritten), with weights from
     /// [`Plan::arrange_weights`] (or [`Plan::arrange_flipped_weights`] for an input
-    /// gradient, x_img being dy).
+    /// gradient, x_img being dy), the epilogue applied to each output.
     pub fn forward_image(
         &self,
         x_img: &[f32],
         weights: &[f32],
-        bias: Option<&[f32]>,
+        epilogue: Epilogue,
         y_img: &mut [f32],
         scratch: &mut Scratch,
     ) {
@@ -660,14 +660,14 @@ impl Plan {
             // SAFETY: the portable vectors need no particular instructions.
             _ => unsafe { forward_with::<Portable>(self.block, args) },
         }
-        // The outputs, without the dropped positions; the bias added on the way.
+        // The outputs, without the dropped positions; the epilogue applied on the way.
         let row_stride = if self.exact_rows { g.ow } else { self.pw };
         for (o, plane) in y_img.chunks_exact_mut(g.oh * g.ow).enumerate() {
-            let bias = bias.map_or(0.0, |b| b[o]);
+            let bias = epilogue.bias(o);
             for (y, out) in plane.chunks_exact_mut(g.ow).enumerate() {
                 let sums = &flat[o * row + y * row_stride..][..g.ow];
                 for (d, s) in out.iter_mut().zip(sums) {
-                    *d = s + bias;
+                    *d = epilogue.finish(s + bias);
                 }
             }
         }
@@ -1173,7 +1173,11 @@ mod tests {
                 plan.arrange_weights(&d.w, &mut weights);
                 let mut y = vec![f32::NAN; want.len()];
                 for (x_img, y_img) in d.x.chunks(x_per).zip(y.chunks_mut(y_per)) {
-                    plan.forward_image(x_img, &weights, Some(&d.b), y_img, &mut scratch);
+                    let epilogue = Epilogue {
+                        bias: Some(&d.b),
+                        relu: false,
+                    };
+                    plan.forward_image(x_img, &weights, epilogue, y_img, &mut scratch);
                 }
                 assert_close(&format!("{isa:?} {g:?}"), &y, &want);
             }
@@ -1196,7 +1200,7 @@ mod tests {
                 plan.arrange_flipped_weights(&d.w, &mut weights);
                 let mut dx = vec![f32::NAN; want_dx.len()];
                 for (dy_img, dx_img) in d.dy.chunks(y_per).zip(dx.chunks_mut(x_per)) {
-                    plan.forward_image(dy_img, &weights, None, dx_img, &mut scratch);
+                    plan.forward_image(dy_img, &weights, Epilogue::default(), dx_img, &mut scratch);
                 }
                 assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
 

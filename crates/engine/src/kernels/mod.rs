@@ -12,6 +12,8 @@ pub mod pool;
 pub mod reference;
 pub mod winograd;
 
+use crate::layers::activation::{Elementwise, ReluFn};
+
 /// Rows of a block of a row-major matrix whose rows lie `stride` apart: row `i` is the
 /// `cols` values at `ptr + i·stride`. Between a block's rows lie values that are not its
 /// own — the columns of other threads' blocks — so the block is never borrowed whole:
@@ -81,6 +83,34 @@ impl<'a> RowsMut<'a> {
 
 // SAFETY: a block is a unique borrow of its rows, like `&mut [f32]`, which is `Send`.
 unsafe impl Send for RowsMut<'_> {}
+
+/// What a convolution's forward pass does to each output while it is in cache: adds the
+/// bias of its channel and, for a convolution run fused with the ReLU after it, applies
+/// the ReLU (the same function as the layer's, so the fused pass gives the same bits).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// (OC,), or none.
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// Output channel `o`'s bias, 0 without one.
+    #[inline(always)]
+    pub fn bias(&self, o: usize) -> f32 {
+        self.bias.map_or(0.0, |b| b[o])
+    }
+
+    /// `v`, its bias added, through the ReLU if there is one.
+    #[inline(always)]
+    pub fn finish(&self, v: f32) -> f32 {
+        if self.relu {
+            ReluFn.f(v)
+        } else {
+            v
+        }
+    }
+}
 
 /// `dst = src` for the short rows of an image (often 8 to 32 values): copied eight
 /// values at a time in registers, which costs less than a call to `memcpy` per row.

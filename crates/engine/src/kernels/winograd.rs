@@ -36,7 +36,7 @@
 
 use super::direct::{self, forward_block, forward_with, input_gradient_geometry, sized};
 use super::direct::{Isa, Kind, Lanes, Portable};
-use super::{copy_row, ConvGeometry};
+use super::{copy_row, ConvGeometry, Epilogue};
 
 #[cfg(target_arch = "x86_64")]
 use super::direct::simd;
@@ -202,12 +202,13 @@ impl Plan {
 
     /// A chunk of at most [`Plan::images`] images: x (n, IC, H, W) → y (n, OC, OH, OW)
     /// (overwritten), with filters from [`Plan::transform_weights`] (or
-    /// [`Plan::transform_flipped_weights`] for an input gradient, x being dy).
+    /// [`Plan::transform_flipped_weights`] for an input gradient, x being dy), the
+    /// epilogue applied to each output.
     pub fn forward_images(
         &self,
         x: &[f32],
         u: &[f32],
-        bias: Option<&[f32]>,
+        epilogue: Epilogue,
         y: &mut [f32],
         scratch: &mut Scratch,
     ) {
@@ -219,7 +220,7 @@ impl Plan {
             "Winograd convolution: x"
         );
         assert_eq!(y.len(), n * y_per, "Winograd convolution: y");
-        if let Some(bias) = bias {
+        if let Some(bias) = epilogue.bias {
             assert_eq!(bias.len(), g.oc, "Winograd convolution: bias");
         }
         let (b, v) = self.block;
@@ -239,7 +240,7 @@ impl Plan {
             plan: self,
             n,
             x,
-            bias,
+            epilogue,
             y,
             u,
             planes: sized(&mut scratch.planes, g.ic * n * 8 * self.plane()),
@@ -282,7 +283,7 @@ struct ChunkArgs<'a> {
     plan: &'a Plan,
     n: usize,
     x: &'a [f32],
-    bias: Option<&'a [f32]>,
+    epilogue: Epilogue<'a>,
     y: &'a mut [f32],
     u: &'a [f32],
     planes: &'a mut [f32],
@@ -337,7 +338,7 @@ unsafe fn chunk_with<S: Lanes>(a: ChunkArgs) {
         unsafe { forward_with::<S>(p.block, args) };
     }
     // SAFETY: as above.
-    unsafe { transform_outputs::<S>(p, a.m, a.row, a.bias, a.y) };
+    unsafe { transform_outputs::<S>(p, a.m, a.row, a.epilogue, a.y) };
 }
 
 /// x (n, IC, H, W) → the 8 planes of every channel of every image, (IC, n, 8, plane):
@@ -484,7 +485,7 @@ fn a_transposed<S: Lanes>(m: [S; 4]) -> [S; 2] {
     [m[0].add(m[1]).add(m[2]), m[1].sub(m[2]).sub(m[3])]
 }
 
-/// `Y = Aᵀ M A` of every tile, the bias added, written into y (n, OC, OH, OW): products
+/// `Y = Aᵀ M A` of every tile, the epilogue applied, written into y (n, OC, OH, OW): products
 /// m (16 planes of (⌈OC/B⌉·B, row)). A vector's two output columns of each row parity
 /// are interleaved in registers into the `2L` outputs of its tiles, which lie side by
 /// side in an output row for tiles of one tile row; the tiles past the last and the
@@ -497,7 +498,7 @@ unsafe fn transform_outputs<S: Lanes>(
     p: &Plan,
     m: &[f32],
     row: usize,
-    bias: Option<&[f32]>,
+    epilogue: Epilogue,
     y: &mut [f32],
 ) {
     let g = &p.g;
@@ -512,7 +513,7 @@ unsafe fn transform_outputs<S: Lanes>(
     for (i, plane) in y.chunks_exact_mut(g.oh * g.ow).enumerate() {
         let (img, o) = (i / g.oc, i % g.oc);
         // SAFETY: the CPU has S's instructions (the caller's contract).
-        let b = unsafe { S::splat(bias.map_or(0.0, |b| b[o])) };
+        let b = unsafe { S::splat(epilogue.bias(o)) };
         for f in (0..p.tiles).step_by(S::L) {
             let at = o * row + img * p.tiles + f;
             // SAFETY: `at + L ≤ o·row + n·tiles ≤ oc·row ≤ products` (asserted above,
@@ -531,6 +532,9 @@ unsafe fn transform_outputs<S: Lanes>(
                 let mut pairs = [0.0; 32];
                 low.store(&mut pairs);
                 high.store(&mut pairs[S::L..]);
+                if epilogue.relu {
+                    pairs = pairs.map(|v| epilogue.finish(v));
+                }
                 // Runs of tiles in one tile row: their outputs side by side in row
                 // 2ty + a, from column 2tx on.
                 let mut tile = f;
@@ -607,7 +611,7 @@ mod tests {
         plan: &Plan,
         x: &[f32],
         u: &[f32],
-        bias: Option<&[f32]>,
+        epilogue: Epilogue,
         y: &mut [f32],
         x_per: usize,
         y_per: usize,
@@ -615,7 +619,7 @@ mod tests {
         let mut scratch = Scratch::default();
         let images = plan.images();
         for (xs, ys) in x.chunks(images * x_per).zip(y.chunks_mut(images * y_per)) {
-            plan.forward_images(xs, u, bias, ys, &mut scratch);
+            plan.forward_images(xs, u, epilogue, ys, &mut scratch);
         }
     }
 
@@ -638,13 +642,20 @@ mod tests {
                 let plan = Plan::new(&g, isa);
                 let mut u = Vec::new();
                 plan.transform_weights(&w, &mut u);
-                let mut y = vec![f32::NAN; want_y.len()];
-                run(&plan, &x, &u, Some(&b), &mut y, x_per, y_per);
-                assert_close(&format!("y {isa:?} {g:?}"), &y, &want_y);
+                for relu in [false, true] {
+                    let epilogue = Epilogue {
+                        bias: Some(&b),
+                        relu,
+                    };
+                    let mut y = vec![f32::NAN; want_y.len()];
+                    run(&plan, &x, &u, epilogue, &mut y, x_per, y_per);
+                    let want: Vec<f32> = want_y.iter().map(|&v| epilogue.finish(v)).collect();
+                    assert_close(&format!("y {isa:?} relu {relu} {g:?}"), &y, &want);
+                }
                 let plan_t = Plan::for_input_gradient(&g, isa);
                 plan_t.transform_flipped_weights(&w, &mut u);
                 let mut dx = vec![f32::NAN; want_dx.len()];
-                run(&plan_t, &dy, &u, None, &mut dx, y_per, x_per);
+                run(&plan_t, &dy, &u, Epilogue::default(), &mut dx, y_per, x_per);
                 assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
             }
         }

@@ -719,6 +719,26 @@ impl<L: Layout> Layer for BatchNorm<L> {
     fn forward_relu(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         self.forward_then::<true>(x, mode)
     }
+
+    /// With running statistics, evaluation is `y = γ·(x − μ)/√(σ² + eps) + β`, i.e.
+    /// `scale = γ/√(σ² + eps)` and `shift = β − scale·μ`, the inverse standard deviation
+    /// computed as the forward pass computes it.
+    fn eval_affine(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let running = self.running.as_ref()?;
+        let (gamma, beta) = self.gamma_beta();
+        let eps = self.config.eps;
+        let stats = running.mean.data().iter().zip(running.var.data());
+        Some(
+            stats
+                .zip(gamma.iter().zip(&beta))
+                .map(|((&mu, &sigma2), (&gamma, &beta))| {
+                    let inv_std = (1.0 / (sigma2 as f64 + eps).sqrt()) as f32;
+                    let scale = gamma * inv_std;
+                    (scale, beta - scale * mu)
+                })
+                .unzip(),
+        )
+    }
     fn set_own_batch_sync(&mut self, group: Option<Arc<dyn Collective>>) {
         self.sync = group;
     }

@@ -165,6 +165,15 @@ pub struct Conv2d {
     input: Option<Tensor>,
     /// Reused scratch memory of the fast kernels.
     workspace: kernels::conv::Workspace,
+    /// The filters and bias of the last [`Layer::forward_folded`].
+    folded: Folded,
+}
+
+/// Filters and bias with an affine map of the output channels folded in.
+#[derive(Default)]
+struct Folded {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
 }
 
 impl Conv2d {
@@ -214,6 +223,7 @@ impl Conv2d {
             bias,
             input: None,
             workspace: Default::default(),
+            folded: Folded::default(),
         })
     }
 
@@ -290,6 +300,21 @@ impl Conv2d {
             oh,
             ow,
         })
+    }
+
+    /// The forward pass, followed by a ReLU if `relu` (in the pass that writes y), keeping
+    /// the input for backward.
+    fn forward_then(&mut self, x: Tensor, relu: bool) -> Result<Tensor> {
+        let g = self.geometry(x.shape())?;
+        let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
+        let epilogue = kernels::Epilogue {
+            bias: self.bias.as_ref().map(|b| b.value().data()),
+            relu,
+        };
+        let w = self.weight.value().data();
+        kernels::conv::forward(&g, x.data(), w, epilogue, y.data_mut(), &mut self.workspace);
+        self.input = Some(x);
+        Ok(y)
     }
 
     /// The backward pass: adds into dweight and dbias, and overwrites `dx` if given.
@@ -372,16 +397,54 @@ impl Layer for Conv2d {
 
     /// x: (N, IC, H, W) → y: (N, OC, OH, OW)
     fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
+        self.forward_then(x, false)
+    }
+
+    /// The ReLU is applied to each output as the kernel writes it; backward needs the
+    /// input only, which is kept as in `forward`.
+    fn fuses_relu(&self) -> bool {
+        true
+    }
+
+    fn forward_relu(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
+        self.forward_then(x, true)
+    }
+
+    fn folds_affine(&self) -> bool {
+        true
+    }
+
+    /// `y[oc] = scale[oc]·(b[oc] + w[oc] ∗ x) + shift[oc]` as a convolution with filters
+    /// `scale[oc]·w[oc]` and bias `scale[oc]·b[oc] + shift[oc]`, the ReLU in the same pass.
+    fn forward_folded(
+        &mut self,
+        x: Tensor,
+        scale: &[f32],
+        shift: &[f32],
+        relu: bool,
+    ) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
+        expect_shape("the folded scale", &[g.oc], &[scale.len()])?;
+        expect_shape("the folded shift", &[g.oc], &[shift.len()])?;
+        let per_filter = self.weight.value().len() / g.oc;
+        let folded = &mut self.folded;
+        folded.weight.clear();
+        let filters = self.weight.value().data().chunks_exact(per_filter);
+        for (filter, &s) in filters.zip(scale) {
+            folded.weight.extend(filter.iter().map(|w| s * w));
+        }
+        folded.bias.clear();
+        for (o, (&s, &t)) in scale.iter().zip(shift).enumerate() {
+            let b = self.bias.as_ref().map_or(0.0, |b| b.value().data()[o]);
+            folded.bias.push(s * b + t);
+        }
         let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
-        kernels::conv::forward(
-            &g,
-            x.data(),
-            self.weight.value().data(),
-            self.bias.as_ref().map(|b| b.value().data()),
-            y.data_mut(),
-            &mut self.workspace,
-        );
+        let epilogue = kernels::Epilogue {
+            bias: Some(&folded.bias),
+            relu,
+        };
+        let (w, ws) = (&folded.weight, &mut self.workspace);
+        kernels::conv::forward(&g, x.data(), w, epilogue, y.data_mut(), ws);
         self.input = Some(x);
         Ok(y)
     }

@@ -363,7 +363,7 @@ impl ConvTranspose2d {
                 &c,
                 dy.data(),
                 self.weight.value().data(),
-                None,
+                kernels::Epilogue::default(),
                 dx.data_mut(),
                 &mut self.workspace,
             );

@@ -203,7 +203,7 @@ pub trait Layer: Send {
     }
 
     /// Whether this layer can compute itself and a ReLU after it in one pass over the
-    /// values ([`Layer::forward_relu`]), as batch normalisation does. A
+    /// values ([`Layer::forward_relu`]), as batch normalisation and convolution do. A
     /// [`crate::network::Sequential`] runs such a pair's forward pass fused, the values
     /// between the two never written out; the backward passes stay the layers' own.
     fn fuses_relu(&self) -> bool {
@@ -222,6 +222,39 @@ pub trait Layer: Send {
     /// For a ReLU whose input layer computed it fused: keeps the output `y` of that pass,
     /// as its own forward would have, for its backward. Other layers ignore it.
     fn keep_fused_output(&mut self, _y: &Tensor) {}
+
+    /// For a layer that in evaluation maps each channel by a fixed affine function,
+    /// `y = scale[c]·x + shift[c]` (batch normalisation with running statistics): the
+    /// scales and the shifts, one per channel; `None` for other layers. In evaluation a
+    /// [`crate::network::Sequential`] folds such a layer into a convolution before it
+    /// ([`Layer::forward_folded`]).
+    fn eval_affine(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
+
+    /// Whether [`Layer::forward_folded`] is available: the layer can take an affine map
+    /// of its output channels into its own weights (a convolution: into its filters and
+    /// bias).
+    fn folds_affine(&self) -> bool {
+        false
+    }
+
+    /// This layer's forward pass followed by `y[c] ← scale[c]·y[c] + shift[c]` and, with
+    /// `relu`, a ReLU, computed as one layer with the map folded into its weights — what
+    /// evaluation computes for a convolution, its batch normalisation and a ReLU. Keeps
+    /// what this layer's own backward needs, as `forward` does.
+    fn forward_folded(
+        &mut self,
+        _x: Tensor,
+        _scale: &[f32],
+        _shift: &[f32],
+        _relu: bool,
+    ) -> Result<Tensor> {
+        Err(Error::config(
+            self.kind(),
+            "this layer folds no affine map after it",
+        ))
+    }
 
     /// The layer's own parameters and buffers and, for a container, its children, each
     /// with its name (PyTorch's `state_dict` names). Parts of children are not listed:

@@ -31,12 +31,22 @@ use crate::tensor::Tensor;
 #[derive(Default)]
 pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
+    /// The groups of layers the last evaluation pass ran folded into one: a backward
+    /// pass first runs them again one by one, so that each keeps what its backward needs.
+    folded: Vec<FoldedRun>,
+}
+
+/// Layers `at..at + len` of a [`Sequential`], run as one in evaluation, and their input.
+struct FoldedRun {
+    at: usize,
+    len: usize,
+    input: Tensor,
 }
 
 impl Sequential {
     /// An empty network.
     pub fn new() -> Self {
-        Sequential { layers: Vec::new() }
+        Sequential::default()
     }
 
     /// Appends a layer (builder style).
@@ -75,6 +85,22 @@ impl Sequential {
         self.layers.is_empty()
     }
 
+    /// Runs the groups of layers the last evaluation pass folded ([`Layer::forward_folded`])
+    /// again, one layer after the other, so that each keeps what its backward needs; the
+    /// gradients are then the unfolded layers', of a function whose values the folded
+    /// pass computed up to rounding.
+    fn unfold(&mut self) -> Result<()> {
+        for run in std::mem::take(&mut self.folded) {
+            let mut y = run.input;
+            for j in run.at..run.at + run.len {
+                y = self.layers[j]
+                    .forward(y, Mode::Eval)
+                    .map_err(|e| e.in_layer(&format!("layer {j}")))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The shape after every layer, or the first layer whose input does not fit, named by
     /// its position: `layer 4 (linear): expects input (N, 400), but got (N, 256) …`.
     pub fn shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
@@ -100,6 +126,28 @@ fn backward_through(layers: &mut [Box<dyn Layer>], offset: usize, dy: Tensor) ->
             .map_err(|e| e.in_layer(&format!("layer {}", offset + i)))?;
     }
     Ok(d)
+}
+
+/// In evaluation, whether the first of these layers takes in the affine map of the
+/// second ([`Layer::folds_affine`], [`Layer::eval_affine`]) — and the ReLU after them if
+/// there is one — for an input of this shape: the number of layers folded (2 or 3), the
+/// scales and the shifts. Not when the second layer would refuse the first's output: its
+/// own forward then reports the error.
+fn foldable(layers: &[Box<dyn Layer>], input: &[usize]) -> Option<(usize, Vec<f32>, Vec<f32>)> {
+    let [first, second, rest @ ..] = layers else {
+        return None;
+    };
+    if !first.folds_affine() {
+        return None;
+    }
+    let (scale, shift) = second.eval_affine()?;
+    let between = first.output_shape(input).ok()?;
+    second.output_shape(&between).ok()?;
+    if between.get(1) != Some(&scale.len()) {
+        return None;
+    }
+    let relu = rest.first().is_some_and(|l| l.kind() == ReluFn::KIND);
+    Some((if relu { 3 } else { 2 }, scale, shift))
 }
 
 /// Whether the first of these layers runs fused with a ReLU that follows it
@@ -132,13 +180,26 @@ impl Layer for Sequential {
     }
 
     /// x: the first layer's input → y: the last layer's output.
-    /// A layer that [`Layer::fuses_relu`] and the ReLU after it run as one pass.
+    /// A layer that [`Layer::fuses_relu`] and the ReLU after it run as one pass; in
+    /// evaluation, a convolution, the batch normalisation after it and a ReLU after that
+    /// run as one convolution ([`Layer::forward_folded`]).
     fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+        self.folded.clear();
         let mut y = x;
         let mut i = 0;
         while i < self.layers.len() {
             let in_layer = |e: crate::error::Error| e.in_layer(&format!("layer {i}"));
-            if fused_with_relu(&self.layers[i..]) {
+            let fold = (mode == Mode::Eval)
+                .then(|| foldable(&self.layers[i..], y.shape()))
+                .flatten();
+            if let Some((len, scale, shift)) = fold {
+                let input = y.clone();
+                y = self.layers[i]
+                    .forward_folded(y, &scale, &shift, len == 3)
+                    .map_err(in_layer)?;
+                self.folded.push(FoldedRun { at: i, len, input });
+                i += len;
+            } else if fused_with_relu(&self.layers[i..]) {
                 y = self.layers[i].forward_relu(y, mode).map_err(in_layer)?;
                 self.layers[i + 1].keep_fused_output(&y);
                 i += 2;
@@ -152,11 +213,13 @@ impl Layer for Sequential {
 
     /// Chain rule: `dx = J_0ᵀ · J_1ᵀ ⋯ J_{L−1}ᵀ · dy`, each layer applying its own `Jᵀ`.
     fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
+        self.unfold()?;
         backward_through(&mut self.layers, 0, dy)
     }
 
     /// Backward through every layer, the first one without its input gradient.
     fn backward_params(&mut self, dy: Tensor) -> Result<()> {
+        self.unfold()?;
         let Some((first, rest)) = self.layers.split_first_mut() else {
             return Ok(());
         };
