@@ -173,7 +173,13 @@ impl Lanes for Portable {
     }
     #[inline(always)]
     fn interleave(e: Self, o: Self) -> (Self, Self) {
-        let at = |l: usize| if l % 2 == 0 { e.0[l / 2] } else { o.0[l / 2] };
+        let at = |l: usize| {
+            if l.is_multiple_of(2) {
+                e.0[l / 2]
+            } else {
+                o.0[l / 2]
+            }
+        };
         (
             Portable(std::array::from_fn(at)),
             Portable(std::array::from_fn(|l| at(l + 8))),

@@ -188,9 +188,10 @@ impl Plan {
                 let cols: [[f32; 4]; 3] = std::array::from_fn(|j| {
                     g_rows(std::array::from_fn(|i| weight(o, c, 3 * i + j)))
                 });
-                for r in 0..4 {
+                let rows: [[f32; 3]; 4] = std::array::from_fn(|r| cols.map(|col| col[r]));
+                for (r, &row) in rows.iter().enumerate() {
                     // (G w) Gᵀ: row r's three values combined.
-                    let u = g_rows([cols[0][r], cols[1][r], cols[2][r]]);
+                    let u = g_rows(row);
                     for (col, &v) in u.iter().enumerate() {
                         let xi = 4 * r + col;
                         out[xi * per_xi + ((o / b) * ic + c) * b + o % b] = v;
@@ -454,11 +455,10 @@ unsafe fn transform_inputs<S: Lanes>(p: &Plan, n: usize, planes: &[f32], v: &mut
                     })
                 });
                 // Bᵀ d: rows combined, column by column; then (Bᵀ d) B: columns combined.
-                let t: [[S; 4]; 4] =
-                    std::array::from_fn(|j| b_transposed([d[0][j], d[1][j], d[2][j], d[3][j]]));
+                let t: [[S; 4]; 4] = std::array::from_fn(|j| b_transposed(d.map(|row| row[j])));
                 let at = c * columns + img * p.tiles + f;
                 for r in 0..4 {
-                    let out = b_transposed([t[0][r], t[1][r], t[2][r], t[3][r]]);
+                    let out = b_transposed(t.map(|col| col[r]));
                     for (col, value) in out.iter().enumerate() {
                         value.store(&mut v[(4 * r + col) * v_plane + at..]);
                     }
@@ -524,10 +524,10 @@ unsafe fn transform_outputs<S: Lanes>(
                 })
             });
             // Aᵀ M: rows combined, column by column; then (Aᵀ M) A.
-            let t: [[S; 2]; 4] =
-                std::array::from_fn(|c| a_transposed([mv[0][c], mv[1][c], mv[2][c], mv[3][c]]));
-            for a in 0..2 {
-                let [even, odd] = a_transposed([t[0][a], t[1][a], t[2][a], t[3][a]]);
+            let t: [[S; 2]; 4] = std::array::from_fn(|c| a_transposed(mv.map(|row| row[c])));
+            let rows: [[S; 4]; 2] = std::array::from_fn(|a| t.map(|col| col[a]));
+            for (a, &row) in rows.iter().enumerate() {
+                let [even, odd] = a_transposed(row);
                 let (low, high) = S::interleave(even.add(b), odd.add(b));
                 let mut pairs = [0.0; 32];
                 low.store(&mut pairs);
