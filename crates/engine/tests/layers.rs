@@ -1610,6 +1610,37 @@ mod residual {
         assert_eq!(dx.data(), &[3., 0.]);
     }
 
+    /// A block computes its sum and the ReLU after it in one pass: the same bits as the
+    /// block without the ReLU followed by the ReLU layer, forward and backward.
+    #[test]
+    fn the_sum_and_its_relu_run_as_one_pass_with_the_same_bits() {
+        let mut rng = Rng::new(4);
+        let conv = Conv2d::new(Conv2dConfig::new(4, 4, 3).padding(1), &mut rng).unwrap();
+        let (w, b) = (
+            conv.weight().value().clone(),
+            conv.bias().unwrap().value().clone(),
+        );
+        let copy = || {
+            let conv = Conv2d::from_weights(*conv.config(), w.clone(), Some(b.clone())).unwrap();
+            Sequential::new().with(conv)
+        };
+        let x = Tensor::randn(&[2, 4, 5, 5], 1.0, &mut rng);
+        let dy = Tensor::randn(&[2, 4, 5, 5], 1.0, &mut rng);
+        let mut fused = Residual::new(copy(), None, Some(Box::new(Relu::new())));
+        let (mut plain, mut relu) = (Residual::new(copy(), None, None), Relu::new());
+        for mode in [Mode::Train, Mode::Eval] {
+            let y = fused.forward_ref(&x, mode).unwrap();
+            let want = relu
+                .forward(plain.forward_ref(&x, mode).unwrap(), mode)
+                .unwrap();
+            assert_eq!(y.data(), want.data(), "{mode:?}: y");
+            assert!(y.data().contains(&0.0) && y.data().iter().any(|v| *v > 0.0));
+            let dx = fused.backward_ref(&dy).unwrap();
+            let want = plain.backward(relu.backward_ref(&dy).unwrap()).unwrap();
+            assert_eq!(dx.data(), want.data(), "{mode:?}: dx");
+        }
+    }
+
     #[test]
     fn projection_shortcut_gradients_add() {
         // main: ×2, shortcut: ×5, so y = 7x and dx = 7·dy.

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
+use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{
     expect_same_shape, kept, BatchNorm2d, Conv2d, Conv2dConfig, Key, Layer, Mode, Part, PartMut,
     Relu,
@@ -246,14 +247,27 @@ impl Layer for Residual {
             .main
             .forward(x.clone(), mode)
             .map_err(|e| e.in_layer("main"))?;
-        match &mut self.shortcut {
-            Some(s) => sum.add_assign(&s.forward(x, mode).map_err(|e| e.in_layer("shortcut"))?)?,
-            None => sum.add_assign(&x)?,
-        }
+        let shortcut = match &mut self.shortcut {
+            Some(s) => s.forward(x, mode).map_err(|e| e.in_layer("shortcut"))?,
+            None => x,
+        };
         self.sum_shape = Some(sum_shape);
         match &mut self.act {
-            Some(a) => a.forward(sum, mode).map_err(|e| e.in_layer("act")),
-            None => Ok(sum),
+            // The sum and the ReLU in one pass, the ReLU's own arithmetic; the ReLU keeps
+            // the result as its forward would.
+            Some(a) if a.kind() == ReluFn::KIND => {
+                sum.zip_assign(&shortcut, |m, s| ReluFn.f(m + s))?;
+                a.keep_fused_output(&sum);
+                Ok(sum)
+            }
+            Some(a) => {
+                sum.add_assign(&shortcut)?;
+                a.forward(sum, mode).map_err(|e| e.in_layer("act"))
+            }
+            None => {
+                sum.add_assign(&shortcut)?;
+                Ok(sum)
+            }
         }
     }
 
