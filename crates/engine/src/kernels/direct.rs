@@ -596,14 +596,24 @@ impl Plan {
     fn fill_padded(&self, img: &[f32], out: &mut [f32]) {
         let g = &self.g;
         let (pt, _, pl, _) = g.pad;
-        out.fill(0.0);
+        let (planes, slack) = out.split_at_mut(g.ic * self.ph * self.pw);
+        slack.fill(0.0);
         for (src, dst) in img
             .chunks_exact(g.h * g.w)
-            .zip(out.chunks_exact_mut(self.ph * self.pw))
+            .zip(planes.chunks_exact_mut(self.ph * self.pw))
         {
-            for (y, row) in src.chunks_exact(g.w).enumerate() {
-                let start = (pt + y) * self.pw + pl;
-                copy_row(&mut dst[start..start + g.w], row);
+            // Only the border is zeroed: the rows above and below the image, and the
+            // columns left and right of each of its rows.
+            let (above, rest) = dst.split_at_mut(pt * self.pw);
+            let (rows, below) = rest.split_at_mut(g.h * self.pw);
+            above.fill(0.0);
+            below.fill(0.0);
+            for (dst, row) in rows.chunks_exact_mut(self.pw).zip(src.chunks_exact(g.w)) {
+                let (left, rest) = dst.split_at_mut(pl);
+                let (inside, right) = rest.split_at_mut(g.w);
+                left.fill(0.0);
+                copy_row(inside, row);
+                right.fill(0.0);
             }
         }
     }
