@@ -17,7 +17,12 @@
 //! `(IC, H·W)` already is `cols`, and `dcols` is `dx`. Convolutions with stride 1, no
 //! dilation and one group (the 3×3 "same" convolutions of most networks, first layers)
 //! are not unrolled either: [`super::direct`] computes y, dx and dW from the padded
-//! images, image by image on the same threads and chunks.
+//! images, image by image on the same threads and chunks. Of those, the 3×3 ones with
+//! channels enough ([`winograd::applies`]) compute y and dx with [`super::winograd`],
+//! a chunk of images per job, and dW directly.
+//!
+//! The forward pass applies an [`Epilogue`] to each output as it writes it: the bias and,
+//! for a convolution run fused with the ReLU after it, the ReLU.
 //!
 //! Small images are lowered a few at a time: the `cols` of a tile of `T` images sit side
 //! by side in one `(K, T·P)` matrix, so each product has `T·P` columns instead of `P`,
@@ -1075,17 +1080,32 @@ pub(crate) mod tests {
             };
             g.oh = (g.oh - cut_h).max(1);
             g.ow = (g.ow - cut_w).max(1);
-            let d = random_data(&g, false, seed);
-            let mut ws = Workspace::default();
-            let mut dx = vec![f32::NAN; d.x.len()];
-            input_gradient(&g, &d.w, &d.dy, &mut dx, &mut ws);
-            let (rdx, _, _) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
-            assert_close("dx", &dx, &rdx);
-            let mut full_dx = vec![f32::NAN; d.x.len()];
-            let mut dw = vec![0.0; d.w.len()];
-            backward(&g, &d.x, &d.w, &d.dy, Some(&mut full_dx), &mut dw, None, &mut ws);
+            let (dx, full_dx) = input_gradient_alone(&g, seed);
             prop_assert_eq!(dx, full_dx, "{:?}", g);
         }
+    }
+
+    /// dx by `input_gradient`, held to the reference's, and dx by the full backward pass.
+    fn input_gradient_alone(g: &ConvGeometry, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let d = random_data(g, false, seed);
+        let mut ws = Workspace::default();
+        let mut dx = vec![f32::NAN; d.x.len()];
+        input_gradient(g, &d.w, &d.dy, &mut dx, &mut ws);
+        let (rdx, _, _) = reference::conv2d_backward(g, &d.x, &d.w, &d.dy);
+        assert_close("dx", &dx, &rdx);
+        let mut full_dx = vec![f32::NAN; d.x.len()];
+        let mut dw = vec![0.0; d.w.len()];
+        backward(
+            g,
+            &d.x,
+            &d.w,
+            &d.dy,
+            Some(&mut full_dx),
+            &mut dw,
+            None,
+            &mut ws,
+        );
+        (dx, full_dx)
     }
 
     /// The input gradient alone on the Winograd path, as a transposed convolution
@@ -1095,24 +1115,7 @@ pub(crate) mod tests {
         for case in [same_3x3(5, 48, 64, 8), same_3x3(3, 64, 40, 7)] {
             let g = case.geometry().unwrap();
             assert!(winograd::applies(&direct::input_gradient_geometry(&g)));
-            let d = random_data(&g, false, 5);
-            let mut ws = Workspace::default();
-            let mut dx = vec![f32::NAN; d.x.len()];
-            input_gradient(&g, &d.w, &d.dy, &mut dx, &mut ws);
-            let (rdx, _, _) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
-            assert_close("dx", &dx, &rdx);
-            let mut full_dx = vec![f32::NAN; d.x.len()];
-            let mut dw = vec![0.0; d.w.len()];
-            backward(
-                &g,
-                &d.x,
-                &d.w,
-                &d.dy,
-                Some(&mut full_dx),
-                &mut dw,
-                None,
-                &mut ws,
-            );
+            let (dx, full_dx) = input_gradient_alone(&g, 5);
             assert_eq!(dx, full_dx, "{g:?}");
         }
     }

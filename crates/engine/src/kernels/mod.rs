@@ -1,7 +1,7 @@
 //! Compute kernels behind the layers: the plain reference loops that define what a
 //! convolution and pooling are, and the fast paths that must agree with them (im2col +
-//! GEMM, a direct convolution for few input channels, dot products of rows, pooling
-//! plane by plane).
+//! GEMM, a direct convolution for stride 1, Winograd's F(2×2, 3×3) for 3×3 convolutions
+//! with many channels, dot products of rows, pooling plane by plane).
 
 pub mod conv;
 pub mod direct;
