@@ -521,13 +521,8 @@ fn forward_tile(
     // The epilogue is applied after the product, while y is still in cache: filling y
     // with the bias first meant an extra pass over memory not yet cached. `b + Σ` and
     // `Σ + b` are the same rounding.
-    if epilogue.bias.is_some() || epilogue.relu {
-        for (o, row) in y.chunks_exact_mut(ld).enumerate() {
-            let bias = epilogue.bias(o);
-            for v in row {
-                *v = epilogue.finish(*v + bias);
-            }
-        }
+    for (o, row) in y.chunks_exact_mut(ld).enumerate() {
+        epilogue.apply(o, row);
     }
     if images > 1 {
         one_by_one(g.oc, p, &s.side_by_side[..g.oc * ld], y_tile);

@@ -110,6 +110,18 @@ impl Epilogue<'_> {
             v
         }
     }
+
+    /// `values += b[o]`, through the ReLU if there is one: outputs of channel `o`, in
+    /// place (the branch taken once per row, so that each loop is a plain vector loop).
+    #[inline(always)]
+    pub fn apply(&self, o: usize, values: &mut [f32]) {
+        let bias = self.bias(o);
+        if self.relu {
+            values.iter_mut().for_each(|v| *v = ReluFn.f(*v + bias));
+        } else if self.bias.is_some() {
+            values.iter_mut().for_each(|v| *v += bias);
+        }
+    }
 }
 
 /// `dst = src` for the short rows of an image (often 8 to 32 values): copied eight

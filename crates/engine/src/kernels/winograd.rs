@@ -536,7 +536,9 @@ unsafe fn transform_outputs<S: Lanes>(
                 low.store(&mut pairs);
                 high.store(&mut pairs[S::L..]);
                 if epilogue.relu {
-                    pairs = pairs.map(|v| epilogue.finish(v));
+                    for v in &mut pairs {
+                        *v = epilogue.finish(*v);
+                    }
                 }
                 // Runs of tiles in one tile row: their outputs side by side in row
                 // 2ty + a, from column 2tx on.
