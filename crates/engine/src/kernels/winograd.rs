@@ -50,7 +50,7 @@ use super::direct::simd;
 const CHANNEL_RATIO: usize = 20;
 
 /// Tiles × (IC + OC) of a chunk: its `V` and `M`, 16 values per tile and channel each,
-/// then take 1 MiB, about a core's L2 cache (half of it measured slower on 8×8 images).
+/// then take 1 MiB, about a core's L2 cache (chunks of half that measured the same).
 const CHUNK_TILE_CHANNELS: usize = 16384;
 
 /// Positions of a transformed tile.
