@@ -30,7 +30,7 @@
 //! Everything here is written once over `Lanes` and compiled for AVX-512, AVX2 + FMA
 //! and portable code; [`Isa`] picks one at run time.
 
-use super::{copy_row, ConvGeometry, Epilogue};
+use super::{copy_row, pairwise_sum, ConvGeometry, Epilogue};
 
 /// An instruction set the kernels are compiled for, found on this CPU: a value of this
 /// type can only be made by asking the CPU ([`Isa::detect`], [`Isa::available`]), so a
@@ -115,19 +115,6 @@ pub(super) trait Lanes: Copy {
     fn sum(self) -> f32;
 }
 
-/// The sum of `L` lanes, halves added until one value is left.
-#[inline(always)]
-fn halving_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
-    let mut len = L;
-    while len > 1 {
-        len /= 2;
-        for i in 0..len {
-            lanes[i] += lanes[i + len];
-        }
-    }
-    lanes[0]
-}
-
 /// 8 lanes in plain Rust, a multiplication and an addition (two roundings).
 #[derive(Clone, Copy)]
 pub(super) struct Portable([f32; 8]);
@@ -187,7 +174,7 @@ impl Lanes for Portable {
     }
     #[inline(always)]
     fn sum(self) -> f32 {
-        halving_sum(self.0)
+        pairwise_sum(self.0)
     }
 }
 

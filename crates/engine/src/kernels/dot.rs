@@ -9,7 +9,7 @@
 //! side by side in vector registers (lanes along `k`), each reduced to one number at the
 //! end: every loaded vector serves `R` or `S` multiply-adds, and nothing is copied.
 
-use super::RowsMut;
+use super::{pairwise_sum, RowsMut};
 
 /// `C (m×n) [+]= A (m×k) · Bᵀ` where B is stored `n×k`, all row-major, C given as its
 /// rows: `C[i, j] [+]= Σ_p A[i, p]·B[j, p]`. With `accumulate` the products are added to
@@ -197,19 +197,6 @@ fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     } else {
         a * b + c
     }
-}
-
-/// The lanes of a register added in halves: `L/2` sums, then `L/4`, … down to one.
-#[inline(always)]
-fn pairwise_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
-    let mut width = L;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            lanes[l] += lanes[l + width];
-        }
-    }
-    lanes[0]
 }
 
 #[cfg(test)]

@@ -124,6 +124,20 @@ impl Epilogue<'_> {
     }
 }
 
+/// The lanes of a register added in halves: `L/2` sums, then `L/4`, … down to one (the
+/// same order on every run).
+#[inline(always)]
+pub(crate) fn pairwise_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] += lanes[l + width];
+        }
+    }
+    lanes[0]
+}
+
 /// `dst = src` for the short rows of an image (often 8 to 32 values): copied eight
 /// values at a time in registers, which costs less than a call to `memcpy` per row.
 #[inline(always)]
