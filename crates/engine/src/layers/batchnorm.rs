@@ -452,11 +452,8 @@ impl<L: Layout> BatchNorm<L> {
         };
         let eps = self.config.eps;
         self.inv_std.clear();
-        self.inv_std.extend(
-            stats
-                .iter()
-                .map(|(_, sigma2)| (1.0 / (sigma2 + eps).sqrt()) as f32),
-        );
+        self.inv_std
+            .extend(stats.iter().map(|&(_, sigma2)| inv_std(sigma2, eps)));
         self.mean.clear();
         self.mean.extend(stats.iter().map(|(mu, _)| *mu as f32));
 
@@ -480,6 +477,11 @@ impl<L: Layout> BatchNorm<L> {
         self.batch_statistics = batch_statistics;
         Ok(y)
     }
+}
+
+/// `1/√(σ² + eps)`, in f64 and then rounded: what x̂ = (x − μ)·inv_std multiplies by.
+fn inv_std(sigma2: f64, eps: f64) -> f32 {
+    (1.0 / (sigma2 + eps).sqrt()) as f32
 }
 
 /// Indices of channel `ch` in an (N, C, S) tensor: `S` contiguous values per image.
@@ -721,8 +723,8 @@ impl<L: Layout> Layer for BatchNorm<L> {
     }
 
     /// With running statistics, evaluation is `y = γ·(x − μ)/√(σ² + eps) + β`, i.e.
-    /// `scale = γ/√(σ² + eps)` and `shift = β − scale·μ`, the inverse standard deviation
-    /// computed as the forward pass computes it.
+    /// `scale = γ/√(σ² + eps)` and `shift = β − scale·μ`, with the forward pass's
+    /// `inv_std`.
     fn eval_affine(&self) -> Option<(Vec<f32>, Vec<f32>)> {
         let running = self.running.as_ref()?;
         let (gamma, beta) = self.gamma_beta();
@@ -732,8 +734,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
             stats
                 .zip(gamma.iter().zip(&beta))
                 .map(|((&mu, &sigma2), (&gamma, &beta))| {
-                    let inv_std = (1.0 / (sigma2 as f64 + eps).sqrt()) as f32;
-                    let scale = gamma * inv_std;
+                    let scale = gamma * inv_std(sigma2 as f64, eps);
                     (scale, beta - scale * mu)
                 })
                 .unzip(),
