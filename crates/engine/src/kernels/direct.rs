@@ -421,9 +421,24 @@ pub(super) fn forward_block(isa: Isa, rows: usize, vectors: usize) -> (usize, us
 /// Shortest flat row of positions on which [`Plan::weight_gradient_pays`].
 const DIRECT_WEIGHT_GRADIENT_ROW: usize = 512;
 
-/// Output channels by taps of the weight-gradient kernel's block.
-const GRADIENT_BLOCK_AVX512: (usize, usize) = (4, 6);
+/// Output channels by taps of the weight-gradient kernel's block: 24 running sums of
+/// AVX-512's 32 registers, 12 of AVX2's 16. [`gradient_block`] takes the one that computes
+/// the fewest sums in all.
+const GRADIENT_BLOCKS_AVX512: [(usize, usize); 2] = [(4, 6), (6, 4)];
 const GRADIENT_BLOCK_NARROW: (usize, usize) = (3, 4);
+
+/// The weight-gradient kernel's block for `oc` output channels and `taps` taps: rows and
+/// taps past the last are computed and dropped, so the one with the fewest sums in all,
+/// the first of equals.
+fn gradient_block(isa: Isa, oc: usize, taps: usize) -> (usize, usize) {
+    match isa.0 {
+        Kind::Avx512 => *GRADIENT_BLOCKS_AVX512
+            .iter()
+            .min_by_key(|(b, t)| oc.next_multiple_of(*b) * taps.next_multiple_of(*t))
+            .expect("candidates"),
+        _ => GRADIENT_BLOCK_NARROW,
+    }
+}
 
 /// How one convolution runs on the direct path: the flat layout of its padded images and
 /// the register blocks. Made once per call, shared by every image.
@@ -446,6 +461,8 @@ pub struct Plan {
     exact_rows: bool,
     /// `positions` rounded up to whole vectors: the weight gradient's row length.
     gradient_row: usize,
+    /// Output channels and taps per block of the weight gradient by position.
+    gradient_block: (usize, usize),
     /// Values of one padded image, with the slack the last vectors read past it.
     padded_len: usize,
     /// `off(t)` of every tap.
@@ -497,6 +514,7 @@ impl Plan {
             starts,
             exact_rows,
             gradient_row,
+            gradient_block: gradient_block(isa, g.oc, offsets.len()),
             padded_len: read_end.max(g.ic * ph * pw),
             offsets,
         }
@@ -718,7 +736,7 @@ impl Plan {
         match self.isa.0 {
             // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => unsafe { weight_gradient_avx512(args) },
+            Kind::Avx512 => unsafe { weight_gradient_avx512(args, self.gradient_block) },
             // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             Kind::Avx2 => unsafe { weight_gradient_avx2(args) },
@@ -750,11 +768,17 @@ impl Plan {
         assert_eq!(dw_t.len(), self.taps() * g.oc, "direct convolution: dw");
         let x = sized(&mut scratch.padded, self.padded_len);
         self.fill_padded(x_img, x);
-        // dy (OC, P) → (P, OC).
+        // dy (OC, P) → (P, OC), a band of positions at a time: the band's rows of dy_t
+        // stay in L1 while every channel writes into them.
+        const BAND: usize = 16;
         let dy_t = sized(&mut scratch.flat, p * g.oc);
-        for (o, plane) in dy_img.chunks_exact(p).enumerate() {
-            for (q, &v) in plane.iter().enumerate() {
-                dy_t[q * g.oc + o] = v;
+        for q0 in (0..p).step_by(BAND) {
+            let band = BAND.min(p - q0);
+            let rows = &mut dy_t[q0 * g.oc..(q0 + band) * g.oc];
+            for (o, plane) in dy_img.chunks_exact(p).enumerate() {
+                for (q, &v) in plane[q0..q0 + band].iter().enumerate() {
+                    rows[q * g.oc + o] = v;
+                }
             }
         }
         let args = ByChannelArgs {
@@ -1020,12 +1044,13 @@ struct GradientArgs<'a> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn weight_gradient_avx512(args: GradientArgs) {
-    const B: usize = GRADIENT_BLOCK_AVX512.0;
-    const T: usize = GRADIENT_BLOCK_AVX512.1;
-    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
-    // reached through `Isa`).
-    unsafe { weight_gradient_with::<simd::Avx512, B, T>(args) }
+fn weight_gradient_avx512(args: GradientArgs, block: (usize, usize)) {
+    // SAFETY (both arms): this function runs only on a CPU with AVX-512F (it is compiled
+    // for it and reached through `Isa`).
+    match block {
+        (6, 4) => unsafe { weight_gradient_with::<simd::Avx512, 6, 4>(args) },
+        _ => unsafe { weight_gradient_with::<simd::Avx512, 4, 6>(args) },
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
