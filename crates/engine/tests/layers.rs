@@ -684,6 +684,84 @@ mod batchnorm {
         }
     }
 
+    /// A `Sequential` runs BatchNorm, the ReLU after it and a 2×2 max-pooling after that
+    /// as one, forward and backward: the same bits as the three layers one after the
+    /// other — y, dx, dγ, dβ and the running statistics — in training and evaluation, on
+    /// planes of even and odd sizes (a last row and column no window covers), with ties
+    /// in the windows (γ = 0 in a channel: every value the same) and dead channels (γ < 0,
+    /// β < 0), the normalisation first in the network (no dx needed) or after a
+    /// convolution.
+    #[test]
+    fn batchnorm_relu_and_pooling_run_fused_with_the_same_bits() {
+        fn network(features: usize, conv_first: bool) -> Sequential {
+            let mut rng = Rng::new(12);
+            let mut net = Sequential::new();
+            if conv_first {
+                let conv = Conv2dConfig::new(features, features, 3).padding(1);
+                net.push(Box::new(Conv2d::new(conv, &mut rng).unwrap()));
+            }
+            let mut bn = BatchNorm2d::new(features).unwrap();
+            let gamma: Vec<f32> = (0..features)
+                .map(|c| [0.0, 0.7, -1.3, 1.1][c % 4])
+                .collect();
+            let beta: Vec<f32> = (0..features)
+                .map(|c| [0.3, 0.1, -0.4, -0.2][c % 4])
+                .collect();
+            bn.set("weight", Tensor::from_vec(&[features], gamma).unwrap())
+                .unwrap();
+            bn.set("bias", Tensor::from_vec(&[features], beta).unwrap())
+                .unwrap();
+            net.push(Box::new(bn));
+            net.push(Box::new(Relu::default()));
+            let pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+            net.push(Box::new(pool));
+            net
+        }
+        let mut zeros = false;
+        for (shape, conv_first) in [
+            (vec![4, 5, 6, 8], false),
+            (vec![3, 4, 7, 9], true),
+            (vec![2, 4, 5, 2], false),
+        ] {
+            let features = shape[1];
+            let mut rng = Rng::new(13);
+            let x = Tensor::randn(&shape, 1.0, &mut rng);
+            let out = network(features, conv_first).output_shape(&shape).unwrap();
+            let dy = Tensor::randn(&out, 1.0, &mut rng);
+            for mode in [Mode::Train, Mode::Eval] {
+                if conv_first && mode == Mode::Eval {
+                    // The convolution takes the normalisation in: folding, tested below.
+                    continue;
+                }
+                let what = format!("{mode:?} {shape:?}");
+                let mut apart = network(features, conv_first);
+                let (y_apart, dx_apart) = one_by_one(apart.layers_mut(), &x, &dy, mode);
+                let mut net = network(features, conv_first);
+                assert!(net.layers()[usize::from(conv_first)].fuses_relu_pool());
+                let y = net.forward_ref(&x, mode).unwrap();
+                assert_eq!(y.data(), y_apart.data(), "{what}: y");
+                zeros |= y.data().contains(&0.0);
+                // The three ran as one: the normalisation's plain backward refuses.
+                let bn = &mut net.layers_mut()[usize::from(conv_first)];
+                let err = bn.backward_ref(&x).unwrap_err().to_string();
+                assert!(err.contains("backward_relu_pool"), "{err}");
+                if conv_first {
+                    let dx = net.backward_ref(&dy).unwrap();
+                    assert_eq!(dx.data(), dx_apart.data(), "{what}: dx");
+                } else {
+                    net.backward_params(dy.clone()).unwrap();
+                }
+                for ((name, p), (_, want)) in net.params().into_iter().zip(apart.params()) {
+                    assert_eq!(p.grad().data(), want.grad().data(), "{what}: {name}");
+                }
+                for ((name, b), (_, want)) in net.buffers().into_iter().zip(apart.buffers()) {
+                    assert_eq!(b.data(), want.data(), "{what}: {name}");
+                }
+            }
+        }
+        assert!(zeros, "some windows entirely cut off by the ReLU");
+    }
+
     /// In evaluation a `Sequential` folds a convolution, the batch normalisation after it
     /// (with running statistics) and a ReLU after that into one convolution: y is the
     /// layers' one after the other up to rounding; a backward pass afterwards runs them

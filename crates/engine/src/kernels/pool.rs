@@ -294,7 +294,7 @@ fn tap_position(w: usize, rows: &Range<usize>, cols: &Range<usize>, tap: Tap) ->
 /// and the taps. Each window is two neighbours on two rows. A row's windows go through
 /// [`max_2x2_block`] eight at a time; a last short block (a whole row, in small planes)
 /// is copied into a full one first, so no output is computed by slower scalar code.
-fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
+pub(crate) fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
     const B: usize = MAX_2X2_BLOCK;
     let rows = x.chunks_exact(2 * g.w);
     for ((y, taps), rows) in y
@@ -352,7 +352,7 @@ fn max_2x2_block(
 /// Backward of [`max_2x2_plane`]: the windows tile the plane, so every value of dx is
 /// written once, `dy` at the recorded tap and 0 at the other three (and 0 in a last row
 /// or column no window covers). No zeroing pass, no scatter.
-fn route_2x2_plane(g: &PoolGeometry, taps: &[Tap], dy: &[f32], dx: &mut [f32]) {
+pub(crate) fn route_2x2_plane(g: &PoolGeometry, taps: &[Tap], dy: &[f32], dx: &mut [f32]) {
     let (covered, below) = dx.split_at_mut(g.oh * 2 * g.w);
     below.fill(0.0);
     let rows = covered.chunks_exact_mut(2 * g.w);

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::collective::Collective;
 use crate::error::{Error, Result};
+use crate::kernels::pool::{max_2x2_plane, route_2x2_plane, PoolGeometry, Tap};
 use crate::kernels::{lane_sum, lane_sum_pairs};
 use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
@@ -292,6 +293,9 @@ pub struct BatchNorm<L: Layout> {
     /// The last input; backward recomputes the normalised input `x̂ = (x − μ)·inv_std`
     /// from it, which costs less than writing x̂ out and reading it back.
     input: Option<Tensor>,
+    /// After a forward pass fused with a ReLU and a max-pooling
+    /// ([`Layer::forward_relu_pool`]): the pooling and the window position of each maximum.
+    pooled: Option<Pooled>,
     /// (C,): μ of the last forward pass.
     mean: Vec<f32>,
     /// (C,): `1/√(σ² + eps)` of the last forward pass.
@@ -344,6 +348,7 @@ impl<L: Layout> BatchNorm<L> {
                 num_batches_tracked: Tensor::zeros(&[]),
             }),
             input: None,
+            pooled: None,
             mean: Vec::new(),
             inv_std: Vec::new(),
             batch_statistics: false,
@@ -395,9 +400,9 @@ impl<L: Layout> BatchNorm<L> {
         }
     }
 
-    /// The forward pass, followed by a ReLU with `RELU` (both in the one pass that writes
-    /// y): `y = γ·x̂ + β` or `max(0, γ·x̂ + β)`, the ReLU's arithmetic [`ReluFn`]'s.
-    fn forward_then<const RELU: bool>(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+    /// The statistics a forward pass normalises with, μ and `inv_std` per channel, kept
+    /// for backward (and the running statistics updated in training); `(N, C, S)` of x.
+    fn statistics(&mut self, x: &Tensor, mode: Mode) -> Result<(usize, usize, usize)> {
         let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
         let m = n * s;
         // PyTorch normalises with the batch statistics in training, and in evaluation too
@@ -457,25 +462,231 @@ impl<L: Layout> BatchNorm<L> {
         self.mean.clear();
         self.mean.extend(stats.iter().map(|(mu, _)| *mu as f32));
 
-        let mut y = Tensor::for_overwrite(x.shape());
+        self.batch_statistics = batch_statistics;
+        Ok((n, c, s))
+    }
+
+    /// The affine map of each channel that the last forward pass applied.
+    fn channel_maps(&self) -> Vec<Normalise> {
         let (gamma, beta) = self.gamma_beta();
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        (0..self.config.num_features)
+            .map(|ch| Normalise {
+                mean: self.mean[ch],
+                inv_std: self.inv_std[ch],
+                gamma: gamma[ch],
+                beta: beta[ch],
+            })
+            .collect()
+    }
+
+    /// The forward pass, followed by a ReLU with `RELU` (both in the one pass that writes
+    /// y): `y = γ·x̂ + β` or `max(0, γ·x̂ + β)`, the ReLU's arithmetic [`ReluFn`]'s.
+    fn forward_then<const RELU: bool>(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
+        let (_, c, s) = self.statistics(&x, mode)?;
+        let maps = self.channel_maps();
+        let mut y = Tensor::for_overwrite(x.shape());
         y.data_mut()
             .par_chunks_mut(s.max(1))
             .zip(x.data().par_chunks(s.max(1)))
             .enumerate()
             .for_each(|(plane, (y, x))| {
-                let ch = plane % c;
-                let (mean, inv_std, gamma, beta) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
+                let map = maps[plane % c];
                 for (y, &x) in y.iter_mut().zip(x) {
-                    let x_hat = (x - mean) * inv_std;
-                    let v = gamma * x_hat + beta;
-                    *y = if RELU { ReluFn.f(v) } else { v };
+                    *y = if RELU { map.relu(x) } else { map.apply(x) };
                 }
             });
         self.input = Some(x);
-        self.batch_statistics = batch_statistics;
+        self.pooled = None;
         Ok(y)
+    }
+
+    /// The sums backward needs, `(Σ dy, Σ dy·x̂)` per channel in f64, over every rank's
+    /// part of the batch when the forward pass was synchronised; adds `dβ = Σ dy` and
+    /// `dγ = Σ dy·x̂` (this rank's own sums) into the parameter gradients. Returns how each
+    /// channel's dx follows from its dy and x.
+    fn parameter_gradients(
+        &mut self,
+        x: &[f32],
+        (n, c, s): (usize, usize, usize),
+        upstream: &Upstream,
+    ) -> Result<Vec<InputGradient>> {
+        let m = self.count as f64;
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        let mut sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map_init(Vec::new, |scratch, ch| {
+                let (mu, inv_std) = (mean[ch] as f64, inv_std[ch] as f64);
+                (0..n)
+                    .map(|i| {
+                        let plane = i * c + ch;
+                        let x = &x[plane * s..][..s];
+                        let dy = upstream.plane(plane, x, scratch);
+                        // The second sum reads the plane from cache, after the first.
+                        (
+                            lane_sum(dy, |d| d),
+                            lane_sum_pairs(dy, x, |d, x| d * (x - mu) * inv_std),
+                        )
+                    })
+                    .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))
+            })
+            .collect();
+        if let Some(affine) = &mut self.affine {
+            for (ch, (sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
+                affine.bias.grad_mut()[ch] += *sum_dy as f32;
+                affine.weight.grad_mut()[ch] += *sum_dy_xhat as f32;
+            }
+        }
+        if let Some(group) = self.sync.as_deref().filter(|_| self.synced) {
+            // dx of a synchronised layer needs the sums over the whole batch, every rank's
+            // part of it; dγ and dβ took this rank's own sums above, and the ranks add
+            // their parameter gradients up after backward.
+            let mut flat: Vec<f64> = sums.iter().flat_map(|&(a, b)| [a, b]).collect();
+            group.sum_f64(&mut flat)?;
+            for (pair, sum) in flat.chunks_exact(2).zip(&mut sums) {
+                *sum = (pair[0], pair[1]);
+            }
+        }
+        let (gamma, _) = self.gamma_beta();
+        Ok((0..c)
+            .map(|ch| InputGradient {
+                scale: gamma[ch] * self.inv_std[ch],
+                mean_dy: (sums[ch].0 / m) as f32,
+                mean_dy_xhat: (sums[ch].1 / m) as f32,
+                mean: self.mean[ch],
+                inv_std: self.inv_std[ch],
+                batch_statistics: self.batch_statistics,
+            })
+            .collect())
+    }
+}
+
+impl<L: Layout> BatchNorm<L> {
+    /// [`Layer::backward_relu_pool`] with the kept pooling.
+    fn backward_pooled(&mut self, pooled: &Pooled, dp: Tensor) -> Result<Tensor> {
+        let x = kept(&self.input, L::KIND)?.clone();
+        expect_same_shape(L::KIND, &pooled.pool.output_shape(), dp.shape())?;
+        let dims = L::split(x.shape(), self.config.num_features)?;
+        let upstream = Upstream::Pooled {
+            pooled,
+            dp: dp.data(),
+        };
+        let grads = self.parameter_gradients(x.data(), dims, &upstream)?;
+        let (c, s) = (dims.1, dims.2);
+        let mut dx = Tensor::for_overwrite(x.shape());
+        dx.data_mut()
+            .par_chunks_mut(s)
+            .zip(x.data().par_chunks(s))
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (plane, (d, x))| {
+                let (grad, dy) = (grads[plane % c], upstream.plane(plane, x, scratch));
+                for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
+                    *d = grad.at(dy, x);
+                }
+            });
+        Ok(dx)
+    }
+}
+
+/// One channel's map in the forward pass, `y = γ·(x − μ)·inv_std + β`: the arithmetic of
+/// the plain pass, the one fused with a ReLU and the one fused with a ReLU and pooling,
+/// written once so that all give the same bits.
+#[derive(Clone, Copy)]
+struct Normalise {
+    mean: f32,
+    inv_std: f32,
+    gamma: f32,
+    beta: f32,
+}
+
+impl Normalise {
+    /// `γ·x̂ + β`
+    #[inline(always)]
+    fn apply(self, x: f32) -> f32 {
+        let x_hat = (x - self.mean) * self.inv_std;
+        self.gamma * x_hat + self.beta
+    }
+
+    /// `max(0, γ·x̂ + β)`
+    #[inline(always)]
+    fn relu(self, x: f32) -> f32 {
+        ReluFn.f(self.apply(x))
+    }
+}
+
+/// One channel's dx from its dy and x, once backward's sums are known (see
+/// [`Layer::backward`] of [`BatchNorm`]).
+#[derive(Clone, Copy)]
+struct InputGradient {
+    /// γ·inv_std
+    scale: f32,
+    /// Σ dy / m
+    mean_dy: f32,
+    /// Σ dy·x̂ / m
+    mean_dy_xhat: f32,
+    mean: f32,
+    inv_std: f32,
+    batch_statistics: bool,
+}
+
+impl InputGradient {
+    #[inline(always)]
+    fn at(self, dy: f32, x: f32) -> f32 {
+        if self.batch_statistics {
+            let x_hat = (x - self.mean) * self.inv_std;
+            self.scale * (dy - self.mean_dy - x_hat * self.mean_dy_xhat)
+        } else {
+            self.scale * dy
+        }
+    }
+}
+
+/// What a forward pass fused with a ReLU and a max-pooling keeps besides its input.
+struct Pooled {
+    pool: PoolGeometry,
+    /// The pooled output: each window's maximum of the ReLU's output.
+    output: Tensor,
+    /// For each pooled output, which position of its 2×2 window held the maximum.
+    taps: Vec<Tap>,
+}
+
+/// Where backward's dy comes from, plane by plane (a plane being one channel of one
+/// image).
+enum Upstream<'a> {
+    /// dy itself.
+    Direct(&'a [f32]),
+    /// The gradient dp of the pooled output of a ReLU and a 2×2 max-pooling after the
+    /// layer, taken back through both.
+    Pooled { pooled: &'a Pooled, dp: &'a [f32] },
+}
+
+impl Upstream<'_> {
+    /// dy of one plane, whose input values are `x`: a slice of dy itself, or built in
+    /// `scratch`.
+    ///
+    /// Through the pooling and the ReLU: the pooling's backward puts each window's `dp`
+    /// at the position of its maximum and 0 elsewhere, and the ReLU's multiplies each
+    /// value by its derivative at the ReLU's output — at a maximum, the pooled value. So
+    /// `dp·relu'(p)` is routed, which gives the bits of the three layers' own backward
+    /// passes.
+    fn plane<'s>(&'s self, plane: usize, x: &[f32], scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        let s = x.len();
+        match self {
+            Upstream::Direct(dy) => &dy[plane * s..][..s],
+            Upstream::Pooled { pooled, dp } => {
+                let g = &pooled.pool;
+                let out = g.oh * g.ow;
+                let window = plane * out..(plane + 1) * out;
+                let (taps, dp) = (&pooled.taps[window.clone()], &dp[window.clone()]);
+                let maxima = &pooled.output.data()[window];
+                scratch.resize(out + s, 0.0);
+                let (through_relu, dy) = scratch.split_at_mut(out);
+                for ((d, &dp), &max) in through_relu.iter_mut().zip(dp).zip(maxima) {
+                    *d = dp * ReluFn.derivative(max);
+                }
+                route_2x2_plane(g, taps, through_relu, dy);
+                dy
+            }
+        }
     }
 }
 
@@ -618,65 +829,18 @@ impl<L: Layout> Layer for BatchNorm<L> {
     /// dx is written over dy in dy's memory when nothing else holds it: each value of dx
     /// needs only the value of dy at the same place, once the per-channel sums are known.
     fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
-        let x = kept(&self.input, L::KIND)?;
+        if self.pooled.is_some() {
+            return Err(Error::config(
+                L::KIND,
+                "the last forward pass ran fused with a ReLU and max-pooling: its \
+                 gradient comes from backward_relu_pool",
+            ));
+        }
+        let x = kept(&self.input, L::KIND)?.clone();
         expect_same_shape(L::KIND, x.shape(), dy.shape())?;
-        let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
-        let m = self.count as f64;
-
-        // (Σ dy, Σ dy·x̂) per channel, accumulated in f64.
-        let mut sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                channel_slices(n, c, s, ch)
-                    .map(|r| {
-                        let (dy, x) = (&dy.data()[r.clone()], &x.data()[r]);
-                        let (mu, inv_std) = (mean[ch] as f64, inv_std[ch] as f64);
-                        // The second sum reads the plane from cache, after the first.
-                        (
-                            lane_sum(dy, |d| d),
-                            lane_sum_pairs(dy, x, |d, x| d * (x - mu) * inv_std),
-                        )
-                    })
-                    .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))
-            })
-            .collect();
-        if let Some(affine) = &mut self.affine {
-            for (ch, (sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
-                affine.bias.grad_mut()[ch] += *sum_dy as f32;
-                affine.weight.grad_mut()[ch] += *sum_dy_xhat as f32;
-            }
-        }
-        if let Some(group) = self.sync.as_deref().filter(|_| self.synced) {
-            // dx of a synchronised layer needs the sums over the whole batch, every rank's
-            // part of it; dγ and dβ took this rank's own sums above, and the ranks add
-            // their parameter gradients up after backward.
-            let mut flat: Vec<f64> = sums.iter().flat_map(|&(a, b)| [a, b]).collect();
-            group.sum_f64(&mut flat)?;
-            for (pair, sum) in flat.chunks_exact(2).zip(&mut sums) {
-                *sum = (pair[0], pair[1]);
-            }
-        }
-
-        let (gamma, _) = self.gamma_beta();
-        let batch_statistics = self.batch_statistics;
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
-        // dx of one value from its dy and x, for the channel `ch` (constants read once
-        // per plane).
-        let input_grad = |ch: usize| {
-            let scale = gamma[ch] * inv_std[ch];
-            let (mean_dy, mean_dy_xhat) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
-            let (mean, inv_std) = (mean[ch], inv_std[ch]);
-            move |dy: f32, x: f32| {
-                if batch_statistics {
-                    let x_hat = (x - mean) * inv_std;
-                    scale * (dy - mean_dy - x_hat * mean_dy_xhat)
-                } else {
-                    scale * dy
-                }
-            }
-        };
-        let plane_len = s.max(1);
+        let dims = L::split(x.shape(), self.config.num_features)?;
+        let grads = self.parameter_gradients(x.data(), dims, &Upstream::Direct(dy.data()))?;
+        let (c, plane_len) = (dims.1, dims.2.max(1));
         match dy.into_unshared() {
             // dx written over dy.
             Ok(mut dx) => {
@@ -685,9 +849,9 @@ impl<L: Layout> Layer for BatchNorm<L> {
                     .zip(x.data().par_chunks(plane_len))
                     .enumerate()
                     .for_each(|(plane, (d, x))| {
-                        let grad = input_grad(plane % c);
+                        let grad = grads[plane % c];
                         for (d, &x) in d.iter_mut().zip(x) {
-                            *d = grad(*d, x);
+                            *d = grad.at(*d, x);
                         }
                     });
                 Ok(dx)
@@ -703,14 +867,76 @@ impl<L: Layout> Layer for BatchNorm<L> {
                     )
                     .enumerate()
                     .for_each(|(plane, (d, (dy, x)))| {
-                        let grad = input_grad(plane % c);
+                        let grad = grads[plane % c];
                         for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
-                            *d = grad(dy, x);
+                            *d = grad.at(dy, x);
                         }
                     });
                 Ok(dx)
             }
         }
+    }
+
+    fn fuses_relu_pool(&self) -> bool {
+        true
+    }
+
+    /// `p = maxpool(max(0, γ·x̂ + β))` over 2×2 windows of stride 2: each plane normalised
+    /// and through the ReLU into a buffer the size of one plane, and pooled from there,
+    /// with the arithmetic of this layer's, the ReLU's and the pooling's own passes (the
+    /// same bits). Only p and the positions of the maxima are written out.
+    fn forward_relu_pool(&mut self, x: Tensor, mode: Mode, pool: &PoolGeometry) -> Result<Tensor> {
+        if !(pool.oh > 0 && pool.ow > 0 && pool.is_2x2_tiling()) || pool.input_shape() != x.shape()
+        {
+            return Err(Error::shape(
+                L::KIND,
+                format!(
+                    "the input of the 2×2 max-pooling fused after it, {:?}",
+                    pool.input_shape()
+                ),
+                x.shape(),
+            ));
+        }
+        let (_, c, s) = self.statistics(&x, mode)?;
+        let maps = self.channel_maps();
+        let mut p = Tensor::for_overwrite(&pool.output_shape());
+        let mut taps = self.pooled.take().map(|p| p.taps).unwrap_or_default();
+        taps.resize(p.len(), 0);
+        let out = pool.oh * pool.ow;
+        p.data_mut()
+            .par_chunks_mut(out)
+            .zip(taps.par_chunks_mut(out))
+            .zip(x.data().par_chunks(s))
+            .enumerate()
+            .for_each_init(Vec::new, |z, (plane, ((p, taps), x))| {
+                let map = maps[plane % c];
+                z.clear();
+                z.extend(x.iter().map(|&x| map.relu(x)));
+                max_2x2_plane(pool, z, p, taps);
+            });
+        self.input = Some(x);
+        self.pooled = Some(Pooled {
+            pool: *pool,
+            output: p.clone(),
+            taps,
+        });
+        Ok(p)
+    }
+
+    /// dp, the gradient of the pooled output → dx, plane by plane: dy of each plane built
+    /// in a buffer of its size from dp, the maxima's positions and x ([`Upstream::plane`]),
+    /// once for backward's sums and once for dx, never written out.
+    fn backward_relu_pool(&mut self, dp: Tensor) -> Result<Tensor> {
+        let Some(pooled) = self.pooled.take() else {
+            return Err(Error::config(
+                L::KIND,
+                "backward_relu_pool needs a forward pass fused with a ReLU and max-pooling \
+                 (forward_relu_pool) first",
+            ));
+        };
+        let result = self.backward_pooled(&pooled, dp);
+        self.pooled = Some(pooled);
+        result
     }
 
     fn fuses_relu(&self) -> bool {

@@ -42,6 +42,7 @@ use std::sync::Arc;
 use crate::collective::Collective;
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
+use crate::kernels::pool::PoolGeometry;
 use crate::spec::LayerSpec;
 use crate::tensor::{shape_str, Tensor};
 
@@ -222,6 +223,46 @@ pub trait Layer: Send {
     /// For a ReLU whose input layer computed it fused: keeps the output `y` of that pass,
     /// as its own forward would have, for its backward. Other layers ignore it.
     fn keep_fused_output(&mut self, _y: &Tensor) {}
+
+    /// Whether this layer can compute itself, a ReLU and a max-pooling of 2×2 windows
+    /// after it in one pass over the values ([`Layer::forward_relu_pool`]), as batch
+    /// normalisation does. A [`crate::network::Sequential`] then runs the three as one,
+    /// forward and backward, the values between them never written out.
+    fn fuses_relu_pool(&self) -> bool {
+        false
+    }
+
+    /// For a max-pooling layer whose windows tile its input — 2×2, stride 2, no padding:
+    /// its geometry on an input of this shape; `None` for any other layer or input.
+    fn tiling_max_pool(&self, _input: &[usize]) -> Option<PoolGeometry> {
+        None
+    }
+
+    /// `maxpool(max(0, forward(x)))` in one pass, for a layer that
+    /// [`Layer::fuses_relu_pool`], the pooling's geometry from [`Layer::tiling_max_pool`]
+    /// (its maxima and the positions of their windows that held them as the pooling
+    /// layer's own forward computes them); keeps what [`Layer::backward_relu_pool`] needs.
+    fn forward_relu_pool(
+        &mut self,
+        _x: Tensor,
+        _mode: Mode,
+        _pool: &PoolGeometry,
+    ) -> Result<Tensor> {
+        Err(Error::config(
+            self.kind(),
+            "this layer does not run fused with a ReLU and max-pooling",
+        ))
+    }
+
+    /// The backward pass of the three layers of [`Layer::forward_relu_pool`]: given the
+    /// gradient of the pooled output, adds this layer's parameter gradients and returns
+    /// the gradient of its input — the values the three layers' own backward passes give.
+    fn backward_relu_pool(&mut self, _dp: Tensor) -> Result<Tensor> {
+        Err(Error::config(
+            self.kind(),
+            "this layer does not run fused with a ReLU and max-pooling",
+        ))
+    }
 
     /// For a layer that in evaluation maps each channel by a fixed affine function,
     /// `y = scale[c]·x + shift[c]` (batch normalisation with running statistics): the

@@ -307,6 +307,11 @@ impl Layer for MaxPool2d {
         Ok(dx)
     }
 
+    fn tiling_max_pool(&self, input: &[usize]) -> Option<PoolGeometry> {
+        let g = self.config.geometry(self.kind(), input).ok()?;
+        g.is_2x2_tiling().then_some(g)
+    }
+
     fn receptive_field(&self, before: [ReceptiveField; 2]) -> [ReceptiveField; 2] {
         self.config.receptive_field(before)
     }

@@ -18,6 +18,7 @@ pub use scale::Scale;
 
 use crate::error::Result;
 use crate::geometry::ReceptiveField;
+use crate::kernels::pool::PoolGeometry;
 use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{Key, Layer, Mode, Part, PartMut};
 use crate::spec::LayerSpec;
@@ -34,6 +35,10 @@ pub struct Sequential {
     /// The groups of layers the last evaluation pass ran folded into one: a backward
     /// pass first runs them again one by one, so that each keeps what its backward needs.
     folded: Vec<FoldedRun>,
+    /// Where the last forward pass ran a layer, the ReLU after it and a max-pooling after
+    /// that as one ([`Layer::forward_relu_pool`]): the first layer's index. Backward runs
+    /// each such group as one too.
+    fused_pools: Vec<usize>,
 }
 
 /// Layers `at..at + len` of a [`Sequential`], run as one in evaluation, and their input.
@@ -116,16 +121,46 @@ impl Sequential {
     }
 }
 
-/// Backward through `layers`, last to first; errors name a layer by its position in the
-/// network, `offset` being the position of `layers[0]`.
-fn backward_through(layers: &mut [Box<dyn Layer>], offset: usize, dy: Tensor) -> Result<Tensor> {
+/// Backward through `layers`, last to first, each group of three the forward pass ran
+/// as one ([`Layer::forward_relu_pool`]; `fused` holds the network positions of their
+/// first layers) through its first layer's [`Layer::backward_relu_pool`]; errors name a
+/// layer by its position in the network, `offset` being the position of `layers[0]`.
+fn backward_through(
+    layers: &mut [Box<dyn Layer>],
+    offset: usize,
+    fused: &[usize],
+    dy: Tensor,
+) -> Result<Tensor> {
     let mut d = dy;
-    for (i, layer) in layers.iter_mut().enumerate().rev() {
-        d = layer
-            .backward(d)
-            .map_err(|e| e.in_layer(&format!("layer {}", offset + i)))?;
+    let mut end = layers.len();
+    while end > 0 {
+        let at = offset + end - 1;
+        if end >= 3 && fused.contains(&(at - 2)) {
+            d = layers[end - 3]
+                .backward_relu_pool(d)
+                .map_err(|e| e.in_layer(&format!("layer {}", at - 2)))?;
+            end -= 3;
+        } else {
+            d = layers[end - 1]
+                .backward(d)
+                .map_err(|e| e.in_layer(&format!("layer {at}")))?;
+            end -= 1;
+        }
     }
     Ok(d)
+}
+
+/// Whether the first of these layers, the ReLU after it and a max-pooling after that run
+/// as one ([`Layer::fuses_relu_pool`]) on an input of this shape: the pooling's geometry.
+/// Not when a layer would refuse its input: its own forward then reports the error.
+fn fused_with_relu_pool(layers: &[Box<dyn Layer>], input: &[usize]) -> Option<PoolGeometry> {
+    let [first, relu, pool, ..] = layers else {
+        return None;
+    };
+    if !first.fuses_relu_pool() || relu.kind() != ReluFn::KIND {
+        return None;
+    }
+    pool.tiling_max_pool(&first.output_shape(input).ok()?)
 }
 
 /// In evaluation, whether the first of these layers takes in the affine map of the
@@ -180,11 +215,13 @@ impl Layer for Sequential {
     }
 
     /// x: the first layer's input → y: the last layer's output.
-    /// A layer that [`Layer::fuses_relu`] and the ReLU after it run as one pass; in
-    /// evaluation, a convolution, the batch normalisation after it and a ReLU after that
-    /// run as one convolution ([`Layer::forward_folded`]).
+    /// A layer that [`Layer::fuses_relu`] and the ReLU after it run as one pass, and one
+    /// that [`Layer::fuses_relu_pool`] with a ReLU and a 2×2 max-pooling after it as one
+    /// (backward too); in evaluation, a convolution, the batch normalisation after it and
+    /// a ReLU after that run as one convolution ([`Layer::forward_folded`]).
     fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         self.folded.clear();
+        self.fused_pools.clear();
         let mut y = x;
         let mut i = 0;
         while i < self.layers.len() {
@@ -199,6 +236,12 @@ impl Layer for Sequential {
                     .map_err(in_layer)?;
                 self.folded.push(FoldedRun { at: i, len, input });
                 i += len;
+            } else if let Some(pool) = fused_with_relu_pool(&self.layers[i..], y.shape()) {
+                y = self.layers[i]
+                    .forward_relu_pool(y, mode, &pool)
+                    .map_err(in_layer)?;
+                self.fused_pools.push(i);
+                i += 3;
             } else if fused_with_relu(&self.layers[i..]) {
                 y = self.layers[i].forward_relu(y, mode).map_err(in_layer)?;
                 self.layers[i + 1].keep_fused_output(&y);
@@ -214,16 +257,20 @@ impl Layer for Sequential {
     /// Chain rule: `dx = J_0ᵀ · J_1ᵀ ⋯ J_{L−1}ᵀ · dy`, each layer applying its own `Jᵀ`.
     fn backward(&mut self, dy: Tensor) -> Result<Tensor> {
         self.unfold()?;
-        backward_through(&mut self.layers, 0, dy)
+        backward_through(&mut self.layers, 0, &self.fused_pools, dy)
     }
 
-    /// Backward through every layer, the first one without its input gradient.
+    /// Backward through every layer, the first one without its input gradient (unless it
+    /// ran fused with the two after it).
     fn backward_params(&mut self, dy: Tensor) -> Result<()> {
         self.unfold()?;
+        if self.fused_pools.first() == Some(&0) {
+            return backward_through(&mut self.layers, 0, &self.fused_pools, dy).map(drop);
+        }
         let Some((first, rest)) = self.layers.split_first_mut() else {
             return Ok(());
         };
-        let d = backward_through(rest, 1, dy)?;
+        let d = backward_through(rest, 1, &self.fused_pools, dy)?;
         first.backward_params(d).map_err(|e| e.in_layer("layer 0"))
     }
 
