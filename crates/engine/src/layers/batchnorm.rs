@@ -4,7 +4,6 @@
 //! channel over the N·S values it holds.
 
 use std::marker::PhantomData;
-use std::ops::Range;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -512,24 +511,17 @@ impl<L: Layout> BatchNorm<L> {
     ) -> Result<Vec<InputGradient>> {
         let m = self.count as f64;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
-        let mut sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map_init(Vec::new, |scratch, ch| {
-                let (mu, inv_std) = (mean[ch] as f64, inv_std[ch] as f64);
-                (0..n)
-                    .map(|i| {
-                        let plane = i * c + ch;
-                        let x = &x[plane * s..][..s];
-                        let dy = upstream.plane(plane, x, scratch);
-                        // The second sum reads the plane from cache, after the first.
-                        (
-                            lane_sum(dy, |d| d),
-                            lane_sum_pairs(dy, x, |d, x| d * (x - mu) * inv_std),
-                        )
-                    })
-                    .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))
-            })
-            .collect();
+        let mut sums = channel_totals(n, c, |plane, scratch| {
+            let ch = plane % c;
+            let (mu, inv_std) = (mean[ch] as f64, inv_std[ch] as f64);
+            let x = &x[plane * s..][..s];
+            let dy = upstream.plane(plane, x, scratch);
+            // The second sum reads the plane from cache, after the first.
+            (
+                lane_sum(dy, |d| d),
+                lane_sum_pairs(dy, x, |d, x| d * (x - mu) * inv_std),
+            )
+        });
         if let Some(affine) = &mut self.affine {
             for (ch, (sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
                 affine.bias.grad_mut()[ch] += *sum_dy as f32;
@@ -695,11 +687,6 @@ fn inv_std(sigma2: f64, eps: f64) -> f32 {
     (1.0 / (sigma2 + eps).sqrt()) as f32
 }
 
-/// Indices of channel `ch` in an (N, C, S) tensor: `S` contiguous values per image.
-fn channel_slices(n: usize, c: usize, s: usize, ch: usize) -> impl Iterator<Item = Range<usize>> {
-    (0..n).map(move |i| (i * c + ch) * s..(i * c + ch + 1) * s)
-}
-
 /// Per-channel mean and biased variance (÷ m) of an (N, C, S) tensor, accumulated in f64
 /// (PyTorch's CPU kernel accumulates in double too), in one pass over memory: the
 /// sums of `d = x − k` and of `d²` around a value `k` of the channel (its first), then
@@ -708,21 +695,43 @@ fn channel_slices(n: usize, c: usize, s: usize, ch: usize) -> impl Iterator<Item
 /// loses nothing to cancellation even when the mean is far from zero.
 fn batch_stats(x: &[f32], n: usize, c: usize, s: usize) -> Vec<(f64, f64)> {
     let m = (n * s) as f64;
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
+    let totals = channel_totals(n, c, |plane, _| {
+        let k = x[(plane % c) * s] as f64;
+        let plane = &x[plane * s..][..s];
+        // The second sum reads the plane from cache, after the first.
+        (
+            lane_sum(plane, |v| v - k),
+            lane_sum(plane, |v| (v - k) * (v - k)),
+        )
+    });
+    totals
+        .into_iter()
+        .enumerate()
+        .map(|(ch, (sum, squares))| {
             let k = x[ch * s] as f64;
-            // Plane by plane, the second sum reading the plane from cache after the first.
-            let (sum, squares) = channel_slices(n, c, s, ch)
-                .map(|r| {
-                    let plane = &x[r];
-                    (
-                        lane_sum(plane, |v| v - k),
-                        lane_sum(plane, |v| (v - k) * (v - k)),
-                    )
-                })
-                .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v));
             (k + sum / m, ((squares - sum * sum / m) / m).max(0.0))
+        })
+        .collect()
+}
+
+/// Per-channel totals of two sums taken plane by plane over an (N, C, S) tensor:
+/// `plane_sums(plane, scratch)` of each of its N·C planes, in parallel in memory order,
+/// then added up channel by channel, image after image — so the same bits whatever the
+/// thread count.
+fn channel_totals(
+    n: usize,
+    c: usize,
+    plane_sums: impl Fn(usize, &mut Vec<f32>) -> (f64, f64) + Sync,
+) -> Vec<(f64, f64)> {
+    let planes: Vec<(f64, f64)> = (0..n * c)
+        .into_par_iter()
+        .map_init(Vec::new, |scratch, plane| plane_sums(plane, scratch))
+        .collect();
+    (0..c)
+        .map(|ch| {
+            (0..n)
+                .map(|i| planes[i * c + ch])
+                .fold((0.0, 0.0), |(a, b), (u, v)| (a + u, b + v))
         })
         .collect()
 }
@@ -775,15 +784,10 @@ fn channel_sums<F: Fn(f64) -> f64>(
     s: usize,
     term: impl Fn(usize) -> F + Sync,
 ) -> Vec<f64> {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let f = term(ch);
-            channel_slices(n, c, s, ch)
-                .map(|r| lane_sum(&x[r], &f))
-                .sum::<f64>()
-        })
-        .collect()
+    let totals = channel_totals(n, c, |plane, _| {
+        (lane_sum(&x[plane * s..][..s], term(plane % c)), 0.0)
+    });
+    totals.into_iter().map(|(sum, _)| sum).collect()
 }
 
 impl<L: Layout> Layer for BatchNorm<L> {
