@@ -663,14 +663,34 @@ impl Plan {
         let row = self.starts.len() * self.isa.lanes();
         let padded = sized(&mut scratch.padded, self.padded_len);
         self.fill_padded(x_img, padded);
+        if self.exact_rows {
+            // The vectors are y's own rows: written there directly.
+            let vectors = g.oh * g.ow / self.isa.lanes();
+            let sums = Sums::Image {
+                y: y_img,
+                vectors,
+                epilogue,
+            };
+            self.run_forward((&self.offsets[..], &self.starts[..], &*padded, weights, sums));
+            return;
+        }
         let flat = sized(&mut scratch.flat, g.oc.div_ceil(b) * b * row);
-        let args = (
-            &self.offsets[..],
-            &self.starts[..],
-            &*padded,
-            weights,
-            &mut *flat,
-        );
+        let sums = Sums::Rows(&mut *flat);
+        self.run_forward((&self.offsets[..], &self.starts[..], &*padded, weights, sums));
+        // The outputs, without the dropped positions; the epilogue applied on the way.
+        for (o, plane) in y_img.chunks_exact_mut(g.oh * g.ow).enumerate() {
+            let bias = epilogue.bias(o);
+            for (y, out) in plane.chunks_exact_mut(g.ow).enumerate() {
+                let sums = &flat[o * row + y * self.pw..][..g.ow];
+                for (d, s) in out.iter_mut().zip(sums) {
+                    *d = epilogue.finish(s + bias);
+                }
+            }
+        }
+    }
+
+    /// The forward kernel for this plan's instructions and block.
+    fn run_forward(&self, args: ForwardArgs) {
         match self.isa.0 {
             // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
             #[cfg(target_arch = "x86_64")]
@@ -680,17 +700,6 @@ impl Plan {
             Kind::Avx2 => unsafe { forward_avx2(self.block, args) },
             // SAFETY: the portable vectors need no particular instructions.
             _ => unsafe { forward_with::<Portable>(self.block, args) },
-        }
-        // The outputs, without the dropped positions; the epilogue applied on the way.
-        let row_stride = if self.exact_rows { g.ow } else { self.pw };
-        for (o, plane) in y_img.chunks_exact_mut(g.oh * g.ow).enumerate() {
-            let bias = epilogue.bias(o);
-            for (y, out) in plane.chunks_exact_mut(g.ow).enumerate() {
-                let sums = &flat[o * row + y * row_stride..][..g.ow];
-                for (d, s) in out.iter_mut().zip(sums) {
-                    *d = epilogue.finish(s + bias);
-                }
-            }
         }
     }
 
@@ -934,15 +943,22 @@ pub(super) fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 /// Offsets of the taps, where each vector reads (`steps·V` of them), the padded image,
-/// the arranged weights and the sums (⌈OC/B⌉·B rows of `steps·V·L` values, vector `k` at
-/// `k·L`).
-pub(super) type ForwardArgs<'a> = (
-    &'a [usize],
-    &'a [usize],
-    &'a [f32],
-    &'a [f32],
-    &'a mut [f32],
-);
+/// the arranged weights and where the sums go.
+pub(super) type ForwardArgs<'a> = (&'a [usize], &'a [usize], &'a [f32], &'a [f32], Sums<'a>);
+
+/// Where the forward kernel puts its sums.
+pub(super) enum Sums<'a> {
+    /// ⌈OC/B⌉·B rows of `steps·V·L` values, vector `k` at `k·L`.
+    Rows(&'a mut [f32]),
+    /// One image's y (OC, OH, OW) itself, when its rows are whole vectors: vector `k` at
+    /// `k·L` of its channel's plane, the epilogue applied as it is written; the vectors
+    /// past the last (a last step cut short) and the channels past OC are dropped.
+    Image {
+        y: &'a mut [f32],
+        vectors: usize,
+        epilogue: Epilogue<'a>,
+    },
+}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -989,14 +1005,24 @@ pub(super) unsafe fn forward_with<S: Lanes>(block: (usize, usize), args: Forward
 /// The CPU has the instruction set of `S`.
 #[inline(always)]
 unsafe fn forward_blocks<S: Lanes, const B: usize, const V: usize>(
-    (offsets, starts, x, weights, sums): ForwardArgs,
+    (offsets, starts, x, weights, mut sums): ForwardArgs,
 ) {
     let taps = offsets.len();
     let (steps, row) = (starts.len() / V, starts.len() * S::L);
-    let blocks = sums.len() / (B * row).max(1);
+    let blocks = weights.len() / (taps * B).max(1);
     assert_eq!(starts.len(), steps * V, "whole steps of vectors");
-    assert_eq!(sums.len(), blocks * B * row, "forward sums");
     assert_eq!(weights.len(), blocks * taps * B, "arranged weights");
+    match &sums {
+        Sums::Rows(sums) => assert_eq!(sums.len(), blocks * B * row, "forward sums"),
+        Sums::Image { y, vectors, .. } => {
+            let planes = y.len() / (vectors * S::L).max(1);
+            assert!(
+                planes <= blocks * B && vectors * S::L * planes == y.len(),
+                "y"
+            );
+            assert!(*vectors <= steps * V, "vectors");
+        }
+    }
     let last = offsets.iter().max().copied().unwrap_or(0);
     let reach = starts.iter().max().map_or(0, |s| s + S::L);
     assert!(last + reach <= x.len(), "padded image too short");
@@ -1020,9 +1046,34 @@ unsafe fn forward_blocks<S: Lanes, const B: usize, const V: usize>(
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                let out = &mut sums[(block * B + r) * row + q..][..V * S::L];
-                for (v, a) in acc.iter().enumerate() {
-                    a.store(&mut out[v * S::L..]);
+                let o = block * B + r;
+                match &mut sums {
+                    Sums::Rows(sums) => {
+                        let out = &mut sums[o * row + q..][..V * S::L];
+                        for (v, a) in acc.iter().enumerate() {
+                            a.store(&mut out[v * S::L..]);
+                        }
+                    }
+                    Sums::Image {
+                        y,
+                        vectors,
+                        epilogue,
+                    } => {
+                        let plane = *vectors * S::L;
+                        let Some(out) = y.get_mut(o * plane..(o + 1) * plane) else {
+                            break;
+                        };
+                        // SAFETY: the CPU has S's instructions (the caller's contract).
+                        let bias = unsafe { S::splat(epilogue.bias(o)) };
+                        let first = step * V;
+                        for (v, a) in acc.iter().enumerate().take(vectors.saturating_sub(first)) {
+                            let out = &mut out[(first + v) * S::L..][..S::L];
+                            a.add(bias).store(out);
+                            if epilogue.relu {
+                                out.iter_mut().for_each(|y| *y = epilogue.finish(*y));
+                            }
+                        }
+                    }
                 }
             }
         }

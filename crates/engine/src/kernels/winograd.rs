@@ -37,7 +37,7 @@
 //! dy with the kernel turned by 180° and the channels swapped, as in [`super::direct`]),
 //! so [`Plan::for_input_gradient`] computes it the same way.
 
-use super::direct::{self, forward_block, forward_with, input_gradient_geometry, sized};
+use super::direct::{self, forward_block, forward_with, input_gradient_geometry, sized, Sums};
 use super::direct::{Isa, Kind, Lanes, Portable};
 use super::{copy_row, ConvGeometry, Epilogue};
 
@@ -336,7 +336,7 @@ unsafe fn chunk_with<S: Lanes>(a: ChunkArgs) {
             a.starts,
             &a.v[xi * v_plane..][..ic * columns],
             &a.u[xi * u_len..][..u_len],
-            &mut a.m[xi * products..][..products - SKEW],
+            Sums::Rows(&mut a.m[xi * products..][..products - SKEW]),
         );
         // SAFETY: as above.
         unsafe { forward_with::<S>(p.block, args) };
