@@ -777,12 +777,13 @@ impl Plan {
         assert_eq!(dw_t.len(), self.taps() * g.oc, "direct convolution: dw");
         let x = sized(&mut scratch.padded, self.padded_len);
         self.fill_padded(x_img, x);
-        // dy (OC, P) → (P, OC), a band of positions at a time: the band's rows of dy_t
-        // stay in L1 while every channel writes into them.
-        const BAND: usize = 16;
+        // dy (OC, P) → (P, OC); when dy_t is larger than the L1 cache, a band of positions
+        // at a time, whose rows of dy_t stay in L1 while every channel writes into them.
+        const L1_VALUES: usize = 8 << 10;
+        let band_len = if p * g.oc <= L1_VALUES { p } else { 16 };
         let dy_t = sized(&mut scratch.flat, p * g.oc);
-        for q0 in (0..p).step_by(BAND) {
-            let band = BAND.min(p - q0);
+        for q0 in (0..p).step_by(band_len.max(1)) {
+            let band = band_len.min(p - q0);
             let rows = &mut dy_t[q0 * g.oc..(q0 + band) * g.oc];
             for (o, plane) in dy_img.chunks_exact(p).enumerate() {
                 for (q, &v) in plane[q0..q0 + band].iter().enumerate() {
