@@ -550,9 +550,7 @@ impl<L: Layout> BatchNorm<L> {
             })
             .collect())
     }
-}
 
-impl<L: Layout> BatchNorm<L> {
     /// [`Layer::backward_relu_pool`] with the kept pooling.
     fn backward_pooled(&mut self, pooled: &Pooled, dp: Tensor) -> Result<Tensor> {
         let x = kept(&self.input, L::KIND)?.clone();
