@@ -926,7 +926,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
     }
 
     /// dp, the gradient of the pooled output → dx, plane by plane: dy of each plane built
-    /// in a buffer of its size from dp, the maxima's positions and x ([`Upstream::plane`]),
+    /// in a buffer of its size from dp, the maxima's positions and x,
     /// once for backward's sums and once for dx, never written out.
     fn backward_relu_pool(&mut self, dp: Tensor) -> Result<Tensor> {
         let Some(pooled) = self.pooled.take() else {
