@@ -762,6 +762,58 @@ mod batchnorm {
         assert!(zeros, "some windows entirely cut off by the ReLU");
     }
 
+    /// A max-pooling whose 2×2 windows tile its input takes the backward pass of the ReLU
+    /// before it in (a `Sequential` runs the two as one): dx and the parameter gradients
+    /// are the bits of the layers one by one — after a convolution whose forward pass ran
+    /// the ReLU fused, after a bare ReLU, on odd plane sizes, with windows whose maximum
+    /// the ReLU cut to 0; overlapping windows (3×3, stride 2) and evaluation keep the two
+    /// passes apart.
+    #[test]
+    fn relu_then_pooling_backward_runs_as_one_with_the_same_bits() {
+        fn network(conv: bool, kernel: usize, stride: usize) -> Sequential {
+            let mut rng = Rng::new(14);
+            let mut net = Sequential::new();
+            if conv {
+                let config = Conv2dConfig::new(3, 4, 3).padding(1);
+                net.push(Box::new(Conv2d::new(config, &mut rng).unwrap()));
+            }
+            net.push(Box::new(Relu::default()));
+            let pool = Pool2dConfig::new(kernel).stride(stride);
+            net.push(Box::new(MaxPool2d::new(pool).unwrap()));
+            net
+        }
+        let mut zeros = false;
+        for (conv, kernel, stride, shape) in [
+            (true, 2, 2, vec![3, 3, 6, 8]),
+            (true, 2, 2, vec![2, 3, 7, 9]),
+            (false, 2, 2, vec![2, 3, 5, 6]),
+            (true, 3, 2, vec![2, 3, 7, 7]),
+        ] {
+            let mut rng = Rng::new(15);
+            let x = Tensor::randn(&shape, 1.0, &mut rng);
+            let out = network(conv, kernel, stride).output_shape(&shape).unwrap();
+            let dy = Tensor::randn(&out, 1.0, &mut rng);
+            for mode in [Mode::Train, Mode::Eval] {
+                let what = format!("{mode:?} {shape:?} {kernel}×{kernel}");
+                let mut apart = network(conv, kernel, stride);
+                let (y_apart, dx_apart) = one_by_one(apart.layers_mut(), &x, &dy, mode);
+                let mut net = network(conv, kernel, stride);
+                let y = net.forward_ref(&x, mode).unwrap();
+                assert_eq!(y.data(), y_apart.data(), "{what}: y");
+                zeros |= y.data().contains(&0.0);
+                let pool = net.layers().last().unwrap();
+                let takes = kernel == 2 && mode == Mode::Train;
+                assert_eq!(pool.backward_takes_relu_before(), takes, "{what}");
+                let dx = net.backward_ref(&dy).unwrap();
+                assert_eq!(dx.data(), dx_apart.data(), "{what}: dx");
+                for ((name, p), (_, want)) in net.params().into_iter().zip(apart.params()) {
+                    assert_eq!(p.grad().data(), want.grad().data(), "{what}: {name}");
+                }
+            }
+        }
+        assert!(zeros, "some windows entirely cut off by the ReLU");
+    }
+
     /// In evaluation a `Sequential` folds a convolution, the batch normalisation after it
     /// (with running statistics) and a ReLU after that into one convolution: y is the
     /// layers' one after the other up to rounding; a backward pass afterwards runs them

@@ -230,6 +230,49 @@ pub fn max_pool2d_backward(g: &PoolGeometry, taps: &[Tap], dy: &[f32], dx: &mut 
         });
 }
 
+/// [`max_pool2d_backward`] of windows that tile the input
+/// ([`PoolGeometry::is_2x2_tiling`]), each output's gradient first mapped by
+/// `through(dy, y)`, y being the output: the gradient taken back through an element-wise
+/// function before the pooling as well, whose output at a window's maximum is y. A plane
+/// at a time, the mapped gradients in a buffer of one plane's outputs.
+pub fn max_pool2d_backward_through(
+    g: &PoolGeometry,
+    taps: &[Tap],
+    dy: &[f32],
+    y: &[f32],
+    dx: &mut [f32],
+    through: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+    assert!(
+        g.is_2x2_tiling(),
+        "max pool backward: windows that tile the input"
+    );
+    assert_eq!(dx.len(), g.n * g.c * in_plane, "max pool backward: dx size");
+    assert_eq!(
+        dy.len(),
+        g.n * g.c * out_plane,
+        "max pool backward: dy size"
+    );
+    assert_eq!(y.len(), dy.len(), "max pool backward: y size");
+    assert_eq!(
+        taps.len(),
+        dy.len(),
+        "max pool backward: one tap per output"
+    );
+    dx.par_chunks_mut(in_plane)
+        .zip(
+            taps.par_chunks(out_plane)
+                .zip(dy.par_chunks(out_plane).zip(y.par_chunks(out_plane))),
+        )
+        .with_min_len(g.planes_per_job())
+        .for_each_init(Vec::new, |mapped, (dx, (taps, (dy, y)))| {
+            mapped.clear();
+            mapped.extend(dy.iter().zip(y).map(|(&d, &y)| through(d, y)));
+            route_2x2_plane(g, taps, mapped, dx);
+        });
+}
+
 /// For each output, (N, C, OH, OW) row-major, the flat index in x of the input value its
 /// tap names.
 pub fn max_pool2d_argmax(g: &PoolGeometry, taps: &[Tap]) -> Vec<usize> {

@@ -224,6 +224,24 @@ pub trait Layer: Send {
     /// as its own forward would have, for its backward. Other layers ignore it.
     fn keep_fused_output(&mut self, _y: &Tensor) {}
 
+    /// Whether this layer's backward pass can take in that of a ReLU before it
+    /// ([`Layer::backward_after_relu`]), as a max-pooling whose 2×2 windows tiled its
+    /// input does. A [`crate::network::Sequential`] then runs the two backward passes as
+    /// one.
+    fn backward_takes_relu_before(&self) -> bool {
+        false
+    }
+
+    /// The backward passes of this layer and of the ReLU before it as one: dy of this
+    /// layer's output → dx of the ReLU's input, the values the two backward passes give one
+    /// after the other.
+    fn backward_after_relu(&mut self, _dy: Tensor) -> Result<Tensor> {
+        Err(Error::config(
+            self.kind(),
+            "this layer's backward pass does not take in a ReLU's",
+        ))
+    }
+
     /// Whether this layer can compute itself, a ReLU and a max-pooling of 2×2 windows
     /// after it in one pass over the values ([`Layer::forward_relu_pool`]), as batch
     /// normalisation does. A [`crate::network::Sequential`] then runs the three as one,

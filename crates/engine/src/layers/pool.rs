@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
 use crate::kernels::pool::{self as kernels, PoolGeometry, Tap, MAX_WINDOW};
+use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Layer, Mode};
 use crate::spec::{LayerSpec, Size2};
 use crate::tensor::Tensor;
@@ -211,6 +212,10 @@ pub struct MaxPool2d {
     taps: Vec<Tap>,
     /// The input shape of the last forward pass, (N, C, H, W).
     input_shape: Option<Vec<usize>>,
+    /// The output of the last forward pass in training when its windows tiled the input
+    /// (2×2, stride 2): with it the backward pass of a ReLU before this layer is taken in
+    /// ([`Layer::backward_after_relu`]).
+    output: Option<Tensor>,
 }
 
 impl MaxPool2d {
@@ -237,6 +242,7 @@ impl MaxPool2d {
             config,
             taps: Vec::new(),
             input_shape: None,
+            output: None,
         })
     }
 
@@ -283,12 +289,15 @@ impl Layer for MaxPool2d {
     /// (`if (val > maxval || isnan(val))`); of several NaNs the last one. Ties go to the
     /// first maximum in row-major order, the one PyTorch keeps. The position of each
     /// maximum within its window (its tap) is kept for backward.
-    fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         let g = self.config.geometry(self.kind(), x.shape())?;
         let mut y = Tensor::for_overwrite(&g.output_shape());
         self.taps.resize(y.len(), 0);
         kernels::max_pool2d_forward(&g, x.data(), y.data_mut(), &mut self.taps);
         self.input_shape = Some(x.shape().to_vec());
+        // Kept in training only: in evaluation a backward pass is rare, and the handle
+        // would keep y's buffer from being reused.
+        self.output = (mode == Mode::Train && g.is_2x2_tiling()).then(|| y.clone());
         Ok(y)
     }
 
@@ -304,6 +313,31 @@ impl Layer for MaxPool2d {
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
         let mut dx = Tensor::for_overwrite(shape);
         kernels::max_pool2d_backward(&g, &self.taps, dy.data(), dx.data_mut());
+        Ok(dx)
+    }
+
+    fn backward_takes_relu_before(&self) -> bool {
+        self.output.is_some()
+    }
+
+    /// dy → dx of the ReLU before this layer: `dy·relu'(y)` routed to the maxima. The
+    /// ReLU's output at a window's maximum is this layer's output y there, and every other
+    /// value of the ReLU's gradient is 0 — the bits of the two backward passes one after
+    /// the other, without the pass over the full-size gradient between them.
+    fn backward_after_relu(&mut self, dy: Tensor) -> Result<Tensor> {
+        let Some(y) = &self.output else {
+            return Err(Error::config(
+                self.kind(),
+                "backward_after_relu needs a forward pass whose 2×2 windows tile the input",
+            ));
+        };
+        let shape = kept(&self.input_shape, self.kind())?;
+        let g = self.config.geometry(self.kind(), shape)?;
+        expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
+        let mut dx = Tensor::for_overwrite(shape);
+        let through_relu = |d: f32, y: f32| d * ReluFn.derivative(y);
+        let (taps, dy, y) = (&self.taps, dy.data(), y.data());
+        kernels::max_pool2d_backward_through(&g, taps, dy, y, dx.data_mut(), through_relu);
         Ok(dx)
     }
 

@@ -123,8 +123,10 @@ impl Sequential {
 
 /// Backward through `layers`, last to first, each group of three the forward pass ran
 /// as one ([`Layer::forward_relu_pool`]; `fused` holds the network positions of their
-/// first layers) through its first layer's [`Layer::backward_relu_pool`]; errors name a
-/// layer by its position in the network, `offset` being the position of `layers[0]`.
+/// first layers) through its first layer's [`Layer::backward_relu_pool`], and a ReLU
+/// with the layer after it where that one takes the ReLU's backward in
+/// ([`Layer::backward_after_relu`]); errors name a layer by its position in the network,
+/// `offset` being the position of `layers[0]`.
 fn backward_through(
     layers: &mut [Box<dyn Layer>],
     offset: usize,
@@ -140,6 +142,14 @@ fn backward_through(
                 .backward_relu_pool(d)
                 .map_err(|e| e.in_layer(&format!("layer {}", at - 2)))?;
             end -= 3;
+        } else if end >= 2
+            && layers[end - 1].backward_takes_relu_before()
+            && layers[end - 2].kind() == ReluFn::KIND
+        {
+            d = layers[end - 1]
+                .backward_after_relu(d)
+                .map_err(|e| e.in_layer(&format!("layer {at}")))?;
+            end -= 2;
         } else {
             d = layers[end - 1]
                 .backward(d)
