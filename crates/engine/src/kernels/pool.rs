@@ -267,10 +267,26 @@ pub fn max_pool2d_backward_through(
         )
         .with_min_len(g.planes_per_job())
         .for_each_init(Vec::new, |mapped, (dx, (taps, (dy, y)))| {
-            mapped.clear();
-            mapped.extend(dy.iter().zip(y).map(|(&d, &y)| through(d, y)));
-            route_2x2_plane(g, taps, mapped, dx);
+            mapped.resize(out_plane, 0.0);
+            route_2x2_plane_through(g, taps, dy, y, &through, mapped, dx);
         });
+}
+
+/// One plane of [`max_pool2d_backward_through`]: dy mapped by `through(dy, y)` into
+/// `mapped` (one value per output), then routed to the maxima ([`route_2x2_plane`]).
+pub(crate) fn route_2x2_plane_through(
+    g: &PoolGeometry,
+    taps: &[Tap],
+    dy: &[f32],
+    y: &[f32],
+    through: impl Fn(f32, f32) -> f32,
+    mapped: &mut [f32],
+    dx: &mut [f32],
+) {
+    for ((m, &d), &y) in mapped.iter_mut().zip(dy).zip(y) {
+        *m = through(d, y);
+    }
+    route_2x2_plane(g, taps, mapped, dx);
 }
 
 /// For each output, (N, C, OH, OW) row-major, the flat index in x of the input value its
@@ -395,7 +411,7 @@ fn max_2x2_block(
 /// Backward of [`max_2x2_plane`]: the windows tile the plane, so every value of dx is
 /// written once, `dy` at the recorded tap and 0 at the other three (and 0 in a last row
 /// or column no window covers). No zeroing pass, no scatter.
-pub(crate) fn route_2x2_plane(g: &PoolGeometry, taps: &[Tap], dy: &[f32], dx: &mut [f32]) {
+fn route_2x2_plane(g: &PoolGeometry, taps: &[Tap], dy: &[f32], dx: &mut [f32]) {
     let (covered, below) = dx.split_at_mut(g.oh * 2 * g.w);
     below.fill(0.0);
     let rows = covered.chunks_exact_mut(2 * g.w);

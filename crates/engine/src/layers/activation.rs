@@ -28,6 +28,11 @@ pub trait Elementwise: Send + Sync + 'static {
     fn f(&self, x: f32) -> f32;
     /// `∂y/∂x`, from the kept value (`x` or `y`, as [`Elementwise::KEEPS`] says).
     fn derivative(&self, kept: f32) -> f32;
+    /// `dx = dy · f'(x)`: the gradient taken back through the function, from the kept value.
+    #[inline(always)]
+    fn gradient(&self, dy: f32, kept: f32) -> f32 {
+        dy * self.derivative(kept)
+    }
 }
 
 /// A layer applying an [`Elementwise`] function to every value: `y = f(x)`, and in
@@ -93,7 +98,7 @@ impl<F: Elementwise> Layer for Activation<F> {
         let kept = kept(&self.kept, F::KIND)?;
         expect_same_shape(F::KIND, kept.shape(), dy.shape())?;
         let function = &self.function;
-        dy.into_zip_map(kept, |d, k| d * function.derivative(k))
+        dy.into_zip_map(kept, |d, k| function.gradient(d, k))
     }
 
     fn keep_fused_output(&mut self, y: &Tensor) {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::collective::Collective;
 use crate::error::{Error, Result};
-use crate::kernels::pool::{max_2x2_plane, route_2x2_plane, PoolGeometry, Tap};
+use crate::kernels::pool::{max_2x2_plane, route_2x2_plane_through, PoolGeometry, Tap};
 use crate::kernels::{lane_sum, lane_sum_pairs};
 use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
@@ -670,10 +670,8 @@ impl Upstream<'_> {
                 let maxima = &pooled.output.data()[window];
                 scratch.resize(out + s, 0.0);
                 let (through_relu, dy) = scratch.split_at_mut(out);
-                for ((d, &dp), &max) in through_relu.iter_mut().zip(dp).zip(maxima) {
-                    *d = dp * ReluFn.derivative(max);
-                }
-                route_2x2_plane(g, taps, through_relu, dy);
+                let relu = |d, y| ReluFn.gradient(d, y);
+                route_2x2_plane_through(g, taps, dp, maxima, relu, through_relu, dy);
                 dy
             }
         }

@@ -335,7 +335,7 @@ impl Layer for MaxPool2d {
         let g = self.config.geometry(self.kind(), shape)?;
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
         let mut dx = Tensor::for_overwrite(shape);
-        let through_relu = |d: f32, y: f32| d * ReluFn.derivative(y);
+        let through_relu = |d, y| ReluFn.gradient(d, y);
         let (taps, dy, y) = (&self.taps, dy.data(), y.data());
         kernels::max_pool2d_backward_through(&g, taps, dy, y, dx.data_mut(), through_relu);
         Ok(dx)
