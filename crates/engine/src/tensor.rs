@@ -364,12 +364,22 @@ impl Tensor {
 
     /// `self += other`, element-wise; a shape error unless the shapes are equal.
     pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
-        self.zip_assign(other, |a, b| a + b)
+        self.zip_assign_named("add_assign", other, |a, b| a + b)
     }
 
     /// `self = f(self, other)`, element-wise; a shape error unless the shapes are equal.
     pub fn zip_assign(&mut self, other: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<()> {
-        self.expect_same_shape("zip_assign", other)?;
+        self.zip_assign_named("zip_assign", other, f)
+    }
+
+    /// [`Tensor::zip_assign`], a shape error naming `operation`.
+    fn zip_assign_named(
+        &mut self,
+        operation: &str,
+        other: &Tensor,
+        f: impl Fn(f32, f32) -> f32,
+    ) -> Result<()> {
+        self.expect_same_shape(operation, other)?;
         for (a, &b) in self.data_mut().iter_mut().zip(other.data()) {
             *a = f(*a, b);
         }

@@ -228,6 +228,12 @@ fn tensor_operations_on_mismatched_shapes_are_errors() {
     let b = Tensor::zeros(&[3, 2]);
     let msg = message(a.add_assign(&b));
     assert!(msg.contains("(2, 3)") && msg.contains("(3, 2)"), "{msg}");
+    assert!(msg.contains("add_assign"), "the operation named: {msg}");
+    let msg = message(a.zip_assign(&b, |u, v| u * v));
+    assert!(
+        msg.contains("zip_assign") && msg.contains("(3, 2)"),
+        "{msg}"
+    );
     assert!(a.copy_from(&b).is_err());
     assert!(a.zip_map(&b, |u, v| u + v).is_err());
     assert!(a.clone().into_zip_map(&b, |u, v| u + v).is_err());

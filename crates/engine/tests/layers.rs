@@ -684,6 +684,62 @@ mod batchnorm {
         }
     }
 
+    /// Called by hand with what does not fit, the fused passes give errors, not panics:
+    /// backward before forward, a pooling whose input is not the layer's, windows that
+    /// overlap, a gradient of the wrong shape; nothing is half-updated by a refused call.
+    #[test]
+    fn fused_passes_refuse_what_does_not_fit() {
+        use ocellus::kernels::pool::PoolGeometry;
+        let mut bn = BatchNorm2d::new(3).unwrap();
+        let dp = Tensor::zeros(&[2, 3, 2, 2]);
+        let err = bn.backward_relu_pool(dp.clone()).unwrap_err().to_string();
+        assert!(err.contains("forward_relu_pool"), "{err}");
+        let x = Tensor::randn(&[2, 3, 4, 4], 1.0, &mut Rng::new(3));
+        let pool = |shape: [usize; 4], k: usize, s: usize| {
+            PoolGeometry::new(shape, (k, k), (s, s), (0, 0), false, true).unwrap()
+        };
+        for wrong in [
+            pool([2, 3, 6, 4], 2, 2),
+            pool([2, 5, 4, 4], 2, 2),
+            pool([2, 3, 4, 4], 3, 1),
+        ] {
+            let err = bn
+                .forward_relu_pool(x.clone(), Mode::Train, &wrong)
+                .unwrap_err();
+            assert!(err.to_string().contains("2×2 max-pooling"), "{err}");
+        }
+        assert_eq!(
+            bn.num_batches_tracked(),
+            Some(0),
+            "refused before any statistics"
+        );
+        let p = bn
+            .forward_relu_pool(x, Mode::Train, &pool([2, 3, 4, 4], 2, 2))
+            .unwrap();
+        assert_eq!(p.shape(), dp.shape());
+        let err = bn
+            .backward_relu_pool(Tensor::zeros(&[2, 3, 4, 4]))
+            .unwrap_err();
+        assert!(err.to_string().contains("(2, 3, 2, 2)"), "{err}");
+        assert!(
+            bn.backward_relu_pool(dp).is_ok(),
+            "the kept pass survives a refused call"
+        );
+
+        let mut pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+        assert!(pool
+            .backward_after_relu(Tensor::zeros(&[1, 1, 2, 2]))
+            .is_err());
+        pool.forward(Tensor::zeros(&[1, 1, 4, 4]), Mode::Train)
+            .unwrap();
+        assert!(pool
+            .backward_after_relu(Tensor::zeros(&[1, 1, 3, 3]))
+            .is_err());
+        assert!(pool
+            .backward_after_relu(Tensor::zeros(&[1, 1, 2, 2]))
+            .is_ok());
+    }
+
     /// A `Sequential` runs BatchNorm, the ReLU after it and a 2×2 max-pooling after that
     /// as one, forward and backward: the same bits as the three layers one after the
     /// other — y, dx, dγ, dβ and the running statistics — in training and evaluation, on

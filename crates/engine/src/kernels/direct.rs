@@ -658,9 +658,6 @@ impl Plan {
         let g = &self.g;
         assert_eq!(x_img.len(), g.ic * g.h * g.w, "direct convolution: x");
         assert_eq!(y_img.len(), g.oc * g.oh * g.ow, "direct convolution: y");
-        let b = self.block.0;
-        // Every vector's sums, whole steps of V of them (`starts` holds one per vector).
-        let row = self.starts.len() * self.isa.lanes();
         let padded = sized(&mut scratch.padded, self.padded_len);
         self.fill_padded(x_img, padded);
         if self.exact_rows {
@@ -674,6 +671,8 @@ impl Plan {
             self.run_forward((&self.offsets[..], &self.starts[..], &*padded, weights, sums));
             return;
         }
+        // Every vector's sums, whole steps of V of them (`starts` holds one per vector).
+        let (b, row) = (self.block.0, self.starts.len() * self.isa.lanes());
         let flat = sized(&mut scratch.flat, g.oc.div_ceil(b) * b * row);
         let sums = Sums::Rows(&mut *flat);
         self.run_forward((&self.offsets[..], &self.starts[..], &*padded, weights, sums));

@@ -306,13 +306,12 @@ impl Conv2d {
     /// the input for backward.
     fn forward_then(&mut self, x: Tensor, relu: bool) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
-        let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
         let epilogue = kernels::Epilogue {
             bias: self.bias.as_ref().map(|b| b.value().data()),
             relu,
         };
         let w = self.weight.value().data();
-        kernels::conv::forward(&g, x.data(), w, epilogue, y.data_mut(), &mut self.workspace);
+        let y = convolve(&g, &x, w, epilogue, &mut self.workspace);
         self.input = Some(x);
         Ok(y)
     }
@@ -335,6 +334,19 @@ impl Conv2d {
         );
         Ok(())
     }
+}
+
+/// y = w ∗ x with the epilogue applied, for the convolution `g`.
+fn convolve(
+    g: &ConvGeometry,
+    x: &Tensor,
+    w: &[f32],
+    epilogue: kernels::Epilogue,
+    ws: &mut kernels::conv::Workspace,
+) -> Tensor {
+    let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
+    kernels::conv::forward(g, x.data(), w, epilogue, y.data_mut(), ws);
+    y
 }
 
 impl Layer for Conv2d {
@@ -438,13 +450,11 @@ impl Layer for Conv2d {
             let b = self.bias.as_ref().map_or(0.0, |b| b.value().data()[o]);
             folded.bias.push(s * b + t);
         }
-        let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
         let epilogue = kernels::Epilogue {
             bias: Some(&folded.bias),
             relu,
         };
-        let (w, ws) = (&folded.weight, &mut self.workspace);
-        kernels::conv::forward(&g, x.data(), w, epilogue, y.data_mut(), ws);
+        let y = convolve(&g, &x, &folded.weight, epilogue, &mut self.workspace);
         self.input = Some(x);
         Ok(y)
     }
