@@ -943,6 +943,84 @@ mod batchnorm {
         }
     }
 
+    /// In evaluation a convolution — with the batch normalisation and the ReLU after it,
+    /// or either, or neither — and a 2×2 max-pooling after that run as one pass, each
+    /// image pooled as soon as it is convolved: y is the same bits as the network without
+    /// the pooling, then the pooling, and the pooling layer itself does not run; a
+    /// backward pass afterwards runs the layers again one by one (dx and every gradient
+    /// the same bits as apart). On the direct path (5×5), the Winograd path (3×3, 64
+    /// channels) and im2col (stride 2), on odd sizes (the last row and column dropped);
+    /// overlapping windows and training are not folded.
+    #[test]
+    fn evaluation_pools_each_image_as_it_is_convolved() {
+        fn network(conv: Conv2dConfig, bn: bool, relu: bool, pool: Option<usize>) -> Sequential {
+            let mut rng = Rng::new(21);
+            let oc = conv.out_channels;
+            let mut net = Sequential::new().with(Conv2d::new(conv, &mut rng).unwrap());
+            if bn {
+                let mut bn = BatchNorm2d::new(oc).unwrap();
+                let values = |scale: f32, offset: f32| {
+                    let v = (0..oc).map(|c| offset + scale * (c as f32 / oc as f32 - 0.5));
+                    Tensor::from_vec(&[oc], v.collect()).unwrap()
+                };
+                bn.set("weight", values(0.8, 0.5)).unwrap();
+                bn.set("bias", values(0.4, -0.1)).unwrap();
+                bn.set("running_mean", values(0.6, 0.1)).unwrap();
+                bn.set("running_var", values(0.4, 0.9)).unwrap();
+                net = net.with(bn);
+            }
+            if relu {
+                net = net.with(Relu::default());
+            }
+            if let Some(k) = pool {
+                net = net.with(MaxPool2d::new(Pool2dConfig::new(k).stride(2)).unwrap());
+            }
+            net
+        }
+        let convs = [
+            (Conv2dConfig::new(3, 8, 5).padding(2), [3, 3, 9, 11]),
+            (Conv2dConfig::new(16, 64, 3).padding(1), [3, 16, 10, 7]),
+            (
+                Conv2dConfig::new(4, 6, 3).stride(2).padding(1),
+                [2, 4, 13, 9],
+            ),
+        ];
+        let mut rng = Rng::new(22);
+        for (conv, shape) in convs {
+            let x = Tensor::randn(&shape, 1.0, &mut rng);
+            let variants = [(true, true), (true, false), (false, true), (false, false)];
+            for ((bn, relu), k, mode) in variants
+                .into_iter()
+                .flat_map(|v| [(v, 2, Mode::Eval), (v, 3, Mode::Eval), (v, 2, Mode::Train)])
+            {
+                let what =
+                    format!("{conv:?} on {shape:?}, bn {bn}, relu {relu}, {k}×{k}, {mode:?}");
+                let mut net = network(conv, bn, relu, Some(k));
+                let y = net.forward_ref(&x, mode).unwrap();
+                let mut unpooled = network(conv, bn, relu, None);
+                let mut pool = MaxPool2d::new(Pool2dConfig::new(k).stride(2)).unwrap();
+                let want = pool.forward(unpooled.forward_ref(&x, mode).unwrap(), mode);
+                let want = want.unwrap();
+                assert_eq!(y.shape(), want.shape(), "{what}: y's shape");
+                assert_eq!(y.data(), want.data(), "{what}: y");
+                let dy = Tensor::randn(y.shape(), 1.0, &mut rng);
+                let pooling = net.layers_mut().last_mut().unwrap();
+                // Pooled in another layer's pass: folded, or (training) fused with the
+                // normalisation and the ReLU.
+                let elsewhere = k == 2 && (mode == Mode::Eval || bn && relu);
+                let ran = pooling.backward_ref(&dy).is_ok();
+                assert_eq!(ran, !elsewhere, "{what}: the pooling layer ran");
+                let mut apart = network(conv, bn, relu, Some(k));
+                let (_, dx_apart) = one_by_one(apart.layers_mut(), &x, &dy, mode);
+                let dx = net.backward_ref(&dy).unwrap();
+                assert_eq!(dx.data(), dx_apart.data(), "{what}: dx");
+                for ((name, p), (_, want)) in net.params().into_iter().zip(apart.params()) {
+                    assert_eq!(p.grad().data(), want.grad().data(), "{what}: {name}");
+                }
+            }
+        }
+    }
+
     /// Forward and backward through `layers` one at a time: (y, dx).
     fn one_by_one(
         layers: &mut [Box<dyn Layer>],

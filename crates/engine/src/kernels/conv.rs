@@ -42,6 +42,7 @@
 
 use super::direct::{self, Isa, Plan};
 use super::matmul::gemm_one_thread;
+use super::pool::{self, PoolGeometry, Tap};
 use super::winograd;
 use super::{copy_row, lane_sum, ConvGeometry, Epilogue};
 use rayon::prelude::*;
@@ -81,6 +82,10 @@ struct TileScratch {
     direct: direct::Scratch,
     /// The Winograd path's buffers.
     winograd: winograd::Scratch,
+    /// y of the images being convolved, when they are pooled before they are written.
+    unpooled: Vec<f32>,
+    /// The taps of that pooling, which only its maxima are kept of.
+    taps: Vec<Tap>,
 }
 
 /// One chunk's share of the parameter gradients.
@@ -365,7 +370,49 @@ pub fn forward(
     y: &mut [f32],
     ws: &mut Workspace,
 ) {
-    check_lengths(g, x, w, y);
+    forward_then(g, x, w, epilogue, None, y, ws);
+}
+
+/// [`forward`] followed by the 2×2 max-pooling `pool` ([`PoolGeometry::is_2x2_tiling`],
+/// on y's shape), y never written out: each thread pools the images it has just
+/// convolved while they are in its cache. pooled: (N, OC, OH/2, OW/2) (overwritten), the
+/// same bits as [`forward`] then [`pool::max_pool2d_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn forward_pooled(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    pool: &PoolGeometry,
+    pooled: &mut [f32],
+    ws: &mut Workspace,
+) {
+    assert!(
+        pool.is_2x2_tiling() && pool.input_shape() == [g.n, g.oc, g.oh, g.ow],
+        "conv forward: {pool:?} is not a 2×2 tiling of y"
+    );
+    forward_then(g, x, w, epilogue, Some(pool), pooled, ws);
+}
+
+/// [`forward`] into `out`, or with `pool` [`forward_pooled`].
+fn forward_then(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    pool: Option<&PoolGeometry>,
+    out: &mut [f32],
+    ws: &mut Workspace,
+) {
+    let y_per = g.oc * g.oh * g.ow;
+    let out_per = pool.map_or(y_per, |p| p.c * p.oh * p.ow);
+    check_lengths(g, x, w, g.n * y_per);
+    assert_eq!(
+        out.len(),
+        g.n * out_per,
+        "conv forward: y holds {} values",
+        out.len()
+    );
     if let Some(b) = epilogue.bias {
         assert_eq!(b.len(), g.oc, "conv forward: bias holds {} values", b.len());
     }
@@ -373,12 +420,12 @@ pub fn forward(
         return;
     }
     let low = Lowering::new(g);
-    let (x_per, y_per) = (x.len() / g.n, y.len() / g.n);
+    let x_per = x.len() / g.n;
     ws.prepare_threads();
     if low.winograd {
         let plan = winograd::Plan::new(g, Isa::detect());
         plan.transform_weights(w, &mut ws.weights);
-        forward_winograd(&plan, x, &ws.weights, epilogue, y, &ws.threads);
+        forward_winograd(&plan, x, &ws.weights, epilogue, pool, out, &ws.threads);
         return;
     }
     if let Some(plan) = &low.direct {
@@ -388,29 +435,53 @@ pub fn forward(
     // Images are independent: small jobs let rayon keep every thread busy even when some
     // are slowed down by other work on the machine.
     let job_len = images_per_job(g, low.tile);
-    y.par_chunks_mut(job_len * y_per)
+    out.par_chunks_mut(job_len * out_per)
         .enumerate()
         .with_max_len(1)
-        .for_each(|(job, y_job)| {
+        .for_each(|(job, out_job)| {
             let s = &mut thread_scratch(threads);
-            for (t, y_tile) in y_job.chunks_mut(low.tile * y_per).enumerate() {
+            for (t, out_tile) in out_job.chunks_mut(low.tile * out_per).enumerate() {
                 let first = job * job_len + t * low.tile;
-                let x_tile = &x[first * x_per..][..y_tile.len() / y_per * x_per];
+                let images = out_tile.len() / out_per;
+                let x_tile = &x[first * x_per..][..images * x_per];
                 match &low.direct {
+                    // One image at a time, pooled while in cache.
                     Some(plan) => {
-                        let images = x_tile.chunks(x_per).zip(y_tile.chunks_mut(y_per));
-                        for (x_img, y_img) in images {
-                            let s = &mut s.direct;
-                            plan.forward_image(x_img, direct_weights, epilogue, y_img, s);
+                        let images = x_tile.chunks(x_per).zip(out_tile.chunks_mut(out_per));
+                        for (x_img, out_img) in images {
+                            then_pool(pool, out_img, y_per, s, |y_img, s| {
+                                let (w, s) = (direct_weights, &mut s.direct);
+                                plan.forward_image(x_img, w, epilogue, y_img, s)
+                            });
                         }
                     }
-                    None => forward_tile(g, &low, x_tile, w, epilogue, y_tile, s),
+                    None => then_pool(pool, out_tile, images * y_per, s, |y_tile, s| {
+                        forward_tile(g, &low, x_tile, w, epilogue, y_tile, s)
+                    }),
                 }
             }
         });
 }
 
-/// [`forward`] on the Winograd path: one job per chunk of images, chunks starting at
+/// `conv` writing y (`len` values) into `out`, or with `pool` into a thread buffer then
+/// pooled into `out`.
+fn then_pool(
+    pool: Option<&PoolGeometry>,
+    out: &mut [f32],
+    len: usize,
+    s: &mut TileScratch,
+    conv: impl FnOnce(&mut [f32], &mut TileScratch),
+) {
+    let Some(pool) = pool else {
+        return conv(out, s);
+    };
+    let mut y = std::mem::take(&mut s.unpooled);
+    conv(resized(&mut y, len), s);
+    pool::max_2x2_planes(pool, &y[..len], out, &mut s.taps);
+    s.unpooled = y;
+}
+
+/// [`forward_then`] on the Winograd path: one job per chunk of images, chunks starting at
 /// multiples of [`winograd::Plan::images`] (for dx, with `x` being dy and `u` the
 /// flipped filters).
 fn forward_winograd(
@@ -418,17 +489,22 @@ fn forward_winograd(
     x: &[f32],
     u: &[f32],
     epilogue: Epilogue,
-    y: &mut [f32],
+    pool: Option<&PoolGeometry>,
+    out: &mut [f32],
     threads: &[Mutex<TileScratch>],
 ) {
     let n = plan.images();
     let (x_per, y_per) = plan.image_lengths();
-    y.par_chunks_mut(n * y_per)
+    let out_per = pool.map_or(y_per, |p| p.c * p.oh * p.ow);
+    out.par_chunks_mut(n * out_per)
         .zip(x.par_chunks(n * x_per))
         .with_max_len(1)
-        .for_each(|(y_job, x_job)| {
+        .for_each(|(out_job, x_job)| {
             let s = &mut thread_scratch(threads);
-            plan.forward_images(x_job, u, epilogue, y_job, &mut s.winograd);
+            let len = x_job.len() / x_per * y_per;
+            then_pool(pool, out_job, len, s, |y_job, s| {
+                plan.forward_images(x_job, u, epilogue, y_job, &mut s.winograd)
+            });
         });
 }
 
@@ -543,7 +619,7 @@ pub fn backward(
     db: Option<&mut [f32]>,
     ws: &mut Workspace,
 ) {
-    check_lengths(g, x, w, dy);
+    check_lengths(g, x, w, dy.len());
     if let Some(dx) = &dx {
         assert_eq!(dx.len(), x.len(), "conv backward: dx and x sizes differ");
     }
@@ -809,7 +885,7 @@ fn dx_of_tile(
 /// past them then count as zero. (A transposed convolution whose output padding is at
 /// least its stride meets such a convolution.)
 pub fn input_gradient(g: &ConvGeometry, w: &[f32], dy: &[f32], dx: &mut [f32], ws: &mut Workspace) {
-    check_lengths(g, dx, w, dy);
+    check_lengths(g, dx, w, dy.len());
     if g.n == 0 || dx.is_empty() {
         return;
     }
@@ -868,8 +944,9 @@ fn input_gradient_gemms(low: &Lowering, w: &[f32], dy: &[f32], dcols: &mut [f32]
     }
 }
 
-/// Asserts the slice lengths the geometry implies (callers build both from one tensor).
-fn check_lengths(g: &ConvGeometry, x: &[f32], w: &[f32], y: &[f32]) {
+/// Asserts the slice lengths the geometry implies, y's given as `y_len` (callers build
+/// them from one tensor).
+fn check_lengths(g: &ConvGeometry, x: &[f32], w: &[f32], y_len: usize) {
     assert_eq!(
         x.len(),
         g.n * g.ic * g.h * g.w,
@@ -881,7 +958,7 @@ fn check_lengths(g: &ConvGeometry, x: &[f32], w: &[f32], y: &[f32]) {
         "conv: w does not match {g:?}"
     );
     assert_eq!(
-        y.len(),
+        y_len,
         g.n * g.oc * g.oh * g.ow,
         "conv: y does not match {g:?}"
     );
@@ -1002,6 +1079,31 @@ pub(crate) mod tests {
         forward(&g, &d.x, &d.w, relu, &mut y_relu, &mut Workspace::default());
         let want_relu: Vec<f32> = y.iter().map(|&v| relu.finish(v)).collect();
         assert_eq!(y_relu, want_relu, "y with the ReLU, {g:?}");
+        // Pooled image by image as it is convolved: exactly the 2×2 max-pooling of that y.
+        let pool = PoolGeometry::new(
+            [g.n, g.oc, g.oh, g.ow],
+            (2, 2),
+            (2, 2),
+            (0, 0),
+            false,
+            false,
+        );
+        if let Some(pool) = pool {
+            let mut want = vec![f32::NAN; g.n * g.oc * pool.oh * pool.ow];
+            let mut taps = vec![0; want.len()];
+            pool::max_pool2d_forward(&pool, &y_relu, &mut want, &mut taps);
+            let mut got = vec![f32::NAN; want.len()];
+            forward_pooled(
+                &g,
+                &d.x,
+                &d.w,
+                relu,
+                &pool,
+                &mut got,
+                &mut Workspace::default(),
+            );
+            assert_eq!(got, want, "y with the ReLU, pooled, {g:?}");
+        }
         let (rdx, rdw, rdb) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
         assert_close("dx", &dx, &rdx);
         assert_close("dw", &dw, &rdw);

@@ -384,6 +384,23 @@ pub(crate) fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &m
     }
 }
 
+/// The maxima of [`max_2x2_plane`] on every plane of x (planes of H×W) into y (planes of
+/// OH×OW), for a `g` that [`PoolGeometry::is_2x2_tiling`]; `taps` is a buffer for the
+/// taps, which are not kept.
+pub(crate) fn max_2x2_planes(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut Vec<Tap>) {
+    let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+    assert!(g.is_2x2_tiling(), "2×2 max pooling: {g:?}");
+    assert_eq!(
+        x.len() / in_plane * out_plane,
+        y.len(),
+        "2×2 max pooling: y size"
+    );
+    taps.resize(out_plane, 0);
+    for (x, y) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+        max_2x2_plane(g, x, y, taps);
+    }
+}
+
 /// Windows handled side by side by [`max_2x2_block`].
 const MAX_2X2_BLOCK: usize = 8;
 

@@ -4,10 +4,11 @@
 use crate::error::{Error, Result};
 use crate::geometry::{conv_output_len, conv_param_count, ReceptiveField};
 use crate::init::{self, Init};
+use crate::kernels::pool::PoolGeometry;
 use crate::kernels::{self, ConvGeometry};
 use crate::layers::{
-    expect_nchw, expect_same_shape, expect_shape, kept, weight_and_bias, weight_and_bias_mut, Key,
-    Layer, Mode, Param, Part, PartMut,
+    expect_nchw, expect_same_shape, expect_shape, kept, weight_and_bias, weight_and_bias_mut, Fold,
+    Key, Layer, Mode, Param, Part, PartMut,
 };
 use crate::rng::Rng;
 use crate::spec::{LayerSpec, PadSpec, Size2};
@@ -311,7 +312,7 @@ impl Conv2d {
             relu,
         };
         let w = self.weight.value().data();
-        let y = convolve(&g, &x, w, epilogue, &mut self.workspace);
+        let y = convolve(&g, &x, w, epilogue, None, &mut self.workspace);
         self.input = Some(x);
         Ok(y)
     }
@@ -336,16 +337,23 @@ impl Conv2d {
     }
 }
 
-/// y = w ∗ x with the epilogue applied, for the convolution `g`.
+/// y = w ∗ x with the epilogue applied, for the convolution `g`; with a 2×2 max-pooling
+/// (checked by the caller to tile y), y pooled.
 fn convolve(
     g: &ConvGeometry,
     x: &Tensor,
     w: &[f32],
     epilogue: kernels::Epilogue,
+    pool: Option<&PoolGeometry>,
     ws: &mut kernels::conv::Workspace,
 ) -> Tensor {
-    let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
-    kernels::conv::forward(g, x.data(), w, epilogue, y.data_mut(), ws);
+    let Some(pool) = pool else {
+        let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
+        kernels::conv::forward(g, x.data(), w, epilogue, y.data_mut(), ws);
+        return y;
+    };
+    let mut y = Tensor::for_overwrite(&pool.output_shape());
+    kernels::conv::forward_pooled(g, x.data(), w, epilogue, pool, y.data_mut(), ws);
     y
 }
 
@@ -427,34 +435,48 @@ impl Layer for Conv2d {
     }
 
     /// `y[oc] = scale[oc]·(b[oc] + w[oc] ∗ x) + shift[oc]` as a convolution with filters
-    /// `scale[oc]·w[oc]` and bias `scale[oc]·b[oc] + shift[oc]`, the ReLU in the same pass.
-    fn forward_folded(
-        &mut self,
-        x: Tensor,
-        scale: &[f32],
-        shift: &[f32],
-        relu: bool,
-    ) -> Result<Tensor> {
+    /// `scale[oc]·w[oc]` and bias `scale[oc]·b[oc] + shift[oc]`, the ReLU in the same pass,
+    /// and the pooling of each image as soon as it is convolved (y is not written out).
+    fn forward_folded(&mut self, x: Tensor, fold: &Fold) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
-        expect_shape("the folded scale", &[g.oc], &[scale.len()])?;
-        expect_shape("the folded shift", &[g.oc], &[shift.len()])?;
-        let per_filter = self.weight.value().len() / g.oc;
-        let folded = &mut self.folded;
-        folded.weight.clear();
-        let filters = self.weight.value().data().chunks_exact(per_filter);
-        for (filter, &s) in filters.zip(scale) {
-            folded.weight.extend(filter.iter().map(|w| s * w));
+        if let Some(pool) = fold.pool {
+            let y_shape = [g.n, g.oc, g.oh, g.ow];
+            expect_shape("the folded pooling's input", &y_shape, &pool.input_shape())?;
+            if !pool.is_2x2_tiling() {
+                return Err(Error::config(
+                    self.kind(),
+                    "a folded pooling has 2×2 windows, stride 2, no padding",
+                ));
+            }
         }
-        folded.bias.clear();
-        for (o, (&s, &t)) in scale.iter().zip(shift).enumerate() {
-            let b = self.bias.as_ref().map_or(0.0, |b| b.value().data()[o]);
-            folded.bias.push(s * b + t);
-        }
-        let epilogue = kernels::Epilogue {
-            bias: Some(&folded.bias),
-            relu,
+        let (weight, bias) = match fold.affine {
+            None => (
+                self.weight.value().data(),
+                self.bias.as_ref().map(|b| b.value().data()),
+            ),
+            Some((scale, shift)) => {
+                expect_shape("the folded scale", &[g.oc], &[scale.len()])?;
+                expect_shape("the folded shift", &[g.oc], &[shift.len()])?;
+                let per_filter = self.weight.value().len() / g.oc;
+                let folded = &mut self.folded;
+                folded.weight.clear();
+                let filters = self.weight.value().data().chunks_exact(per_filter);
+                for (filter, &s) in filters.zip(scale) {
+                    folded.weight.extend(filter.iter().map(|w| s * w));
+                }
+                folded.bias.clear();
+                for (o, (&s, &t)) in scale.iter().zip(shift).enumerate() {
+                    let b = self.bias.as_ref().map_or(0.0, |b| b.value().data()[o]);
+                    folded.bias.push(s * b + t);
+                }
+                (&folded.weight[..], Some(&folded.bias[..]))
+            }
         };
-        let y = convolve(&g, &x, &folded.weight, epilogue, &mut self.workspace);
+        let epilogue = kernels::Epilogue {
+            bias,
+            relu: fold.relu,
+        };
+        let y = convolve(&g, &x, weight, epilogue, fold.pool, &mut self.workspace);
         self.input = Some(x);
         Ok(y)
     }

@@ -174,6 +174,20 @@ pub enum Randomness {
     Free,
 }
 
+/// What evaluation folds into a layer's forward pass ([`Layer::forward_folded`]), in
+/// this order: the layers after it, computed in its own pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fold<'a> {
+    /// An affine map of the output channels, `y[c] ← scale[c]·y[c] + shift[c]` (a batch
+    /// normalisation with running statistics, [`Layer::eval_affine`]): (scale, shift).
+    pub affine: Option<(&'a [f32], &'a [f32])>,
+    /// A ReLU.
+    pub relu: bool,
+    /// A max-pooling whose 2×2 windows tile the output
+    /// ([`PoolGeometry::is_2x2_tiling`], [`Layer::tiling_max_pool`]).
+    pub pool: Option<&'a PoolGeometry>,
+}
+
 /// A layer of a network. See the module docs for the contract.
 pub trait Layer: Send {
     /// The layer's kind as written in architecture files, e.g. `"conv2d"`.
@@ -298,17 +312,12 @@ pub trait Layer: Send {
         false
     }
 
-    /// This layer's forward pass followed by `y[c] ← scale[c]·y[c] + shift[c]` and, with
-    /// `relu`, a ReLU, computed as one layer with the map folded into its weights — what
-    /// evaluation computes for a convolution, its batch normalisation and a ReLU. Keeps
-    /// what this layer's own backward needs, as `forward` does.
-    fn forward_folded(
-        &mut self,
-        _x: Tensor,
-        _scale: &[f32],
-        _shift: &[f32],
-        _relu: bool,
-    ) -> Result<Tensor> {
+    /// This layer's forward pass followed by what `fold` holds — an affine map of the
+    /// output channels, a ReLU, a 2×2 max-pooling — computed as one pass, the map folded
+    /// into the layer's weights: what evaluation computes for a convolution, its batch
+    /// normalisation, a ReLU and a pooling. Keeps what this layer's own backward needs,
+    /// as `forward` does.
+    fn forward_folded(&mut self, _x: Tensor, _fold: &Fold) -> Result<Tensor> {
         Err(Error::config(
             self.kind(),
             "this layer folds no affine map after it",

@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::geometry::ReceptiveField;
 use crate::kernels::pool::PoolGeometry;
 use crate::layers::activation::{Elementwise, ReluFn};
-use crate::layers::{Key, Layer, Mode, Part, PartMut};
+use crate::layers::{Fold, Key, Layer, Mode, Part, PartMut};
 use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
 
@@ -173,26 +173,47 @@ fn fused_with_relu_pool(layers: &[Box<dyn Layer>], input: &[usize]) -> Option<Po
     pool.tiling_max_pool(&first.output_shape(input).ok()?)
 }
 
-/// In evaluation, whether the first of these layers takes in the affine map of the
-/// second ([`Layer::folds_affine`], [`Layer::eval_affine`]) — and the ReLU after them if
-/// there is one — for an input of this shape: the number of layers folded (2 or 3), the
-/// scales and the shifts. Not when the second layer would refuse the first's output: its
-/// own forward then reports the error.
-fn foldable(layers: &[Box<dyn Layer>], input: &[usize]) -> Option<(usize, Vec<f32>, Vec<f32>)> {
-    let [first, second, rest @ ..] = layers else {
-        return None;
-    };
+/// What evaluation folds into the first of a run of layers ([`Layer::forward_folded`]),
+/// owned: the number of layers folded, the affine map of the second, whether a ReLU
+/// follows, the pooling after that.
+struct Folding {
+    len: usize,
+    affine: Option<(Vec<f32>, Vec<f32>)>,
+    relu: bool,
+    pool: Option<PoolGeometry>,
+}
+
+/// In evaluation, what the first of these layers takes in ([`Layer::folds_affine`]) on an
+/// input of this shape: the affine map of the second ([`Layer::eval_affine`]) if it has
+/// one, then a ReLU if one follows, then a max-pooling whose 2×2 windows tile its input
+/// ([`Layer::tiling_max_pool`]) if one follows — a map or a pooling at least. Not when a
+/// layer would refuse its input: its own forward then reports the error.
+fn foldable(layers: &[Box<dyn Layer>], input: &[usize]) -> Option<Folding> {
+    let (first, rest) = layers.split_first()?;
     if !first.folds_affine() {
         return None;
     }
-    let (scale, shift) = second.eval_affine()?;
-    let between = first.output_shape(input).ok()?;
-    second.output_shape(&between).ok()?;
-    if between.get(1) != Some(&scale.len()) {
+    let mut shape = first.output_shape(input).ok()?;
+    let mut rest = rest.iter().peekable();
+    let affine = rest.peek().and_then(|l| l.eval_affine());
+    if let Some((scale, _)) = &affine {
+        let map = rest.next()?;
+        if shape.get(1) != Some(&scale.len()) {
+            return None;
+        }
+        shape = map.output_shape(&shape).ok()?;
+    }
+    let relu = rest.next_if(|l| l.kind() == ReluFn::KIND).is_some();
+    let pool = rest.peek().and_then(|l| l.tiling_max_pool(&shape));
+    if affine.is_none() && pool.is_none() {
         return None;
     }
-    let relu = rest.first().is_some_and(|l| l.kind() == ReluFn::KIND);
-    Some((if relu { 3 } else { 2 }, scale, shift))
+    Some(Folding {
+        len: 1 + usize::from(affine.is_some()) + usize::from(relu) + usize::from(pool.is_some()),
+        affine,
+        relu,
+        pool,
+    })
 }
 
 /// Whether the first of these layers runs fused with a ReLU that follows it
@@ -227,8 +248,9 @@ impl Layer for Sequential {
     /// x: the first layer's input → y: the last layer's output.
     /// A layer that [`Layer::fuses_relu`] and the ReLU after it run as one pass, and one
     /// that [`Layer::fuses_relu_pool`] with a ReLU and a 2×2 max-pooling after it as one
-    /// (backward too); in evaluation, a convolution, the batch normalisation after it and
-    /// a ReLU after that run as one convolution ([`Layer::forward_folded`]).
+    /// (backward too); in evaluation, a convolution, the batch normalisation after it, a
+    /// ReLU and a 2×2 max-pooling after that run as one convolution
+    /// ([`Layer::forward_folded`]).
     fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         self.folded.clear();
         self.fused_pools.clear();
@@ -239,11 +261,15 @@ impl Layer for Sequential {
             let fold = (mode == Mode::Eval)
                 .then(|| foldable(&self.layers[i..], y.shape()))
                 .flatten();
-            if let Some((len, scale, shift)) = fold {
+            if let Some(folding) = fold {
                 let input = y.clone();
-                y = self.layers[i]
-                    .forward_folded(y, &scale, &shift, len == 3)
-                    .map_err(in_layer)?;
+                let fold = Fold {
+                    affine: folding.affine.as_ref().map(|(s, t)| (&s[..], &t[..])),
+                    relu: folding.relu,
+                    pool: folding.pool.as_ref(),
+                };
+                y = self.layers[i].forward_folded(y, &fold).map_err(in_layer)?;
+                let len = folding.len;
                 self.folded.push(FoldedRun { at: i, len, input });
                 i += len;
             } else if let Some(pool) = fused_with_relu_pool(&self.layers[i..], y.shape()) {
