@@ -18,8 +18,8 @@
 //! dilation and one group (the 3×3 "same" convolutions of most networks, first layers)
 //! are not unrolled either: [`super::direct`] computes y, dx and dW from the padded
 //! images, image by image on the same threads and chunks. Of those, the 3×3 ones with
-//! channels enough ([`winograd::applies`]) compute y and dx with [`super::winograd`],
-//! a chunk of images per job, and dW directly.
+//! channels enough ([`winograd::applies`]) compute y, dx and (output channels filling
+//! whole vectors) dW with [`super::winograd`], a chunk of images per job.
 //!
 //! The forward pass applies an [`Epilogue`] to each output as it writes it: the bias and,
 //! for a convolution run fused with the ReLU after it, the ReLU.
@@ -153,8 +153,8 @@ struct Lowering {
     /// image, without lowering.
     direct: Option<Plan>,
     /// 3×3, stride 1, one group, enough channels: [`winograd`] computes y and dx, a
-    /// chunk of images at a time (dW stays direct).
-    winograd: bool,
+    /// chunk of images at a time, and dW where the output channels fill whole vectors.
+    winograd: Option<winograd::Plan>,
     /// How the weight gradient is computed.
     weight_gradient: WeightGradient,
 }
@@ -169,6 +169,9 @@ enum WeightGradient {
     ByPosition,
     /// [`Plan::add_weight_gradient_by_channel`]: vectors over output channels.
     ByChannel,
+    /// [`winograd::Plan::add_weight_gradient`]: through the transformed tiles, the sums
+    /// (16, IC, OC) turned back into dweight once.
+    Winograd,
 }
 
 /// Columns of a tile's products: GEMM reaches its speed once a product has a few hundred
@@ -186,9 +189,11 @@ impl Lowering {
             && g.pad == (0, 0, 0, 0)
             && (g.oh, g.ow) == (g.h, g.w);
         let direct = direct::applies(g).then(|| Plan::new(g, Isa::detect()));
-        let weight_gradient = match &direct {
-            Some(plan) if plan.weight_gradient_pays() => WeightGradient::ByPosition,
-            Some(plan) if plan.weight_gradient_by_channel() => WeightGradient::ByChannel,
+        let winograd = winograd::applies(g).then(|| winograd::Plan::new(g, Isa::detect()));
+        let weight_gradient = match (&direct, &winograd) {
+            (_, Some(plan)) if plan.weight_gradient_applies() => WeightGradient::Winograd,
+            (Some(plan), _) if plan.weight_gradient_pays() => WeightGradient::ByPosition,
+            (Some(plan), _) if plan.weight_gradient_by_channel() => WeightGradient::ByChannel,
             _ => WeightGradient::Lowered,
         };
         Lowering {
@@ -200,15 +205,16 @@ impl Lowering {
             pw: pl + g.w + pr,
             has_padding: g.pad != (0, 0, 0, 0),
             pointwise,
-            tile: match (&direct, weight_gradient) {
-                (Some(plan), WeightGradient::ByPosition) => plan.tile(),
-                (_, WeightGradient::ByChannel) => 1,
+            tile: match (&direct, &winograd, weight_gradient) {
+                (Some(plan), _, WeightGradient::ByPosition) => plan.tile(),
+                (_, Some(plan), WeightGradient::Winograd) => plan.images(),
+                (_, _, WeightGradient::ByChannel) => 1,
                 _ if pointwise => 1,
                 _ => (TILE_COLUMNS / (g.oh * g.ow).max(1)).max(1),
             },
             weight_gradient,
             direct,
-            winograd: winograd::applies(g),
+            winograd,
         }
     }
 
@@ -422,10 +428,9 @@ fn forward_then(
     let low = Lowering::new(g);
     let x_per = x.len() / g.n;
     ws.prepare_threads();
-    if low.winograd {
-        let plan = winograd::Plan::new(g, Isa::detect());
+    if let Some(plan) = &low.winograd {
         plan.transform_weights(w, &mut ws.weights);
-        forward_winograd(&plan, x, &ws.weights, epilogue, pool, out, &ws.threads);
+        forward_winograd(plan, x, &ws.weights, epilogue, pool, out, &ws.threads);
         return;
     }
     if let Some(plan) = &low.direct {
@@ -653,13 +658,17 @@ pub fn backward(
     let sums = &mut ws.chunks[..pieces.len()];
     let threads = &ws.threads;
     let db_len = if db.is_some() { g.oc } else { 0 };
+    let dw_len = match &low.winograd {
+        Some(plan) if low.weight_gradient == WeightGradient::Winograd => plan.weight_gradient_len(),
+        _ => w.len(),
+    };
     pieces
         .into_par_iter()
         .zip(sums.par_iter_mut())
         .enumerate()
         .with_max_len(1)
         .for_each(|(chunk, (mut dx_chunk, sum))| {
-            zeroed(&mut sum.dw, w.len());
+            zeroed(&mut sum.dw, dw_len);
             zeroed(&mut sum.db, db_len);
             let s = &mut thread_scratch(threads);
             let first = chunk * chunk_len;
@@ -677,6 +686,10 @@ pub fn backward(
                     continue;
                 }
                 match (&low.direct, low.weight_gradient) {
+                    (_, WeightGradient::Winograd) => {
+                        let plan = low.winograd.as_ref().expect("the Winograd path");
+                        plan.add_weight_gradient(x_tile, dy_tile, &mut sum.dw, &mut s.winograd);
+                    }
                     (Some(plan), WeightGradient::ByPosition) => {
                         plan.add_weight_gradient(x_tile, dy_tile, &mut sum.dw, &mut s.direct);
                     }
@@ -705,9 +718,12 @@ pub fn backward(
     if let Some(db) = db {
         add_into(db, &total.db);
     }
-    if low.weight_gradient == WeightGradient::ByPosition {
-        add_into(dw, &total.dw);
-        return;
+    match (&low.winograd, low.weight_gradient) {
+        (_, WeightGradient::ByPosition) => return add_into(dw, &total.dw),
+        (Some(plan), WeightGradient::Winograd) => {
+            return plan.add_weight_gradient_to(&total.dw, dw);
+        }
+        _ => {}
     }
     let (k, ocg) = (low.k, low.ocg);
     for (dw_g, dw_t_g) in dw
@@ -734,7 +750,7 @@ impl<'a> Flipped<'a> {
     /// The plan and its weights from w, arranged into `buf`; `None` off the direct path.
     fn new(g: &ConvGeometry, low: &Lowering, w: &[f32], buf: &'a mut Vec<f32>) -> Option<Self> {
         let isa = low.direct.as_ref()?.isa();
-        Some(if low.winograd {
+        Some(if low.winograd.is_some() {
             let plan_t = winograd::Plan::for_input_gradient(g, isa);
             plan_t.transform_flipped_weights(w, buf);
             Flipped::Winograd(plan_t, buf)

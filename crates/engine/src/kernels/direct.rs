@@ -776,20 +776,8 @@ impl Plan {
         assert_eq!(dw_t.len(), self.taps() * g.oc, "direct convolution: dw");
         let x = sized(&mut scratch.padded, self.padded_len);
         self.fill_padded(x_img, x);
-        // dy (OC, P) → (P, OC); when dy_t is larger than the L1 cache, a band of positions
-        // at a time, whose rows of dy_t stay in L1 while every channel writes into them.
-        const L1_VALUES: usize = 8 << 10;
-        let band_len = if p * g.oc <= L1_VALUES { p } else { 16 };
         let dy_t = sized(&mut scratch.flat, p * g.oc);
-        for q0 in (0..p).step_by(band_len.max(1)) {
-            let band = band_len.min(p - q0);
-            let rows = &mut dy_t[q0 * g.oc..(q0 + band) * g.oc];
-            for (o, plane) in dy_img.chunks_exact(p).enumerate() {
-                for (q, &v) in plane[q0..q0 + band].iter().enumerate() {
-                    rows[q * g.oc + o] = v;
-                }
-            }
-        }
+        turn_planes(dy_img, p, dy_t);
         let args = ByChannelArgs {
             offsets: &self.offsets,
             x,
@@ -798,28 +786,57 @@ impl Plan {
             rows: (g.oh, g.ow, self.pw),
             dw_t,
         };
-        match self.isa.0 {
-            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
-            #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => unsafe { by_channel_avx512(args) },
-            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
-            #[cfg(target_arch = "x86_64")]
-            Kind::Avx2 => unsafe { by_channel_avx2(args) },
-            // SAFETY: the portable vectors need no particular instructions.
-            _ => unsafe { by_channel_with::<Portable>(args) },
+        by_channel(self.isa, args);
+    }
+}
+
+/// The channel-vectorised weight-gradient kernel for these instructions; OC a multiple
+/// of their vector length.
+pub(super) fn by_channel(isa: Isa, args: ByChannelArgs) {
+    assert!(
+        args.oc.is_multiple_of(isa.lanes()),
+        "whole vectors of channels"
+    );
+    match isa.0 {
+        // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        Kind::Avx512 => unsafe { by_channel_avx512(args) },
+        // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Kind::Avx2 => unsafe { by_channel_avx2(args) },
+        // SAFETY: the portable vectors need no particular instructions.
+        _ => unsafe { by_channel_with::<Portable>(args) },
+    }
+}
+
+/// planes (C, P) → turned (P, C); when `turned` is larger than the L1 cache, a band of
+/// positions at a time, whose rows stay in L1 while every plane writes into them.
+pub(super) fn turn_planes(planes: &[f32], p: usize, turned: &mut [f32]) {
+    const L1_VALUES: usize = 8 << 10;
+    let c = planes.len() / p.max(1);
+    assert_eq!(turned.len(), p * c, "turned planes");
+    let band_len = if p * c <= L1_VALUES { p } else { 16 };
+    for q0 in (0..p).step_by(band_len.max(1)) {
+        let band = band_len.min(p - q0);
+        let rows = &mut turned[q0 * c..(q0 + band) * c];
+        for (o, plane) in planes.chunks_exact(p).enumerate() {
+            for (q, &v) in plane[q0..q0 + band].iter().enumerate() {
+                rows[q * c + o] = v;
+            }
         }
     }
 }
 
 /// The operands of the channel-vectorised weight gradient: tap offsets, one padded image,
-/// its dy as (OH·OW, OC), (OH, OW, PW), and dw_t (taps, OC), added into.
-struct ByChannelArgs<'a> {
-    offsets: &'a [usize],
-    x: &'a [f32],
-    dy_t: &'a [f32],
-    oc: usize,
-    rows: (usize, usize, usize),
-    dw_t: &'a mut [f32],
+/// its dy as (OH·OW, OC), (OH, OW, PW), and dw_t (taps, OC), added into. (The Winograd
+/// path's weight gradient runs the same kernel on its transformed tiles.)
+pub(super) struct ByChannelArgs<'a> {
+    pub offsets: &'a [usize],
+    pub x: &'a [f32],
+    pub dy_t: &'a [f32],
+    pub oc: usize,
+    pub rows: (usize, usize, usize),
+    pub dw_t: &'a mut [f32],
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1,7 +1,8 @@
 //! Winograd convolution F(2×2, 3×3) for 3×3 convolutions of stride 1 — the convolutions
-//! of VGG and ResNet — in the forward pass and for the input gradient: each 2×2 block of
-//! outputs costs 16 multiplications per pair of channels instead of 36 (Lavin and Gray,
-//! *Fast Algorithms for Convolutional Neural Networks*, 2016).
+//! of VGG and ResNet — in the forward pass, for the input gradient and for the weight
+//! gradient: each 2×2 block of outputs costs 16 multiplications per pair of channels
+//! instead of 36 (Lavin and Gray, *Fast Algorithms for Convolutional Neural Networks*,
+//! 2016).
 //!
 //! **The algorithm.** The output is cut into tiles of 2×2 pixels; tile `(ty, tx)` depends
 //! on the 4×4 window `d` of the padded input at `(2ty, 2tx)`. With
@@ -36,8 +37,17 @@
 //! The input gradient of a 3×3 convolution of stride 1 is itself one (the forward pass of
 //! dy with the kernel turned by 180° and the channels swapped, as in [`super::direct`]),
 //! so [`Plan::for_input_gradient`] computes it the same way.
+//!
+//! **The weight gradient** differentiates the products: `M_ξ = U_ξ · V_ξ` gives
+//! `dU_ξ = dM_ξ · V_ξᵀ`, summed over the tiles, with `dM = A dY Aᵀ` (the adjoint of
+//! `Y = Aᵀ M A`, dY zero past OH × OW) and at the end `dw = Gᵀ dU G` (the adjoint of
+//! `U = G w Gᵀ`). `V` is the forward's; dy is turned into (positions, channels) so that
+//! `dM` comes out as (tiles, OC), vectors of channels, and each of the 16 products runs
+//! on the direct path's channel-vectorised weight-gradient kernel, the tiles as its
+//! positions and the input channels as its taps ([`Plan::add_weight_gradient`]).
 
 use super::direct::{self, forward_block, forward_with, input_gradient_geometry, sized, Sums};
+use super::direct::{by_channel, turn_planes, ByChannelArgs};
 use super::direct::{Isa, Kind, Lanes, Portable};
 use super::{copy_row, ConvGeometry, Epilogue};
 
@@ -240,16 +250,13 @@ impl Plan {
             XI * g.oc.div_ceil(b) * g.ic * b,
             "Winograd convolution: filters"
         );
+        self.transform_chunk_inputs(x, n, scratch);
         let args = ChunkArgs {
             plan: self,
-            n,
-            x,
             epilogue,
             y,
             u,
-            planes: sized(&mut scratch.planes, g.ic * n * 8 * self.plane()),
-            parity: sized(&mut scratch.parity, g.h * g.w),
-            v: sized(&mut scratch.v, XI * self.v_plane()),
+            v: &scratch.v,
             m: sized(&mut scratch.m, XI * products),
             row,
             starts: &scratch.starts,
@@ -267,6 +274,267 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// `V = Bᵀ d B` of every tile of a chunk of `n` images x (n, IC, H, W), into
+    /// `scratch.v`: the split and the input transform, shared by the forward pass and the
+    /// weight gradient.
+    fn transform_chunk_inputs(&self, x: &[f32], n: usize, scratch: &mut Scratch) {
+        let g = &self.g;
+        let args = InputArgs {
+            plan: self,
+            n,
+            x,
+            planes: sized(&mut scratch.planes, g.ic * n * 8 * self.plane()),
+            parity: sized(&mut scratch.parity, g.h * g.w),
+            v: sized(&mut scratch.v, XI * self.v_plane()),
+        };
+        match self.isa.0 {
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => unsafe { inputs_avx512(args) },
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => unsafe { inputs_avx2(args) },
+            // SAFETY: the portable vectors need no particular instructions.
+            _ => unsafe { inputs_with::<Portable>(args) },
+        }
+    }
+
+    /// Whether [`Plan::add_weight_gradient`] computes this convolution's weight gradient:
+    /// output channels fill whole vectors.
+    pub fn weight_gradient_applies(&self) -> bool {
+        self.g.oc.is_multiple_of(self.isa.lanes())
+    }
+
+    /// Values of the transformed weight gradient, (16, IC, OC).
+    pub fn weight_gradient_len(&self) -> usize {
+        XI * self.g.ic * self.g.oc
+    }
+
+    /// The weight gradient of a chunk of at most [`Plan::images`] images, transformed,
+    /// added into du_t (16, IC, OC): `dU_ξᵀ[ic, oc] += Σ_tiles V_ξ[ic, tile] · dM_ξ[tile,
+    /// oc]`, with `V = Bᵀ d B` as in the forward pass and `dM = A dY Aᵀ` (dY the tile's
+    /// 2×2 outputs' gradients, zero past OH × OW) — the forward's products
+    /// `M_ξ = U_ξ · V_ξ` differentiated. [`Plan::add_weight_gradient_to`] turns the sums
+    /// into dweight. For [`Plan::weight_gradient_applies`].
+    pub fn add_weight_gradient(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        du_t: &mut [f32],
+        scratch: &mut Scratch,
+    ) {
+        let g = &self.g;
+        let (x_per, y_per) = self.image_lengths();
+        let n = x.len() / x_per;
+        assert!(
+            n >= 1 && n <= self.images && x.len() == n * x_per,
+            "Winograd weight gradient: x"
+        );
+        assert_eq!(dy.len(), n * y_per, "Winograd weight gradient: dy");
+        assert_eq!(
+            du_t.len(),
+            self.weight_gradient_len(),
+            "Winograd weight gradient: dU"
+        );
+        assert!(self.weight_gradient_applies(), "whole vectors of channels");
+        self.transform_chunk_inputs(x, n, scratch);
+        let columns = self.columns(n);
+        let dm_plane = columns * g.oc + SKEW;
+        let args = OutputGradientArgs {
+            plan: self,
+            n,
+            dy,
+            dy_t: sized(&mut scratch.dy_t, g.oh * g.ow * g.oc),
+            dm: sized(&mut scratch.dm, XI * dm_plane),
+        };
+        match self.isa.0 {
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => unsafe { output_gradients_avx512(args) },
+            // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => unsafe { output_gradients_avx2(args) },
+            // SAFETY: the portable vectors need no particular instructions.
+            _ => unsafe { transform_output_gradients::<Portable>(args) },
+        }
+        // The 16 products by the direct path's channel-vectorised weight-gradient kernel:
+        // tiles for positions, input channels for taps.
+        let (v_plane, per_xi) = (self.v_plane(), g.ic * g.oc);
+        for xi in 0..XI {
+            let args = ByChannelArgs {
+                offsets: &self.offsets,
+                x: &scratch.v[xi * v_plane..][..v_plane - SKEW],
+                dy_t: &scratch.dm[xi * dm_plane..][..columns * g.oc],
+                oc: g.oc,
+                rows: (1, columns, columns),
+                dw_t: &mut du_t[xi * per_xi..][..per_xi],
+            };
+            by_channel(self.isa, args);
+        }
+    }
+
+    /// The sums of [`Plan::add_weight_gradient`], du_t (16, IC, OC), turned back and added
+    /// into dw (OC, IC, 3, 3): `dw += Gᵀ dU G`.
+    pub fn add_weight_gradient_to(&self, du_t: &[f32], dw: &mut [f32]) {
+        let (oc, ic) = (self.g.oc, self.g.ic);
+        assert_eq!(
+            du_t.len(),
+            self.weight_gradient_len(),
+            "Winograd weight gradient: dU"
+        );
+        assert_eq!(dw.len(), oc * ic * 9, "Winograd weight gradient: dw");
+        // Gᵀ applied to four values.
+        let g_transposed = |u: [f32; 4]| {
+            [
+                u[0] + 0.5 * (u[1] + u[2]),
+                0.5 * (u[1] - u[2]),
+                0.5 * (u[1] + u[2]) + u[3],
+            ]
+        };
+        for o in 0..oc {
+            for c in 0..ic {
+                let u: [[f32; 4]; 4] = std::array::from_fn(|r| {
+                    std::array::from_fn(|col| du_t[((4 * r + col) * ic + c) * oc + o])
+                });
+                // dU G: each row's four values combined; then Gᵀ (dU G): the rows.
+                let rows = u.map(g_transposed);
+                let filter = &mut dw[(o * ic + c) * 9..][..9];
+                for j in 0..3 {
+                    let column = g_transposed(rows.map(|row| row[j]));
+                    for (i, d) in column.iter().enumerate() {
+                        filter[3 * i + j] += d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The operands of the input transform of one chunk of `n` images.
+struct InputArgs<'a> {
+    plan: &'a Plan,
+    n: usize,
+    x: &'a [f32],
+    planes: &'a mut [f32],
+    parity: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn inputs_avx512(args: InputArgs) {
+    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
+    // reached through `Isa`).
+    unsafe { inputs_with::<simd::Avx512>(args) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn inputs_avx2(args: InputArgs) {
+    // SAFETY: this function runs only on a CPU with AVX2 and FMA (it is compiled for them
+    // and reached through `Isa`).
+    unsafe { inputs_with::<simd::Avx2>(args) }
+}
+
+/// The split and the input transform of one chunk, compiled for the instruction set.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn inputs_with<S: Lanes>(a: InputArgs) {
+    // SAFETY (both steps): the caller's contract, passed on.
+    unsafe { split::<S>(a.plan, a.x, a.n, a.planes, a.parity) };
+    // SAFETY: as above.
+    unsafe { transform_inputs::<S>(a.plan, a.n, a.planes, a.v) };
+}
+
+/// The operands of the output gradients' transform of one chunk of `n` images.
+struct OutputGradientArgs<'a> {
+    plan: &'a Plan,
+    n: usize,
+    dy: &'a [f32],
+    dy_t: &'a mut [f32],
+    dm: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn output_gradients_avx512(args: OutputGradientArgs) {
+    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
+    // reached through `Isa`).
+    unsafe { transform_output_gradients::<simd::Avx512>(args) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn output_gradients_avx2(args: OutputGradientArgs) {
+    // SAFETY: this function runs only on a CPU with AVX2 and FMA (it is compiled for them
+    // and reached through `Isa`).
+    unsafe { transform_output_gradients::<simd::Avx2>(args) }
+}
+
+/// `dM = A dY Aᵀ` of every tile of `n` images, dy (n, OC, OH, OW) → dm (16 planes of
+/// (columns, OC), `SKEW` apart): each image's dy is turned into (OH·OW, OC) first, so
+/// that the transform runs on vectors of channels; tiles past the last are zero.
+///
+/// # Safety
+/// The CPU has the instruction set of `S`.
+#[inline(always)]
+unsafe fn transform_output_gradients<S: Lanes>(a: OutputGradientArgs) {
+    let OutputGradientArgs {
+        plan: p,
+        n,
+        dy,
+        dy_t,
+        dm,
+    } = a;
+    let g = &p.g;
+    let (oh, ow, oc) = (g.oh, g.ow, g.oc);
+    let dm_plane = dm.len() / XI;
+    // SAFETY: the CPU has S's instructions (the caller's contract).
+    let zero = unsafe { S::zero() };
+    assert!(
+        oc.is_multiple_of(S::L) && n * p.tiles * oc <= dm_plane,
+        "transformed gradients"
+    );
+    for (img, dy_img) in dy.chunks_exact(oc * oh * ow).take(n).enumerate() {
+        turn_planes(dy_img, oh * ow, dy_t);
+        for t in 0..p.tiles {
+            let at = (img * p.tiles + t) * oc;
+            let (ty, tx) = (t / p.tw, t % p.tw);
+            for k in (0..oc).step_by(S::L) {
+                let value = |a: usize, b: usize| {
+                    let (y, x) = (2 * ty + a, 2 * tx + b);
+                    if t < p.th * p.tw && y < oh && x < ow {
+                        // SAFETY: `(y·OW + x)·OC + k + L ≤ OH·OW·OC = dy_t.len()`; the CPU
+                        // has S's instructions (the caller's contract).
+                        unsafe { S::load_ptr(dy_t.as_ptr().add((y * ow + x) * oc + k)) }
+                    } else {
+                        zero
+                    }
+                };
+                // A dY: the two rows combined, column by column; then (A dY) Aᵀ.
+                let d = [[value(0, 0), value(0, 1)], [value(1, 0), value(1, 1)]];
+                let cols: [[S; 4]; 2] =
+                    std::array::from_fn(|b| a_applied([d[0][b], d[1][b]], zero));
+                for r in 0..4 {
+                    let row = a_applied([cols[0][r], cols[1][r]], zero);
+                    for (c, value) in row.iter().enumerate() {
+                        value.store(&mut dm[(4 * r + c) * dm_plane + at + k..]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A applied to two values: `(d0, d0 + d1, d0 − d1, −d1)`, given a vector of zeros.
+#[inline(always)]
+fn a_applied<S: Lanes>(d: [S; 2], zero: S) -> [S; 4] {
+    [d[0], d[0].add(d[1]), d[0].sub(d[1]), zero.sub(d[1])]
+}
+
 /// A thread's buffers for the Winograd path, reused from chunk to chunk.
 #[derive(Default)]
 pub struct Scratch {
@@ -280,19 +548,19 @@ pub struct Scratch {
     m: Vec<f32>,
     /// Where each vector of the products starts.
     starts: Vec<usize>,
+    /// One image's dy turned, (OH·OW, OC), for the weight gradient.
+    dy_t: Vec<f32>,
+    /// The transformed output gradients, 16 planes of (columns, OC), `SKEW` apart.
+    dm: Vec<f32>,
 }
 
-/// The operands of one chunk of `n` images.
+/// The operands of one chunk's products and output transform, its tiles transformed.
 struct ChunkArgs<'a> {
     plan: &'a Plan,
-    n: usize,
-    x: &'a [f32],
     epilogue: Epilogue<'a>,
     y: &'a mut [f32],
     u: &'a [f32],
-    planes: &'a mut [f32],
-    parity: &'a mut [f32],
-    v: &'a mut [f32],
+    v: &'a [f32],
     m: &'a mut [f32],
     row: usize,
     starts: &'a [usize],
@@ -314,8 +582,8 @@ fn chunk_avx2(args: ChunkArgs) {
     unsafe { chunk_with::<simd::Avx2>(args) }
 }
 
-/// One chunk: the split, the input transform, the 16 products and the output transform
-/// into y, all compiled for the instruction set.
+/// One chunk whose tiles are transformed: the 16 products and the output transform into
+/// y, compiled for the instruction set.
 ///
 /// # Safety
 /// The CPU has the instruction set of `S`.
@@ -325,10 +593,6 @@ unsafe fn chunk_with<S: Lanes>(a: ChunkArgs) {
     let ic = p.g.ic;
     let (columns, v_plane) = (p.columns(p.images), p.v_plane());
     let products = a.m.len() / XI;
-    // SAFETY (all four steps): the caller's contract, passed on.
-    unsafe { split::<S>(p, a.x, a.n, a.planes, a.parity) };
-    // SAFETY: as above.
-    unsafe { transform_inputs::<S>(p, a.n, a.planes, a.v) };
     let u_len = a.u.len() / XI;
     for xi in 0..XI {
         let args = (
@@ -338,7 +602,7 @@ unsafe fn chunk_with<S: Lanes>(a: ChunkArgs) {
             &a.u[xi * u_len..][..u_len],
             Sums::Rows(&mut a.m[xi * products..][..products - SKEW]),
         );
-        // SAFETY: as above.
+        // SAFETY: the caller's contract, passed on.
         unsafe { forward_with::<S>(p.block, args) };
     }
     // SAFETY: as above.
@@ -664,6 +928,48 @@ mod tests {
                 assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
             }
         }
+    }
+
+    /// The weight gradient through the transformed tiles, chunk by chunk, then turned
+    /// back, against the reference loops, added into what dw held; on every instruction
+    /// set where the output channels fill whole vectors (16 and 8 lanes: 16, 32, 64
+    /// channels and 8), with odd sizes, no padding and asymmetric padding.
+    #[test]
+    fn weight_gradient_agrees_with_the_reference_on_every_isa() {
+        let mut rng = Rng::new(18);
+        let mut normal = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal()).collect() };
+        let mut cases = cases();
+        cases.push(geometry(5, 24, 32, (9, 7), (1, 1, 1, 1)));
+        cases.push(geometry(3, 16, 16, (6, 5), (0, 2, 1, 0)));
+        let mut checked = 0;
+        for g in cases {
+            let (x, w, dy) = (
+                normal(g.n * g.ic * g.h * g.w),
+                normal(g.oc * g.ic * 9),
+                normal(g.n * g.oc * g.oh * g.ow),
+            );
+            let (_, want_dw, _) = reference::conv2d_backward(&g, &x, &w, &dy);
+            let before = normal(want_dw.len());
+            let want: Vec<f32> = want_dw.iter().zip(&before).map(|(d, b)| d + b).collect();
+            let (x_per, y_per) = (g.ic * g.h * g.w, g.oc * g.oh * g.ow);
+            for isa in Isa::available() {
+                let plan = Plan::new(&g, isa);
+                if !plan.weight_gradient_applies() {
+                    continue;
+                }
+                let mut scratch = Scratch::default();
+                let mut du_t = vec![0.0; plan.weight_gradient_len()];
+                let images = plan.images();
+                for (xs, dys) in x.chunks(images * x_per).zip(dy.chunks(images * y_per)) {
+                    plan.add_weight_gradient(xs, dys, &mut du_t, &mut scratch);
+                }
+                let mut dw = before.clone();
+                plan.add_weight_gradient_to(&du_t, &mut dw);
+                assert_close(&format!("dw {isa:?} {g:?}"), &dw, &want);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "{checked} geometries checked");
     }
 
     #[test]
