@@ -678,13 +678,13 @@ pub fn backward(
                 let x_tile = &x[(first + tile.start) * x_per..(first + tile.end) * x_per];
                 let dy_tile = &dy[(first + tile.start) * y_per..(first + tile.end) * y_per];
                 add_bias_gradient(g, dy_tile, &mut sum.db);
-                if flipped.is_none() {
-                    let dx_tile = dx_chunk
+                // Without a direct input gradient, dx through im2col tile by tile.
+                let dx_tile = match flipped {
+                    Some(_) => None,
+                    None => dx_chunk
                         .as_deref_mut()
-                        .map(|dx| &mut dx[tile.start * x_per..tile.end * x_per]);
-                    backward_tile(g, &low, x_tile, w, dy_tile, dx_tile, sum, s);
-                    continue;
-                }
+                        .map(|dx| &mut dx[tile.start * x_per..tile.end * x_per]),
+                };
                 match (&low.direct, low.weight_gradient) {
                     (_, WeightGradient::Winograd) => {
                         let plan = low.winograd.as_ref().expect("the Winograd path");
@@ -700,7 +700,13 @@ pub fn backward(
                             plan.add_weight_gradient_by_channel(x_img, dy_img, dw_t, scratch);
                         }
                     }
-                    _ => backward_tile(g, &low, x_tile, w, dy_tile, None, sum, s),
+                    _ => {
+                        backward_tile(g, &low, x_tile, w, dy_tile, dx_tile, sum, s);
+                        continue;
+                    }
+                }
+                if let Some(dx_tile) = dx_tile {
+                    lowered_input_gradient(g, &low, w, dy_tile, dx_tile, s);
                 }
             }
             if let (Some(flipped), Some(dx_chunk)) = (&flipped, dx_chunk) {
@@ -749,7 +755,11 @@ enum Flipped<'a> {
 impl<'a> Flipped<'a> {
     /// The plan and its weights from w, arranged into `buf`; `None` off the direct path.
     fn new(g: &ConvGeometry, low: &Lowering, w: &[f32], buf: &'a mut Vec<f32>) -> Option<Self> {
-        let isa = low.direct.as_ref()?.isa();
+        let isa = low
+            .direct
+            .as_ref()
+            .filter(|p| p.input_gradient_applies())?
+            .isa();
         Some(if low.winograd.is_some() {
             let plan_t = winograd::Plan::for_input_gradient(g, isa);
             plan_t.transform_flipped_weights(w, buf);
@@ -824,16 +834,8 @@ fn backward_tile(
     sum: &mut ChunkGrads,
     s: &mut TileScratch,
 ) {
-    let (k, p, ocg) = (low.k, low.p, low.ocg);
-    let images = dy_tile.len() / (g.oc * p).max(1);
-    let ld = images * p;
-    let dy: &[f32] = if images == 1 {
-        dy_tile
-    } else {
-        let side = resized(&mut s.side_by_side, g.oc * ld);
-        side_by_side(g.oc, p, dy_tile, side);
-        side
-    };
+    let (k, ocg) = (low.k, low.ocg);
+    let (dy, ld) = tile_side_by_side(g, low, dy_tile, &mut s.side_by_side);
     let cols = tile_cols(g, low, x_tile, &mut s.padded, &mut s.cols);
     for grp in 0..low.groups {
         // dW_gᵀ (K, OC/groups) += cols_g (K, T·P) · dY_gᵀ (T·P, OC/groups)
@@ -852,6 +854,38 @@ fn backward_tile(
     if let Some(dx_tile) = dx_tile {
         dx_of_tile(g, low, w, dy, dx_tile, &mut s.dcols, &mut s.dpadded);
     }
+}
+
+/// A tile's dY (T, OC, P) with its images side by side, (OC, T·P), in `side` unless T =
+/// 1, and T·P.
+fn tile_side_by_side<'a>(
+    g: &ConvGeometry,
+    low: &Lowering,
+    dy_tile: &'a [f32],
+    side: &'a mut Vec<f32>,
+) -> (&'a [f32], usize) {
+    let images = dy_tile.len() / (g.oc * low.p).max(1);
+    let ld = images * low.p;
+    if images == 1 {
+        return (dy_tile, ld);
+    }
+    let side = resized(side, g.oc * ld);
+    side_by_side(g.oc, low.p, dy_tile, side);
+    (side, ld)
+}
+
+/// The input gradient of a tile through im2col's transpose: dx_tile (T, IC, H, W)
+/// (overwritten) from dy_tile (T, OC, OH, OW).
+fn lowered_input_gradient(
+    g: &ConvGeometry,
+    low: &Lowering,
+    w: &[f32],
+    dy_tile: &[f32],
+    dx_tile: &mut [f32],
+    s: &mut TileScratch,
+) {
+    let (dy, _) = tile_side_by_side(g, low, dy_tile, &mut s.side_by_side);
+    dx_of_tile(g, low, w, dy, dx_tile, &mut s.dcols, &mut s.dpadded);
 }
 
 /// dx_tile (T, IC, H, W) (overwritten) from the tile's dY, images side by side

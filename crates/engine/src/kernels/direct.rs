@@ -358,14 +358,20 @@ pub(super) mod simd {
     }
 }
 
-/// Whether the direct path computes this convolution: stride 1, no dilation, one group,
-/// padding of at most `K − 1` on every side (so that the input gradient is a convolution
-/// too), an output of the size the formula gives, and not a 1×1 convolution without
-/// padding (the image itself is then GEMM's operand).
+/// Whether the direct path computes this convolution: no dilation, one group, padding
+/// of at most `K − 1` on every side (so that the input gradient of a stride-1
+/// convolution is a convolution too), an output of the size the formula gives, and not
+/// a 1×1 convolution of stride 1 without padding (the image itself is then GEMM's
+/// operand). A stride above 1 reads the image split by the parity of its rows and
+/// columns ([`Plan::new`]); its input gradient is not a convolution of that kind
+/// ([`Plan::input_gradient_applies`]).
 pub fn applies(g: &ConvGeometry) -> bool {
     let (pt, pb, pl, pr) = g.pad;
-    g.stride == (1, 1)
-        && g.dilation == (1, 1)
+    let (sh, sw) = g.stride;
+    let fits = |len: usize, k: usize, s: usize, out: usize| {
+        len >= k && s > 0 && out > 0 && (len - k) / s + 1 == out
+    };
+    g.dilation == (1, 1)
         && g.groups == 1
         && g.ic > 0
         && g.oc > 0
@@ -373,11 +379,9 @@ pub fn applies(g: &ConvGeometry) -> bool {
         && g.w > 0
         && pt.max(pb) < g.kh
         && pl.max(pr) < g.kw
-        && g.h + pt + pb + 1 == g.oh + g.kh
-        && g.w + pl + pr + 1 == g.ow + g.kw
-        && g.oh > 0
-        && g.ow > 0
-        && !(g.kh == 1 && g.kw == 1 && g.pad == (0, 0, 0, 0))
+        && fits(g.h + pt + pb, g.kh, sh, g.oh)
+        && fits(g.w + pl + pr, g.kw, sw, g.ow)
+        && !(g.kh == 1 && g.kw == 1 && g.pad == (0, 0, 0, 0) && g.stride == (1, 1))
 }
 
 /// The convolution whose forward pass is the input gradient of `g` (which [`applies`]):
@@ -448,7 +452,11 @@ pub struct Plan {
     isa: Isa,
     /// Output channels and vectors of positions per forward block.
     block: (usize, usize),
-    /// Padded height and width, PH and PW.
+    /// Height and width of the planes the padded image is read from, PH and PW: the
+    /// padded image itself for stride 1; for stride (SH, SW), each of its SH·SW planes
+    /// of rows and columns of one parity, `plane(a, b)[r, c] = padded[SH·r + a, SW·c +
+    /// b]`, ⌈PH/SH⌉ × ⌈PW/SW⌉ — in which a strided convolution is a stride-1 one, tap
+    /// (i, j) reading plane (i % SH, j % SW) at (i / SH, j / SW).
     ph: usize,
     pw: usize,
     /// Where the forward pass's vector `k` reads (its first position, flat): `k·L` when
@@ -478,7 +486,8 @@ impl Plan {
         );
         let lanes = isa.lanes();
         let (pt, pb, pl, pr) = g.pad;
-        let (ph, pw) = (pt + g.h + pb, pl + g.w + pr);
+        let (sh, sw) = g.stride;
+        let (ph, pw) = ((pt + g.h + pb).div_ceil(sh), (pl + g.w + pr).div_ceil(sw));
         // Flat positions holding outputs.
         let positions = (g.oh - 1) * pw + g.ow;
         let exact_rows = g.ow.is_multiple_of(lanes);
@@ -500,10 +509,15 @@ impl Plan {
         let gradient_row = positions.next_multiple_of(lanes);
         let offsets: Vec<usize> = (0..g.ic)
             .flat_map(|c| {
-                (0..g.kh).flat_map(move |i| (0..g.kw).map(move |j| (c * ph + i) * pw + j))
+                (0..g.kh).flat_map(move |i| {
+                    (0..g.kw).map(move |j| {
+                        let plane = (c * sh + i % sh) * sw + j % sw;
+                        (plane * ph + i / sh) * pw + j / sw
+                    })
+                })
             })
             .collect();
-        let last = offsets.last().copied().unwrap_or(0);
+        let last = offsets.iter().max().copied().unwrap_or(0);
         let read_end = last + (steps * block.1 * lanes).max(gradient_row);
         Plan {
             g: *g,
@@ -515,7 +529,7 @@ impl Plan {
             exact_rows,
             gradient_row,
             gradient_block: gradient_block(isa, g.oc, offsets.len()),
-            padded_len: read_end.max(g.ic * ph * pw),
+            padded_len: read_end.max(g.ic * sh * sw * ph * pw),
             offsets,
         }
     }
@@ -525,6 +539,12 @@ impl Plan {
     /// out.
     pub fn for_input_gradient(g: &ConvGeometry, isa: Isa) -> Plan {
         Plan::new(&input_gradient_geometry(g), isa)
+    }
+
+    /// Whether the input gradient is the convolution [`Plan::for_input_gradient`]
+    /// computes: for stride 1.
+    pub fn input_gradient_applies(&self) -> bool {
+        self.g.stride == (1, 1)
     }
 
     /// Images whose flat input and gradient together take about `TILE_BYTES`, which
@@ -597,9 +617,13 @@ impl Plan {
         self.arrange(|c, t| w[((t / kk) * ic + c) * kk + kk - 1 - t % kk], out);
     }
 
-    /// img (IC, H, W) → out (IC, PH, PW) and the slack after it, zero around the image.
+    /// img (IC, H, W) → out (IC, PH, PW) and the slack after it, zero around the image;
+    /// for a stride above 1, the planes of each parity ([`Plan::fill_planes`]).
     fn fill_padded(&self, img: &[f32], out: &mut [f32]) {
         let g = &self.g;
+        if g.stride != (1, 1) {
+            return self.fill_planes(img, out);
+        }
         let (pt, _, pl, _) = g.pad;
         let (planes, slack) = out.split_at_mut(g.ic * self.ph * self.pw);
         slack.fill(0.0);
@@ -619,6 +643,70 @@ impl Plan {
                 left.fill(0.0);
                 copy_row(inside, row);
                 right.fill(0.0);
+            }
+        }
+    }
+
+    /// img (IC, H, W) → out (IC, SH·SW, PH, PW) and the slack after it: the padded image
+    /// split into the planes of its rows' and columns' parities, `plane(a, b)[r, c] =
+    /// padded[SH·r + a, SW·c + b]`, zero where that lies in the padding or past it. The
+    /// planes no tap reads (a ≥ KH or b ≥ KW: a 1×1 convolution reads one) hold anything.
+    /// Each image row is written into the planes of its row parity, its columns dealt
+    /// out by parity.
+    fn fill_planes(&self, img: &[f32], out: &mut [f32]) {
+        let g = &self.g;
+        let (pt, _, pl, _) = g.pad;
+        let (sh, sw) = g.stride;
+        let plane_len = self.ph * self.pw;
+        let (planes, slack) = out.split_at_mut(g.ic * sh * sw * plane_len);
+        slack.fill(0.0);
+        let read = |p: usize| p / sw < g.kh && p % sw < g.kw;
+        for (src, dst) in img
+            .chunks_exact(g.h * g.w)
+            .zip(planes.chunks_exact_mut(sh * sw * plane_len))
+        {
+            for (p, plane) in dst.chunks_exact_mut(plane_len).enumerate() {
+                if read(p) {
+                    plane.fill(0.0);
+                }
+            }
+            for (y, src_row) in src.chunks_exact(g.w).enumerate() {
+                let (a, r) = ((y + pt) % sh, (y + pt) / sh);
+                // Row r of plane (a, b) at `at(b)`.
+                let at = |b: usize| (a * sw + b) * plane_len + r * self.pw;
+                if !read(a * sw) {
+                    // No tap reads rows of this parity.
+                    continue;
+                }
+                if sw == 2 {
+                    // The even columns go to plane (a, PL % 2) from column PL / 2 on, the
+                    // odd ones to the other from (PL + 1) / 2 on: pairs dealt out (into
+                    // an unread plane too, which costs less than telling them apart).
+                    let (e, o) = (at(pl % 2) + pl / 2, at((pl + 1) % 2) + pl.div_ceil(2));
+                    let pairs = src_row.chunks_exact(2);
+                    let last = pairs.remainder().first().copied();
+                    let half = g.w / 2;
+                    let (evens, odds) = if e < o {
+                        let (lo, hi) = dst.split_at_mut(o);
+                        (&mut lo[e..e + half], &mut hi[..half])
+                    } else {
+                        let (lo, hi) = dst.split_at_mut(e);
+                        (&mut hi[..half], &mut lo[o..o + half])
+                    };
+                    for ((even, odd), pair) in evens.iter_mut().zip(odds.iter_mut()).zip(pairs) {
+                        (*even, *odd) = (pair[0], pair[1]);
+                    }
+                    if let Some(v) = last {
+                        dst[e + half] = v;
+                    }
+                    continue;
+                }
+                for (x, &v) in src_row.iter().enumerate() {
+                    let (b, c) = ((x + pl) % sw, (x + pl) / sw);
+                    if read(a * sw + b) {
+                        dst[at(b) + c] = v;
+                    }
+                }
             }
         }
     }
@@ -1226,6 +1314,13 @@ mod tests {
         vec![
             geometry(1, 6, (28, 28), 5, 2),
             geometry(3, 32, (32, 32), 3, 1),
+            // Strided: ResNet's convolutions opening a stage and their 1×1 shortcuts, odd
+            // sizes, a stride in one direction only, a stride above the kernel.
+            geometry(16, 32, (32, 32), 3, 1).with_stride((2, 2)),
+            geometry(32, 64, (16, 16), 1, 0).with_stride((2, 2)),
+            geometry(5, 7, (9, 11), 3, 1).with_stride((2, 2)),
+            geometry(4, 6, (11, 8), 5, 2).with_stride((2, 1)),
+            geometry(3, 5, (7, 10), 2, 1).with_stride((3, 3)),
             geometry(16, 16, (12, 12), 3, 1),
             geometry(32, 32, (16, 16), 3, 1),
             geometry(64, 64, (8, 8), 3, 1),
@@ -1291,16 +1386,20 @@ mod tests {
             let (want_dx, want_dw, _) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
             let (x_per, y_per) = (g.ic * g.h * g.w, g.oc * g.oh * g.ow);
             for isa in Isa::available() {
-                let plan = Plan::for_input_gradient(&g, isa);
                 let (mut scratch, mut weights) = (Scratch::default(), Vec::new());
-                plan.arrange_flipped_weights(&d.w, &mut weights);
-                let mut dx = vec![f32::NAN; want_dx.len()];
-                for (dy_img, dx_img) in d.dy.chunks(y_per).zip(dx.chunks_mut(x_per)) {
-                    plan.forward_image(dy_img, &weights, Epilogue::default(), dx_img, &mut scratch);
+                if g.stride == (1, 1) {
+                    let plan = Plan::for_input_gradient(&g, isa);
+                    plan.arrange_flipped_weights(&d.w, &mut weights);
+                    let mut dx = vec![f32::NAN; want_dx.len()];
+                    for (dy_img, dx_img) in d.dy.chunks(y_per).zip(dx.chunks_mut(x_per)) {
+                        let s = &mut scratch;
+                        plan.forward_image(dy_img, &weights, Epilogue::default(), dx_img, s);
+                    }
+                    assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
                 }
-                assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
 
                 let plan = Plan::new(&g, isa);
+                assert_eq!(plan.input_gradient_applies(), g.stride == (1, 1));
                 for tile in [1, 2, 3] {
                     let mut dw = vec![1.0; d.w.len()];
                     let tiles = d.x.chunks(tile * x_per).zip(d.dy.chunks(tile * y_per));
@@ -1329,7 +1428,7 @@ mod tests {
     }
 
     #[test]
-    fn the_direct_path_is_for_stride_one_single_group_convolutions() {
+    fn the_direct_path_is_for_single_group_convolutions_without_dilation() {
         assert!(applies(&geometry(3, 64, (32, 32), 3, 1)));
         assert!(applies(&geometry(64, 64, (40, 40), 3, 1)), "any width");
         assert!(!applies(&geometry(8, 8, (8, 8), 1, 0)), "1×1: GEMM");
@@ -1342,13 +1441,16 @@ mod tests {
             "as for 1×1"
         );
         assert!(applies(&geometry(8, 8, (8, 8), 3, 0).with_pad(2)));
-        let strided = ConvGeometry {
-            stride: (2, 2),
-            oh: 4,
-            ow: 4,
-            ..geometry(1, 8, (8, 8), 2, 0)
+        assert!(applies(&geometry(1, 8, (8, 8), 2, 0).with_stride((2, 2))));
+        assert!(
+            applies(&geometry(8, 8, (8, 8), 1, 0).with_stride((2, 2))),
+            "a strided 1×1 convolution"
+        );
+        let strided_cut_short = ConvGeometry {
+            oh: 3,
+            ..geometry(1, 8, (8, 8), 2, 0).with_stride((2, 2))
         };
-        assert!(!applies(&strided));
+        assert!(!applies(&strided_cut_short));
         let dilated = ConvGeometry {
             dilation: (2, 2),
             oh: 4,
@@ -1369,6 +1471,17 @@ mod tests {
     }
 
     impl ConvGeometry {
+        /// The same convolution with this stride and the output it gives.
+        fn with_stride(self, stride: (usize, usize)) -> ConvGeometry {
+            let (pt, pb, pl, pr) = self.pad;
+            ConvGeometry {
+                stride,
+                oh: (self.h + pt + pb - self.kh) / stride.0 + 1,
+                ow: (self.w + pl + pr - self.kw) / stride.1 + 1,
+                ..self
+            }
+        }
+
         /// The same convolution with `pad` on every side and the output it gives.
         fn with_pad(self, pad: usize) -> ConvGeometry {
             ConvGeometry {

@@ -81,7 +81,7 @@ pub fn applies(g: &ConvGeometry) -> bool {
 /// Whether the Winograd path can compute this convolution: 3×3, and one the direct path
 /// takes (stride 1, no dilation, one group, padding under 3).
 pub fn computes(g: &ConvGeometry) -> bool {
-    g.kh == 3 && g.kw == 3 && direct::applies(g)
+    g.kh == 3 && g.kw == 3 && g.stride == (1, 1) && direct::applies(g)
 }
 
 /// How one convolution runs on the Winograd path. Made once per call, shared by every
