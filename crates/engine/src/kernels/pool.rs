@@ -354,7 +354,15 @@ fn tap_position(w: usize, rows: &Range<usize>, cols: &Range<usize>, tap: Tap) ->
 /// [`max_2x2_block`] eight at a time; a last short block (a whole row, in small planes)
 /// is copied into a full one first, so no output is computed by slower scalar code.
 pub(crate) fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
-    const B: usize = MAX_2X2_BLOCK;
+    assert!(
+        x.len() >= 2 * g.oh * g.w && y.len() == g.oh * g.ow && taps.len() == y.len(),
+        "2×2 max pooling: one plane"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has AVX-512F (asked above).
+        return unsafe { max_2x2_plane_avx512(g, x, y, taps) };
+    }
     let rows = x.chunks_exact(2 * g.w);
     for ((y, taps), rows) in y
         .chunks_exact_mut(g.ow)
@@ -362,25 +370,87 @@ pub(crate) fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &m
         .zip(rows)
     {
         let (top, bottom) = rows.split_at(g.w);
-        let (top, bottom) = (&top[..2 * g.ow], &bottom[..2 * g.ow]);
-        let (mut y8, mut taps8) = (y.chunks_exact_mut(B), taps.chunks_exact_mut(B));
-        let (mut top16, mut bottom16) = (top.chunks_exact(2 * B), bottom.chunks_exact(2 * B));
-        for (((y, taps), top), bottom) in
-            (&mut y8).zip(&mut taps8).zip(&mut top16).zip(&mut bottom16)
-        {
-            let (best, at) = max_2x2_block(top.try_into().unwrap(), bottom.try_into().unwrap());
-            y.copy_from_slice(&best);
-            taps.copy_from_slice(&at);
+        max_2x2_row(&top[..2 * g.ow], &bottom[..2 * g.ow], y, taps);
+    }
+}
+
+/// Whether the CPU has AVX-512F, asked once.
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
+}
+
+/// [`max_2x2_plane`] with AVX-512: sixteen windows of a row at a time, a row's last ones
+/// with masked loads and stores. The two rows' values are split into even and odd
+/// columns in registers, then each window's four candidates offered in [`offer`]'s
+/// order and by its rule (larger, or NaN).
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_2x2_plane_avx512(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let mask = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
+    for (oi, (y, taps)) in y
+        .chunks_exact_mut(g.ow)
+        .zip(taps.chunks_exact_mut(g.ow))
+        .enumerate()
+    {
+        let top = &x[2 * oi * g.w..][..2 * g.ow];
+        let bottom = &x[(2 * oi + 1) * g.w..][..2 * g.ow];
+        for j in (0..g.ow).step_by(16) {
+            let n = (g.ow - j).min(16);
+            let (low, high) = (mask(2 * n), mask((2 * n).saturating_sub(16)));
+            // SAFETY: the masks cover the 2n values from 2j on, inside `top` and
+            // `bottom` (masked-off lanes are not read); the CPU has AVX-512F.
+            let split = |row: &[f32]| unsafe {
+                let a = _mm512_maskz_loadu_ps(low, row.as_ptr().add(2 * j));
+                let b = _mm512_maskz_loadu_ps(high, row.as_ptr().add(2 * j + 16));
+                (
+                    _mm512_permutex2var_ps(a, even, b),
+                    _mm512_permutex2var_ps(a, odd, b),
+                )
+            };
+            let ((t0, t1), (t2, t3)) = (split(top), split(bottom));
+            let (mut best, mut at) = (t0, _mm512_setzero_si512());
+            for (v, tap) in [(t1, 1), (t2, 2), (t3, 3)] {
+                let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best)
+                    | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                best = _mm512_mask_blend_ps(take, best, v);
+                at = _mm512_mask_blend_epi32(take, at, _mm512_set1_epi32(tap));
+            }
+            // SAFETY: the mask covers the n outputs from j on, inside `y` and `taps`.
+            unsafe {
+                _mm512_mask_storeu_ps(y.as_mut_ptr().add(j), mask(n), best);
+                _mm512_mask_cvtepi32_storeu_epi16(taps.as_mut_ptr().add(j).cast(), mask(n), at);
+            }
         }
-        let (y, taps) = (y8.into_remainder(), taps8.into_remainder());
-        if !y.is_empty() {
-            let (mut top, mut bottom) = ([0.0; 2 * B], [0.0; 2 * B]);
-            top[..2 * y.len()].copy_from_slice(top16.remainder());
-            bottom[..2 * y.len()].copy_from_slice(bottom16.remainder());
-            let (best, at) = max_2x2_block(&top, &bottom);
-            y.copy_from_slice(&best[..y.len()]);
-            taps.copy_from_slice(&at[..taps.len()]);
-        }
+    }
+}
+
+/// One row of windows of [`max_2x2_plane`], their two rows of inputs given: eight at a
+/// time through [`max_2x2_block`], a last short block copied into a full one first.
+fn max_2x2_row(top: &[f32], bottom: &[f32], y: &mut [f32], taps: &mut [Tap]) {
+    const B: usize = MAX_2X2_BLOCK;
+    let (mut y8, mut taps8) = (y.chunks_exact_mut(B), taps.chunks_exact_mut(B));
+    let (mut top16, mut bottom16) = (top.chunks_exact(2 * B), bottom.chunks_exact(2 * B));
+    for (((y, taps), top), bottom) in (&mut y8).zip(&mut taps8).zip(&mut top16).zip(&mut bottom16) {
+        let (best, at) = max_2x2_block(top.try_into().unwrap(), bottom.try_into().unwrap());
+        y.copy_from_slice(&best);
+        taps.copy_from_slice(&at);
+    }
+    let (y, taps) = (y8.into_remainder(), taps8.into_remainder());
+    if !y.is_empty() {
+        let (mut top, mut bottom) = ([0.0; 2 * B], [0.0; 2 * B]);
+        top[..2 * y.len()].copy_from_slice(top16.remainder());
+        bottom[..2 * y.len()].copy_from_slice(bottom16.remainder());
+        let (best, at) = max_2x2_block(&top, &bottom);
+        y.copy_from_slice(&best[..y.len()]);
+        taps.copy_from_slice(&at[..taps.len()]);
     }
 }
 
@@ -535,6 +605,47 @@ mod tests {
         assert_eq!(window(0, 2, 1, 3, 5), 0..2);
         assert_eq!(window(1, 2, 1, 3, 5), 1..4);
         assert_eq!(window(2, 2, 1, 3, 5), 3..5);
+    }
+
+    /// The AVX-512 windows against the portable ones, bit for bit, maxima and taps: rows
+    /// of 1 to 37 windows (whole vectors, masked tails, both), odd input widths, NaNs
+    /// (which win, the last of several), ties (the first wins), −∞ and −0.0.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_windows_are_the_portable_ones() {
+        if !avx512() {
+            return;
+        }
+        let mut rng = crate::rng::Rng::new(31);
+        let specials = [f32::NAN, f32::NEG_INFINITY, -0.0, 0.0, 1.0, 1.0];
+        for w in (2..=75).chain([128, 129]) {
+            let h = 4;
+            let g = PoolGeometry::new([1, 1, h, w], (2, 2), (2, 2), (0, 0), false, false).unwrap();
+            let x: Vec<f32> = (0..h * w)
+                .map(|_| match rng.below(4) {
+                    0 => specials[rng.below(specials.len())],
+                    _ => rng.normal(),
+                })
+                .collect();
+            let (mut y, mut taps) = (vec![f32::NAN; g.oh * g.ow], vec![9; g.oh * g.ow]);
+            // SAFETY: the CPU has AVX-512F (asked above).
+            unsafe { max_2x2_plane_avx512(&g, &x, &mut y, &mut taps) };
+            let (mut want, mut want_taps) = (vec![0.0; y.len()], vec![0; y.len()]);
+            for (oi, (want, want_taps)) in want
+                .chunks_exact_mut(g.ow)
+                .zip(want_taps.chunks_exact_mut(g.ow))
+                .enumerate()
+            {
+                let (top, bottom) = (
+                    &x[2 * oi * w..][..2 * g.ow],
+                    &x[(2 * oi + 1) * w..][..2 * g.ow],
+                );
+                max_2x2_row(top, bottom, want, want_taps);
+            }
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&want), "maxima, width {w}");
+            assert_eq!(taps, want_taps, "taps, width {w}");
+        }
     }
 
     #[test]
