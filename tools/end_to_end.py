@@ -209,9 +209,10 @@ def main():
         for variant in args.variants.split(","):
             row[variant] = pytorch_run(model, epochs, variant, args.threads, args.seed)
         done = {v: row[v] for v in args.variants.split(",") if row[v] is not None}
-        fastest = min(done, key=lambda v: done[v]["train_seconds"])
+        fastest = min(done, key=lambda v: done[v]["train_seconds"]) if done else None
         row["fastest"] = fastest
-        row["speedup"] = done[fastest]["train_seconds"] / row["ocellus"]["train_seconds"]
+        if fastest is not None:
+            row["speedup"] = done[fastest]["train_seconds"] / row["ocellus"]["train_seconds"]
         results.append(row)
         print(f"{model}, {epochs} epochs, {args.threads} threads:")
         for name in ["ocellus"] + args.variants.split(","):
@@ -221,8 +222,11 @@ def main():
                 continue
             print(f"  {name:14} train {r['train_seconds']:7.1f} s  wall {r['wall_seconds']:7.1f} s  "
                   f"peak {r['peak_mib']:6.0f} MiB  test accuracy {100 * r['test_accuracy']:.2f} %")
-        print(f"  ocellus is {row['speedup']:.2f}× the fastest PyTorch variant ({fastest}) on training time",
-              flush=True)
+        if fastest is None:
+            print("  no PyTorch variant ran (is torch installed in this Python?)", flush=True)
+        else:
+            print(f"  ocellus is {row['speedup']:.2f}× the fastest PyTorch variant ({fastest}) on "
+                  "training time", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -14,12 +14,13 @@
 //!   all their gradients) and the border is cut off again.
 //!
 //! A 1×1 convolution with stride 1 and no padding needs no unrolling: the image
-//! `(IC, H·W)` already is `cols`, and `dcols` is `dx`. Convolutions with stride 1, no
-//! dilation and one group (the 3×3 "same" convolutions of most networks, first layers)
-//! are not unrolled either: [`super::direct`] computes y, dx and dW from the padded
-//! images, image by image on the same threads and chunks. Of those, the 3×3 ones with
-//! channels enough ([`winograd::applies`]) compute y, dx and (output channels filling
-//! whole vectors) dW with [`super::winograd`], a chunk of images per job.
+//! `(IC, H·W)` already is `cols`, and `dcols` is `dx`. Convolutions without dilation in
+//! one group (the 3×3 "same" convolutions of most networks, first layers, the strided
+//! ones opening a ResNet stage) are not unrolled either: [`super::direct`] computes y,
+//! dx and dW from the padded images, image by image on the same threads and chunks (dx
+//! of a strided one still through im2col's transpose). Of the stride-1 ones, the 3×3
+//! ones with channels enough ([`winograd::applies`]) compute y, dx and (output channels
+//! filling whole vectors) dW with [`super::winograd`], a chunk of images per job.
 //!
 //! The forward pass applies an [`Epilogue`] to each output as it writes it: the bias and,
 //! for a convolution run fused with the ReLU after it, the ReLU.
@@ -149,8 +150,8 @@ struct Lowering {
     pointwise: bool,
     /// Images lowered together, T: enough for about [`TILE_COLUMNS`] columns.
     tile: usize,
-    /// Stride 1, one group: the [`direct`] kernels compute the convolution image by
-    /// image, without lowering.
+    /// No dilation, one group: the [`direct`] kernels compute the convolution image by
+    /// image, without lowering (for a stride above 1, all but the input gradient).
     direct: Option<Plan>,
     /// 3×3, stride 1, one group, enough channels: [`winograd`] computes y and dx, a
     /// chunk of images at a time, and dW where the output channels fill whole vectors.
@@ -685,15 +686,14 @@ pub fn backward(
                         .as_deref_mut()
                         .map(|dx| &mut dx[tile.start * x_per..tile.end * x_per]),
                 };
-                match (&low.direct, low.weight_gradient) {
-                    (_, WeightGradient::Winograd) => {
-                        let plan = low.winograd.as_ref().expect("the Winograd path");
+                match (&low.direct, &low.winograd, low.weight_gradient) {
+                    (_, Some(plan), WeightGradient::Winograd) => {
                         plan.add_weight_gradient(x_tile, dy_tile, &mut sum.dw, &mut s.winograd);
                     }
-                    (Some(plan), WeightGradient::ByPosition) => {
+                    (Some(plan), _, WeightGradient::ByPosition) => {
                         plan.add_weight_gradient(x_tile, dy_tile, &mut sum.dw, &mut s.direct);
                     }
-                    (Some(plan), WeightGradient::ByChannel) => {
+                    (Some(plan), _, WeightGradient::ByChannel) => {
                         let images = x_tile.chunks(x_per).zip(dy_tile.chunks(y_per));
                         for (x_img, dy_img) in images {
                             let (dw_t, scratch) = (&mut sum.dw, &mut s.direct);
@@ -1301,7 +1301,7 @@ pub(crate) mod tests {
                 bias: false,
                 ..base
             },
-            // 1×1 but strided or padded: goes through im2col.
+            // 1×1 but strided (the direct path) or padded (im2col).
             Case {
                 kernel: (1, 1),
                 stride: (2, 2),

@@ -1,5 +1,5 @@
-//! Direct convolution for stride 1, no dilation and one group, in both directions:
-//! nothing is unrolled, every tap's inputs are read straight from the padded image.
+//! Direct convolution without dilation in one group, in both directions: nothing is
+//! unrolled, every tap's inputs are read straight from the padded image.
 //!
 //! **The flattened padded image.** An image with its zero border written out, (IC, PH,
 //! PW), is read as one long row per channel. Output pixel `(oy, ox)` sits at flat
@@ -26,6 +26,14 @@
 //!   those reductions would weigh: the vectors run over output channels instead, `dy`
 //!   turned to (OH·OW, OC), each position's inputs broadcast, and the running sums are
 //!   `dwᵀ`'s vectors themselves ([`Plan::add_weight_gradient_by_channel`]).
+//!
+//! **Strides.** A convolution of stride (SH, SW) reads the padded image split into the
+//! SH·SW planes of its rows' and columns' parities, `plane(a, b)[r, c] = padded[SH·r + a,
+//! SW·c + b]`: output `(oy, ox)` with tap `(i, j)` reads `padded[SH·oy + i, SW·ox + j]`,
+//! which is plane `(i % SH, j % SW)` at `(oy + i / SH, ox + j / SW)` — a stride-1
+//! convolution over the planes, with other tap offsets, so the forward and weight-gradient
+//! kernels run on it unchanged. Its input gradient is not a convolution of this kind
+//! ([`Plan::input_gradient_applies`]).
 //!
 //! Everything here is written once over `Lanes` and compiled for AVX-512, AVX2 + FMA
 //! and portable code; [`Isa`] picks one at run time.
@@ -482,7 +490,7 @@ impl Plan {
     pub fn new(g: &ConvGeometry, isa: Isa) -> Plan {
         assert!(
             applies(g),
-            "direct convolution: {g:?} is not stride 1, one group"
+            "direct convolution: {g:?} is not one group without dilation"
         );
         let lanes = isa.lanes();
         let (pt, pb, pl, pr) = g.pad;

@@ -608,7 +608,7 @@ mod tests {
     }
 
     /// The AVX-512 windows against the portable ones, bit for bit, maxima and taps: rows
-    /// of 1 to 37 windows (whole vectors, masked tails, both), odd input widths, NaNs
+    /// of 1 to 37 and of 64 windows (whole vectors, masked tails, both), odd input widths, NaNs
     /// (which win, the last of several), ties (the first wins), −∞ and −0.0.
     #[cfg(target_arch = "x86_64")]
     #[test]
