@@ -1021,6 +1021,79 @@ mod batchnorm {
         }
     }
 
+    /// In training a convolution hands the batch normalisation after it the moments of
+    /// its output's planes, taken as each image is convolved: y, dx, every gradient and
+    /// the running statistics are the same bits as with the layers one by one (which take
+    /// the moments from the normalisation's input), followed by a ReLU and a pooling or
+    /// not, on the direct and the Winograd path, in a residual block's main path and
+    /// shortcut. A normalisation with running statistics in evaluation takes none.
+    #[test]
+    fn batchnorm_takes_its_statistics_from_the_convolution_before_it() {
+        fn network(conv: Conv2dConfig, tail: bool) -> Sequential {
+            let mut rng = Rng::new(23);
+            let oc = conv.out_channels;
+            let mut net = Sequential::new()
+                .with(Conv2d::new(conv, &mut rng).unwrap())
+                .with(BatchNorm2d::new(oc).unwrap());
+            if tail {
+                let pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
+                net = net.with(Relu::default()).with(pool);
+            }
+            net
+        }
+        let convs = [
+            (Conv2dConfig::new(3, 8, 3).padding(1), [4, 3, 9, 10]),
+            (Conv2dConfig::new(32, 64, 3).padding(1), [3, 32, 8, 8]),
+            (
+                Conv2dConfig::new(4, 6, 1).stride(2).bias(false),
+                [3, 4, 9, 7],
+            ),
+        ];
+        let mut rng = Rng::new(24);
+        for (conv, shape) in convs {
+            let x = Tensor::randn(&shape, 2.0, &mut rng);
+            for tail in [false, true] {
+                let what = format!("{conv:?} on {shape:?}, ReLU and pooling {tail}");
+                let mut net = network(conv, tail);
+                assert!(net.layers()[0].gives_moments(), "{what}");
+                assert!(net.layers()[1].takes_moments(Mode::Train), "{what}");
+                assert!(!net.layers()[1].takes_moments(Mode::Eval), "{what}");
+                let y = net.forward_ref(&x, Mode::Train).unwrap();
+                let dy = Tensor::randn(y.shape(), 1.0, &mut rng);
+                let mut apart = network(conv, tail);
+                let (y_apart, dx_apart) = one_by_one(apart.layers_mut(), &x, &dy, Mode::Train);
+                assert_eq!(y.data(), y_apart.data(), "{what}: y");
+                let dx = net.backward_ref(&dy).unwrap();
+                assert_eq!(dx.data(), dx_apart.data(), "{what}: dx");
+                for ((name, p), (_, want)) in net.params().into_iter().zip(apart.params()) {
+                    assert_eq!(p.grad().data(), want.grad().data(), "{what}: {name}");
+                }
+                for ((name, b), (_, want)) in net.buffers().into_iter().zip(apart.buffers()) {
+                    assert_eq!(b.data(), want.data(), "{what}: {name}");
+                }
+            }
+        }
+        // A residual block, whose main path and projection shortcut both give moments,
+        // against its layers one by one.
+        let x = Tensor::randn(&[3, 4, 8, 8], 1.0, &mut rng);
+        let mut block = Residual::basic_block(4, 8, 2, &mut Rng::new(5)).unwrap();
+        let y = block.forward_ref(&x, Mode::Train).unwrap();
+        let mut apart = Residual::basic_block(4, 8, 2, &mut Rng::new(5)).unwrap();
+        let (main, shortcut, _) = apart.parts_mut();
+        let through = |layers: &mut [Box<dyn Layer>]| {
+            let mut y = x.clone();
+            for layer in layers.iter_mut() {
+                y = layer.forward(y, Mode::Train).unwrap();
+            }
+            y
+        };
+        let mut want = through(main.layers_mut());
+        let skip = through(shortcut.unwrap().layers_mut());
+        want.zip_assign(&skip, |m, s| if m + s <= 0.0 { 0.0 } else { m + s })
+            .unwrap();
+        assert_eq!(y.data(), want.data(), "a residual block");
+    }
+
     /// Forward and backward through `layers` one at a time: (y, dx).
     fn one_by_one(
         layers: &mut [Box<dyn Layer>],

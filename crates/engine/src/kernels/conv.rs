@@ -45,7 +45,7 @@ use super::direct::{self, Isa, Plan};
 use super::matmul::gemm_one_thread;
 use super::pool::{self, PoolGeometry, Tap};
 use super::winograd;
-use super::{copy_row, lane_sum, ConvGeometry, Epilogue};
+use super::{copy_row, lane_sum, ConvGeometry, Epilogue, Moments};
 use rayon::prelude::*;
 use std::sync::{Mutex, MutexGuard};
 
@@ -377,7 +377,7 @@ pub fn forward(
     y: &mut [f32],
     ws: &mut Workspace,
 ) {
-    forward_then(g, x, w, epilogue, None, y, ws);
+    forward_then(g, x, w, epilogue, After::Nothing, y, ws);
 }
 
 /// [`forward`] followed by the 2×2 max-pooling `pool` ([`PoolGeometry::is_2x2_tiling`],
@@ -398,19 +398,77 @@ pub fn forward_pooled(
         pool.is_2x2_tiling() && pool.input_shape() == [g.n, g.oc, g.oh, g.ow],
         "conv forward: {pool:?} is not a 2×2 tiling of y"
     );
-    forward_then(g, x, w, epilogue, Some(pool), pooled, ws);
+    forward_then(g, x, w, epilogue, After::Pool(pool), pooled, ws);
 }
 
-/// [`forward`] into `out`, or with `pool` [`forward_pooled`].
+/// [`forward`], and the [`Moments`] of every plane of y (one channel of one image),
+/// moments: (N, OC) (overwritten), each image's taken by the thread that has just
+/// convolved it, while it is in its cache — the statistics of a batch normalisation
+/// after the convolution without another pass over y.
+pub fn forward_with_moments(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    y: &mut [f32],
+    moments: &mut [Moments],
+    ws: &mut Workspace,
+) {
+    assert_eq!(
+        moments.len(),
+        g.n * g.oc,
+        "conv forward: moments of {} planes",
+        moments.len()
+    );
+    forward_then(g, x, w, epilogue, After::Moments(moments), y, ws);
+}
+
+/// What [`forward_then`] does besides writing y.
+enum After<'a> {
+    Nothing,
+    /// Pools y instead of writing it ([`forward_pooled`]).
+    Pool(&'a PoolGeometry),
+    /// Takes the moments of its planes, (N, OC) ([`forward_with_moments`]).
+    Moments(&'a mut [Moments]),
+}
+
+/// The moments of every plane of some images' y into theirs, (images, OC).
+fn take_moments(y: &[f32], moments: Option<&mut [Moments]>) {
+    if let Some(moments) = moments {
+        let plane = y.len() / moments.len().max(1);
+        for (m, values) in moments.iter_mut().zip(y.chunks_exact(plane.max(1))) {
+            *m = Moments::of(values);
+        }
+    }
+}
+
+/// `moments` cut into pieces of `len`, one per job; `count` pieces of `None` without any.
+fn moment_pieces(
+    moments: Option<&mut [Moments]>,
+    len: usize,
+    count: usize,
+) -> Vec<Option<&mut [Moments]>> {
+    match moments {
+        Some(m) => m.chunks_mut(len.max(1)).map(Some).collect(),
+        None => (0..count).map(|_| None).collect(),
+    }
+}
+
+/// [`forward`] into `out`, then what `after` says.
 fn forward_then(
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
     epilogue: Epilogue,
-    pool: Option<&PoolGeometry>,
+    after: After,
     out: &mut [f32],
     ws: &mut Workspace,
 ) {
+    let (pool, moments) = match after {
+        After::Nothing => (None, None),
+        After::Pool(pool) => (Some(pool), None),
+        After::Moments(moments) => (None, Some(moments)),
+    };
     let y_per = g.oc * g.oh * g.ow;
     let out_per = pool.map_or(y_per, |p| p.c * p.oh * p.ow);
     check_lengths(g, x, w, g.n * y_per);
@@ -431,7 +489,9 @@ fn forward_then(
     ws.prepare_threads();
     if let Some(plan) = &low.winograd {
         plan.transform_weights(w, &mut ws.weights);
-        forward_winograd(plan, x, &ws.weights, epilogue, pool, out, &ws.threads);
+        let moments = moment_pieces(moments, plan.images() * g.oc, g.n.div_ceil(plan.images()));
+        let (u, threads) = (&ws.weights, &ws.threads);
+        forward_winograd(plan, x, u, epilogue, pool, moments, out, threads);
         return;
     }
     if let Some(plan) = &low.direct {
@@ -441,29 +501,39 @@ fn forward_then(
     // Images are independent: small jobs let rayon keep every thread busy even when some
     // are slowed down by other work on the machine.
     let job_len = images_per_job(g, low.tile);
+    let moments = moment_pieces(moments, job_len * g.oc, g.n.div_ceil(job_len));
     out.par_chunks_mut(job_len * out_per)
+        .zip(moments.into_par_iter())
         .enumerate()
         .with_max_len(1)
-        .for_each(|(job, out_job)| {
+        .for_each(|(job, (out_job, mut moments))| {
             let s = &mut thread_scratch(threads);
             for (t, out_tile) in out_job.chunks_mut(low.tile * out_per).enumerate() {
                 let first = job * job_len + t * low.tile;
                 let images = out_tile.len() / out_per;
                 let x_tile = &x[first * x_per..][..images * x_per];
+                let mut moments = moments
+                    .as_deref_mut()
+                    .map(|m| &mut m[t * low.tile * g.oc..][..images * g.oc]);
                 match &low.direct {
-                    // One image at a time, pooled while in cache.
+                    // One image at a time, pooled or its moments taken while in cache.
                     Some(plan) => {
                         let images = x_tile.chunks(x_per).zip(out_tile.chunks_mut(out_per));
-                        for (x_img, out_img) in images {
+                        for (i, (x_img, out_img)) in images.enumerate() {
                             then_pool(pool, out_img, y_per, s, |y_img, s| {
                                 let (w, s) = (direct_weights, &mut s.direct);
                                 plan.forward_image(x_img, w, epilogue, y_img, s)
                             });
+                            let image = moments.as_deref_mut().map(|m| &mut m[i * g.oc..][..g.oc]);
+                            take_moments(out_img, image);
                         }
                     }
-                    None => then_pool(pool, out_tile, images * y_per, s, |y_tile, s| {
-                        forward_tile(g, &low, x_tile, w, epilogue, y_tile, s)
-                    }),
+                    None => {
+                        then_pool(pool, out_tile, images * y_per, s, |y_tile, s| {
+                            forward_tile(g, &low, x_tile, w, epilogue, y_tile, s)
+                        });
+                        take_moments(out_tile, moments);
+                    }
                 }
             }
         });
@@ -490,12 +560,14 @@ fn then_pool(
 /// [`forward_then`] on the Winograd path: one job per chunk of images, chunks starting at
 /// multiples of [`winograd::Plan::images`] (for dx, with `x` being dy and `u` the
 /// flipped filters).
+#[allow(clippy::too_many_arguments)]
 fn forward_winograd(
     plan: &winograd::Plan,
     x: &[f32],
     u: &[f32],
     epilogue: Epilogue,
     pool: Option<&PoolGeometry>,
+    moments: Vec<Option<&mut [Moments]>>,
     out: &mut [f32],
     threads: &[Mutex<TileScratch>],
 ) {
@@ -504,13 +576,15 @@ fn forward_winograd(
     let out_per = pool.map_or(y_per, |p| p.c * p.oh * p.ow);
     out.par_chunks_mut(n * out_per)
         .zip(x.par_chunks(n * x_per))
+        .zip(moments.into_par_iter())
         .with_max_len(1)
-        .for_each(|(out_job, x_job)| {
+        .for_each(|((out_job, x_job), moments)| {
             let s = &mut thread_scratch(threads);
             let len = x_job.len() / x_per * y_per;
             then_pool(pool, out_job, len, s, |y_job, s| {
                 plan.forward_images(x_job, u, epilogue, y_job, &mut s.winograd)
             });
+            take_moments(out_job, moments);
         });
 }
 
@@ -1153,6 +1227,18 @@ pub(crate) mod tests {
                 &mut Workspace::default(),
             );
             assert_eq!(got, want, "y with the ReLU, pooled, {g:?}");
+        }
+        // The moments of every plane, taken as each image is convolved: exactly those of
+        // that y, which is written all the same.
+        let plane = g.oh * g.ow;
+        let want: Vec<Moments> = y_relu.chunks_exact(plane.max(1)).map(Moments::of).collect();
+        let mut moments = vec![Moments::default(); g.n * g.oc];
+        let mut y_again = vec![f32::NAN; y.len()];
+        let ws = &mut Workspace::default();
+        forward_with_moments(&g, &d.x, &d.w, relu, &mut y_again, &mut moments, ws);
+        assert_eq!(y_again, y_relu, "y beside its moments, {g:?}");
+        if plane > 0 {
+            assert_eq!(moments, want, "moments, {g:?}");
         }
         let (rdx, rdw, rdb) = reference::conv2d_backward(&g, &d.x, &d.w, &d.dy);
         assert_close("dx", &dx, &rdx);

@@ -152,6 +152,34 @@ pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// The moments of one plane (one channel of one image) about its first value `k`:
+/// `Σ(v − k)` and `Σ(v − k)²`, accumulated in f64 — what batch normalisation's statistics
+/// are made of. A convolution computes them as it writes each image
+/// ([`conv::forward_with_moments`]), while the image is in cache, so that the batch
+/// normalisation after it need not read its whole input once more.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Moments {
+    /// The plane's first value, which the sums are taken about.
+    pub k: f32,
+    /// `Σ(v − k)`
+    pub sum: f64,
+    /// `Σ(v − k)²`
+    pub squares: f64,
+}
+
+impl Moments {
+    /// The moments of `plane`; the second sum reads it from cache after the first.
+    pub fn of(plane: &[f32]) -> Moments {
+        let k = plane.first().copied().unwrap_or(0.0);
+        let kd = f64::from(k);
+        Moments {
+            k,
+            sum: wide_lane_sum(plane, |v| v - kd),
+            squares: wide_lane_sum(plane, |v| (v - kd) * (v - kd)),
+        }
+    }
+}
+
 /// `Σ_i f(v[i])`, accumulated in f64: see [`lane_sum_pairs`].
 #[inline(always)]
 pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
@@ -168,36 +196,54 @@ pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
 /// bits.
 #[inline(always)]
 pub(crate) fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    lane_sums::<8>(a, b, f)
+}
+
+/// [`lane_sum`] in 32 running sums, four AVX-512 registers of f64: for values already in
+/// the cache, where what a sum of 8 waits on is its chain of dependent additions (for
+/// values coming from memory the 8 keep up with the loads).
+#[inline(always)]
+pub(crate) fn wide_lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    lane_sums::<32>(values, values, |v, _| f(v))
+}
+
+/// [`lane_sum_pairs`] in `LANES` running sums, compiled for the widest instructions the
+/// CPU has.
+#[inline(always)]
+fn lane_sums<const LANES: usize>(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { lane_sum_pairs_avx512(a, b, f) };
+            return unsafe { lane_sums_avx512::<LANES>(a, b, f) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
-            return unsafe { lane_sum_pairs_avx2(a, b, f) };
+            return unsafe { lane_sums_avx2::<LANES>(a, b, f) };
         }
     }
-    lane_sum_pairs_portable(a, b, f)
+    lane_sums_portable::<LANES>(a, b, f)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn lane_sum_pairs_avx512(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
-    lane_sum_pairs_portable(a, b, f)
+fn lane_sums_avx512<const LANES: usize>(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    lane_sums_portable::<LANES>(a, b, f)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn lane_sum_pairs_avx2(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
-    lane_sum_pairs_portable(a, b, f)
+fn lane_sums_avx2<const LANES: usize>(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
+    lane_sums_portable::<LANES>(a, b, f)
 }
 
-/// [`lane_sum_pairs`] for whatever instructions the caller is compiled for.
+/// [`lane_sums`] for whatever instructions the caller is compiled for.
 #[inline(always)]
-fn lane_sum_pairs_portable(a: &[f32], b: &[f32], f: impl Fn(f64, f64) -> f64) -> f64 {
-    const LANES: usize = 8;
+fn lane_sums_portable<const LANES: usize>(
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(f64, f64) -> f64,
+) -> f64 {
     assert_eq!(a.len(), b.len(), "lane_sum_pairs: lengths differ");
     let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f64 = a8

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::collective::Collective;
 use crate::error::{Error, Result};
 use crate::kernels::pool::{max_2x2_plane, route_2x2_plane_through, PoolGeometry, Tap};
-use crate::kernels::{lane_sum, lane_sum_pairs};
+use crate::kernels::{lane_sum, lane_sum_pairs, Moments};
 use crate::layers::activation::{Elementwise, ReluFn};
 use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
 use crate::spec::{BatchNormSpec, LayerSpec};
@@ -312,6 +312,10 @@ pub struct BatchNorm<L: Layout> {
     /// Whether the last forward pass took its statistics over the ranks of `sync`: then
     /// backward sums its per-channel terms over them too.
     synced: bool,
+    /// The moments of the next input's planes, computed by the layer before it
+    /// ([`Layer::take_moments`]); the next forward pass uses them (if they fit its input)
+    /// and drops them.
+    moments: Option<Vec<Moments>>,
     layout: PhantomData<L>,
 }
 
@@ -354,6 +358,7 @@ impl<L: Layout> BatchNorm<L> {
             sync: None,
             count: 0,
             synced: false,
+            moments: None,
             layout: PhantomData,
         })
     }
@@ -402,6 +407,7 @@ impl<L: Layout> BatchNorm<L> {
     /// The statistics a forward pass normalises with, μ and `inv_std` per channel, kept
     /// for backward (and the running statistics updated in training); `(N, C, S)` of x.
     fn statistics(&mut self, x: &Tensor, mode: Mode) -> Result<(usize, usize, usize)> {
+        let given = self.moments.take();
         let (n, c, s) = L::split(x.shape(), self.config.num_features)?;
         let m = n * s;
         // PyTorch normalises with the batch statistics in training, and in evaluation too
@@ -439,7 +445,10 @@ impl<L: Layout> BatchNorm<L> {
                     )
                     .with_hint(hint));
                 }
-                let stats = batch_stats(x.data(), n, c, s);
+                let stats = match given {
+                    Some(moments) if moments.len() == n * c => merge_moments(&moments, n, c, s),
+                    _ => batch_stats(x.data(), n, c, s),
+                };
                 if let (Mode::Train, Some(running)) = (mode, running) {
                     running.update(&stats, m, self.config.momentum);
                 }
@@ -684,27 +693,32 @@ fn inv_std(sigma2: f64, eps: f64) -> f32 {
 }
 
 /// Per-channel mean and biased variance (÷ m) of an (N, C, S) tensor, accumulated in f64
-/// (PyTorch's CPU kernel accumulates in double too), in one pass over memory: the
-/// sums of `d = x − k` and of `d²` around a value `k` of the channel (its first), then
-/// `mean = k + Σd/m` and `var = (Σd² − (Σd)²/m)/m`. Shifting by a value of the channel
-/// keeps `Σd²` and `(Σd)²/m` of the size of the variance itself, so the subtraction
-/// loses nothing to cancellation even when the mean is far from zero.
+/// (PyTorch's CPU kernel accumulates in double too), in one pass over memory: each
+/// plane's [`Moments`] about its first value, in parallel in memory order, then merged
+/// channel by channel ([`merge_moments`]).
 fn batch_stats(x: &[f32], n: usize, c: usize, s: usize) -> Vec<(f64, f64)> {
-    let m = (n * s) as f64;
-    let totals = channel_totals(n, c, |plane, _| {
-        let k = x[(plane % c) * s] as f64;
-        let plane = &x[plane * s..][..s];
-        // The second sum reads the plane from cache, after the first.
-        (
-            lane_sum(plane, |v| v - k),
-            lane_sum(plane, |v| (v - k) * (v - k)),
-        )
-    });
-    totals
-        .into_iter()
-        .enumerate()
-        .map(|(ch, (sum, squares))| {
-            let k = x[ch * s] as f64;
+    let planes: Vec<Moments> = x.par_chunks(s.max(1)).map(Moments::of).collect();
+    merge_moments(&planes, n, c, s)
+}
+
+/// Per-channel mean and biased variance from the [`Moments`] of the N·C planes of an (N,
+/// C, S) tensor, image after image: the sums moved to one value `k` of the channel (its
+/// first plane's), `Σ(x − k) = Σ_p [Σ_p(x − k_p) + S·δ_p]` and `Σ(x − k)² = Σ_p [Σ_p(x −
+/// k_p)² + 2δ_p·Σ_p(x − k_p) + S·δ_p²]` with `δ_p = k_p − k`, then `mean = k + Σ(x − k)/m`
+/// and `var = (Σ(x − k)² − (Σ(x − k))²/m)/m`. Sums about values of the channel keep
+/// `Σ(x − k)²` and `(Σ(x − k))²/m` of the size of the variance itself, so the
+/// subtraction loses nothing to cancellation even when the mean is far from zero.
+fn merge_moments(planes: &[Moments], n: usize, c: usize, s: usize) -> Vec<(f64, f64)> {
+    let (m, len) = ((n * s) as f64, s as f64);
+    (0..c)
+        .map(|ch| {
+            let k = f64::from(planes[ch].k);
+            let (mut sum, mut squares) = (0.0, 0.0);
+            for p in planes[ch..].iter().step_by(c).take(n) {
+                let delta = f64::from(p.k) - k;
+                squares += p.squares + 2.0 * delta * p.sum + len * delta * delta;
+                sum += p.sum + len * delta;
+            }
             (k + sum / m, ((squares - sum * sum / m) / m).max(0.0))
         })
         .collect()
@@ -875,6 +889,19 @@ impl<L: Layout> Layer for BatchNorm<L> {
                 Ok(dx)
             }
         }
+    }
+
+    /// With batch statistics and not synchronised over ranks: the statistics are merged
+    /// channel by channel from the moments the layer before computed, the same bits as
+    /// taking the moments from x here.
+    fn takes_moments(&self, mode: Mode) -> bool {
+        let batch_statistics = mode == Mode::Train || self.running.is_none();
+        let synced = self.sync.is_some() && mode == Mode::Train;
+        batch_statistics && !synced
+    }
+
+    fn take_moments(&mut self, moments: Vec<Moments>) {
+        self.moments = Some(moments);
     }
 
     fn fuses_relu_pool(&self) -> bool {

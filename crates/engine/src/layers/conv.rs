@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::geometry::{conv_output_len, conv_param_count, ReceptiveField};
 use crate::init::{self, Init};
 use crate::kernels::pool::PoolGeometry;
-use crate::kernels::{self, ConvGeometry};
+use crate::kernels::{self, ConvGeometry, Moments};
 use crate::layers::{
     expect_nchw, expect_same_shape, expect_shape, kept, weight_and_bias, weight_and_bias_mut, Fold,
     Key, Layer, Mode, Param, Part, PartMut,
@@ -428,6 +428,32 @@ impl Layer for Conv2d {
 
     fn forward_relu(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
         self.forward_then(x, true)
+    }
+
+    fn gives_moments(&self) -> bool {
+        true
+    }
+
+    fn forward_with_moments(&mut self, x: Tensor, _mode: Mode) -> Result<(Tensor, Vec<Moments>)> {
+        let g = self.geometry(x.shape())?;
+        let epilogue = kernels::Epilogue {
+            bias: self.bias.as_ref().map(|b| b.value().data()),
+            relu: false,
+        };
+        let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
+        let mut moments = vec![Moments::default(); g.n * g.oc];
+        let (w, ws) = (self.weight.value().data(), &mut self.workspace);
+        kernels::conv::forward_with_moments(
+            &g,
+            x.data(),
+            w,
+            epilogue,
+            y.data_mut(),
+            &mut moments,
+            ws,
+        );
+        self.input = Some(x);
+        Ok((y, moments))
     }
 
     fn folds_affine(&self) -> bool {

@@ -43,6 +43,7 @@ use crate::collective::Collective;
 use crate::error::{Error, Result};
 use crate::geometry::ReceptiveField;
 use crate::kernels::pool::PoolGeometry;
+use crate::kernels::Moments;
 use crate::spec::LayerSpec;
 use crate::tensor::{shape_str, Tensor};
 
@@ -237,6 +238,34 @@ pub trait Layer: Send {
     /// For a ReLU whose input layer computed it fused: keeps the output `y` of that pass,
     /// as its own forward would have, for its backward. Other layers ignore it.
     fn keep_fused_output(&mut self, _y: &Tensor) {}
+
+    /// Whether [`Layer::forward_with_moments`] is available.
+    fn gives_moments(&self) -> bool {
+        false
+    }
+
+    /// The forward pass and the [`Moments`] of every plane of its output, (N, C) — one
+    /// channel of one image each — taken while each image is in cache, for a batch
+    /// normalisation after the layer ([`Layer::take_moments`]); keeps what
+    /// [`Layer::backward`] needs, as `forward` does.
+    fn forward_with_moments(&mut self, _x: Tensor, _mode: Mode) -> Result<(Tensor, Vec<Moments>)> {
+        Err(crate::error::Error::config(
+            self.kind(),
+            "this layer gives no moments of its output",
+        ))
+    }
+
+    /// Whether the next forward pass in `mode` would take its statistics from the moments
+    /// of its input's planes, given by [`Layer::take_moments`]: a batch normalisation
+    /// with batch statistics.
+    fn takes_moments(&self, _mode: Mode) -> bool {
+        false
+    }
+
+    /// The moments of the planes of the next forward pass's input, (N, C), computed by
+    /// the layer before: that pass uses them (if they fit its input) instead of reading
+    /// the input for them. Other layers ignore them.
+    fn take_moments(&mut self, _moments: Vec<Moments>) {}
 
     /// Whether this layer's backward pass can take in that of a ReLU before it
     /// ([`Layer::backward_after_relu`]), as a max-pooling whose 2×2 windows tiled its

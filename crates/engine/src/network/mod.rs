@@ -216,6 +216,16 @@ fn foldable(layers: &[Box<dyn Layer>], input: &[usize]) -> Option<Folding> {
     })
 }
 
+/// Whether the first of these layers gives the moments of its output's planes to the
+/// second, which takes its statistics from them in this mode ([`Layer::gives_moments`],
+/// [`Layer::takes_moments`]).
+fn gives_moments_to_next(layers: &[Box<dyn Layer>], mode: Mode) -> bool {
+    match layers {
+        [first, second, ..] => first.gives_moments() && second.takes_moments(mode),
+        _ => false,
+    }
+}
+
 /// Whether the first of these layers runs fused with a ReLU that follows it
 /// ([`Layer::fuses_relu`]).
 fn fused_with_relu(layers: &[Box<dyn Layer>]) -> bool {
@@ -250,7 +260,8 @@ impl Layer for Sequential {
     /// that [`Layer::fuses_relu_pool`] with a ReLU and a 2×2 max-pooling after it as one
     /// (backward too); in evaluation, a convolution, the batch normalisation after it, a
     /// ReLU and a 2×2 max-pooling after that run as one convolution
-    /// ([`Layer::forward_folded`]).
+    /// ([`Layer::forward_folded`]); a batch normalisation with batch statistics takes
+    /// them from the moments the convolution before it gives ([`Layer::take_moments`]).
     fn forward(&mut self, x: Tensor, mode: Mode) -> Result<Tensor> {
         self.folded.clear();
         self.fused_pools.clear();
@@ -272,6 +283,13 @@ impl Layer for Sequential {
                 let len = folding.len;
                 self.folded.push(FoldedRun { at: i, len, input });
                 i += len;
+            } else if gives_moments_to_next(&self.layers[i..], mode) {
+                let (out, moments) = self.layers[i]
+                    .forward_with_moments(y, mode)
+                    .map_err(in_layer)?;
+                self.layers[i + 1].take_moments(moments);
+                y = out;
+                i += 1;
             } else if let Some(pool) = fused_with_relu_pool(&self.layers[i..], y.shape()) {
                 y = self.layers[i]
                     .forward_relu_pool(y, mode, &pool)
