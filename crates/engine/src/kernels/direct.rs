@@ -54,11 +54,14 @@ pub(super) enum Kind {
 }
 
 impl Isa {
-    /// The widest the CPU has.
+    /// The widest the CPU has, asked once.
     pub fn detect() -> Isa {
-        *Self::available()
-            .last()
-            .expect("the portable code runs anywhere")
+        static WIDEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *WIDEST.get_or_init(|| {
+            *Self::available()
+                .last()
+                .expect("the portable code runs anywhere")
+        })
     }
 
     /// Every instruction set this CPU runs the kernels with, narrowest first: the

@@ -18,6 +18,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::direct::{Isa, Kind};
 use crate::geometry::pool_output_len;
 
 /// Everything that fixes the arithmetic of one pooling pass. The passes run plane by
@@ -359,8 +361,8 @@ pub(crate) fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &m
         "2×2 max pooling: one plane"
     );
     #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        // SAFETY: the CPU has AVX-512F (asked above).
+    if Isa::detect().0 == Kind::Avx512 {
+        // SAFETY: an `Isa` is made only by asking the CPU, so it has AVX-512F.
         return unsafe { max_2x2_plane_avx512(g, x, y, taps) };
     }
     let rows = x.chunks_exact(2 * g.w);
@@ -372,13 +374,6 @@ pub(crate) fn max_2x2_plane(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &m
         let (top, bottom) = rows.split_at(g.w);
         max_2x2_row(&top[..2 * g.ow], &bottom[..2 * g.ow], y, taps);
     }
-}
-
-/// Whether the CPU has AVX-512F, asked once.
-#[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// [`max_2x2_plane`] with AVX-512: sixteen windows of a row at a time, a row's last ones
@@ -613,7 +608,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx512_windows_are_the_portable_ones() {
-        if !avx512() {
+        if Isa::detect().0 != Kind::Avx512 {
             return;
         }
         let mut rng = crate::rng::Rng::new(31);

@@ -303,16 +303,32 @@ impl Conv2d {
         })
     }
 
-    /// The forward pass, followed by a ReLU if `relu` (in the pass that writes y), keeping
-    /// the input for backward.
-    fn forward_then(&mut self, x: Tensor, relu: bool) -> Result<Tensor> {
+    /// The forward pass, followed by a ReLU if `relu` (in the pass that writes y), and with
+    /// `moments` the [`Moments`] of every plane of y put there, (N, OC); keeping the input
+    /// for backward.
+    fn forward_then(
+        &mut self,
+        x: Tensor,
+        relu: bool,
+        moments: Option<&mut Vec<Moments>>,
+    ) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
         let epilogue = kernels::Epilogue {
             bias: self.bias.as_ref().map(|b| b.value().data()),
             relu,
         };
-        let w = self.weight.value().data();
-        let y = convolve(&g, &x, w, epilogue, None, &mut self.workspace);
+        let (w, ws) = (self.weight.value().data(), &mut self.workspace);
+        let y = match moments {
+            None => convolve(&g, &x, w, epilogue, None, ws),
+            Some(moments) => {
+                moments.clear();
+                moments.resize(g.n * g.oc, Moments::default());
+                let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
+                let (x, y_data) = (x.data(), y.data_mut());
+                kernels::conv::forward_with_moments(&g, x, w, epilogue, y_data, moments, ws);
+                y
+            }
+        };
         self.input = Some(x);
         Ok(y)
     }
@@ -417,7 +433,7 @@ impl Layer for Conv2d {
 
     /// x: (N, IC, H, W) → y: (N, OC, OH, OW)
     fn forward(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
-        self.forward_then(x, false)
+        self.forward_then(x, false, None)
     }
 
     /// The ReLU is applied to each output as the kernel writes it; backward needs the
@@ -427,7 +443,7 @@ impl Layer for Conv2d {
     }
 
     fn forward_relu(&mut self, x: Tensor, _mode: Mode) -> Result<Tensor> {
-        self.forward_then(x, true)
+        self.forward_then(x, true, None)
     }
 
     fn gives_moments(&self) -> bool {
@@ -435,24 +451,8 @@ impl Layer for Conv2d {
     }
 
     fn forward_with_moments(&mut self, x: Tensor, _mode: Mode) -> Result<(Tensor, Vec<Moments>)> {
-        let g = self.geometry(x.shape())?;
-        let epilogue = kernels::Epilogue {
-            bias: self.bias.as_ref().map(|b| b.value().data()),
-            relu: false,
-        };
-        let mut y = Tensor::for_overwrite(&[g.n, g.oc, g.oh, g.ow]);
-        let mut moments = vec![Moments::default(); g.n * g.oc];
-        let (w, ws) = (self.weight.value().data(), &mut self.workspace);
-        kernels::conv::forward_with_moments(
-            &g,
-            x.data(),
-            w,
-            epilogue,
-            y.data_mut(),
-            &mut moments,
-            ws,
-        );
-        self.input = Some(x);
+        let mut moments = Vec::new();
+        let y = self.forward_then(x, false, Some(&mut moments))?;
         Ok((y, moments))
     }
 
