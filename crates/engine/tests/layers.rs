@@ -714,7 +714,7 @@ mod batchnorm {
             "refused before any statistics"
         );
         let p = bn
-            .forward_relu_pool(x, Mode::Train, &pool([2, 3, 4, 4], 2, 2))
+            .forward_relu_pool(x.clone(), Mode::Train, &pool([2, 3, 4, 4], 2, 2))
             .unwrap();
         assert_eq!(p.shape(), dp.shape());
         let err = bn
@@ -724,6 +724,33 @@ mod batchnorm {
         assert!(
             bn.backward_relu_pool(dp).is_ok(),
             "the kept pass survives a refused call"
+        );
+
+        // A convolution refuses a folded pooling that does not tile its output, and
+        // moments for another input are not used.
+        let mut conv =
+            Conv2d::new(Conv2dConfig::new(3, 3, 3).padding(1), &mut Rng::new(4)).unwrap();
+        for wrong in [pool([2, 3, 6, 4], 2, 2), pool([2, 3, 4, 4], 3, 1)] {
+            let fold = ocellus::layers::Fold {
+                pool: Some(&wrong),
+                ..Default::default()
+            };
+            let err = conv
+                .forward_folded(x.clone(), &fold)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("pooling"), "{err}");
+        }
+        let mut apart = BatchNorm2d::new(3).unwrap();
+        let want = apart.forward(x.clone(), Mode::Train).unwrap();
+        let mut given = BatchNorm2d::new(3).unwrap();
+        let (_, moments) = conv.forward_with_moments(x.clone(), Mode::Train).unwrap();
+        given.take_moments(moments[..3].to_vec());
+        let y = given.forward(x.clone(), Mode::Train).unwrap();
+        assert_eq!(
+            y.data(),
+            want.data(),
+            "moments of the wrong size are not used"
         );
 
         let mut pool = MaxPool2d::new(Pool2dConfig::new(2)).unwrap();
