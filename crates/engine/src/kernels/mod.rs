@@ -138,17 +138,47 @@ pub(crate) fn pairwise_sum<const L: usize>(mut lanes: [f32; L]) -> f32 {
     lanes[0]
 }
 
-/// `dst = src` for the short rows of an image (often 8 to 32 values): copied eight
-/// values at a time in registers, which costs less than a call to `memcpy` per row.
+/// `dst = src` for the short rows of an image (often 4 to 32 values), as [`copy_short`]
+/// copies them.
 #[inline(always)]
 pub(crate) fn copy_row(dst: &mut [f32], src: &[f32]) {
-    let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
-    for (d, s) in (&mut d8).zip(&mut s8) {
-        let s: &[f32; 8] = s.try_into().expect("chunks of 8");
-        d.copy_from_slice(s);
-    }
-    for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
-        *d = *s;
+    assert_eq!(src.len(), dst.len(), "rows of one length");
+    // SAFETY: `dst.len()` values on from both, and a `&mut` does not overlap a `&`.
+    unsafe { copy_short(dst.as_mut_ptr(), src.as_ptr(), dst.len()) }
+}
+
+/// `len` values from `src` to `dst`, for the short rows of an image: eight (or four) at a
+/// time in registers, the last eight (or four) overlapping those before them, which costs
+/// less than a call to `memcpy` per row or a loop over the values past the eights.
+///
+/// # Safety
+/// `len` values from `src` on are valid for reads, from `dst` on for writes, and the two
+/// do not overlap.
+#[inline(always)]
+pub(crate) unsafe fn copy_short(dst: *mut f32, src: *const f32, len: usize) {
+    // SAFETY (every access): inside the `len` values (the caller's contract).
+    unsafe {
+        let eight = |at: usize| {
+            let v = std::ptr::read_unaligned(src.add(at) as *const [f32; 8]);
+            std::ptr::write_unaligned(dst.add(at) as *mut [f32; 8], v);
+        };
+        let four = |at: usize| {
+            let v = std::ptr::read_unaligned(src.add(at) as *const [f32; 4]);
+            std::ptr::write_unaligned(dst.add(at) as *mut [f32; 4], v);
+        };
+        if len >= 8 {
+            let mut k = 0;
+            while k + 8 < len {
+                eight(k);
+                k += 8;
+            }
+            eight(len - 8);
+        } else if len >= 4 {
+            four(0);
+            four(len - 4);
+        } else {
+            std::ptr::copy_nonoverlapping(src, dst, len);
+        }
     }
 }
 

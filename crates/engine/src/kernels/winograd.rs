@@ -49,15 +49,15 @@
 use super::direct::{self, forward_block, forward_with, input_gradient_geometry, sized, Sums};
 use super::direct::{by_channel, turn_planes, ByChannelArgs};
 use super::direct::{Isa, Kind, Lanes, Portable};
-use super::{copy_row, ConvGeometry, Epilogue};
+use super::{copy_row, copy_short, ConvGeometry, Epilogue};
 
 #[cfg(target_arch = "x86_64")]
 use super::direct::simd;
 
 /// The transforms cost in proportion to `IC + OC` per tile, the products to `IC·OC`: the
-/// path pays once `IC·OC ≥ CHANNEL_RATIO·(IC + OC)`, i.e. from 32 channels in and 64
-/// out, or 40 and 40 (measured: `docs/PERFORMANCE.md`).
-const CHANNEL_RATIO: usize = 20;
+/// path pays once `IC·OC ≥ CHANNEL_RATIO·(IC + OC)`, i.e. from 32 channels in and 32
+/// out, never with 16 on either side (measured: `docs/PERFORMANCE.md`).
+const CHANNEL_RATIO: usize = 16;
 
 /// Tiles × (IC + OC) of a chunk: its `V` and `M`, 16 values per tile and channel each,
 /// then take 1 MiB, about a core's L2 cache (chunks of half that measured the same).
@@ -101,6 +101,8 @@ pub struct Plan {
     images: usize,
     /// Where each input channel's row of a transformed chunk starts: `ic·columns`.
     offsets: Vec<usize>,
+    /// How each input row is laid into the split planes.
+    copies: Vec<RowCopy>,
 }
 
 impl Plan {
@@ -122,6 +124,7 @@ impl Plan {
             tiles,
             images,
             offsets: Vec::new(),
+            copies: RowCopy::all(g, tw),
         };
         let columns = plan.columns(images);
         plan.block = forward_block(isa, g.oc, columns / isa.lanes());
@@ -280,10 +283,13 @@ impl Plan {
     /// weight gradient.
     fn transform_chunk_inputs(&self, x: &[f32], n: usize, scratch: &mut Scratch) {
         let g = &self.g;
+        let layout = (*g, n, self.tiles);
+        let fresh = scratch.planes_layout.replace(layout) != Some(layout);
         let args = InputArgs {
             plan: self,
             n,
             x,
+            fresh,
             planes: sized(&mut scratch.planes, g.ic * n * 8 * self.plane()),
             parity: sized(&mut scratch.parity, g.h * g.w),
             v: sized(&mut scratch.v, XI * self.v_plane()),
@@ -416,6 +422,8 @@ struct InputArgs<'a> {
     plan: &'a Plan,
     n: usize,
     x: &'a [f32],
+    /// Whether `planes` was last split for another convolution or chunk size.
+    fresh: bool,
     planes: &'a mut [f32],
     parity: &'a mut [f32],
     v: &'a mut [f32],
@@ -444,7 +452,7 @@ fn inputs_avx2(args: InputArgs) {
 #[inline(always)]
 unsafe fn inputs_with<S: Lanes>(a: InputArgs) {
     // SAFETY (both steps): the caller's contract, passed on.
-    unsafe { split::<S>(a.plan, a.x, a.n, a.planes, a.parity) };
+    unsafe { split::<S>(a.plan, a.x, a.n, a.fresh, a.planes, a.parity) };
     // SAFETY: as above.
     unsafe { transform_inputs::<S>(a.plan, a.n, a.planes, a.v) };
 }
@@ -540,6 +548,9 @@ fn a_applied<S: Lanes>(d: [S; 2], zero: S) -> [S; 4] {
 pub struct Scratch {
     /// The split input planes, (IC, n, 8, plane).
     planes: Vec<f32>,
+    /// The convolution, images and tiles per image `planes` was last split for: the zeros
+    /// around the images are still in place when the next chunk has the same.
+    planes_layout: Option<(ConvGeometry, usize, usize)>,
     /// An image channel split by the parity of its columns.
     parity: Vec<f32>,
     /// Transformed tiles, 16 planes of (IC, columns), `SKEW` apart.
@@ -613,44 +624,106 @@ unsafe fn chunk_with<S: Lanes>(a: ChunkArgs) {
 /// plane `4a + 2s + c` holds `padded[2r + a, 2(tx + c) + s]` at `r·TW + tx`, zero around
 /// the image. Each channel is first split into its even and its odd columns
 /// ([`split_columns`]); each row of those is then copied into the planes of its parities
-/// at both shifts.
+/// at both shifts, by the plan's [`RowCopy`]s. The copies write the same places in every
+/// chunk of the same size, so the zeros around them are written only when `fresh`.
 ///
 /// # Safety
 /// The CPU has the instruction set of `S`.
 #[inline(always)]
-unsafe fn split<S: Lanes>(p: &Plan, x: &[f32], n: usize, planes: &mut [f32], parity: &mut [f32]) {
+unsafe fn split<S: Lanes>(
+    p: &Plan,
+    x: &[f32],
+    n: usize,
+    fresh: bool,
+    planes: &mut [f32],
+    parity: &mut [f32],
+) {
     let g = &p.g;
-    let (pt, _, pl, _) = g.pad;
+    let pt = g.pad.0;
     let (tw, plane) = (p.tw, p.plane());
     // Values per row in the even and the odd input columns.
     let (ew, odw) = (g.w.div_ceil(2), g.w / 2);
     let (evens, odds) = parity[..g.h * g.w].split_at_mut(g.h * ew);
-    planes.fill(0.0);
+    if fresh {
+        planes.fill(0.0);
+    }
     for (i, image_planes) in planes.chunks_exact_mut(8 * plane).enumerate() {
         let (c, img) = (i / n, i % n);
         let channel = &x[(img * g.ic + c) * g.h * g.w..][..g.h * g.w];
         // SAFETY: the caller's contract, passed on.
         unsafe { split_columns::<S>(channel, g.w, evens, odds) };
-        for y in 0..g.h {
-            // Padded row R = y + PT: plane parity a = R % 2, row r = R / 2. Input column x
-            // lands at padded column x + PL: parity s = (x + PL) % 2, column (x + PL) / 2.
-            let (a, r) = ((y + pt) % 2, (y + pt) / 2);
-            let classes = [
-                (pl % 2, pl / 2, &evens[y * ew..][..ew]),
-                ((pl + 1) % 2, pl.div_ceil(2), &odds[y * odw..][..odw]),
-            ];
-            for (s, first, values) in classes {
-                for shift in 0..2 {
-                    // Plane column tx holds padded column k = tx + shift.
-                    let lo = first.max(shift) - shift;
-                    let hi = (first + values.len()).saturating_sub(shift).min(tw);
-                    if lo < hi {
-                        let row = &mut image_planes[(4 * a + 2 * s + shift) * plane + r * tw..];
-                        copy_row(&mut row[lo..hi], &values[lo + shift - first..][..hi - lo]);
-                    }
+        for copy in &p.copies {
+            let (values, width) = match copy.odd {
+                false => (&*evens, ew),
+                true => (&*odds, odw),
+            };
+            // Input row y is padded row R = y + PT: plane parity a = R % 2, row r = R / 2;
+            // the rows of one parity, two input rows apart, go to consecutive plane rows.
+            for first in 0..2.min(g.h) {
+                let (a, r) = ((first + pt) % 2, (first + pt) / 2);
+                let to = (4 * a + copy.plane) * plane + r * tw + copy.lo;
+                let from = first * width + copy.from;
+                let rows = (g.h - first).div_ceil(2);
+                assert!(
+                    to + (rows - 1) * tw + copy.len <= image_planes.len()
+                        && from + (rows - 1) * 2 * width + copy.len <= values.len(),
+                    "split rows"
+                );
+                for k in 0..rows {
+                    // SAFETY: the last row's copy ends inside both (asserted above).
+                    unsafe {
+                        copy_short(
+                            image_planes.as_mut_ptr().add(to + k * tw),
+                            values.as_ptr().add(from + k * 2 * width),
+                            copy.len,
+                        )
+                    };
                 }
             }
         }
+    }
+}
+
+/// One of the copies that lay a row of an input channel's even or odd columns into the
+/// split planes of its row parity: plane `2s + c` of the four, columns `lo..lo + len`,
+/// from value `from` of the row on. The same for every row of every channel.
+#[derive(Clone, Copy, Debug)]
+struct RowCopy {
+    plane: usize,
+    odd: bool,
+    lo: usize,
+    len: usize,
+    from: usize,
+}
+
+impl RowCopy {
+    /// The copies for convolution `g` with TW tile columns: input column x lands at padded
+    /// column x + PL, of parity s = (x + PL) % 2 and plane column (x + PL) / 2 − c at
+    /// shift c.
+    fn all(g: &ConvGeometry, tw: usize) -> Vec<RowCopy> {
+        let pl = g.pad.2;
+        let classes = [
+            (pl % 2, pl / 2, false, g.w.div_ceil(2)),
+            ((pl + 1) % 2, pl.div_ceil(2), true, g.w / 2),
+        ];
+        let mut copies = Vec::new();
+        for (s, first, odd, values) in classes {
+            for shift in 0..2 {
+                // Plane column tx holds padded column k = tx + shift.
+                let lo = first.max(shift) - shift;
+                let hi = (first + values).saturating_sub(shift).min(tw);
+                if lo < hi {
+                    copies.push(RowCopy {
+                        plane: 2 * s + shift,
+                        odd,
+                        lo,
+                        len: hi - lo,
+                        from: lo + shift - first,
+                    });
+                }
+            }
+        }
+        copies
     }
 }
 
@@ -875,20 +948,19 @@ mod tests {
         ]
     }
 
-    /// Every chunk of `plan` over the batch.
+    /// Every chunk of `plan` over the batch, in a scratch that other convolutions used
+    /// before.
     fn run(
         plan: &Plan,
-        x: &[f32],
-        u: &[f32],
+        (x, u): (&[f32], &[f32]),
         epilogue: Epilogue,
         y: &mut [f32],
-        x_per: usize,
-        y_per: usize,
+        (x_per, y_per): (usize, usize),
+        scratch: &mut Scratch,
     ) {
-        let mut scratch = Scratch::default();
         let images = plan.images();
         for (xs, ys) in x.chunks(images * x_per).zip(y.chunks_mut(images * y_per)) {
-            plan.forward_images(xs, u, epilogue, ys, &mut scratch);
+            plan.forward_images(xs, u, epilogue, ys, scratch);
         }
     }
 
@@ -896,6 +968,9 @@ mod tests {
     fn forward_and_input_gradient_agree_with_the_reference_on_every_isa() {
         let mut rng = Rng::new(17);
         let mut normal = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal()).collect() };
+        // One scratch for every convolution and instruction set, as a thread's is: the
+        // zeros around each split image are rewritten when the layout changes.
+        let mut scratch = Scratch::default();
         for g in cases() {
             assert!(computes(&g), "{g:?}");
             let (x, w, b) = (
@@ -917,14 +992,16 @@ mod tests {
                         relu,
                     };
                     let mut y = vec![f32::NAN; want_y.len()];
-                    run(&plan, &x, &u, epilogue, &mut y, x_per, y_per);
+                    let per = (x_per, y_per);
+                    run(&plan, (&x, &u), epilogue, &mut y, per, &mut scratch);
                     let want: Vec<f32> = want_y.iter().map(|&v| epilogue.finish(v)).collect();
                     assert_close(&format!("y {isa:?} relu {relu} {g:?}"), &y, &want);
                 }
                 let plan_t = Plan::for_input_gradient(&g, isa);
                 plan_t.transform_flipped_weights(&w, &mut u);
                 let mut dx = vec![f32::NAN; want_dx.len()];
-                run(&plan_t, &dy, &u, Epilogue::default(), &mut dx, y_per, x_per);
+                let per = (y_per, x_per);
+                run(&plan_t, (&dy, &u), Epilogue::default(), &mut dx, per, &mut scratch);
                 assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
             }
         }
@@ -977,14 +1054,10 @@ mod tests {
         let g = geometry(2, 64, 64, (8, 8), (1, 1, 1, 1));
         assert!(applies(&g));
         assert!(applies(&ConvGeometry { ic: 32, ..g }), "32 → 64");
-        assert!(
-            !applies(&ConvGeometry {
-                ic: 32,
-                oc: 32,
-                ..g
-            }),
-            "32 → 32"
-        );
+        assert!(applies(&ConvGeometry { ic: 32, oc: 32, ..g }), "32 → 32");
+        for (ic, oc) in [(16, 16), (16, 32), (32, 16), (16, 64)] {
+            assert!(!applies(&ConvGeometry { ic, oc, ..g }), "{ic} → {oc}");
+        }
         assert!(!applies(&ConvGeometry { ic: 3, ..g }), "a first layer");
         assert!(computes(&ConvGeometry { ic: 3, ..g }));
         let five = ConvGeometry {
