@@ -28,9 +28,12 @@
 //! into even and odd columns in registers, then copied in at both shifts `c`), so that
 //! every tile's window value `d[i, j]` sits at `plane(i % 2, j % 2, j / 2)[f + (i / 2)·TW]`
 //! for the tile's flat index `f = ty·TW + tx`: consecutive tiles read consecutive values,
-//! and the transforms run on vectors of tiles. An image's tiles are counted up to whole
-//! vectors; the tiles past the last (and the outputs past OH × OW of odd sizes) are
-//! computed and dropped. The output transform gives, per vector of tiles and row parity,
+//! and the transforms run on vectors of tiles. The images of a chunk lie side by side in
+//! `V` and in the products, TH·TW columns each, so that only the chunk's tiles are counted
+//! up to whole vectors (a 14×14 output has 49 tiles, not 64); an image's last vector runs
+//! into the next image's tiles, which are transformed after it and overwrite what it
+//! wrote there. The values computed past the tiles (and the outputs past OH × OW of odd
+//! sizes) are dropped. The output transform gives, per vector of tiles and row parity,
 //! the even and the odd output columns, which are interleaved in registers and written
 //! straight into y's rows with the [`Epilogue`].
 //!
@@ -59,8 +62,9 @@ use super::direct::simd;
 /// out, never with 16 on either side (measured: `docs/PERFORMANCE.md`).
 const CHANNEL_RATIO: usize = 16;
 
-/// Tiles × (IC + OC) of a chunk: its `V` and `M`, 16 values per tile and channel each,
-/// then take 1 MiB, about a core's L2 cache (chunks of half that measured the same).
+/// Tiles × (IC + OC) of a chunk at most: its `V` and `M`, 16 values per tile and channel
+/// each, then take 1 MiB, about a core's L2 cache (chunks of half that measured the
+/// same).
 const CHUNK_TILE_CHANNELS: usize = 16384;
 
 /// Positions of a transformed tile.
@@ -95,11 +99,12 @@ pub struct Plan {
     /// Tile rows and columns of an image, ⌈OH/2⌉ and ⌈OW/2⌉.
     th: usize,
     tw: usize,
-    /// Tiles of an image counted up to whole vectors.
+    /// Tiles of an image counted up to whole vectors: what its transforms compute.
     tiles: usize,
     /// Images per chunk.
     images: usize,
-    /// Where each input channel's row of a transformed chunk starts: `ic·columns`.
+    /// Where each input channel's row of a transformed chunk starts: `ic·span`, the
+    /// [`Plan::span`] of a whole chunk.
     offsets: Vec<usize>,
     /// How each input row is laid into the split planes.
     copies: Vec<RowCopy>,
@@ -113,22 +118,29 @@ impl Plan {
             "Winograd convolution: {g:?} is not 3×3, stride 1"
         );
         let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-        let tiles = (th * tw).next_multiple_of(isa.lanes());
-        let images = (CHUNK_TILE_CHANNELS / ((g.ic + g.oc) * tiles)).clamp(1, g.n.max(1));
         let mut plan = Plan {
             g: *g,
             isa,
             block: (1, 1),
             th,
             tw,
-            tiles,
-            images,
+            tiles: (th * tw).next_multiple_of(isa.lanes()),
+            images: 1,
             offsets: Vec::new(),
             copies: RowCopy::all(g, tw),
         };
-        let columns = plan.columns(images);
-        plan.block = forward_block(isa, g.oc, columns / isa.lanes());
-        plan.offsets = (0..g.ic).map(|c| c * columns).collect();
+        // The products compute whole vectors of tiles: of the chunk sizes from half the
+        // most that fit on, the one with the fewest columns per tile (the largest of
+        // equals — a chunk reads all of U).
+        let most = (CHUNK_TILE_CHANNELS / ((g.ic + g.oc) * th * tw)).clamp(1, g.n.max(1));
+        let images = (most.div_ceil(2)..=most)
+            .rev()
+            .min_by(|&a, &b| (plan.columns(a) * b).cmp(&(plan.columns(b) * a)))
+            .unwrap_or(1);
+        plan.images = images;
+        plan.block = forward_block(isa, g.oc, plan.columns(images) / isa.lanes());
+        let span = plan.span(images);
+        plan.offsets = (0..g.ic).map(|c| c * span).collect();
         plan
     }
 
@@ -149,9 +161,23 @@ impl Plan {
         self.images
     }
 
-    /// Tiles of `n` images.
+    /// Tiles of an image, TH·TW: image `img`'s tiles are columns `img·TH·TW` on of a
+    /// chunk's `V` and products, with no gap between images.
+    fn real(&self) -> usize {
+        self.th * self.tw
+    }
+
+    /// The columns the products of `n` images compute: their tiles counted up to whole
+    /// vectors.
     fn columns(&self, n: usize) -> usize {
-        n * self.tiles
+        (n * self.real()).next_multiple_of(self.isa.lanes())
+    }
+
+    /// The columns the transforms of `n` images touch — each image's vectors end past its
+    /// tiles, in the next image's (which are written after them) or past the last — or
+    /// that the products read, if more.
+    fn span(&self, n: usize) -> usize {
+        ((n - 1) * self.real() + self.tiles).max(self.columns(n))
     }
 
     /// Values of one split plane: `TH + 1` rows of `TW` and what the last vectors read
@@ -160,9 +186,9 @@ impl Plan {
         self.tiles + self.tw
     }
 
-    /// Values of each of the 16 planes of a chunk's `V`, (IC, columns) and the skew.
+    /// Values of each of the 16 planes of a chunk's `V`, (IC, span) and the skew.
     fn v_plane(&self) -> usize {
-        self.g.ic * self.columns(self.images) + SKEW
+        self.g.ic * self.span(self.images) + SKEW
     }
 
     /// w (OC, IC, 3, 3) → the transformed filters `U_ξ = (G w Gᵀ)[ξ]`, arranged for the
@@ -345,8 +371,8 @@ impl Plan {
         );
         assert!(self.weight_gradient_applies(), "whole vectors of channels");
         self.transform_chunk_inputs(x, n, scratch);
-        let columns = self.columns(n);
-        let dm_plane = columns * g.oc + SKEW;
+        let tiles = n * self.real();
+        let dm_plane = tiles * g.oc + SKEW;
         let args = OutputGradientArgs {
             plan: self,
             n,
@@ -371,9 +397,9 @@ impl Plan {
             let args = ByChannelArgs {
                 offsets: &self.offsets,
                 x: &scratch.v[xi * v_plane..][..v_plane - SKEW],
-                dy_t: &scratch.dm[xi * dm_plane..][..columns * g.oc],
+                dy_t: &scratch.dm[xi * dm_plane..][..tiles * g.oc],
                 oc: g.oc,
-                rows: (1, columns, columns),
+                rows: (1, tiles, tiles),
                 dw_t: &mut du_t[xi * per_xi..][..per_xi],
             };
             by_channel(self.isa, args);
@@ -503,18 +529,18 @@ unsafe fn transform_output_gradients<S: Lanes>(a: OutputGradientArgs) {
     // SAFETY: the CPU has S's instructions (the caller's contract).
     let zero = unsafe { S::zero() };
     assert!(
-        oc.is_multiple_of(S::L) && n * p.tiles * oc <= dm_plane,
+        oc.is_multiple_of(S::L) && n * p.real() * oc <= dm_plane,
         "transformed gradients"
     );
     for (img, dy_img) in dy.chunks_exact(oc * oh * ow).take(n).enumerate() {
         turn_planes(dy_img, oh * ow, dy_t);
-        for t in 0..p.tiles {
-            let at = (img * p.tiles + t) * oc;
+        for t in 0..p.real() {
+            let at = (img * p.real() + t) * oc;
             let (ty, tx) = (t / p.tw, t % p.tw);
             for k in (0..oc).step_by(S::L) {
                 let value = |a: usize, b: usize| {
                     let (y, x) = (2 * ty + a, 2 * tx + b);
-                    if t < p.th * p.tw && y < oh && x < ow {
+                    if y < oh && x < ow {
                         // SAFETY: `(y·OW + x)·OC + k + L ≤ OH·OW·OC = dy_t.len()`; the CPU
                         // has S's instructions (the caller's contract).
                         unsafe { S::load_ptr(dy_t.as_ptr().add((y * ow + x) * oc + k)) }
@@ -602,14 +628,14 @@ fn chunk_avx2(args: ChunkArgs) {
 unsafe fn chunk_with<S: Lanes>(a: ChunkArgs) {
     let p = a.plan;
     let ic = p.g.ic;
-    let (columns, v_plane) = (p.columns(p.images), p.v_plane());
+    let (span, v_plane) = (p.span(p.images), p.v_plane());
     let products = a.m.len() / XI;
     let u_len = a.u.len() / XI;
     for xi in 0..XI {
         let args = (
             &p.offsets[..],
             a.starts,
-            &a.v[xi * v_plane..][..ic * columns],
+            &a.v[xi * v_plane..][..ic * span],
             &a.u[xi * u_len..][..u_len],
             Sums::Rows(&mut a.m[xi * products..][..products - SKEW]),
         );
@@ -774,7 +800,7 @@ unsafe fn split_columns<S: Lanes>(channel: &[f32], w: usize, evens: &mut [f32], 
 #[inline(always)]
 unsafe fn transform_inputs<S: Lanes>(p: &Plan, n: usize, planes: &[f32], v: &mut [f32]) {
     let (ic, tw, plane) = (p.g.ic, p.tw, p.plane());
-    let (columns, v_plane) = (p.columns(p.images), p.v_plane());
+    let (span, v_plane) = (p.span(p.images), p.v_plane());
     assert_eq!(planes.len(), ic * n * 8 * plane, "split planes");
     assert_eq!(v.len(), XI * v_plane, "transformed tiles");
     assert!(
@@ -796,7 +822,8 @@ unsafe fn transform_inputs<S: Lanes>(p: &Plan, n: usize, planes: &[f32], v: &mut
                 });
                 // Bᵀ d: rows combined, column by column; then (Bᵀ d) B: columns combined.
                 let t: [[S; 4]; 4] = std::array::from_fn(|j| b_transposed(d.map(|row| row[j])));
-                let at = c * columns + img * p.tiles + f;
+                // Past the image's tiles: the next image's, written after these.
+                let at = c * span + img * p.real() + f;
                 for r in 0..4 {
                     let out = b_transposed(t.map(|col| col[r]));
                     for (col, value) in out.iter().enumerate() {
@@ -845,8 +872,11 @@ unsafe fn transform_outputs<S: Lanes>(
     let (tw, real) = (p.tw, p.th * p.tw);
     let products = m.len() / XI;
     let planes = y.len() / (g.oh * g.ow);
+    // The last image's vectors read up to `span − columns < L ≤ SKEW` values past the
+    // columns computed (`tiles − TH·TW` at most): past the last row of a product, into
+    // its skew.
     assert!(
-        g.oc * row <= products && planes / g.oc * p.tiles <= row,
+        g.oc * row + SKEW <= products && p.span(planes / g.oc) <= row + SKEW,
         "products"
     );
     assert_eq!(planes % g.oc, 0, "whole images");
@@ -855,9 +885,10 @@ unsafe fn transform_outputs<S: Lanes>(
         // SAFETY: the CPU has S's instructions (the caller's contract).
         let b = unsafe { S::splat(epilogue.bias(o)) };
         for f in (0..p.tiles).step_by(S::L) {
-            let at = o * row + img * p.tiles + f;
-            // SAFETY: `at + L ≤ o·row + n·tiles ≤ oc·row ≤ products` (asserted above,
-            // `tiles` whole vectors): inside product ξ; the CPU has S's instructions.
+            let at = o * row + img * p.real() + f;
+            // SAFETY: `at + L ≤ o·row + span ≤ oc·row + SKEW ≤ products` (asserted
+            // above, `tiles` whole vectors): inside product ξ; the CPU has S's
+            // instructions.
             let mv: [[S; 4]; 4] = std::array::from_fn(|r| {
                 std::array::from_fn(|c| unsafe {
                     S::load_ptr(m.as_ptr().add((4 * r + c) * products + at))
