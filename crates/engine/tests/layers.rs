@@ -722,7 +722,7 @@ mod batchnorm {
             .unwrap_err();
         assert!(err.to_string().contains("(2, 3, 2, 2)"), "{err}");
         assert!(
-            bn.backward_relu_pool(dp).is_ok(),
+            bn.backward_relu_pool(dp.clone()).is_ok(),
             "the kept pass survives a refused call"
         );
 
@@ -740,7 +740,22 @@ mod batchnorm {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("pooling"), "{err}");
+            let err = conv.forward_relu_pool(x.clone(), Mode::Train, &wrong);
+            assert!(err.unwrap_err().to_string().contains("pooling"));
         }
+        // Its fused backward needs its fused forward, and a gradient of the pooled shape.
+        let err = conv.backward_relu_pool(dp.clone()).unwrap_err().to_string();
+        assert!(err.contains("forward_relu_pool"), "{err}");
+        let p = conv
+            .forward_relu_pool(x.clone(), Mode::Train, &pool([2, 3, 4, 4], 2, 2))
+            .unwrap();
+        assert_eq!(p.shape(), dp.shape());
+        let err = conv.backward_relu_pool(Tensor::zeros(&[2, 3, 4, 4]));
+        assert!(err.unwrap_err().to_string().contains("(2, 3, 2, 2)"));
+        assert!(conv.backward_relu_pool(dp.clone()).is_ok());
+        // A plain forward pass afterwards forgets the pooling it kept.
+        conv.forward(x.clone(), Mode::Train).unwrap();
+        assert!(conv.backward_relu_pool(dp.clone()).is_err());
         let mut apart = BatchNorm2d::new(3).unwrap();
         let want = apart.forward(x.clone(), Mode::Train).unwrap();
         let mut given = BatchNorm2d::new(3).unwrap();
@@ -846,11 +861,12 @@ mod batchnorm {
     }
 
     /// A max-pooling whose 2×2 windows tile its input takes the backward pass of the ReLU
-    /// before it in (a `Sequential` runs the two as one): dx and the parameter gradients
-    /// are the bits of the layers one by one — after a convolution whose forward pass ran
-    /// the ReLU fused, after a bare ReLU, on odd plane sizes, with windows whose maximum
-    /// the ReLU cut to 0; overlapping windows (3×3, stride 2) and evaluation keep the two
-    /// passes apart.
+    /// before it in (a `Sequential` runs the two as one), and in training a convolution
+    /// runs itself, the ReLU and that pooling as one (the pooling layer does not run): y,
+    /// dx and the parameter gradients are the bits of the layers one by one — after a
+    /// convolution, after a bare ReLU, on odd plane sizes, with windows whose maximum the
+    /// ReLU cut to 0; overlapping windows (3×3, stride 2) and evaluation keep the passes
+    /// apart.
     #[test]
     fn relu_then_pooling_backward_runs_as_one_with_the_same_bits() {
         fn network(conv: bool, kernel: usize, stride: usize) -> Sequential {
@@ -885,7 +901,7 @@ mod batchnorm {
                 assert_eq!(y.data(), y_apart.data(), "{what}: y");
                 zeros |= y.data().contains(&0.0);
                 let pool = net.layers().last().unwrap();
-                let takes = kernel == 2 && mode == Mode::Train;
+                let takes = kernel == 2 && mode == Mode::Train && !conv;
                 assert_eq!(pool.backward_takes_relu_before(), takes, "{what}");
                 let dx = net.backward_ref(&dy).unwrap();
                 assert_eq!(dx.data(), dx_apart.data(), "{what}: dx");
@@ -1033,8 +1049,8 @@ mod batchnorm {
                 let dy = Tensor::randn(y.shape(), 1.0, &mut rng);
                 let pooling = net.layers_mut().last_mut().unwrap();
                 // Pooled in another layer's pass: folded, or (training) fused with the
-                // normalisation and the ReLU.
-                let elsewhere = k == 2 && (mode == Mode::Eval || bn && relu);
+                // ReLU into the normalisation, or without one into the convolution.
+                let elsewhere = k == 2 && (mode == Mode::Eval || relu);
                 let ran = pooling.backward_ref(&dy).is_ok();
                 assert_eq!(ran, !elsewhere, "{what}: the pooling layer ran");
                 let mut apart = network(conv, bn, relu, Some(k));

@@ -382,8 +382,9 @@ pub fn forward(
 
 /// [`forward`] followed by the 2×2 max-pooling `pool` ([`PoolGeometry::is_2x2_tiling`],
 /// on y's shape), y never written out: each thread pools the images it has just
-/// convolved while they are in its cache. pooled: (N, OC, OH/2, OW/2) (overwritten), the
-/// same bits as [`forward`] then [`pool::max_pool2d_forward`].
+/// convolved while they are in its cache. pooled: (N, OC, OH/2, OW/2) (overwritten), and
+/// if given, `taps` (one per pooled value, overwritten): which position of its window held
+/// the maximum — the same bits as [`forward`] then [`pool::max_pool2d_forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn forward_pooled(
     g: &ConvGeometry,
@@ -392,13 +393,17 @@ pub fn forward_pooled(
     epilogue: Epilogue,
     pool: &PoolGeometry,
     pooled: &mut [f32],
+    taps: Option<&mut [Tap]>,
     ws: &mut Workspace,
 ) {
     assert!(
         pool.is_2x2_tiling() && pool.input_shape() == [g.n, g.oc, g.oh, g.ow],
         "conv forward: {pool:?} is not a 2×2 tiling of y"
     );
-    forward_then(g, x, w, epilogue, After::Pool(pool), pooled, ws);
+    if let Some(taps) = &taps {
+        assert_eq!(taps.len(), pooled.len(), "conv forward: one tap per pooled value");
+    }
+    forward_then(g, x, w, epilogue, After::Pool(pool, taps), pooled, ws);
 }
 
 /// [`forward`], and the [`Moments`] of every plane of y (one channel of one image),
@@ -426,8 +431,8 @@ pub fn forward_with_moments(
 /// What [`forward_then`] does besides writing y.
 enum After<'a> {
     Nothing,
-    /// Pools y instead of writing it ([`forward_pooled`]).
-    Pool(&'a PoolGeometry),
+    /// Pools y instead of writing it, keeping the taps if given ([`forward_pooled`]).
+    Pool(&'a PoolGeometry, Option<&'a mut [Tap]>),
     /// Takes the moments of its planes, (N, OC) ([`forward_with_moments`]).
     Moments(&'a mut [Moments]),
 }
@@ -442,14 +447,11 @@ fn take_moments(y: &[f32], moments: Option<&mut [Moments]>) {
     }
 }
 
-/// `moments` cut into pieces of `len`, one per job; `count` pieces of `None` without any.
-fn moment_pieces(
-    moments: Option<&mut [Moments]>,
-    len: usize,
-    count: usize,
-) -> Vec<Option<&mut [Moments]>> {
-    match moments {
-        Some(m) => m.chunks_mut(len.max(1)).map(Some).collect(),
+/// `values` (moments or taps) cut into pieces of `len`, one per job; `count` pieces of
+/// `None` without any.
+fn pieces<T>(values: Option<&mut [T]>, len: usize, count: usize) -> Vec<Option<&mut [T]>> {
+    match values {
+        Some(v) => v.chunks_mut(len.max(1)).map(Some).collect(),
         None => (0..count).map(|_| None).collect(),
     }
 }
@@ -464,10 +466,10 @@ fn forward_then(
     out: &mut [f32],
     ws: &mut Workspace,
 ) {
-    let (pool, moments) = match after {
-        After::Nothing => (None, None),
-        After::Pool(pool) => (Some(pool), None),
-        After::Moments(moments) => (None, Some(moments)),
+    let (pool, taps, moments) = match after {
+        After::Nothing => (None, None, None),
+        After::Pool(pool, taps) => (Some(pool), taps, None),
+        After::Moments(moments) => (None, None, Some(moments)),
     };
     let y_per = g.oc * g.oh * g.ow;
     let out_per = pool.map_or(y_per, |p| p.c * p.oh * p.ow);
@@ -489,9 +491,11 @@ fn forward_then(
     ws.prepare_threads();
     if let Some(plan) = &low.winograd {
         plan.transform_weights(w, &mut ws.weights);
-        let moments = moment_pieces(moments, plan.images() * g.oc, g.n.div_ceil(plan.images()));
+        let jobs = g.n.div_ceil(plan.images());
+        let moments = pieces(moments, plan.images() * g.oc, jobs);
+        let taps = pieces(taps, plan.images() * out_per, jobs);
         let (u, threads) = (&ws.weights, &ws.threads);
-        forward_winograd(plan, x, u, epilogue, pool, moments, out, threads);
+        forward_winograd(plan, x, u, epilogue, (pool, taps), moments, out, threads);
         return;
     }
     if let Some(plan) = &low.direct {
@@ -501,12 +505,14 @@ fn forward_then(
     // Images are independent: small jobs let rayon keep every thread busy even when some
     // are slowed down by other work on the machine.
     let job_len = images_per_job(g, low.tile);
-    let moments = moment_pieces(moments, job_len * g.oc, g.n.div_ceil(job_len));
+    let jobs = g.n.div_ceil(job_len);
+    let moments = pieces(moments, job_len * g.oc, jobs);
+    let taps = pieces(taps, job_len * out_per, jobs);
     out.par_chunks_mut(job_len * out_per)
-        .zip(moments.into_par_iter())
+        .zip(moments.into_par_iter().zip(taps))
         .enumerate()
         .with_max_len(1)
-        .for_each(|(job, (out_job, mut moments))| {
+        .for_each(|(job, (out_job, (mut moments, mut taps)))| {
             let s = &mut thread_scratch(threads);
             for (t, out_tile) in out_job.chunks_mut(low.tile * out_per).enumerate() {
                 let first = job * job_len + t * low.tile;
@@ -515,12 +521,17 @@ fn forward_then(
                 let mut moments = moments
                     .as_deref_mut()
                     .map(|m| &mut m[t * low.tile * g.oc..][..images * g.oc]);
+                let mut taps = taps
+                    .as_deref_mut()
+                    .map(|taps| &mut taps[t * low.tile * out_per..][..out_tile.len()]);
                 match &low.direct {
                     // One image at a time, pooled or its moments taken while in cache.
                     Some(plan) => {
                         let images = x_tile.chunks(x_per).zip(out_tile.chunks_mut(out_per));
                         for (i, (x_img, out_img)) in images.enumerate() {
-                            then_pool(pool, out_img, y_per, s, |y_img, s| {
+                            let image_taps =
+                                taps.as_deref_mut().map(|t| &mut t[i * out_per..][..out_per]);
+                            then_pool((pool, image_taps), out_img, y_per, s, |y_img, s| {
                                 let (w, s) = (direct_weights, &mut s.direct);
                                 plan.forward_image(x_img, w, epilogue, y_img, s)
                             });
@@ -529,7 +540,8 @@ fn forward_then(
                         }
                     }
                     None => {
-                        then_pool(pool, out_tile, images * y_per, s, |y_tile, s| {
+                        let len = images * y_per;
+                        then_pool((pool, taps), out_tile, len, s, |y_tile, s| {
                             forward_tile(g, &low, x_tile, w, epilogue, y_tile, s)
                         });
                         take_moments(out_tile, moments);
@@ -542,7 +554,7 @@ fn forward_then(
 /// `conv` writing y (`len` values) into `out`, or with `pool` into a thread buffer then
 /// pooled into `out`.
 fn then_pool(
-    pool: Option<&PoolGeometry>,
+    (pool, taps): (Option<&PoolGeometry>, Option<&mut [Tap]>),
     out: &mut [f32],
     len: usize,
     s: &mut TileScratch,
@@ -553,7 +565,14 @@ fn then_pool(
     };
     let mut y = std::mem::take(&mut s.unpooled);
     conv(resized(&mut y, len), s);
-    pool::max_2x2_planes(pool, &y[..len], out, &mut s.taps);
+    let taps = match taps {
+        Some(taps) => taps,
+        None => {
+            s.taps.resize(out.len(), 0);
+            &mut s.taps[..]
+        }
+    };
+    pool::max_2x2_planes(pool, &y[..len], out, taps);
     s.unpooled = y;
 }
 
@@ -566,7 +585,7 @@ fn forward_winograd(
     x: &[f32],
     u: &[f32],
     epilogue: Epilogue,
-    pool: Option<&PoolGeometry>,
+    (pool, taps): (Option<&PoolGeometry>, Vec<Option<&mut [Tap]>>),
     moments: Vec<Option<&mut [Moments]>>,
     out: &mut [f32],
     threads: &[Mutex<TileScratch>],
@@ -576,12 +595,12 @@ fn forward_winograd(
     let out_per = pool.map_or(y_per, |p| p.c * p.oh * p.ow);
     out.par_chunks_mut(n * out_per)
         .zip(x.par_chunks(n * x_per))
-        .zip(moments.into_par_iter())
+        .zip(moments.into_par_iter().zip(taps))
         .with_max_len(1)
-        .for_each(|((out_job, x_job), moments)| {
+        .for_each(|((out_job, x_job), (moments, taps))| {
             let s = &mut thread_scratch(threads);
             let len = x_job.len() / x_per * y_per;
-            then_pool(pool, out_job, len, s, |y_job, s| {
+            then_pool((pool, taps), out_job, len, s, |y_job, s| {
                 plan.forward_images(x_job, u, epilogue, y_job, &mut s.winograd)
             });
             take_moments(out_job, moments);
@@ -1216,17 +1235,15 @@ pub(crate) mod tests {
             let mut want = vec![f32::NAN; g.n * g.oc * pool.oh * pool.ow];
             let mut taps = vec![0; want.len()];
             pool::max_pool2d_forward(&pool, &y_relu, &mut want, &mut taps);
+            let ws = &mut Workspace::default();
             let mut got = vec![f32::NAN; want.len()];
-            forward_pooled(
-                &g,
-                &d.x,
-                &d.w,
-                relu,
-                &pool,
-                &mut got,
-                &mut Workspace::default(),
-            );
+            forward_pooled(&g, &d.x, &d.w, relu, &pool, &mut got, None, ws);
             assert_eq!(got, want, "y with the ReLU, pooled, {g:?}");
+            // And with the taps kept, as training needs them.
+            let (mut got, mut got_taps) = (vec![f32::NAN; want.len()], vec![7; want.len()]);
+            forward_pooled(&g, &d.x, &d.w, relu, &pool, &mut got, Some(&mut got_taps), ws);
+            assert_eq!(got, want, "y with the ReLU, pooled beside its taps, {g:?}");
+            assert_eq!(got_taps, taps, "the taps of the pooling, {g:?}");
         }
         // The moments of every plane, taken as each image is convolved: exactly those of
         // that y, which is written all the same.

@@ -450,9 +450,9 @@ fn max_2x2_row(top: &[f32], bottom: &[f32], y: &mut [f32], taps: &mut [Tap]) {
 }
 
 /// The maxima of [`max_2x2_plane`] on every plane of x (planes of H×W) into y (planes of
-/// OH×OW), for a `g` that [`PoolGeometry::is_2x2_tiling`]; `taps` is a buffer for the
-/// taps, which are not kept.
-pub(crate) fn max_2x2_planes(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut Vec<Tap>) {
+/// OH×OW), and their taps into `taps` (one per value of y), for a `g` that
+/// [`PoolGeometry::is_2x2_tiling`].
+pub(crate) fn max_2x2_planes(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &mut [Tap]) {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
     assert!(g.is_2x2_tiling(), "2×2 max pooling: {g:?}");
     assert_eq!(
@@ -460,8 +460,9 @@ pub(crate) fn max_2x2_planes(g: &PoolGeometry, x: &[f32], y: &mut [f32], taps: &
         y.len(),
         "2×2 max pooling: y size"
     );
-    taps.resize(out_plane, 0);
-    for (x, y) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+    assert_eq!(taps.len(), y.len(), "2×2 max pooling: one tap per output");
+    let planes = x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane));
+    for ((x, y), taps) in planes.zip(taps.chunks_exact_mut(out_plane)) {
         max_2x2_plane(g, x, y, taps);
     }
 }

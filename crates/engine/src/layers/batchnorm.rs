@@ -10,9 +10,10 @@ use rayon::prelude::*;
 
 use crate::collective::Collective;
 use crate::error::{Error, Result};
-use crate::kernels::pool::{max_2x2_plane, route_2x2_plane_through, PoolGeometry, Tap};
+use crate::kernels::pool::{max_2x2_plane, route_2x2_plane_through, PoolGeometry};
 use crate::kernels::{lane_sum, lane_sum_pairs, Moments};
 use crate::layers::activation::{Elementwise, ReluFn};
+use crate::layers::pool::Pooled;
 use crate::layers::{expect_nchw, expect_same_shape, kept, Key, Layer, Mode, Param, Part, PartMut};
 use crate::spec::{BatchNormSpec, LayerSpec};
 use crate::tensor::Tensor;
@@ -637,15 +638,6 @@ impl InputGradient {
             self.scale * dy
         }
     }
-}
-
-/// What a forward pass fused with a ReLU and a max-pooling keeps besides its input.
-struct Pooled {
-    pool: PoolGeometry,
-    /// The pooled output: each window's maximum of the ReLU's output.
-    output: Tensor,
-    /// For each pooled output, which position of its 2×2 window held the maximum.
-    taps: Vec<Tap>,
 }
 
 /// Where backward's dy comes from, plane by plane (a plane being one channel of one

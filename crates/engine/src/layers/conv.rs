@@ -10,6 +10,7 @@ use crate::layers::{
     expect_nchw, expect_same_shape, expect_shape, kept, weight_and_bias, weight_and_bias_mut, Fold,
     Key, Layer, Mode, Param, Part, PartMut,
 };
+use crate::layers::pool::{route_through_relu, Pooled};
 use crate::rng::Rng;
 use crate::spec::{LayerSpec, PadSpec, Size2};
 use crate::tensor::Tensor;
@@ -168,6 +169,8 @@ pub struct Conv2d {
     workspace: kernels::conv::Workspace,
     /// The filters and bias of the last [`Layer::forward_folded`].
     folded: Folded,
+    /// What the last [`Layer::forward_relu_pool`] kept for its backward pass.
+    pooled: Option<Pooled>,
 }
 
 /// Filters and bias with an affine map of the output channels folded in.
@@ -225,6 +228,7 @@ impl Conv2d {
             input: None,
             workspace: Default::default(),
             folded: Folded::default(),
+            pooled: None,
         })
     }
 
@@ -330,7 +334,39 @@ impl Conv2d {
             }
         };
         self.input = Some(x);
+        self.pooled = None;
         Ok(y)
+    }
+
+    /// A 2×2 max-pooling that tiles y, for the convolution `g`: an error otherwise.
+    fn check_pool(&self, g: &ConvGeometry, pool: &PoolGeometry) -> Result<()> {
+        expect_shape(
+            "the fused pooling's input",
+            &[g.n, g.oc, g.oh, g.ow],
+            &pool.input_shape(),
+        )?;
+        if !pool.is_2x2_tiling() {
+            return Err(Error::config(
+                self.kind(),
+                "a fused pooling has 2×2 windows, stride 2, no padding",
+            ));
+        }
+        Ok(())
+    }
+
+    /// dp, the gradient of the output of the last [`Layer::forward_relu_pool`] → dy, that
+    /// of this layer's output: routed to the maxima through the ReLU.
+    fn unpool(&mut self, dp: &Tensor) -> Result<Tensor> {
+        let Some(pooled) = &self.pooled else {
+            return Err(Error::config(
+                self.kind(),
+                "the backward pass fused with a ReLU and max-pooling needs a forward pass \
+                 fused with them (forward_relu_pool) first",
+            ));
+        };
+        expect_same_shape(self.kind(), &pooled.pool.output_shape(), dp.shape())?;
+        let (pool, taps, output) = (&pooled.pool, &pooled.taps, &pooled.output);
+        Ok(route_through_relu(pool, taps, dp, output))
     }
 
     /// The backward pass: adds into dweight and dbias, and overwrites `dx` if given.
@@ -369,7 +405,7 @@ fn convolve(
         return y;
     };
     let mut y = Tensor::for_overwrite(&pool.output_shape());
-    kernels::conv::forward_pooled(g, x.data(), w, epilogue, pool, y.data_mut(), ws);
+    kernels::conv::forward_pooled(g, x.data(), w, epilogue, pool, y.data_mut(), None, ws);
     y
 }
 
@@ -466,14 +502,7 @@ impl Layer for Conv2d {
     fn forward_folded(&mut self, x: Tensor, fold: &Fold) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
         if let Some(pool) = fold.pool {
-            let y_shape = [g.n, g.oc, g.oh, g.ow];
-            expect_shape("the folded pooling's input", &y_shape, &pool.input_shape())?;
-            if !pool.is_2x2_tiling() {
-                return Err(Error::config(
-                    self.kind(),
-                    "a folded pooling has 2×2 windows, stride 2, no padding",
-                ));
-            }
+            self.check_pool(&g, pool)?;
         }
         let (weight, bias) = match fold.affine {
             None => (
@@ -504,7 +533,48 @@ impl Layer for Conv2d {
         };
         let y = convolve(&g, &x, weight, epilogue, fold.pool, &mut self.workspace);
         self.input = Some(x);
+        self.pooled = None;
         Ok(y)
+    }
+
+    fn fuses_relu_pool(&self) -> bool {
+        true
+    }
+
+    /// `p = maxpool(max(0, w ∗ x + b))`: each image pooled as soon as it is convolved, in
+    /// the thread's cache (y is not written out), keeping p and the positions of its
+    /// maxima for backward besides the input.
+    fn forward_relu_pool(&mut self, x: Tensor, _mode: Mode, pool: &PoolGeometry) -> Result<Tensor> {
+        let g = self.geometry(x.shape())?;
+        self.check_pool(&g, pool)?;
+        let epilogue = kernels::Epilogue {
+            bias: self.bias.as_ref().map(|b| b.value().data()),
+            relu: true,
+        };
+        let mut p = Tensor::for_overwrite(&pool.output_shape());
+        let mut taps = self.pooled.take().map(|p| p.taps).unwrap_or_default();
+        taps.resize(p.len(), 0);
+        let (w, ws) = (self.weight.value().data(), &mut self.workspace);
+        let taps_out = Some(&mut taps[..]);
+        kernels::conv::forward_pooled(&g, x.data(), w, epilogue, pool, p.data_mut(), taps_out, ws);
+        self.input = Some(x);
+        self.pooled = Some(Pooled {
+            pool: *pool,
+            output: p.clone(),
+            taps,
+        });
+        Ok(p)
+    }
+
+    /// dp → dy routed to the maxima through the ReLU, then this layer's own backward.
+    fn backward_relu_pool(&mut self, dp: Tensor) -> Result<Tensor> {
+        let dy = self.unpool(&dp)?;
+        self.backward(dy)
+    }
+
+    fn backward_relu_pool_params(&mut self, dp: Tensor) -> Result<()> {
+        let dy = self.unpool(&dp)?;
+        self.backward_params(dy)
     }
 
     /// dy: (N, OC, OH, OW) → dx: (N, IC, H, W); adds into dweight and dbias.

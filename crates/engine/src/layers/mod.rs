@@ -325,6 +325,12 @@ pub trait Layer: Send {
         ))
     }
 
+    /// [`Layer::backward_relu_pool`] for the first layer of a network: the parameter
+    /// gradients only, which for some layers (a convolution) saves computing dx.
+    fn backward_relu_pool_params(&mut self, dp: Tensor) -> Result<()> {
+        self.backward_relu_pool(dp).map(drop)
+    }
+
     /// For a layer that in evaluation maps each channel by a fixed affine function,
     /// `y = scale[c]·x + shift[c]` (batch normalisation with running statistics): the
     /// scales and the shifts, one per channel; `None` for other layers. In evaluation a

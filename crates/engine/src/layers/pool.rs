@@ -334,11 +334,7 @@ impl Layer for MaxPool2d {
         let shape = kept(&self.input_shape, self.kind())?;
         let g = self.config.geometry(self.kind(), shape)?;
         expect_same_shape(self.kind(), &g.output_shape(), dy.shape())?;
-        let mut dx = Tensor::for_overwrite(shape);
-        let through_relu = |d, y| ReluFn.gradient(d, y);
-        let (taps, dy, y) = (&self.taps, dy.data(), y.data());
-        kernels::max_pool2d_backward_through(&g, taps, dy, y, dx.data_mut(), through_relu);
-        Ok(dx)
+        Ok(route_through_relu(&g, &self.taps, &dy, y))
     }
 
     fn tiling_max_pool(&self, input: &[usize]) -> Option<PoolGeometry> {
@@ -498,6 +494,27 @@ impl Layer for GlobalAvgPool {
         }
         Ok(dx)
     }
+}
+
+/// The gradient dy of a 2×2 max-pooling's output y → that of the input of the ReLU before
+/// it: each window's `dy·relu'(y)` routed to the position `taps` names, every other value
+/// 0 — the ReLU's output at a window's maximum being the pooling's output there.
+pub(crate) fn route_through_relu(g: &PoolGeometry, taps: &[Tap], dy: &Tensor, y: &Tensor) -> Tensor {
+    let mut dx = Tensor::for_overwrite(&g.input_shape());
+    let through_relu = |d, y| ReluFn.gradient(d, y);
+    let (dy, y) = (dy.data(), y.data());
+    kernels::max_pool2d_backward_through(g, taps, dy, y, dx.data_mut(), through_relu);
+    dx
+}
+
+/// What a forward pass fused with a ReLU and a 2×2 max-pooling after it keeps besides its
+/// input ([`Layer::forward_relu_pool`]).
+pub(crate) struct Pooled {
+    pub(crate) pool: PoolGeometry,
+    /// The pooled output: each window's maximum of the ReLU's output.
+    pub(crate) output: Tensor,
+    /// For each pooled output, which position of its 2×2 window held the maximum.
+    pub(crate) taps: Vec<Tap>,
 }
 
 #[cfg(test)]

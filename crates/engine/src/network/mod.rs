@@ -314,18 +314,22 @@ impl Layer for Sequential {
         backward_through(&mut self.layers, 0, &self.fused_pools, dy)
     }
 
-    /// Backward through every layer, the first one without its input gradient (unless it
-    /// ran fused with the two after it).
+    /// Backward through every layer, the first one without its input gradient (also when
+    /// it ran fused with a ReLU and a pooling after it).
     fn backward_params(&mut self, dy: Tensor) -> Result<()> {
         self.unfold()?;
-        if self.fused_pools.first() == Some(&0) {
-            return backward_through(&mut self.layers, 0, &self.fused_pools, dy).map(drop);
-        }
-        let Some((first, rest)) = self.layers.split_first_mut() else {
+        let fused = self.fused_pools.first() == Some(&0);
+        let first_len = if fused { 3 } else { 1 }.min(self.layers.len());
+        let (first, rest) = self.layers.split_at_mut(first_len);
+        let Some(first) = first.first_mut() else {
             return Ok(());
         };
-        let d = backward_through(rest, 1, &self.fused_pools, dy)?;
-        first.backward_params(d).map_err(|e| e.in_layer("layer 0"))
+        let d = backward_through(rest, first_len, &self.fused_pools, dy)?;
+        match fused {
+            true => first.backward_relu_pool_params(d),
+            false => first.backward_params(d),
+        }
+        .map_err(|e| e.in_layer("layer 0"))
     }
 
     fn parts(&self) -> Vec<(Key, Part<'_>)> {
