@@ -401,7 +401,11 @@ pub fn forward_pooled(
         "conv forward: {pool:?} is not a 2×2 tiling of y"
     );
     if let Some(taps) = &taps {
-        assert_eq!(taps.len(), pooled.len(), "conv forward: one tap per pooled value");
+        assert_eq!(
+            taps.len(),
+            pooled.len(),
+            "conv forward: one tap per pooled value"
+        );
     }
     forward_then(g, x, w, epilogue, After::Pool(pool, taps), pooled, ws);
 }
@@ -529,8 +533,9 @@ fn forward_then(
                     Some(plan) => {
                         let images = x_tile.chunks(x_per).zip(out_tile.chunks_mut(out_per));
                         for (i, (x_img, out_img)) in images.enumerate() {
-                            let image_taps =
-                                taps.as_deref_mut().map(|t| &mut t[i * out_per..][..out_per]);
+                            let image_taps = taps
+                                .as_deref_mut()
+                                .map(|t| &mut t[i * out_per..][..out_per]);
                             then_pool((pool, image_taps), out_img, y_per, s, |y_img, s| {
                                 let (w, s) = (direct_weights, &mut s.direct);
                                 plan.forward_image(x_img, w, epilogue, y_img, s)
@@ -1241,7 +1246,16 @@ pub(crate) mod tests {
             assert_eq!(got, want, "y with the ReLU, pooled, {g:?}");
             // And with the taps kept, as training needs them.
             let (mut got, mut got_taps) = (vec![f32::NAN; want.len()], vec![7; want.len()]);
-            forward_pooled(&g, &d.x, &d.w, relu, &pool, &mut got, Some(&mut got_taps), ws);
+            forward_pooled(
+                &g,
+                &d.x,
+                &d.w,
+                relu,
+                &pool,
+                &mut got,
+                Some(&mut got_taps),
+                ws,
+            );
             assert_eq!(got, want, "y with the ReLU, pooled beside its taps, {g:?}");
             assert_eq!(got_taps, taps, "the taps of the pooling, {g:?}");
         }

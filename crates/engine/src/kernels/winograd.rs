@@ -1032,7 +1032,14 @@ mod tests {
                 plan_t.transform_flipped_weights(&w, &mut u);
                 let mut dx = vec![f32::NAN; want_dx.len()];
                 let per = (y_per, x_per);
-                run(&plan_t, (&dy, &u), Epilogue::default(), &mut dx, per, &mut scratch);
+                run(
+                    &plan_t,
+                    (&dy, &u),
+                    Epilogue::default(),
+                    &mut dx,
+                    per,
+                    &mut scratch,
+                );
                 assert_close(&format!("dx {isa:?} {g:?}"), &dx, &want_dx);
             }
         }
@@ -1085,7 +1092,14 @@ mod tests {
         let g = geometry(2, 64, 64, (8, 8), (1, 1, 1, 1));
         assert!(applies(&g));
         assert!(applies(&ConvGeometry { ic: 32, ..g }), "32 → 64");
-        assert!(applies(&ConvGeometry { ic: 32, oc: 32, ..g }), "32 → 32");
+        assert!(
+            applies(&ConvGeometry {
+                ic: 32,
+                oc: 32,
+                ..g
+            }),
+            "32 → 32"
+        );
         for (ic, oc) in [(16, 16), (16, 32), (32, 16), (16, 64)] {
             assert!(!applies(&ConvGeometry { ic, oc, ..g }), "{ic} → {oc}");
         }

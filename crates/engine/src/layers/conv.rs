@@ -6,11 +6,11 @@ use crate::geometry::{conv_output_len, conv_param_count, ReceptiveField};
 use crate::init::{self, Init};
 use crate::kernels::pool::PoolGeometry;
 use crate::kernels::{self, ConvGeometry, Moments};
+use crate::layers::pool::{route_through_relu, Pooled};
 use crate::layers::{
     expect_nchw, expect_same_shape, expect_shape, kept, weight_and_bias, weight_and_bias_mut, Fold,
     Key, Layer, Mode, Param, Part, PartMut,
 };
-use crate::layers::pool::{route_through_relu, Pooled};
 use crate::rng::Rng;
 use crate::spec::{LayerSpec, PadSpec, Size2};
 use crate::tensor::Tensor;

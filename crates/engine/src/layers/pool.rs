@@ -499,7 +499,12 @@ impl Layer for GlobalAvgPool {
 /// The gradient dy of a 2×2 max-pooling's output y → that of the input of the ReLU before
 /// it: each window's `dy·relu'(y)` routed to the position `taps` names, every other value
 /// 0 — the ReLU's output at a window's maximum being the pooling's output there.
-pub(crate) fn route_through_relu(g: &PoolGeometry, taps: &[Tap], dy: &Tensor, y: &Tensor) -> Tensor {
+pub(crate) fn route_through_relu(
+    g: &PoolGeometry,
+    taps: &[Tap],
+    dy: &Tensor,
+    y: &Tensor,
+) -> Tensor {
     let mut dx = Tensor::for_overwrite(&g.input_shape());
     let through_relu = |d, y| ReluFn.gradient(d, y);
     let (dy, y) = (dy.data(), y.data());
