@@ -118,15 +118,21 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(2);
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global();
-        if let Err(e) = pool {
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cli.threads.unwrap_or(0))
+        .build();
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(e) => {
+            let threads = cli.threads.map_or("the".into(), |t| t.to_string());
             eprintln!("error: cannot start {threads} worker threads: {e}");
             return ExitCode::FAILURE;
         }
-    }
-    let result = match cli.command {
+    };
+    // The command runs on one of the workers: a parallel section then hands work to the
+    // others only, instead of waking a worker and putting this thread to sleep each time.
+    let result = pool.install(|| match cli.command {
         #[cfg(feature = "mpi")]
         Command::Train(args) => mpi::train(*args),
         #[cfg(not(feature = "mpi"))]
@@ -142,7 +148,7 @@ fn main() -> ExitCode {
         Command::Viz(args) => commands::viz::run(args),
         Command::Report(args) => commands::report::run(args),
         Command::Export(args) => commands::export::run(args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // `train` has said what was kept and how to continue.

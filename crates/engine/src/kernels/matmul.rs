@@ -26,8 +26,9 @@ const DOT_ROWS_MIN_K: usize = 1024;
 /// Products of at least [`PARALLEL_MACS`] multiply-adds are cut into one block of C's
 /// columns (or rows, if C has more rows) per rayon thread, each a single-threaded product
 /// over the whole of `k`: an output value is computed the same way whatever the thread
-/// count. (The `gemm` crate's own threading, which is not enabled, was slower than this
-/// split on the fully connected products: `docs/PERFORMANCE.md`.)
+/// count. Called from a rayon job (the command line runs on a worker of its pool), the
+/// parts are nested in it. (The `gemm` crate's own threading, which is not enabled, was
+/// slower than this split on the fully connected products: `docs/PERFORMANCE.md`.)
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
@@ -41,7 +42,7 @@ pub fn gemm(
     accumulate: bool,
 ) {
     let threads = rayon::current_num_threads();
-    if threads == 1 || m * n * k < PARALLEL_MACS || rayon::current_thread_index().is_some() {
+    if threads == 1 || m * n * k < PARALLEL_MACS {
         return gemm_one_thread(m, n, k, a, a_transposed, b, b_transposed, c, accumulate);
     }
     let layout = Layout::check(m, n, k, a, a_transposed, b, b_transposed, c);
