@@ -955,7 +955,10 @@ fn by_channel_avx2(args: ByChannelArgs) {
 }
 
 /// [`by_channel_block`] over the vectors of channels, in blocks of `C` vectors by `T`
-/// taps: 24 running sums with AVX-512's 32 registers, 12 with 16.
+/// taps: up to 24 running sums with AVX-512's 32 registers, 12 with 16. Of the two tap
+/// counts for each `C` ([`by_channel_taps`]), the one that loads and multiplies least for
+/// this many taps. (With one vector of channels, 24 taps made the compiler keep their
+/// offsets in vector registers and spill sums: 16 measured a third faster.)
 ///
 /// # Safety
 /// The CPU has the instruction set of `S`.
@@ -966,26 +969,48 @@ unsafe fn by_channel_with<S: Lanes>(mut a: ByChannelArgs) {
         a.oc.is_multiple_of(S::L) && vectors > 0,
         "whole vectors of channels"
     );
-    let wide = S::L == 16;
+    let (wide, taps) = (S::L == 16, a.offsets.len());
     let mut v0 = 0;
     while v0 < vectors {
         let count = match vectors - v0 {
             left if wide => left.min(4),
             left => left.min(2),
         };
+        let wider = by_channel_taps(count, taps);
         // SAFETY (every arm): the caller's contract, passed on; `v0 + C ≤ vectors`.
         unsafe {
-            match (wide, count) {
-                (true, 1) => by_channel_block::<S, 1, 24>(&mut a, v0),
-                (true, 2) => by_channel_block::<S, 2, 12>(&mut a, v0),
-                (true, 3) => by_channel_block::<S, 3, 8>(&mut a, v0),
-                (true, _) => by_channel_block::<S, 4, 6>(&mut a, v0),
-                (false, 1) => by_channel_block::<S, 1, 12>(&mut a, v0),
-                (false, _) => by_channel_block::<S, 2, 6>(&mut a, v0),
+            match (wide, count, wider) {
+                (true, 1, true) => by_channel_block::<S, 1, 16>(&mut a, v0),
+                (true, 1, false) => by_channel_block::<S, 1, 12>(&mut a, v0),
+                (true, 2, true) => by_channel_block::<S, 2, 12>(&mut a, v0),
+                (true, 2, false) => by_channel_block::<S, 2, 8>(&mut a, v0),
+                (true, 3, true) => by_channel_block::<S, 3, 8>(&mut a, v0),
+                (true, 3, false) => by_channel_block::<S, 3, 6>(&mut a, v0),
+                (true, _, true) => by_channel_block::<S, 4, 6>(&mut a, v0),
+                (true, _, false) => by_channel_block::<S, 4, 4>(&mut a, v0),
+                (false, 1, _) => by_channel_block::<S, 1, 12>(&mut a, v0),
+                (false, _, _) => by_channel_block::<S, 2, 6>(&mut a, v0),
             }
         }
         v0 += count;
     }
+}
+
+/// For `c` vectors of channels (1 to 4) and `taps` taps: whether the wider of the two tap
+/// blocks of [`by_channel_with`] (16, 12, 8, 6 taps) beats the narrower (12, 8, 6, 4). Per
+/// position a block loads `T` inputs and `c` vectors of dy and multiplies `c·T` times;
+/// a block cut short by the number of taps computes sums it drops. Costed as blocks ×
+/// c·(T + 1) (measured on the Winograd weight gradients of 32 and 64 input channels and
+/// LeNet-5's second convolution: `docs/PERFORMANCE.md`); the wider on a tie.
+fn by_channel_taps(c: usize, taps: usize) -> bool {
+    let (wide, narrow) = match c {
+        1 => (16, 12),
+        2 => (12, 8),
+        3 => (8, 6),
+        _ => (6, 4),
+    };
+    let cost = |t: usize| taps.div_ceil(t) * (t + 1);
+    cost(wide) <= cost(narrow)
 }
 
 /// `dw_t[t, oc] += Σ_positions x[off(t) + q] · dy_t[p, oc]` for the `C` vectors of
@@ -1436,6 +1461,54 @@ mod tests {
         }
         // 16, 32 and 64 channels, with every instruction set (the portable one at least).
         assert!(by_channel >= 4, "{by_channel} weight gradients by channel");
+    }
+
+    /// Every block of the by-channel weight gradient — 1 to 4 vectors of channels, the
+    /// wider and the narrower tap count, blocks cut short by the number of taps — against
+    /// plain sums, on every instruction set, the sums added into what dwᵀ held.
+    #[test]
+    fn weight_gradient_by_channel_blocks_agree_with_plain_sums() {
+        let mut rng = Rng::new(31);
+        let mut chosen = std::collections::BTreeSet::new();
+        for isa in Isa::available() {
+            for c in 1..=4 {
+                for taps in [1, 5, 12, 16, 17, 24, 32, 36, 64, 150] {
+                    chosen.insert((c, by_channel_taps(c, taps)));
+                    let (oc, positions) = (c * isa.lanes(), 23);
+                    let offsets: Vec<usize> = (0..taps).map(|t| 3 * t + t % 2).collect();
+                    let x: Vec<f32> = (0..3 * taps + 2 + positions)
+                        .map(|_| rng.normal())
+                        .collect();
+                    let dy_t: Vec<f32> = (0..positions * oc).map(|_| rng.normal()).collect();
+                    let before: Vec<f32> = (0..taps * oc).map(|_| rng.normal()).collect();
+                    let want: Vec<f32> = (0..taps * oc)
+                        .map(|i| {
+                            let (t, o) = (i / oc, i % oc);
+                            let sum: f64 = (0..positions)
+                                .map(|p| (x[offsets[t] + p] * dy_t[p * oc + o]) as f64)
+                                .sum();
+                            before[i] + sum as f32
+                        })
+                        .collect();
+                    let mut dw_t = before.clone();
+                    let args = ByChannelArgs {
+                        offsets: &offsets,
+                        x: &x,
+                        dy_t: &dy_t,
+                        oc,
+                        rows: (1, positions, positions),
+                        dw_t: &mut dw_t,
+                    };
+                    by_channel(isa, args);
+                    assert_close(&format!("{isa:?} {c} vectors, {taps} taps"), &dw_t, &want);
+                }
+            }
+        }
+        assert_eq!(
+            chosen.len(),
+            8,
+            "both tap counts for every block: {chosen:?}"
+        );
     }
 
     #[test]
