@@ -918,9 +918,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
         }
         let (_, c, s) = self.statistics(&x, mode)?;
         let maps = self.channel_maps();
-        let mut p = Tensor::for_overwrite(&pool.output_shape());
-        let mut taps = self.pooled.take().map(|p| p.taps).unwrap_or_default();
-        taps.resize(p.len(), 0);
+        let (mut p, mut taps) = Pooled::buffers(&mut self.pooled, pool);
         let out = pool.oh * pool.ow;
         p.data_mut()
             .par_chunks_mut(out)
@@ -934,12 +932,7 @@ impl<L: Layout> Layer for BatchNorm<L> {
                 max_2x2_plane(pool, z, p, taps);
             });
         self.input = Some(x);
-        self.pooled = Some(Pooled {
-            pool: *pool,
-            output: p.clone(),
-            taps,
-        });
-        Ok(p)
+        Ok(Pooled::keep(&mut self.pooled, pool, p, taps))
     }
 
     /// dp, the gradient of the pooled output → dx, plane by plane: dy of each plane built

@@ -551,19 +551,12 @@ impl Layer for Conv2d {
             bias: self.bias.as_ref().map(|b| b.value().data()),
             relu: true,
         };
-        let mut p = Tensor::for_overwrite(&pool.output_shape());
-        let mut taps = self.pooled.take().map(|p| p.taps).unwrap_or_default();
-        taps.resize(p.len(), 0);
+        let (mut p, mut taps) = Pooled::buffers(&mut self.pooled, pool);
         let (w, ws) = (self.weight.value().data(), &mut self.workspace);
         let taps_out = Some(&mut taps[..]);
         kernels::conv::forward_pooled(&g, x.data(), w, epilogue, pool, p.data_mut(), taps_out, ws);
         self.input = Some(x);
-        self.pooled = Some(Pooled {
-            pool: *pool,
-            output: p.clone(),
-            taps,
-        });
-        Ok(p)
+        Ok(Pooled::keep(&mut self.pooled, pool, p, taps))
     }
 
     /// dp → dy routed to the maxima through the ReLU, then this layer's own backward.

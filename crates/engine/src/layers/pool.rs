@@ -522,6 +522,33 @@ pub(crate) struct Pooled {
     pub(crate) taps: Vec<Tap>,
 }
 
+impl Pooled {
+    /// The pooled output and the taps of a new fused pass of `pool`, to be overwritten; the
+    /// taps in the allocation of the last pass's, taken from `slot`.
+    pub(crate) fn buffers(slot: &mut Option<Pooled>, pool: &PoolGeometry) -> (Tensor, Vec<Tap>) {
+        let p = Tensor::for_overwrite(&pool.output_shape());
+        let mut taps = slot.take().map(|p| p.taps).unwrap_or_default();
+        taps.resize(p.len(), 0);
+        (p, taps)
+    }
+
+    /// Keeps the pooled output p and its taps in `slot` for the backward pass; gives p.
+    pub(crate) fn keep(
+        slot: &mut Option<Pooled>,
+        pool: &PoolGeometry,
+        p: Tensor,
+        taps: Vec<Tap>,
+    ) -> Tensor {
+        let output = p.clone();
+        *slot = Some(Pooled {
+            pool: *pool,
+            output,
+            taps,
+        });
+        p
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
