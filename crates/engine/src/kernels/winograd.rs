@@ -579,7 +579,7 @@ pub struct Scratch {
     planes_layout: Option<(ConvGeometry, usize, usize)>,
     /// An image channel split by the parity of its columns.
     parity: Vec<f32>,
-    /// Transformed tiles, 16 planes of (IC, columns), `SKEW` apart.
+    /// Transformed tiles, 16 planes of (IC, span), `SKEW` apart.
     v: Vec<f32>,
     /// Products, 16 planes of (⌈OC/B⌉·B, row), `SKEW` apart.
     m: Vec<f32>,
@@ -792,7 +792,7 @@ unsafe fn split_columns<S: Lanes>(channel: &[f32], w: usize, evens: &mut [f32], 
 }
 
 /// `V = Bᵀ d B` of every tile of `n` images: planes (IC, n, 8, plane) → v (16 planes of
-/// (IC, columns)), image `img`'s tiles from `img·tiles` on. Tile `f`'s window value
+/// (IC, span)), image `img`'s tiles from `img·TH·TW` on. Tile `f`'s window value
 /// `d[i, j]` is `plane(4·(i % 2) + 2·(j % 2) + j / 2)[f + (i / 2)·TW]`.
 ///
 /// # Safety

@@ -319,7 +319,7 @@ impl Layer for Sequential {
     fn backward_params(&mut self, dy: Tensor) -> Result<()> {
         self.unfold()?;
         let fused = self.fused_pools.first() == Some(&0);
-        let first_len = if fused { 3 } else { 1 }.min(self.layers.len());
+        let first_len = (if fused { 3 } else { 1 }).min(self.layers.len());
         let (first, rest) = self.layers.split_at_mut(first_len);
         let Some(first) = first.first_mut() else {
             return Ok(());
