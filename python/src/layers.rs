@@ -194,7 +194,7 @@ impl PyLayer {
         let class = self.class_name().to_string();
         let chain = self.engine_mut();
         let y = py
-            .detach(|| chain.forward(x, mode))
+            .detach(|| crate::on_worker(|| chain.forward(x, mode)))
             .map_err(|e| in_class(e, &class))
             .or_py_err()?;
         array_from(py, &y)
@@ -210,7 +210,7 @@ impl PyLayer {
         let class = self.class_name().to_string();
         let chain = self.engine_mut();
         let dx = py
-            .detach(|| chain.backward(dy))
+            .detach(|| crate::on_worker(|| chain.backward(dy)))
             .map_err(|e| in_class(e, &class))
             .or_py_err()?;
         array_from(py, &dx)

@@ -20,6 +20,14 @@ mod train;
 
 use pyo3::prelude::*;
 
+/// Runs `f` on a worker of the thread pool and waits for it: its parallel sections then
+/// hand work to the other workers, instead of each waking one and putting the calling
+/// (Python) thread to sleep, as `ocellus` runs its commands. For work that calls no
+/// Python.
+pub(crate) fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 #[pymodule]
 #[pyo3(name = "_ocellus")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -175,16 +175,18 @@ impl Network {
             guards.iter_mut().map(|g| g.engine_mut()).collect();
         let outputs = py
             .detach(|| {
-                let mut outputs: Vec<Tensor> = Vec::with_capacity(chains.len());
-                let mut h = x;
-                for (i, chain) in chains.iter_mut().enumerate() {
-                    // A clone is a second handle on the same values: `outputs` keeps them.
-                    h = chain
-                        .forward(h, mode)
-                        .map_err(|e| in_class(e, &classes[i]).in_layer(&format!("layer {i}")))?;
-                    outputs.push(h.clone());
-                }
-                Ok::<_, ocellus::Error>(outputs)
+                crate::on_worker(|| {
+                    let mut outputs: Vec<Tensor> = Vec::with_capacity(chains.len());
+                    let mut h = x;
+                    for (i, chain) in chains.iter_mut().enumerate() {
+                        // A clone is a second handle on the same values: `outputs` keeps them.
+                        h = chain.forward(h, mode).map_err(|e| {
+                            in_class(e, &classes[i]).in_layer(&format!("layer {i}"))
+                        })?;
+                        outputs.push(h.clone());
+                    }
+                    Ok::<_, ocellus::Error>(outputs)
+                })
             })
             .or_py_err()?;
         drop(guards);
@@ -209,13 +211,15 @@ impl Network {
             guards.iter_mut().map(|g| g.engine_mut()).collect();
         let dx = py
             .detach(|| {
-                let mut d = dy;
-                for (i, chain) in chains.iter_mut().enumerate().rev() {
-                    d = chain
-                        .backward(d)
-                        .map_err(|e| in_class(e, &classes[i]).in_layer(&format!("layer {i}")))?;
-                }
-                Ok::<_, ocellus::Error>(d)
+                crate::on_worker(|| {
+                    let mut d = dy;
+                    for (i, chain) in chains.iter_mut().enumerate().rev() {
+                        d = chain.backward(d).map_err(|e| {
+                            in_class(e, &classes[i]).in_layer(&format!("layer {i}"))
+                        })?;
+                    }
+                    Ok::<_, ocellus::Error>(d)
+                })
             })
             .or_py_err()?;
         array_from(py, &dx)

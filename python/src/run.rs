@@ -307,24 +307,42 @@ impl Training {
     /// Trains one epoch (GIL released), validates, writes the checkpoint and the metrics
     /// line; returns the metrics line as a dict. Ctrl-C stops the epoch after the step
     /// under way and raises KeyboardInterrupt; the last checkpoint is intact.
+    ///
+    /// The epoch runs on a worker of the thread pool, as `ocellus train` runs it: each
+    /// parallel section then hands work to the other workers, instead of waking one and
+    /// putting the calling thread to sleep. This thread meanwhile checks for Ctrl-C —
+    /// signals reach Python only in the main thread, with the GIL held.
     fn train_epoch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stop = &self.stop;
         let record = self.with_run(|run| {
             let mut interrupt: Option<PyErr> = None;
             let result = py.detach(|| {
-                run.train_epoch(&mut |_| {
-                    // Signals reach Python only in the main thread, with the GIL held.
-                    if interrupt.is_none() {
-                        if let Err(e) = Python::attach(|py| py.check_signals()) {
-                            interrupt = Some(e);
-                            stop.store(true, Ordering::Relaxed);
+                std::thread::scope(|s| {
+                    let caller = std::thread::current();
+                    let epoch = s.spawn(move || {
+                        let result = crate::on_worker(|| run.train_epoch(&mut |_| {}));
+                        caller.unpark();
+                        result
+                    });
+                    while !epoch.is_finished() {
+                        std::thread::park_timeout(std::time::Duration::from_millis(50));
+                        if interrupt.is_none() {
+                            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                                interrupt = Some(e);
+                                stop.store(true, Ordering::Relaxed);
+                            }
                         }
                     }
+                    epoch
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 })
             });
             match (result, interrupt) {
-                (Ok(record), _) => Ok(record),
-                (Err(Error::Interrupted { .. }), Some(e)) => {
+                (Ok(record), None) => Ok(record),
+                // Ctrl-C stopped the epoch, or came as its last step ended: the epoch's
+                // checkpoint is written either way.
+                (Ok(_) | Err(Error::Interrupted { .. }), Some(e)) => {
                     stop.store(false, Ordering::Relaxed);
                     Err(e)
                 }
