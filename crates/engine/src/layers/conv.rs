@@ -356,7 +356,7 @@ impl Conv2d {
 
     /// dp, the gradient of the output of the last [`Layer::forward_relu_pool`] → dy, that
     /// of this layer's output: routed to the maxima through the ReLU.
-    fn unpool(&mut self, dp: &Tensor) -> Result<Tensor> {
+    fn unpool(&self, dp: &Tensor) -> Result<Tensor> {
         let Some(pooled) = &self.pooled else {
             return Err(Error::config(
                 self.kind(),

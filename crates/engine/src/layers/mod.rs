@@ -229,7 +229,7 @@ pub trait Layer: Send {
     /// `y = max(0, forward(x))` in one pass, for a layer that [`Layer::fuses_relu`];
     /// keeps what [`Layer::backward`] needs, as `forward` does.
     fn forward_relu(&mut self, _x: Tensor, _mode: Mode) -> Result<Tensor> {
-        Err(crate::error::Error::config(
+        Err(Error::config(
             self.kind(),
             "this layer does not run fused with a ReLU",
         ))
@@ -249,7 +249,7 @@ pub trait Layer: Send {
     /// normalisation after the layer ([`Layer::take_moments`]); keeps what
     /// [`Layer::backward`] needs, as `forward` does.
     fn forward_with_moments(&mut self, _x: Tensor, _mode: Mode) -> Result<(Tensor, Vec<Moments>)> {
-        Err(crate::error::Error::config(
+        Err(Error::config(
             self.kind(),
             "this layer gives no moments of its output",
         ))
