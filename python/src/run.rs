@@ -11,8 +11,8 @@ use numpy::{PyArray2, PyArrayDyn, PyArrayMethods};
 use ocellus::arch::Architecture;
 use ocellus::checkpoint::{load_state_dict, state_dict, write_atomically};
 use ocellus::layers::Layer;
-use ocellus::network::Sequential;
-use ocellus::{loss, zoo, Error, LayerExt, Mode, Tensor};
+use ocellus::network::{Replicas, Sequential};
+use ocellus::{loss, zoo, Error, LayerExt, Tensor};
 use ocellus_data::{Dataset, Splits};
 use ocellus_train::run::{
     load_model, read_config, read_metrics, EpochRecord, ModelInfo, Run, RunConfig,
@@ -612,7 +612,7 @@ impl PyRun {
         let mut guard = lock(&self.model);
         let model: &mut Sequential = &mut guard;
         let probabilities = py
-            .detach(|| loss::softmax(&model.forward_ref(&x, Mode::Eval)?))
+            .detach(|| loss::softmax(&Replicas::new().forward(model, &x)?))
             .or_py_err()?;
         let [n, k] = <[usize; 2]>::try_from(probabilities.shape()).expect("(N, K) logits");
         numpy::PyArray1::from_vec(py, probabilities.into_vec()).reshape([n, k])

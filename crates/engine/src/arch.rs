@@ -198,7 +198,7 @@ fn check_declared(
 
 impl LayerSpec {
     /// The layer for an input of `shape`; input sizes not written come from the shape.
-    fn build(
+    pub(crate) fn build(
         &self,
         shape: &[usize],
         flattened_from: Option<&[usize]>,

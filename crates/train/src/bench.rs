@@ -14,7 +14,7 @@ use std::time::Instant;
 use ocellus::error::Result;
 use ocellus::layers::{Layer, Mode};
 use ocellus::loss;
-use ocellus::network::Sequential;
+use ocellus::network::{Replicas, Sequential};
 use ocellus::optim::Optimizer;
 use ocellus::rng::Rng;
 use ocellus::tensor::Tensor;
@@ -104,9 +104,10 @@ pub fn train_step(
     optimizer.step(model)
 }
 
-/// One inference pass: forward in [`Mode::Eval`].
-pub fn infer_step(model: &mut dyn Layer, x: &Tensor) -> Result<()> {
-    black_box(model.forward_ref(x, Mode::Eval)?);
+/// One inference pass: forward in [`Mode::Eval`], the batch shared by the threads
+/// ([`Replicas`]).
+pub fn infer_step(model: &mut dyn Layer, x: &Tensor, replicas: &mut Replicas) -> Result<()> {
+    black_box(replicas.forward(model, x)?);
     Ok(())
 }
 
@@ -232,7 +233,7 @@ mod tests {
         // A training step changes the weights; an inference pass does not.
         let mut opt = Adam::new(AdamConfig::adamw(1e-2)).unwrap();
         let before = model.params()[0].1.value().clone();
-        infer_step(&mut model, &x).unwrap();
+        infer_step(&mut model, &x, &mut Replicas::new()).unwrap();
         assert_eq!(model.params()[0].1.value().data(), before.data());
         train_step(&mut model, &mut opt, &x, &labels).unwrap();
         assert_ne!(model.params()[0].1.value().data(), before.data());

@@ -20,6 +20,7 @@ use ocellus::collective::Collective;
 use ocellus::error::{Error, Result};
 use ocellus::layers::{Layer, Mode, Randomness};
 use ocellus::loss::{self, CrossEntropy};
+use ocellus::network::Replicas;
 use ocellus::optim::{LrSchedule, Optimizer, ScheduleUnit};
 use ocellus::rng::Rng;
 use ocellus::tensor::Tensor;
@@ -237,7 +238,8 @@ pub struct Evaluation {
     pub predictions: Vec<usize>,
 }
 
-/// Evaluates `model` in [`Mode::Eval`] on every image of `data`.
+/// Evaluates `model` in [`Mode::Eval`] on every image of `data`, each batch shared by the
+/// threads ([`Replicas`]).
 pub fn evaluate(model: &mut dyn Layer, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
     evaluate_shared(model, data, batch_size, None)
 }
@@ -258,8 +260,9 @@ pub fn evaluate_shared(
     let mine = shard(data.len(), rank, ranks);
     let mut batches = data.batches_in(mine.clone(), batch_size)?;
     let (mut x, mut labels) = (Tensor::default(), Vec::new());
+    let mut replicas = Replicas::new();
     while batches.next_into(&mut x, &mut labels) {
-        let logits = model.forward_ref(&x, Mode::Eval)?;
+        let logits = replicas.forward(model, &x)?;
         let (loss, _) = loss::cross_entropy(&logits, &labels, 0.0)?;
         loss_sum += loss as f64 * labels.len() as f64;
         for (truth, predicted) in labels.iter().zip(logits.argmax_rows()?) {

@@ -3,6 +3,7 @@
 
 use ocellus::kernels::peak::{self, Peak};
 use ocellus::layers::{Conv2d, Conv2dConfig};
+use ocellus::network::Replicas;
 use ocellus::optim::{Adam, AdamConfig};
 use ocellus::LayerExt;
 use ocellus::{zoo, Error, Layer, Mode, Result, Rng, Sequential, Tensor};
@@ -203,7 +204,12 @@ fn measure(
 ) -> Result<Vec<f64>> {
     let (warmup, repeats) = (args.warmup, args.repeats);
     match (mode, args.conv.is_some()) {
-        ("infer", false) => bench::time_repeated(warmup, repeats, || bench::infer_step(model, x)),
+        ("infer", false) => {
+            let mut replicas = Replicas::new();
+            bench::time_repeated(warmup, repeats, || {
+                bench::infer_step(model, x, &mut replicas)
+            })
+        }
         ("infer", true) => bench::time_repeated(warmup, repeats, || {
             model.forward_ref(x, Mode::Train).map(drop)
         }),

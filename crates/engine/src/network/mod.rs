@@ -7,12 +7,14 @@
 
 pub mod concat;
 pub mod dense;
+pub mod replicas;
 pub mod residual;
 pub mod scale;
 pub mod walk;
 
 pub use concat::Concat;
 pub use dense::Dense;
+pub use replicas::Replicas;
 pub use residual::Residual;
 pub use scale::Scale;
 
