@@ -112,6 +112,12 @@ pub(super) trait Lanes: Copy {
     unsafe fn load_ptr(src: *const f32) -> Self;
     /// Into the first `L` values of `dst`.
     fn store(self, dst: &mut [f32]);
+    /// Into the `L` values from `dst` on.
+    ///
+    /// # Safety
+    /// The `L` values from `dst` on are valid for writes (the CPU has the instructions:
+    /// `self` exists).
+    unsafe fn store_ptr(self, dst: *mut f32);
     /// `self·b + c`, lane by lane.
     fn mul_add(self, b: Self, c: Self) -> Self;
     /// `self + b`, lane by lane.
@@ -148,6 +154,11 @@ impl Lanes for Portable {
     #[inline(always)]
     fn store(self, dst: &mut [f32]) {
         dst[..8].copy_from_slice(&self.0);
+    }
+    #[inline(always)]
+    unsafe fn store_ptr(self, dst: *mut f32) {
+        // SAFETY: the 8 values from `dst` on are valid for writes (the caller's contract).
+        unsafe { std::ptr::write_unaligned(dst as *mut [f32; 8], self.0) }
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
@@ -222,6 +233,12 @@ pub(super) mod simd {
             // SAFETY: `self` exists, so the CPU has AVX-512F (see `Lanes`); `dst[..16]`
             // checks that the 16 values written exist.
             unsafe { _mm512_storeu_ps(dst[..16].as_mut_ptr(), self.0) }
+        }
+        #[inline(always)]
+        unsafe fn store_ptr(self, dst: *mut f32) {
+            // SAFETY: `self` exists, so the CPU has AVX-512F; the 16 values from `dst` on
+            // are valid for writes (the caller's contract).
+            unsafe { _mm512_storeu_ps(dst, self.0) }
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
@@ -309,6 +326,12 @@ pub(super) mod simd {
             // SAFETY: `self` exists, so the CPU has AVX2 (see `Lanes`); `dst[..8]` checks
             // that the 8 values written exist.
             unsafe { _mm256_storeu_ps(dst[..8].as_mut_ptr(), self.0) }
+        }
+        #[inline(always)]
+        unsafe fn store_ptr(self, dst: *mut f32) {
+            // SAFETY: `self` exists, so the CPU has AVX2; the 8 values from `dst` on are
+            // valid for writes (the caller's contract).
+            unsafe { _mm256_storeu_ps(dst, self.0) }
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {

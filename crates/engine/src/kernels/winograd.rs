@@ -25,7 +25,9 @@
 //! **Layout.** A chunk of images is transformed at a time, few enough that its `V` and
 //! `M` stay in the core's cache. Each channel of each image is first split into 8
 //! planes, `plane(a, s, c)[r·TW + tx] = padded[2r + a, 2tx + 2c + s]` (its rows split
-//! into even and odd columns in registers, then copied in at both shifts `c`), so that
+//! into even and odd columns in registers, then copied in at both shifts `c`; with
+//! AVX-512, rows of up to 32 values padded by one column are shifted in registers too
+//! and stored straight into their four planes), so that
 //! every tile's window value `d[i, j]` sits at `plane(i % 2, j % 2, j / 2)[f + (i / 2)·TW]`
 //! for the tile's flat index `f = ty·TW + tx`: consecutive tiles read consecutive values,
 //! and the transforms run on vectors of tiles. The images of a chunk lie side by side in
@@ -457,10 +459,87 @@ struct InputArgs<'a> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn inputs_avx512(args: InputArgs) {
-    // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it and
-    // reached through `Isa`).
-    unsafe { inputs_with::<simd::Avx512>(args) }
+fn inputs_avx512(a: InputArgs) {
+    if !splits_in_registers(a.plan) {
+        // SAFETY: this function runs only on a CPU with AVX-512F (it is compiled for it
+        // and reached through `Isa`).
+        return unsafe { inputs_with::<simd::Avx512>(a) };
+    }
+    // SAFETY (both steps): as above.
+    unsafe { split_rows_avx512(a.plan, a.x, a.n, a.fresh, a.planes) };
+    // SAFETY: as above.
+    unsafe { transform_inputs::<simd::Avx512>(a.plan, a.n, a.planes, a.v) };
+}
+
+/// Whether [`split_rows_avx512`] splits this plan's inputs: one column of padding on the
+/// left, rows of at most 32 values, an even number of them, and as many tile columns as
+/// pairs of them — the 3×3 convolutions of padding 1 on images up to 32 wide.
+fn splits_in_registers(p: &Plan) -> bool {
+    let w = p.g.w;
+    p.g.pad.2 == 1 && w.is_multiple_of(2) && w <= 32 && p.tw == w / 2
+}
+
+/// [`split`] with AVX-512, for a plan that [`splits_in_registers`]: each input row is
+/// split into its even and odd columns in registers, and each of the four planes of its
+/// row parity gets one of them, shifted by a column where it holds padding:
+/// `plane(a, s, c)[r·TW + tx]` is padded column `2tx + 2c + s`, input column `2tx + 2c +
+/// s − 1`, so shift 0 gets the odd columns moved one to the right after the padding's
+/// zero at column 0 (s = 0) and the even ones (s = 1), shift 1 the odd ones (s = 0) and the
+/// even ones moved one to the left, the padding's zero last (s = 1). The rows write every
+/// column of the plane rows the row copies do; the zeros around them as in [`split`].
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn split_rows_avx512(p: &Plan, x: &[f32], n: usize, fresh: bool, planes: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let g = &p.g;
+    let (tw, plane, pt) = (p.tw, p.plane(), g.pad.0);
+    assert!(splits_in_registers(p), "split in registers: {g:?}");
+    assert_eq!(planes.len(), g.ic * n * 8 * plane, "split planes");
+    // The last input row, y = H − 1, lands on plane row (H − 1 + PT) / 2, whose TW values
+    // end inside the plane: `((H − 1 + PT)/2 + 1)·TW ≤ (TH + 1)·TW ≤ plane`.
+    assert!(((g.h - 1 + pt) / 2 + 1) * tw <= plane, "split rows");
+    assert_eq!(x.len(), n * g.ic * g.h * g.w, "split input");
+    if fresh {
+        planes.fill(0.0);
+    }
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let right = _mm512_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+    let left = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0);
+    let mask = |k: usize| -> __mmask16 { ((1u32 << k.min(16)) - 1) as __mmask16 };
+    let (low, high, row) = (mask(g.w), mask(g.w.saturating_sub(16)), mask(tw));
+    let (after_first, before_last) = (row & !1, mask(tw - 1));
+    for (i, image_planes) in planes.chunks_exact_mut(8 * plane).enumerate() {
+        let (c, img) = (i / n, i % n);
+        let channel = &x[(img * g.ic + c) * g.h * g.w..][..g.h * g.w];
+        let to = image_planes.as_mut_ptr();
+        for (y, values) in channel.chunks_exact(g.w).enumerate() {
+            let (a, r) = ((y + pt) % 2, (y + pt) / 2);
+            // SAFETY: the masks cover the row's W values (masked-off lanes are not read);
+            // each store covers TW values of plane row r of plane 4a + k, inside the
+            // image's planes (asserted above); the CPU has AVX-512F.
+            unsafe {
+                let v0 = _mm512_maskz_loadu_ps(low, values.as_ptr());
+                let v1 = _mm512_maskz_loadu_ps(high, values.as_ptr().add(16));
+                let (e, o) = (
+                    _mm512_permutex2var_ps(v0, even, v1),
+                    _mm512_permutex2var_ps(v0, odd, v1),
+                );
+                let rows = [
+                    _mm512_maskz_permutexvar_ps(after_first, right, o),
+                    o,
+                    e,
+                    _mm512_maskz_permutexvar_ps(before_last, left, e),
+                ];
+                for (k, v) in rows.into_iter().enumerate() {
+                    _mm512_mask_storeu_ps(to.add((4 * a + k) * plane + r * tw), row, v);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -807,27 +886,44 @@ unsafe fn transform_inputs<S: Lanes>(p: &Plan, n: usize, planes: &[f32], v: &mut
         p.tiles.is_multiple_of(S::L) && p.tiles + tw <= plane,
         "planes too short"
     );
+    // Where window value d[i, j] sits in an image's planes, and where V's position ξ
+    // starts.
+    let reads: [[usize; 4]; 4] = std::array::from_fn(|i| {
+        std::array::from_fn(|j| (4 * (i % 2) + 2 * (j % 2) + j / 2) * plane + (i / 2) * tw)
+    });
+    let writes: [usize; XI] = std::array::from_fn(|xi| xi * v_plane);
+    // The last image's last vector ends at `(ic − 1)·span + (n − 1)·real + tiles ≤ ic·span`
+    // in each position's plane of V.
+    assert!(
+        ic * span <= v_plane && (n - 1) * p.real() + p.tiles <= span,
+        "V's planes"
+    );
     for c in 0..ic {
         for img in 0..n {
             let base = (c * n + img) * 8 * plane;
             for f in (0..p.tiles).step_by(S::L) {
-                let d: [[S; 4]; 4] = std::array::from_fn(|i| {
-                    std::array::from_fn(|j| {
-                        let at = base + (4 * (i % 2) + 2 * (j % 2) + j / 2) * plane;
+                // SAFETY: the CPU has S's instructions (the caller's contract).
+                let mut d = [[unsafe { S::zero() }; 4]; 4];
+                for (row, reads) in d.iter_mut().zip(&reads) {
+                    for (value, &at) in row.iter_mut().zip(reads) {
                         // SAFETY: `f + L ≤ tiles` and `tiles + TW ≤ plane`: inside this
-                        // plane (asserted above); the CPU has S's instructions (the
-                        // caller's contract).
-                        unsafe { S::load_ptr(planes.as_ptr().add(at + f + (i / 2) * tw)) }
-                    })
-                });
+                        // image's plane (asserted above); the CPU has S's instructions.
+                        *value = unsafe { S::load_ptr(planes.as_ptr().add(base + at + f)) };
+                    }
+                }
                 // Bᵀ d: rows combined, column by column; then (Bᵀ d) B: columns combined.
-                let t: [[S; 4]; 4] = std::array::from_fn(|j| b_transposed(d.map(|row| row[j])));
+                let mut t = d;
+                for (j, t) in t.iter_mut().enumerate() {
+                    *t = b_transposed([d[0][j], d[1][j], d[2][j], d[3][j]]);
+                }
                 // Past the image's tiles: the next image's, written after these.
                 let at = c * span + img * p.real() + f;
                 for r in 0..4 {
-                    let out = b_transposed(t.map(|col| col[r]));
-                    for (col, value) in out.iter().enumerate() {
-                        value.store(&mut v[(4 * r + col) * v_plane + at..]);
+                    let out = b_transposed([t[0][r], t[1][r], t[2][r], t[3][r]]);
+                    for (col, value) in out.into_iter().enumerate() {
+                        // SAFETY: `at + L ≤ ic·span ≤ v_plane` (asserted above): inside
+                        // position 4r + col's plane of V.
+                        unsafe { value.store_ptr(v.as_mut_ptr().add(writes[4 * r + col] + at)) };
                     }
                 }
             }
@@ -1085,6 +1181,61 @@ mod tests {
             }
         }
         assert!(checked >= 8, "{checked} geometries checked");
+    }
+
+    /// The split in registers against the row copies', plane for plane and bit for bit
+    /// (−0.0 and NaN included): widths 2 to 32, padding above of 0 to 2, without padding
+    /// on the right (its last tile column half padding), chunks of one and of three
+    /// images; planes that start as NaN, split fresh, then split again in place.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_split_in_registers_is_the_row_copies() {
+        let isa = Isa::detect();
+        if isa.0 != Kind::Avx512 {
+            return;
+        }
+        let mut rng = Rng::new(19);
+        let mut checked = 0;
+        for w in (2..=34).step_by(2).chain([7, 13]) {
+            for (pt, pb, pr) in [(1, 1, 1), (0, 2, 1), (2, 0, 0), (1, 0, 0)] {
+                let g = geometry(3, 2, 4, (5 + w % 3, w), (pt, pb, 1, pr));
+                if !computes(&g) {
+                    continue;
+                }
+                let plan = Plan::new(&g, isa);
+                assert_eq!(
+                    splits_in_registers(&plan),
+                    w <= 32 && w.is_multiple_of(2),
+                    "{g:?}"
+                );
+                if !splits_in_registers(&plan) {
+                    continue;
+                }
+                for n in [1, 3] {
+                    let x: Vec<f32> = (0..n * g.ic * g.h * g.w)
+                        .map(|_| match rng.below(6) {
+                            0 => -0.0,
+                            1 => f32::NAN,
+                            _ => rng.normal(),
+                        })
+                        .collect();
+                    let len = g.ic * n * 8 * plan.plane();
+                    let (mut got, mut want) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                    let mut parity = vec![0.0; g.h * g.w];
+                    for fresh in [true, false] {
+                        // SAFETY: the CPU has AVX-512F (asked above).
+                        unsafe {
+                            split_rows_avx512(&plan, &x, n, fresh, &mut got);
+                            split::<simd::Avx512>(&plan, &x, n, fresh, &mut want, &mut parity);
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{g:?}, {n} images");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 60, "{checked} splits checked");
     }
 
     #[test]
