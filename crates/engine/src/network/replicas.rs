@@ -40,8 +40,8 @@ impl Replicas {
     }
 
     /// `model`'s output in [`Mode::Eval`] on x (N, …), the batch cut into one share per
-    /// worker of the thread pool, each share run a few images at a time (at most
-    /// [`images_per_run`]). Each image's output is the one `model.forward_ref(x,
+    /// worker of the thread pool, each share run a few images at a time (as many as keep
+    /// the largest activation of the network's layers within 2 MiB, 8 to 64). Each image's output is the one `model.forward_ref(x,
     /// Mode::Eval)` gives it, up to the rounding of kernels that choose their path by the
     /// batch size; `model` keeps nothing for a backward pass. A batch too small to share,
     /// a pool of one thread, or a network that cannot be copied (a layer without an
