@@ -9,8 +9,11 @@
 //! layer. Run a few images at a time, one worker per share, the activations of those
 //! images stay in the core's cache and the workers meet once per pass.
 
+use std::path::Path;
+
 use rayon::prelude::*;
 
+use crate::checkpoint::{load_state_dict, state_dict};
 use crate::error::{Error, Result};
 use crate::layers::{Layer, LayerExt, Mode, Part};
 use crate::rng::Rng;
@@ -122,8 +125,8 @@ impl Replicas {
     }
 
     /// `count` copies of `model` holding its parameters and buffers: built from its
-    /// architecture entry the first time (or when the architecture changed), their values
-    /// copied every time.
+    /// architecture entry the first time (or when the architecture changed), its state
+    /// loaded into them every time, as a checkpoint's is.
     fn refresh(&mut self, model: &dyn Layer, shape: &[usize], count: usize) -> Result<()> {
         let spec = model.spec();
         self.copies.retain(|c| c.spec() == spec);
@@ -133,31 +136,9 @@ impl Replicas {
             one[0] = 1;
             self.copies.push(spec.build(&one, None, &mut Rng::new(0))?);
         }
-        let (params, buffers) = (model.params(), model.buffers());
-        let differs = |what: &str, name: &str| {
-            Error::config(model.kind(), format!("a copy's {what} {name} differs"))
-        };
+        let state = state_dict(model);
         for copy in &mut self.copies {
-            let to = copy.params_mut();
-            if to.len() != params.len() {
-                return Err(differs("parameter count", ""));
-            }
-            for ((name, to), (from_name, from)) in to.into_iter().zip(&params) {
-                if name != *from_name || to.shape() != from.shape() {
-                    return Err(differs("parameter", &name));
-                }
-                to.value_mut().copy_from_slice(from.value().data());
-            }
-            let to = copy.buffers_mut();
-            if to.len() != buffers.len() {
-                return Err(differs("buffer count", ""));
-            }
-            for ((name, to), (from_name, from)) in to.into_iter().zip(&buffers) {
-                if name != *from_name || to.shape() != from.shape() {
-                    return Err(differs("buffer", &name));
-                }
-                to.data_mut().copy_from_slice(from.data());
-            }
+            load_state_dict(copy.as_dyn_mut(), &state, Path::new("the network"))?;
         }
         Ok(())
     }
